@@ -1,0 +1,69 @@
+//! The `vsteer` command line.
+mod plan;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::sources::{self, Loaded};
+
+#[derive(Parser)]
+#[command(
+    name = "vsteer",
+    version,
+    about = "Istio traffic steering in the kernel, without sidecars"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the datapath plan (VIP:port -> backends) compiled from the config; needs no root.
+    Plan(plan::PlanArgs),
+    /// Load the kernel programs, attach them to a cgroup, fill the maps and run until
+    /// SIGINT/SIGTERM.
+    Run(run::RunArgs),
+}
+
+/// Where the Istio resources come from.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Directory of Istio YAML files (VirtualService, DestinationRule, ServiceEntry). Without
+    /// it, the example config embedded in the binary is used.
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    pub fn load(&self) -> Result<Loaded> {
+        match &self.config {
+            Some(dir) => sources::files::load_dir(dir),
+            None => Ok(sources::embedded::load_embedded()),
+        }
+    }
+}
+
+/// Entry point of the `vsteer` binary; returns the process exit code.
+pub fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`, which also shows every rewrite the
+/// kernel programs log) chooses the level, info by default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,8 @@
+//! The kernel programs, compiled by `cargo xtask build` and embedded at build time.
+
+/// The eBPF object (ELF with BTF) holding every vsteer program and map.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vsteer.bpf.o"));
+
+/// Program names as the kernel (and `bpftool prog show`) lists them.
+pub const CONNECT4: &str = "vsteer_connect4";

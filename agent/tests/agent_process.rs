@@ -1,0 +1,174 @@
+//! The `vsteer` binary end to end: `vsteer plan` without root, and `vsteer run` steering a
+//! client in a test cgroup (kernel test: needs root).
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsStr,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use vsteer_testkit::{
+    AgentProcess, NetNs, PinDir, TcpBackend, TestCgroup, connect_many, kernel_tests_enabled,
+    unique_name,
+};
+
+const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
+
+/// A config directory of the test's own, removed on drop.
+struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    fn new(files: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("config"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SERVICE: &str = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: web
+  namespace: shop
+spec:
+  hosts: [web.shop.svc.cluster.local]
+  addresses: [127.100.9.1]
+  ports:
+  - number: 8080
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.9.1
+    labels: {version: v1}
+  - address: 127.0.9.2
+    labels: {version: v2}
+";
+
+#[test]
+fn plan_prints_every_backend_of_the_config() {
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let out = Command::new(VSTEER)
+        .args([
+            OsStr::new("plan"),
+            OsStr::new("--config"),
+            config.path().as_os_str(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("127.100.9.1:8080"), "{stdout}");
+    assert!(
+        stdout.contains("127.0.9.1:8080") && stdout.contains("127.0.9.2:8080"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("50.0%"), "{stdout}");
+}
+
+#[test]
+fn plan_names_file_resource_and_field_of_a_bad_config() {
+    let bad = SERVICE.replace("127.0.9.2", "127.0.9.300");
+    let config = ConfigDir::new(&[("web.yaml", &bad)]);
+    let out = Command::new(VSTEER)
+        .args([
+            OsStr::new("plan"),
+            OsStr::new("--config"),
+            config.path().as_os_str(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("web.yaml"), "{stderr}");
+    assert!(stderr.contains("ServiceEntry shop/web"), "{stderr}");
+    assert!(stderr.contains("spec.endpoints[1].address"), "{stderr}");
+}
+
+#[test]
+fn plan_without_config_shows_the_embedded_examples() {
+    let out = Command::new(VSTEER).arg("plan").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("reviews.default.svc.cluster.local"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_steers_until_sigterm_then_cleans_up() {
+    if !kernel_tests_enabled("run_steers_until_sigterm_then_cleans_up") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let ns = NetNs::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    let backends: Vec<_> = ["127.0.9.1:8080", "127.0.9.2:8080"]
+        .iter()
+        .map(|a| TcpBackend::start(&ns, a.parse().unwrap(), a).unwrap())
+        .collect();
+    let args = [
+        OsStr::new("run"),
+        OsStr::new("--config"),
+        config.path().as_os_str(),
+        OsStr::new("--cgroup"),
+        cgroup.path().as_os_str(),
+        OsStr::new("--pin-dir"),
+        pins.path().as_os_str(),
+    ];
+    let mut agent = AgentProcess::start(Path::new(VSTEER), &args, Duration::from_secs(30)).unwrap();
+    assert!(
+        pins.path().join("VSTEER_SERVICES").exists(),
+        "maps are pinned while running"
+    );
+
+    let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
+    let report = connect_many(&ns, Some(&cgroup), vip, 400, Duration::from_secs(60)).unwrap();
+    let replies = report.replies();
+    assert_eq!(
+        replies.values().sum::<u64>(),
+        400,
+        "{replies:?} {:?}",
+        report.failures()
+    );
+    assert_eq!(replies.len(), 2, "both endpoints get traffic: {replies:?}");
+    assert_eq!(backends.iter().map(TcpBackend::accepted).sum::<u64>(), 400);
+
+    assert_eq!(
+        agent
+            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .unwrap(),
+        Some(0)
+    );
+    assert!(
+        !pins.path().join("VSTEER_SERVICES").exists(),
+        "pins removed on shutdown"
+    );
+    // Detached: the VIP is no longer rewritten (nothing listens there).
+    let after = connect_many(&ns, Some(&cgroup), vip, 5, Duration::from_secs(30)).unwrap();
+    assert_eq!(after.replies(), BTreeMap::new());
+    assert_eq!(after.failures().values().sum::<u64>(), 5);
+}

@@ -1,0 +1,107 @@
+//! The `vsteer` agent as a child process, stopped by its pid when dropped.
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// The log line `vsteer run` prints once its maps are filled.
+pub const READY: &str = "datapath ready";
+
+pub struct AgentProcess {
+    child: Child,
+    /// The agent's stderr lines, forwarded by a reader thread.
+    lines: mpsc::Receiver<String>,
+}
+
+impl AgentProcess {
+    /// Starts `vsteer <args>` and waits until it reports ready (or fails, or `timeout` passes).
+    pub fn start(binary: &Path, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<Self> {
+        let mut child = Command::new(binary)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stderr = child.stderr.take().context("agent stderr")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[vsteer] {line}");
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep draining so the agent never blocks.
+                    continue;
+                }
+            }
+        });
+        let mut agent = Self { child, lines };
+        agent.wait_for(READY, timeout)?;
+        Ok(agent)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line containing `needle`; fails if the agent exits first.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.try_wait()? {
+                        bail!("agent exited with {status} before logging {needle:?}");
+                    }
+                    if left.is_zero() {
+                        bail!("agent did not log {needle:?} within {timeout:?}");
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    bail!("agent exited with {status} before logging {needle:?}");
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` and waits (bounded) for the agent to exit; returns its exit code.
+    pub fn stop_with(&mut self, signal: libc::c_int, timeout: Duration) -> Result<Option<i32>> {
+        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
+        if self.child.try_wait()?.is_none() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(pid, signal) };
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("agent {pid} ignored signal {signal} for {timeout:?}; killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.stop_with(libc::SIGTERM, Duration::from_secs(10));
+    }
+}

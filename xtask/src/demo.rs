@@ -1,0 +1,202 @@
+//! `cargo xtask demo`: vsteer steering real connections, in a private network namespace and a
+//! throwaway cgroup, on the embedded default config (the files of examples/).
+use std::{
+    collections::BTreeMap,
+    ffi::OsStr,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use vsteer_testkit::{
+    AgentProcess, ConnectOutcome, NetNs, TcpBackend, TestCgroup, connect_many, unique_name,
+};
+
+use crate::{build, setup};
+
+const CONNECTS_PER_SERVICE: u32 = 300;
+const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The part of `vsteer plan --json` the demo needs.
+#[derive(Deserialize)]
+struct Plan {
+    services: Vec<Service>,
+}
+
+#[derive(Deserialize)]
+struct Service {
+    vip: IpAddr,
+    port: u16,
+    protocol: String,
+    host: String,
+    backends: Vec<Backend>,
+}
+
+#[derive(Deserialize)]
+struct Backend {
+    address: IpAddr,
+    port: u16,
+    subsets: Vec<String>,
+}
+
+pub fn run() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the demo loads eBPF programs and creates a network namespace: run it as root");
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        // The agent child gets the same Ctrl-C and shuts down on its own; the demo stops at the
+        // next step and its guards remove the namespace, cgroup and backends.
+        ctrlc::set_handler(move || interrupted.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let vsteer = build::all(false)?;
+    let plan = plan(&vsteer)?;
+    let check = || -> Result<()> {
+        if interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted; cleaned up");
+        }
+        Ok(())
+    };
+
+    let ns = NetNs::new().context("creating the demo's network namespace")?;
+    let cgroup = TestCgroup::new().context("creating the demo's cgroup")?;
+    println!(
+        "demo: private network namespace created; client cgroup {}",
+        cgroup.path().display()
+    );
+    let mut backends = Vec::new();
+    for service in &plan.services {
+        for b in &service.backends {
+            let addr = SocketAddr::new(b.address, b.port);
+            backends.push(TcpBackend::start(&ns, addr, &addr.to_string())?);
+        }
+    }
+    println!(
+        "demo: {} backend servers listening on loopback addresses",
+        backends.len()
+    );
+    check()?;
+
+    let pin_dir = Path::new("/sys/fs/bpf").join(unique_name("demo"));
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("run"),
+        OsStr::new("--cgroup"),
+        cgroup.path().as_os_str(),
+        OsStr::new("--pin-dir"),
+        pin_dir.as_os_str(),
+    ];
+    println!(
+        "demo: starting {} run --cgroup {} --pin-dir {}",
+        vsteer.display(),
+        cgroup.path().display(),
+        pin_dir.display()
+    );
+    let mut agent = AgentProcess::start(&vsteer, &args, Duration::from_secs(30))?;
+    check()?;
+    show_bpftool(&pin_dir);
+
+    for service in plan.services.iter().filter(|s| s.protocol == "TCP") {
+        check()?;
+        let vip = SocketAddr::new(service.vip, service.port);
+        let report = connect_many(
+            &ns,
+            Some(&cgroup),
+            vip,
+            CONNECTS_PER_SERVICE,
+            CLIENT_DEADLINE,
+        )?;
+        println!(
+            "\n{} ({vip}): {CONNECTS_PER_SERVICE} connects from a process in the cgroup",
+            service.host
+        );
+        let replies = report.replies();
+        for b in &service.backends {
+            let name = SocketAddr::new(b.address, b.port).to_string();
+            let n = replies.get(&name).copied().unwrap_or(0);
+            let share = 100.0 * n as f64 / f64::from(CONNECTS_PER_SERVICE);
+            let subsets = if b.subsets.is_empty() {
+                "-".to_string()
+            } else {
+                b.subsets.join(",")
+            };
+            println!("  -> {name:<18} subsets {subsets:<8} {n:>5} connects  {share:5.1}%");
+        }
+        print_failures(&report.failures());
+        let peers: BTreeMap<String, u64> =
+            report.outcomes.iter().fold(BTreeMap::new(), |mut m, o| {
+                if let ConnectOutcome::Reached { peer, .. } = o {
+                    *m.entry(peer.to_string()).or_insert(0) += 1;
+                }
+                m
+            });
+        println!("  getpeername() seen by the client: {peers:?}");
+    }
+
+    if let Some(first) = plan.services.iter().find(|s| s.protocol == "TCP") {
+        check()?;
+        let vip = SocketAddr::new(first.vip, first.port);
+        let outside = connect_many(&ns, None, vip, 5, CLIENT_DEADLINE)?;
+        println!(
+            "\nA process outside the cgroup connecting to {vip} (not steered, nothing listens on the VIP):"
+        );
+        print_failures(&outside.failures());
+        println!("  reached: {:?}", outside.replies());
+    }
+
+    let code = agent.stop_with(libc::SIGTERM, Duration::from_secs(10))?;
+    println!("\ndemo: agent stopped (exit code {code:?}); namespace, cgroup and backends removed");
+    let _ = std::fs::remove_dir(&pin_dir);
+    Ok(())
+}
+
+fn plan(vsteer: &Path) -> Result<Plan> {
+    let json = setup::output_of(Command::new(vsteer).args(["plan", "--json"]))
+        .context("vsteer plan --json on the embedded config")?;
+    println!("{}", setup::output_of(Command::new(vsteer).arg("plan"))?);
+    serde_json::from_str(&json).context("parsing vsteer plan --json")
+}
+
+fn print_failures(failures: &BTreeMap<i32, u64>) {
+    for (errno, n) in failures {
+        println!(
+            "  {n} connects failed: {}",
+            std::io::Error::from_raw_os_error(*errno)
+        );
+    }
+}
+
+/// Shows what an operator would see with bpftool, when it is installed.
+fn show_bpftool(pin_dir: &Path) {
+    let show = |args: &[&OsStr]| {
+        if let Ok(out) = Command::new("bpftool").args(args).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines().take(12) {
+                println!("    {line}");
+            }
+        }
+    };
+    println!("\n$ bpftool prog show name {}", "vsteer_connect4");
+    show(&[
+        OsStr::new("prog"),
+        OsStr::new("show"),
+        OsStr::new("name"),
+        OsStr::new("vsteer_connect4"),
+    ]);
+    let services = pin_dir.join("VSTEER_SERVICES");
+    println!("$ bpftool map dump pinned {}", services.display());
+    show(&[
+        OsStr::new("map"),
+        OsStr::new("dump"),
+        OsStr::new("pinned"),
+        services.as_os_str(),
+    ]);
+}

@@ -1,0 +1,57 @@
+//! `cargo xtask <command>`: the one entry point for setting up, building, testing and demoing
+//! vsteer on a fresh machine.
+
+mod build;
+mod demo;
+mod lint;
+mod paths;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo vsteer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build needs and is missing (nightly rust-src, bpf-linker).
+    Setup,
+    /// Build the eBPF programs (nightly) and the agent (stable) with the programs embedded.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, then run every test of the workspace, kernel tests included (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// cargo fmt --check and cargo clippy -D warnings, on the workspace and the eBPF crate.
+    Lint,
+    /// Build, then steer connections in a private network namespace and cgroup (needs root).
+    Demo,
+}
+
+fn main() {
+    if let Err(err) = dispatch(Cli::parse().command) {
+        eprintln!("cargo xtask: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Setup => setup::run(),
+        Command::Build { release } => build::all(release).map(|_| ()),
+        Command::Test { args } => test::run(&args),
+        Command::Lint => lint::run(),
+        Command::Demo => demo::run(),
+    }
+}

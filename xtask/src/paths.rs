@@ -1,0 +1,31 @@
+//! Where things live in the workspace.
+use std::path::PathBuf;
+
+/// The workspace root (xtask sits one level below it).
+pub fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+pub fn target() -> PathBuf {
+    root().join("target")
+}
+
+/// Build tools installed by `setup`, cached in the ignored target directory.
+pub fn tools() -> PathBuf {
+    target().join("tools")
+}
+
+pub fn bpf_linker_root() -> PathBuf {
+    tools().join("bpf-linker")
+}
+
+/// The eBPF crate's own target directory (a separate workspace, built with nightly).
+pub fn ebpf_target() -> PathBuf {
+    target().join("ebpf")
+}
+
+/// The eBPF object the agent embeds.
+pub fn ebpf_object() -> PathBuf {
+    ebpf_target().join("bpfel-unknown-none/release/vsteer-ebpf")
+}

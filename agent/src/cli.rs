@@ -2,7 +2,7 @@
 mod plan;
 mod run;
 
-use std::path::PathBuf;
+use std::{io::IsTerminal, path::PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -65,5 +65,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

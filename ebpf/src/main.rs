@@ -31,7 +31,10 @@ pub fn vsteer_connect4(ctx: SockAddrContext) -> i32 {
     };
     sa.user_ip4 = u32::from_ne_bytes(ip4);
     sa.user_port = u32::from(backend.port.to_be());
-    debug!(&ctx, "connect4 {:i}:{} -> {:i}:{}", vip, port, ip4, backend.port);
+    debug!(
+        &ctx,
+        "connect4 {:i}:{} -> {:i}:{}", vip, port, ip4, backend.port
+    );
     ALLOW
 }
 

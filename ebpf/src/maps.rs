@@ -1,6 +1,8 @@
 //! The maps the agent fills. BTF maps, so bpftool prints their keys and values by field name.
 use aya_ebpf::{btf_maps::HashMap, macros::btf_map};
-use vsteer_common::{Backend, BackendKey, MAX_BACKEND_SLOTS, MAX_SERVICES, ServiceKey, ServiceValue};
+use vsteer_common::{
+    Backend, BackendKey, MAX_BACKEND_SLOTS, MAX_SERVICES, ServiceKey, ServiceValue,
+};
 
 /// VIP:port:protocol -> the service's current backend table.
 #[btf_map]

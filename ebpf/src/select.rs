@@ -20,5 +20,5 @@ pub fn backend_for(key: &ServiceKey) -> Option<Backend> {
         table: service.table,
         slot,
     };
-    unsafe { VSTEER_BACKENDS.get(&slot_key) }.copied()
+    unsafe { VSTEER_BACKENDS.get(slot_key) }.copied()
 }

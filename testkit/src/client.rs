@@ -176,10 +176,10 @@ unsafe fn child(
         if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
             libc::_exit(101);
         }
-        if let Some(fd) = procs_fd {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                libc::_exit(102);
-            }
+        if let Some(fd) = procs_fd
+            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+        {
+            libc::_exit(102);
         }
         let timeout = libc::timeval {
             tv_sec: SOCKET_TIMEOUT_S,

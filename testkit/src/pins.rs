@@ -26,10 +26,10 @@ impl Default for PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        if self.path.exists() {
-            if let Err(err) = std::fs::remove_dir_all(&self.path) {
-                eprintln!("testkit: could not remove {}: {err}", self.path.display());
-            }
+        if self.path.exists()
+            && let Err(err) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("testkit: could not remove {}: {err}", self.path.display());
         }
     }
 }

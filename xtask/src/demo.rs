@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use vsteer_testkit::{
-    AgentProcess, ConnectOutcome, NetNs, TcpBackend, TestCgroup, connect_many, unique_name,
+    AgentProcess, ConnectOutcome, NetNs, PinDir, TcpBackend, TestCgroup, connect_many,
 };
 
 use crate::{build, setup};
@@ -86,7 +86,8 @@ pub fn run() -> Result<()> {
     );
     check()?;
 
-    let pin_dir = Path::new("/sys/fs/bpf").join(unique_name("demo"));
+    let pins = PinDir::new();
+    let pin_dir = pins.path();
     let args: Vec<&OsStr> = vec![
         OsStr::new("run"),
         OsStr::new("--cgroup"),
@@ -102,7 +103,7 @@ pub fn run() -> Result<()> {
     );
     let mut agent = AgentProcess::start(&vsteer, &args, Duration::from_secs(30))?;
     check()?;
-    show_bpftool(&pin_dir);
+    show_bpftool(pin_dir);
 
     for service in plan.services.iter().filter(|s| s.protocol == "TCP") {
         check()?;
@@ -154,7 +155,6 @@ pub fn run() -> Result<()> {
 
     let code = agent.stop_with(libc::SIGTERM, Duration::from_secs(10))?;
     println!("\ndemo: agent stopped (exit code {code:?}); namespace, cgroup and backends removed");
-    let _ = std::fs::remove_dir(&pin_dir);
     Ok(())
 }
 
@@ -176,27 +176,29 @@ fn print_failures(failures: &BTreeMap<i32, u64>) {
 
 /// Shows what an operator would see with bpftool, when it is installed.
 fn show_bpftool(pin_dir: &Path) {
-    let show = |args: &[&OsStr]| {
-        if let Ok(out) = Command::new("bpftool").args(args).output() {
-            let text = String::from_utf8_lossy(&out.stdout);
-            for line in text.lines().take(12) {
-                println!("    {line}");
-            }
-        }
-    };
-    println!("\n$ bpftool prog show name {}", "vsteer_connect4");
-    show(&[
-        OsStr::new("prog"),
-        OsStr::new("show"),
-        OsStr::new("name"),
-        OsStr::new("vsteer_connect4"),
-    ]);
     let services = pin_dir.join("VSTEER_SERVICES");
-    println!("$ bpftool map dump pinned {}", services.display());
-    show(&[
-        OsStr::new("map"),
-        OsStr::new("dump"),
-        OsStr::new("pinned"),
-        services.as_os_str(),
-    ]);
+    let commands = [
+        vec![
+            "prog".into(),
+            "show".into(),
+            "name".into(),
+            "vsteer_connect4".into(),
+        ],
+        vec![
+            "map".into(),
+            "dump".into(),
+            "pinned".into(),
+            services.display().to_string(),
+        ],
+    ];
+    for args in commands {
+        println!("\n$ bpftool {}", args.join(" "));
+        let Ok(out) = Command::new("bpftool").args(&args).output() else {
+            println!("    (bpftool is not installed)");
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines().take(14) {
+            println!("    {line}");
+        }
+    }
 }

@@ -33,6 +33,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 }
 
 async fn agent(args: &RunArgs) -> Result<i32> {
+    // Handle the signals before anything is loaded, so a signal during start-up still ends in
+    // a clean shutdown rather than the default instant death.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let loaded = args.source.load()?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -59,8 +63,6 @@ async fn agent(args: &RunArgs) -> Result<i32> {
         pin_dir = %args.pin_dir.display(),
         "datapath ready"
     );
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

@@ -1,6 +1,7 @@
 //! The `vsteer` command line.
 mod plan;
 mod run;
+mod status;
 
 use std::{io::IsTerminal, path::PathBuf};
 
@@ -24,9 +25,13 @@ struct Cli {
 enum Command {
     /// Print the datapath plan (VIP:port -> backends) compiled from the config; needs no root.
     Plan(plan::PlanArgs),
-    /// Load the kernel programs, attach them to a cgroup, fill the maps and run until
-    /// SIGINT/SIGTERM.
+    /// Load the kernel programs, attach them to a cgroup, fill the maps, follow config
+    /// changes until SIGINT/SIGTERM; the datapath stays in place after exit.
     Run(run::RunArgs),
+    /// Show what the kernel holds: services, backends, shares and connection counters.
+    Status(status::PinDirArgs),
+    /// Remove the datapath: detach the programs and delete the pinned maps.
+    Uninstall(status::PinDirArgs),
 }
 
 /// Where the Istio resources come from.
@@ -54,6 +59,8 @@ pub fn main() -> Result<i32> {
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Status(args) => status::show(&args),
+        Command::Uninstall(args) => status::remove(&args),
     }
 }
 

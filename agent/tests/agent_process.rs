@@ -11,7 +11,7 @@ use std::{
 };
 
 use vsteer_testkit::{
-    AgentProcess, NetNs, PinDir, TcpBackend, TestCgroup, connect_many, kernel_tests_enabled,
+    AgentProcess, Backend, NetNs, PinDir, TestCgroup, connect_many, kernel_tests_enabled,
     unique_name,
 };
 
@@ -118,8 +118,8 @@ fn plan_without_config_shows_the_embedded_examples() {
 }
 
 #[test]
-fn run_steers_until_sigterm_then_cleans_up() {
-    if !kernel_tests_enabled("run_steers_until_sigterm_then_cleans_up") {
+fn run_steers_survives_its_exit_and_uninstall_removes_it() {
+    if !kernel_tests_enabled("run_steers_survives_its_exit_and_uninstall_removes_it") {
         return;
     }
     let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
@@ -128,7 +128,7 @@ fn run_steers_until_sigterm_then_cleans_up() {
     let pins = PinDir::new();
     let backends: Vec<_> = ["127.0.9.1:8080", "127.0.9.2:8080"]
         .iter()
-        .map(|a| TcpBackend::start(&ns, a.parse().unwrap(), a).unwrap())
+        .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
         .collect();
     let args = [
         OsStr::new("run"),
@@ -155,7 +155,14 @@ fn run_steers_until_sigterm_then_cleans_up() {
         report.failures()
     );
     assert_eq!(replies.len(), 2, "both endpoints get traffic: {replies:?}");
-    assert_eq!(backends.iter().map(TcpBackend::accepted).sum::<u64>(), 400);
+    assert_eq!(backends.iter().map(Backend::served).sum::<u64>(), 400);
+
+    let status = vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+    assert!(status.contains("127.100.9.1:8080/TCP"), "{status}");
+    assert!(
+        status.contains("127.0.9.1:8080") && status.contains("50.000%"),
+        "{status}"
+    );
 
     assert_eq!(
         agent
@@ -163,12 +170,40 @@ fn run_steers_until_sigterm_then_cleans_up() {
             .unwrap(),
         Some(0)
     );
-    assert!(
-        !pins.path().join("VSTEER_SERVICES").exists(),
-        "pins removed on shutdown"
+    // The agent is gone; its datapath is not.
+    let after_exit = connect_many(&ns, Some(&cgroup), vip, 50, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        after_exit.replies().values().sum::<u64>(),
+        50,
+        "{:?}",
+        after_exit.failures()
     );
+    // The kernel counted every connection.
+    let status = vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+    let counted: u64 = status
+        .lines()
+        .filter(|l| l.contains("127.0.9."))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, 450, "{status}");
+
+    let removed = vsteer(&["uninstall", "--pin-dir", pins.path().to_str().unwrap()]);
+    assert!(removed.contains("VSTEER_SERVICES"), "{removed}");
+    assert!(!pins.path().exists(), "pin directory removed");
     // Detached: the VIP is no longer rewritten (nothing listens there).
     let after = connect_many(&ns, Some(&cgroup), vip, 5, Duration::from_secs(30)).unwrap();
     assert_eq!(after.replies(), BTreeMap::new());
     assert_eq!(after.failures().values().sum::<u64>(), 5);
+}
+
+/// Runs `vsteer ARGS`, asserts success, returns stdout.
+fn vsteer(args: &[&str]) -> String {
+    let out = Command::new(VSTEER).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "vsteer {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

@@ -3,6 +3,8 @@
 //!
 //! They need root. Without it they skip loudly, unless VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -10,14 +12,12 @@ use std::{
     time::Duration,
 };
 
+use support::Fixture;
 use vsteer::{
-    compiler::{BackendPlan, Plan, Protocol, ServicePlan},
-    datapath::{CONNECT4, Datapath, DatapathOptions},
+    compiler::{BackendPlan, LoadBalancer, Plan, Protocol, ServicePlan, WEIGHT_SCALE},
+    datapath::{CONNECT4, PROGRAMS},
 };
-use vsteer_testkit::{
-    ConnectOutcome, NetNs, PinDir, TcpBackend, TestCgroup, connect_many, kernel_tests_enabled,
-    stats,
-};
+use vsteer_testkit::{Backend, connect_many, kernel_tests_enabled, stats};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,52 +25,29 @@ fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
 }
 
+/// A service spreading evenly over `backends`.
 fn service(vip: SocketAddr, backends: &[SocketAddr]) -> ServicePlan {
+    let n = backends.len() as u32;
     ServicePlan {
         vip: vip.ip(),
         port: vip.port(),
         protocol: Protocol::Tcp,
         host: "svc.test.local".into(),
         resource: "ServiceEntry test/svc".into(),
+        route: None,
+        load_balancer: LoadBalancer::Random,
         backends: backends
             .iter()
-            .map(|b| BackendPlan {
+            .enumerate()
+            .map(|(i, b)| BackendPlan {
                 address: b.ip(),
                 port: b.port(),
-                weight: 1,
+                // Largest remainder: the first backends take the leftover ppm.
+                weight: WEIGHT_SCALE / n + u32::from((i as u32) < WEIGHT_SCALE % n),
                 labels: BTreeMap::new(),
                 subsets: Vec::new(),
             })
             .collect(),
-    }
-}
-
-/// A namespace, a cgroup, a pin directory and the datapath attached to that cgroup.
-struct Fixture {
-    // Field order is drop order: detach before the cgroup and namespace go away.
-    datapath: Datapath,
-    pins: PinDir,
-    cgroup: TestCgroup,
-    ns: NetNs,
-}
-
-impl Fixture {
-    fn new(plan: &Plan) -> Fixture {
-        let ns = NetNs::new().expect("network namespace");
-        let cgroup = TestCgroup::new().expect("cgroup");
-        let pins = PinDir::new();
-        let mut datapath = Datapath::start(&DatapathOptions {
-            cgroup: Some(cgroup.path().to_path_buf()),
-            pin_dir: pins.path().to_path_buf(),
-        })
-        .expect("load and attach the datapath");
-        datapath.apply(plan).expect("apply the plan");
-        Fixture {
-            datapath,
-            pins,
-            cgroup,
-            ns,
-        }
     }
 }
 
@@ -85,9 +62,9 @@ fn cgroup_clients_reach_the_backend_and_others_are_not_rewritten() {
         services: vec![service(vip, &[backend_addr])],
     };
     let fx = Fixture::new(&plan);
-    let _backend = TcpBackend::start(&fx.ns, backend_addr, "backend").unwrap();
+    let _backend = Backend::tcp(&fx.ns, backend_addr, "backend").unwrap();
     // A listener on the VIP itself: whoever reaches it was not rewritten.
-    let _sentinel = TcpBackend::start(&fx.ns, vip, "vip-itself").unwrap();
+    let _sentinel = Backend::tcp(&fx.ns, vip, "vip-itself").unwrap();
 
     let inside = connect_many(&fx.ns, Some(&fx.cgroup), vip, 200, DEADLINE).unwrap();
     assert_eq!(
@@ -104,13 +81,12 @@ fn cgroup_clients_reach_the_backend_and_others_are_not_rewritten() {
 
     // A port the plan does not name passes through untouched, even from inside the cgroup.
     let other_port = v4(127, 100, 0, 1, 18081);
-    let _other = TcpBackend::start(&fx.ns, other_port, "other-port").unwrap();
+    let _other = Backend::tcp(&fx.ns, other_port, "other-port").unwrap();
     let unrelated = connect_many(&fx.ns, Some(&fx.cgroup), other_port, 20, DEADLINE).unwrap();
     assert_eq!(
         unrelated.replies(),
         BTreeMap::from([("other-port".to_string(), 20)])
     );
-    fx.datapath.shutdown();
 }
 
 #[test]
@@ -130,7 +106,7 @@ fn connects_spread_evenly_over_the_backends() {
     let fx = Fixture::new(&plan);
     let _servers: Vec<_> = backends
         .iter()
-        .map(|b| TcpBackend::start(&fx.ns, *b, &b.to_string()).unwrap())
+        .map(|b| Backend::tcp(&fx.ns, *b, &b.to_string()).unwrap())
         .collect();
 
     let report = connect_many(&fx.ns, Some(&fx.cgroup), vip, 3000, DEADLINE).unwrap();
@@ -150,7 +126,6 @@ fn connects_spread_evenly_over_the_backends() {
         "every connect reached a backend: {replies:?}"
     );
     stats::assert_split(&observed, &[1.0, 1.0, 1.0]).unwrap();
-    fx.datapath.shutdown();
 }
 
 #[test]
@@ -169,10 +144,12 @@ fn bpftool_shows_the_program_and_structured_maps() {
         .filter_map(Result::ok)
         .filter_map(|p| p.name_as_str().map(str::to_string))
         .collect();
-    assert!(
-        names.iter().any(|n| n == CONNECT4),
-        "{CONNECT4} not among {names:?}"
-    );
+    for program in PROGRAMS {
+        assert!(
+            names.iter().any(|n| n == program),
+            "{program} not among {names:?}"
+        );
+    }
 
     let Some(prog) = bpftool(&["prog", "show", "name", CONNECT4]) else {
         return;
@@ -190,7 +167,15 @@ fn bpftool_shows_the_program_and_structured_maps() {
     assert_eq!(entry["formatted"]["key"]["port"], 9080, "{dump}");
     assert_eq!(entry["formatted"]["key"]["proto"], 6, "{dump}");
     assert_eq!(entry["formatted"]["value"]["slot_count"], 1, "{dump}");
-    fx.datapath.shutdown();
+    assert_eq!(entry["formatted"]["value"]["mode"], 0, "{dump}");
+
+    // Links are pinned too: the datapath outlives the agent.
+    for program in PROGRAMS {
+        assert!(
+            fx.pins.path().join("links").join(program).exists(),
+            "{program} link pinned"
+        );
+    }
 }
 
 /// Runs bpftool; `None` (with a loud note) when it is not installed and CI does not demand it.
@@ -212,29 +197,4 @@ fn bpftool(args: &[&str]) -> Option<String> {
             None
         }
     }
-}
-
-#[test]
-fn reached_outcomes_report_the_peer() {
-    if !kernel_tests_enabled("reached_outcomes_report_the_peer") {
-        return;
-    }
-    // Without a getpeername hook (a later step), the client sees the backend's address.
-    let vip = v4(127, 100, 0, 4, 18080);
-    let backend_addr = v4(127, 0, 0, 41, 18080);
-    let fx = Fixture::new(&Plan {
-        services: vec![service(vip, &[backend_addr])],
-    });
-    let _backend = TcpBackend::start(&fx.ns, backend_addr, "b").unwrap();
-    let report = connect_many(&fx.ns, Some(&fx.cgroup), vip, 3, DEADLINE).unwrap();
-    for outcome in &report.outcomes {
-        assert_eq!(
-            outcome,
-            &ConnectOutcome::Reached {
-                reply: "b".into(),
-                peer: backend_addr
-            }
-        );
-    }
-    fx.datapath.shutdown();
 }

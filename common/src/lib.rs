@@ -14,21 +14,41 @@ pub mod mountinfo;
 pub mod map_names {
     pub const SERVICES: &str = "VSTEER_SERVICES";
     pub const BACKENDS: &str = "VSTEER_BACKENDS";
+    pub const COUNTERS: &str = "VSTEER_COUNTERS";
+    pub const REVERSE: &str = "VSTEER_REVERSE";
+    pub const ORIGINAL_DST: &str = "VSTEER_ORIG_DST";
+    /// Every map whose state outlives an agent process (pinned, adopted on restart).
+    pub const PINNED: [&str; 5] = [SERVICES, BACKENDS, COUNTERS, REVERSE, ORIGINAL_DST];
 }
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
 pub const MAX_SERVICES: u32 = 131_072;
 /// Capacity of the backend map: the slots of every service's backend table together.
-pub const MAX_BACKEND_SLOTS: u32 = 524_288;
+pub const MAX_BACKEND_SLOTS: u32 = 1_048_576;
+/// Capacity of the per-backend connection counters.
+pub const MAX_COUNTERS: u32 = 65_536;
+/// Capacity of the UDP reply-translation map (least recently used entries are evicted).
+pub const MAX_REVERSE: u32 = 65_536;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// How a service's slot is chosen (`ServiceValue::mode`).
+pub mod mode {
+    /// Weighted random: uniform slot, then the slot's primary or alias by its threshold
+    /// (Walker's alias method: O(1) for any weights).
+    pub const WEIGHTED: u8 = 0;
+    /// Consistent hash of the client (its network namespace): slot = hash % slot_count of a
+    /// Maglev table, so one client stays on one backend while the set is unchanged.
+    pub const SOURCE_HASH: u8 = 1;
+}
+
 /// A virtual service address as the socket layer sees it.
 ///
-/// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves both families.
-/// `addr` is in network byte order (the bytes as on the wire); `port` is in host byte order
-/// so `bpftool map dump` shows the port a human expects.
+/// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves both families
+/// (and dual-stack IPv6 sockets dialing IPv4 VIPs find them too). `addr` is in network byte
+/// order (the bytes as on the wire); `port` is in host byte order so `bpftool map dump`
+/// shows the port a human expects.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
@@ -38,7 +58,8 @@ pub struct ServiceKey {
     pub _pad: u8,
 }
 
-/// Where a service's backends are: `slot_count` consecutive slots of backend table `table`.
+/// Where a service's backends are: `slot_count` slots of backend table `table`, chosen by
+/// `mode`. `slot_count == 0` means the service has no backend: connects are refused.
 ///
 /// A service switches to a new backend set by writing a new table and then flipping this one
 /// value, so a connect never sees a half-written set.
@@ -47,24 +68,45 @@ pub struct ServiceKey {
 pub struct ServiceValue {
     pub table: u32,
     pub slot_count: u32,
+    pub mode: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Key of one slot of a backend table.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendKey {
     pub table: u32,
     pub slot: u32,
 }
 
-/// A backend address: where a connect to the service is sent. Same byte orders as
-/// [`ServiceKey`].
+/// A socket address (a backend, or a VIP to restore). Same byte orders as [`ServiceKey`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backend {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
     pub addr: [u8; 16],
     pub port: u16,
     pub _pad: u16,
+}
+
+/// One slot of a backend table: `primary` when a fresh random u32 is below `threshold`, else
+/// `alias`. Both addresses sit in the slot so a connect needs one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub threshold: u32,
+    pub primary: Address,
+    pub alias: Address,
+}
+
+/// Key of the UDP reply translation: replies from `backend` to socket `cookie` are shown as
+/// coming from the VIP the application addressed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReverseKey {
+    pub cookie: u64,
+    pub backend: Address,
+    pub _pad: u32,
 }
 
 impl ServiceKey {
@@ -113,7 +155,9 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::ServiceValue {}
     unsafe impl aya::Pod for super::BackendKey {}
-    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::Address {}
+    unsafe impl aya::Pod for super::Slot {}
+    unsafe impl aya::Pod for super::ReverseKey {}
 }
 
 #[cfg(test)]
@@ -125,9 +169,11 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<ServiceKey>(), 20);
-        assert_eq!(size_of::<ServiceValue>(), 8);
+        assert_eq!(size_of::<ServiceValue>(), 12);
         assert_eq!(size_of::<BackendKey>(), 8);
-        assert_eq!(size_of::<Backend>(), 20);
+        assert_eq!(size_of::<Address>(), 20);
+        assert_eq!(size_of::<Slot>(), 44);
+        assert_eq!(size_of::<ReverseKey>(), 32);
     }
 
     #[test]

@@ -1,41 +1,188 @@
-//! vsteer's kernel side: cgroup socket hooks that send a connection for a virtual service
-//! straight to one of its backends, chosen when the socket connects.
+//! vsteer's kernel side: cgroup socket hooks that send a connection (or a UDP datagram) for a
+//! virtual service straight to one of its backends, and make the application see the VIP it
+//! dialed in getpeername() and in the source of UDP replies.
 #![no_std]
 #![no_main]
 
 mod maps;
 mod select;
+mod sockaddr;
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::bpf_sock_addr,
+    helpers::{bpf_get_socket_cookie, bpf_set_retval},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
 use aya_log_ebpf::debug;
-use vsteer_common::ServiceKey;
+use vsteer_common::{Address, PROTO_UDP, ReverseKey, ServiceKey};
 
-/// Verdict that lets the socket call go on (0 would fail it with EPERM).
+use crate::{
+    maps::{VSTEER_ORIG_DST, VSTEER_REVERSE},
+    select::Choice,
+};
+
+/// Verdict that lets the socket call go on.
 const ALLOW: i32 = 1;
+/// Verdict that fails it, with the errno set through bpf_set_retval.
+const DENY: i32 = 0;
+const ECONNREFUSED: i32 = 111;
 
-/// `connect()` on an IPv4 socket (TCP, and UDP sockets that connect): a VIP:port in the service
-/// map is rewritten to a backend before the kernel routes anything.
-#[cgroup_sock_addr(connect4)]
-pub fn vsteer_connect4(ctx: SockAddrContext) -> i32 {
-    // SAFETY: the kernel hands this program a valid bpf_sock_addr for its whole run.
-    let sa = unsafe { &mut *ctx.sock_addr };
-    let vip = sa.user_ip4.to_ne_bytes();
-    let port = u16::from_be(sa.user_port as u16);
-    let key = ServiceKey::v4(vip, port, sa.protocol as u8);
-    let Some(backend) = select::backend_for(&key) else {
-        return ALLOW;
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    Connect,
+    SendMsg,
+}
+
+/// The common path of connect and sendmsg: look the destination up, rewrite it to a backend,
+/// remember the VIP for getpeername and UDP replies, or refuse when there is no backend.
+#[inline(always)]
+fn steer(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
+    // SAFETY: the kernel hands the program a valid bpf_sock_addr for its whole run.
+    let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
+    let vip = match family {
+        Family::V4 => sockaddr::read4(sa),
+        Family::V6 => sockaddr::read6(sa),
     };
-    let Some(ip4) = vsteer_common::v4_unmapped(&backend.addr) else {
-        // An IPv6 backend cannot serve an IPv4 socket; leave the connect alone.
-        return ALLOW;
+    let proto = sa.protocol as u8;
+    let key = ServiceKey {
+        addr: vip.addr,
+        port: vip.port,
+        proto,
+        _pad: 0,
     };
-    sa.user_ip4 = u32::from_ne_bytes(ip4);
-    sa.user_port = u32::from(backend.port.to_be());
+    let backend = match select::choose(ctx, &key) {
+        Choice::NotAService => return ALLOW,
+        Choice::NoBackend => {
+            // SAFETY: plain helper call, allowed in cgroup programs (Linux 5.18+).
+            unsafe { bpf_set_retval(-ECONNREFUSED) };
+            return DENY;
+        }
+        Choice::Backend(backend) => backend,
+    };
+    let written = match family {
+        Family::V4 => sockaddr::write4(sa, &backend),
+        Family::V6 => sockaddr::write6(sa, &backend),
+    };
+    if !written {
+        return ALLOW;
+    }
+    if call == Call::Connect {
+        let mut original = vip;
+        // SAFETY: the context's socket is valid during the call.
+        let stored = unsafe { VSTEER_ORIG_DST.get_or_insert_ptr_mut(ctx, Some(&mut original)) };
+        if !stored.is_null() {
+            // SAFETY: non-null storage of this socket; a reconnect overwrites the old VIP.
+            unsafe { *stored = vip };
+        }
+    }
+    if proto == PROTO_UDP {
+        let reverse = ReverseKey {
+            // SAFETY: plain helper call on the program's own context.
+            cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+            backend,
+            _pad: 0,
+        };
+        let _ = VSTEER_REVERSE.insert(reverse, vip, 0);
+    }
     debug!(
-        &ctx,
-        "connect4 {:i}:{} -> {:i}:{}", vip, port, ip4, backend.port
+        ctx,
+        "steered {:i}:{} -> {:i}:{}", vip.addr, vip.port, backend.addr, backend.port
     );
     ALLOW
+}
+
+/// Shows the application the VIP it dialed instead of the backend it reached.
+#[inline(always)]
+fn restore_peer(ctx: &SockAddrContext, family: Family) -> i32 {
+    // SAFETY: as in `steer`.
+    let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
+    // SAFETY: lookup only; no storage is created for sockets vsteer never steered.
+    let stored = unsafe { VSTEER_ORIG_DST.get_ptr_mut(ctx) };
+    if stored.is_null() {
+        return ALLOW;
+    }
+    // SAFETY: non-null storage of this socket.
+    let vip = unsafe { *stored };
+    write(sa, family, &vip);
+    ALLOW
+}
+
+/// Shows a UDP reply from a backend as coming from the VIP the application sent to.
+#[inline(always)]
+fn restore_source(ctx: &SockAddrContext, family: Family) -> i32 {
+    // SAFETY: as in `steer`.
+    let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
+    let from = match family {
+        Family::V4 => sockaddr::read4(sa),
+        Family::V6 => sockaddr::read6(sa),
+    };
+    let key = ReverseKey {
+        // SAFETY: plain helper call on the program's own context.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        backend: from,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    if let Some(vip) = unsafe { VSTEER_REVERSE.get(key) }.copied() {
+        write(sa, family, &vip);
+    }
+    ALLOW
+}
+
+#[inline(always)]
+fn write(sa: &mut bpf_sock_addr, family: Family, to: &Address) {
+    match family {
+        Family::V4 => sockaddr::write4(sa, to),
+        Family::V6 => sockaddr::write6(sa, to),
+    };
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn vsteer_connect4(ctx: SockAddrContext) -> i32 {
+    steer(&ctx, Family::V4, Call::Connect)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn vsteer_connect6(ctx: SockAddrContext) -> i32 {
+    steer(&ctx, Family::V6, Call::Connect)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn vsteer_sendmsg4(ctx: SockAddrContext) -> i32 {
+    steer(&ctx, Family::V4, Call::SendMsg)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn vsteer_sendmsg6(ctx: SockAddrContext) -> i32 {
+    steer(&ctx, Family::V6, Call::SendMsg)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn vsteer_recvmsg4(ctx: SockAddrContext) -> i32 {
+    restore_source(&ctx, Family::V4)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn vsteer_recvmsg6(ctx: SockAddrContext) -> i32 {
+    restore_source(&ctx, Family::V6)
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn vsteer_getpeer4(ctx: SockAddrContext) -> i32 {
+    restore_peer(&ctx, Family::V4)
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn vsteer_getpeer6(ctx: SockAddrContext) -> i32 {
+    restore_peer(&ctx, Family::V6)
 }
 
 #[cfg(not(test))]

@@ -1,7 +1,12 @@
-//! The maps the agent fills. BTF maps, so bpftool prints their keys and values by field name.
-use aya_ebpf::{btf_maps::HashMap, macros::btf_map};
+//! The maps the agent fills and reads. BTF maps, so bpftool prints their keys and values by
+//! field name; pinned by the agent so they outlive it.
+use aya_ebpf::{
+    btf_maps::{HashMap, LruHashMap, PerCpuHashMap, SkStorage},
+    macros::btf_map,
+};
 use vsteer_common::{
-    Backend, BackendKey, MAX_BACKEND_SLOTS, MAX_SERVICES, ServiceKey, ServiceValue,
+    Address, BackendKey, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_REVERSE, MAX_SERVICES, ReverseKey,
+    ServiceKey, ServiceValue, Slot,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
@@ -9,7 +14,21 @@ use vsteer_common::{
 pub static VSTEER_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> =
     HashMap::new();
 
-/// (table, slot) -> backend address.
+/// (table, slot) -> the slot's backends.
 #[btf_map]
-pub static VSTEER_BACKENDS: HashMap<BackendKey, Backend, { MAX_BACKEND_SLOTS as usize }> =
+pub static VSTEER_BACKENDS: HashMap<BackendKey, Slot, { MAX_BACKEND_SLOTS as usize }> =
     HashMap::new();
+
+/// Backend -> connections (and UDP datagrams) sent to it, per CPU.
+#[btf_map]
+pub static VSTEER_COUNTERS: PerCpuHashMap<Address, u64, { MAX_COUNTERS as usize }> =
+    PerCpuHashMap::new();
+
+/// (socket, backend) -> the VIP the application addressed, for UDP replies.
+#[btf_map]
+pub static VSTEER_REVERSE: LruHashMap<ReverseKey, Address, { MAX_REVERSE as usize }> =
+    LruHashMap::new();
+
+/// Per socket: the VIP it connected to, for getpeername().
+#[btf_map]
+pub static VSTEER_ORIG_DST: SkStorage<Address> = SkStorage::new();

@@ -1,24 +1,74 @@
-//! Backend selection for one new connection.
-use aya_ebpf::helpers::bpf_get_prandom_u32;
-use vsteer_common::{Backend, BackendKey, ServiceKey};
+//! Backend selection for one new connection (or one unconnected UDP datagram).
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
+};
+use vsteer_common::{Address, BackendKey, ServiceKey, mode};
 
-use crate::maps::{VSTEER_BACKENDS, VSTEER_SERVICES};
+use crate::maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES};
 
-/// The backend a new connection to `key` goes to, or `None` when `key` is no service.
+pub enum Choice {
+    /// Not a service: leave the socket call alone.
+    NotAService,
+    /// A service with no backend: fail the call.
+    NoBackend,
+    Backend(Address),
+}
+
 #[inline(always)]
-pub fn backend_for(key: &ServiceKey) -> Option<Backend> {
-    // SAFETY: values are copied out at once; the agent replaces tables instead of editing
-    // them in place, so a copy is always a consistent value.
-    let service = unsafe { VSTEER_SERVICES.get(key) }.copied()?;
+pub fn choose<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Choice {
+    // SAFETY: values are copied out at once; the agent never edits a table in place.
+    let Some(service) = (unsafe { VSTEER_SERVICES.get(key) }).copied() else {
+        return Choice::NotAService;
+    };
     if service.slot_count == 0 {
-        return None;
+        return Choice::NoBackend;
     }
+    let hash = if service.mode == mode::SOURCE_HASH {
+        // One network namespace is one pod, i.e. one client IP: hash it so a client keeps
+        // its backend while the set is unchanged.
+        mix(unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }) as u32
+    } else {
+        unsafe { bpf_get_prandom_u32() }
+    };
     // Multiply-shift maps a uniform u32 onto [0, slot_count) without a division.
-    let random = unsafe { bpf_get_prandom_u32() };
-    let slot = ((u64::from(random) * u64::from(service.slot_count)) >> 32) as u32;
+    let slot = ((u64::from(hash) * u64::from(service.slot_count)) >> 32) as u32;
     let slot_key = BackendKey {
         table: service.table,
         slot,
     };
-    unsafe { VSTEER_BACKENDS.get(slot_key) }.copied()
+    let Some(slot) = (unsafe { VSTEER_BACKENDS.get(slot_key) }).copied() else {
+        // Only a table being replaced right now can lack a slot; let the call through.
+        return Choice::NotAService;
+    };
+    let backend = if slot.threshold == u32::MAX || unsafe { bpf_get_prandom_u32() } < slot.threshold
+    {
+        slot.primary
+    } else {
+        slot.alias
+    };
+    count(&backend);
+    Choice::Backend(backend)
+}
+
+#[inline(always)]
+fn count(backend: &Address) {
+    match VSTEER_COUNTERS.get_ptr_mut(backend) {
+        // SAFETY: a per-CPU slot: only this CPU writes it while this program runs.
+        Some(counter) => unsafe { *counter += 1 },
+        None => {
+            // First connection to this backend; another CPU may race us to create it.
+            let _ = VSTEER_COUNTERS.insert(backend, 1u64, 0);
+        }
+    }
+}
+
+/// splitmix64's finaliser: spreads cookie bits over the whole word.
+#[inline(always)]
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

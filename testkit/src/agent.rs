@@ -14,6 +14,8 @@ pub const READY: &str = "datapath ready";
 
 pub struct AgentProcess {
     child: Child,
+    /// The agent's ready line.
+    ready: String,
     /// The agent's stderr lines, forwarded by a reader thread.
     lines: mpsc::Receiver<String>,
 }
@@ -42,9 +44,23 @@ impl AgentProcess {
                 }
             }
         });
-        let mut agent = Self { child, lines };
-        agent.wait_for(READY, timeout)?;
+        let mut agent = Self {
+            child,
+            ready: String::new(),
+            lines,
+        };
+        agent.ready = agent.wait_for(READY, timeout)?;
         Ok(agent)
+    }
+
+    /// The line with which the agent reported ready.
+    pub fn ready_line(&self) -> &str {
+        &self.ready
+    }
+
+    /// Forgets the log lines received so far, so the next `wait_for` sees only new ones.
+    pub fn drain(&mut self) {
+        while self.lines.try_recv().is_ok() {}
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,9 +1,9 @@
-//! A TCP backend that answers every connection with its own name and a newline, so a client
-//! can tell which backend it reached.
+//! Backends that answer every TCP connection or UDP datagram with their own name and a
+//! newline, so a client can tell which backend it reached.
 use std::{
     io::Write,
-    net::{SocketAddr, TcpListener},
-    os::fd::AsRawFd,
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::fd::{AsRawFd, RawFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -15,37 +15,55 @@ use anyhow::{Context, Result};
 
 use crate::NetNs;
 
-/// How long the accept loop waits before looking at its stop flag again.
+/// How long a serving loop waits before looking at its stop flag again.
 const POLL_MS: i32 = 50;
 
-pub struct TcpBackend {
+/// A serving thread, stopped (by its flag, then joined) on drop.
+pub struct Backend {
     name: String,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicU64>,
-    thread: Option<JoinHandle<Result<()>>>,
+    served: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl TcpBackend {
-    /// Listens on `addr` inside `ns` and answers with `name`.
-    pub fn start(ns: &NetNs, addr: SocketAddr, name: &str) -> Result<Self> {
+enum Socket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl Backend {
+    /// Listens for TCP on `addr` inside `ns`; each connection gets `name` and is closed.
+    pub fn tcp(ns: &NetNs, addr: SocketAddr, name: &str) -> Result<Self> {
         let listener = ns
             .run(move || TcpListener::bind(addr))?
-            .with_context(|| format!("binding backend {addr}"))?;
+            .with_context(|| format!("binding TCP backend {addr}"))?;
+        Ok(Self::serve(Socket::Tcp(listener), addr, name))
+    }
+
+    /// Receives UDP datagrams on `addr` inside `ns`; each gets `name` back.
+    pub fn udp(ns: &NetNs, addr: SocketAddr, name: &str) -> Result<Self> {
+        let socket = ns
+            .run(move || UdpSocket::bind(addr))?
+            .with_context(|| format!("binding UDP backend {addr}"))?;
+        Ok(Self::serve(Socket::Udp(socket), addr, name))
+    }
+
+    fn serve(socket: Socket, addr: SocketAddr, name: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(AtomicU64::new(0));
         let reply = format!("{name}\n").into_bytes();
         let thread = {
-            let (stop, accepted) = (stop.clone(), accepted.clone());
-            std::thread::spawn(move || serve(&listener, &reply, &stop, &accepted))
+            let (stop, served) = (stop.clone(), served.clone());
+            std::thread::spawn(move || serve_until(&socket, &reply, &stop, &served))
         };
-        Ok(Self {
+        Self {
             name: name.to_string(),
             addr,
             stop,
-            accepted,
+            served,
             thread: Some(thread),
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -56,13 +74,13 @@ impl TcpBackend {
         self.addr
     }
 
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+    /// Connections (TCP) or datagrams (UDP) answered so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 }
 
-impl Drop for TcpBackend {
+impl Drop for Backend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -71,28 +89,36 @@ impl Drop for TcpBackend {
     }
 }
 
-fn serve(
-    listener: &TcpListener,
-    reply: &[u8],
-    stop: &AtomicBool,
-    accepted: &AtomicU64,
-) -> Result<()> {
+fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &AtomicU64) {
+    let fd: RawFd = match socket {
+        Socket::Tcp(l) => l.as_raw_fd(),
+        Socket::Udp(u) => u.as_raw_fd(),
+    };
     let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
+    let mut buf = [0u8; 512];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
-        if ready <= 0 {
+        if unsafe { libc::poll(&mut pfd, 1, POLL_MS) } <= 0 {
             continue;
         }
-        if let Ok((mut stream, _)) = listener.accept() {
-            accepted.fetch_add(1, Ordering::Relaxed);
-            // A client that already left is not the backend's problem.
-            let _ = stream.write_all(reply);
+        // A client that already left is not the backend's problem: errors are ignored.
+        match socket {
+            Socket::Tcp(listener) => {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.write_all(reply);
+                }
+            }
+            Socket::Udp(udp) => {
+                if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    let _ = udp.send_to(reply, from);
+                }
+            }
         }
     }
-    Ok(())
 }

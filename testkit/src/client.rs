@@ -18,23 +18,37 @@ use anyhow::{Context, Result, bail};
 
 use crate::{NetNs, TestCgroup, last_os_error};
 
-/// One connect, as the child reports it over the pipe.
-const RECORD: usize = 64;
+/// One connect, as the child reports it over the pipe: errno, peer, reply, timestamp.
+const RECORD: usize = 72;
 const REPLY_MAX: usize = 40;
 /// Per-socket send/receive timeout, so a lost connect cannot stall a test.
 const SOCKET_TIMEOUT_S: libc::time_t = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectOutcome {
-    /// Connected; `reply` is the backend's name, `peer` what getpeername() returned.
+    /// Got a reply; `reply` is the backend's name, `peer` what getpeername() returned (TCP)
+    /// or where the reply came from (UDP).
     Reached { reply: String, peer: SocketAddr },
-    /// connect() failed with this errno.
+    /// The call failed with this errno.
     Failed { errno: i32 },
+}
+
+/// How the client talks to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// connect(), read the one-line reply, close.
+    Tcp,
+    /// connect() a UDP socket, send a datagram, receive the reply.
+    UdpConnected,
+    /// sendto() the target from an unconnected UDP socket, recvfrom() the reply.
+    UdpUnconnected,
 }
 
 #[derive(Debug, Default)]
 pub struct ConnectReport {
     pub outcomes: Vec<ConnectOutcome>,
+    /// When each call finished, on the monotonic clock (comparable with `Instant`), in ns.
+    pub times_ns: Vec<u64>,
 }
 
 impl ConnectReport {
@@ -61,13 +75,25 @@ impl ConnectReport {
     }
 }
 
-/// Connects `count` times to `target` from a child process inside `ns` (and inside `cgroup`,
-/// when given), reading each backend's one-line answer. Bounded: at most `count` connects,
-/// each limited by a socket timeout, and the whole run by `deadline`.
+/// Connects `count` times to `target` over TCP; see [`probe_many`].
 pub fn connect_many(
     ns: &NetNs,
     cgroup: Option<&TestCgroup>,
     target: SocketAddr,
+    count: u32,
+    deadline: Duration,
+) -> Result<ConnectReport> {
+    probe_many(ns, cgroup, target, Probe::Tcp, count, deadline)
+}
+
+/// Talks `count` times to `target` from a child process inside `ns` (and inside `cgroup`,
+/// when given), recording each backend's one-line answer. Bounded: at most `count` calls,
+/// each limited by a socket timeout, and the whole run by `deadline`.
+pub fn probe_many(
+    ns: &NetNs,
+    cgroup: Option<&TestCgroup>,
+    target: SocketAddr,
+    probe: Probe,
     count: u32,
     deadline: Duration,
 ) -> Result<ConnectReport> {
@@ -98,6 +124,7 @@ pub fn connect_many(
                 family,
                 &storage,
                 len,
+                probe,
                 count,
             )
         }
@@ -114,6 +141,10 @@ pub fn connect_many(
     }
     Ok(ConnectReport {
         outcomes: bytes.chunks_exact(RECORD).map(decode).collect(),
+        times_ns: bytes
+            .chunks_exact(RECORD)
+            .map(|r| u64::from_le_bytes(r[64..72].try_into().unwrap_or_default()))
+            .collect(),
     })
 }
 
@@ -161,8 +192,9 @@ fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-/// The child: enter the namespace and cgroup, connect `count` times, write one record per
-/// connect to the pipe, exit. No allocation, no Rust std I/O.
+/// The child: enter the namespace and cgroup, make `count` calls, write one record per call
+/// to the pipe, exit. No allocation, no Rust std I/O.
+#[allow(clippy::too_many_arguments)]
 unsafe fn child(
     ns_fd: libc::c_int,
     procs_fd: Option<libc::c_int>,
@@ -170,6 +202,7 @@ unsafe fn child(
     family: libc::c_int,
     target: &libc::sockaddr_storage,
     len: libc::socklen_t,
+    probe: Probe,
     count: u32,
 ) -> ! {
     unsafe {
@@ -185,11 +218,17 @@ unsafe fn child(
             tv_sec: SOCKET_TIMEOUT_S,
             tv_usec: 0,
         };
+        let kind = if probe == Probe::Tcp {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_DGRAM
+        };
+        let target_ptr = (target as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
         for _ in 0..count {
             let mut record = [0u8; RECORD];
-            let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            let fd = libc::socket(family, kind | libc::SOCK_CLOEXEC, 0);
             if fd < 0 {
-                record[..4].copy_from_slice(&(*libc::__errno_location()).to_le_bytes());
+                set_errno(&mut record);
             } else {
                 for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
                     libc::setsockopt(
@@ -200,14 +239,44 @@ unsafe fn child(
                         size_of::<libc::timeval>() as libc::socklen_t,
                     );
                 }
-                if libc::connect(fd, (target as *const libc::sockaddr_storage).cast(), len) != 0 {
-                    record[..4].copy_from_slice(&(*libc::__errno_location()).to_le_bytes());
-                } else {
-                    fill_peer(fd, &mut record);
-                    fill_reply(fd, &mut record);
+                match probe {
+                    Probe::Tcp => {
+                        if libc::connect(fd, target_ptr, len) != 0 {
+                            set_errno(&mut record);
+                        } else {
+                            let mut peer: libc::sockaddr_storage = std::mem::zeroed();
+                            let mut plen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                            if libc::getpeername(fd, std::ptr::addr_of_mut!(peer).cast(), &mut plen)
+                                == 0
+                            {
+                                fill_peer(&peer, &mut record);
+                            }
+                            fill_reply(fd, &mut record);
+                        }
+                    }
+                    Probe::UdpConnected => {
+                        if libc::connect(fd, target_ptr, len) != 0
+                            || libc::send(fd, b"?".as_ptr().cast(), 1, 0) != 1
+                        {
+                            set_errno(&mut record);
+                        } else {
+                            receive_datagram(fd, &mut record);
+                        }
+                    }
+                    Probe::UdpUnconnected => {
+                        if libc::sendto(fd, b"?".as_ptr().cast(), 1, 0, target_ptr, len) != 1 {
+                            set_errno(&mut record);
+                        } else {
+                            receive_datagram(fd, &mut record);
+                        }
+                    }
                 }
                 libc::close(fd);
             }
+            let mut now: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+            let ns = (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64;
+            record[64..72].copy_from_slice(&ns.to_le_bytes());
             let mut written = 0;
             while written < RECORD {
                 let n = libc::write(out, record[written..].as_ptr().cast(), RECORD - written);
@@ -221,23 +290,46 @@ unsafe fn child(
     }
 }
 
-/// Record bytes 4..=22: family (4 or 6), 16 address bytes, port (big endian).
-unsafe fn fill_peer(fd: libc::c_int, record: &mut [u8; RECORD]) {
+unsafe fn set_errno(record: &mut [u8; RECORD]) {
+    let errno = unsafe { *libc::__errno_location() };
+    record[..4].copy_from_slice(&errno.to_le_bytes());
+}
+
+/// recvfrom() one datagram: the reply and the address it came from.
+unsafe fn receive_datagram(fd: libc::c_int, record: &mut [u8; RECORD]) {
     unsafe {
-        let mut peer: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if libc::getpeername(fd, std::ptr::addr_of_mut!(peer).cast(), &mut len) != 0 {
+        let mut from: libc::sockaddr_storage = std::mem::zeroed();
+        let mut flen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let buf = &mut record[24..24 + REPLY_MAX];
+        let n = libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            std::ptr::addr_of_mut!(from).cast(),
+            &mut flen,
+        );
+        if n < 0 {
+            set_errno(record);
             return;
         }
+        record[23] = n as u8;
+        fill_peer(&from, record);
+    }
+}
+
+/// Record bytes 4..=22: family (4 or 6), 16 address bytes, port (big endian).
+unsafe fn fill_peer(peer: &libc::sockaddr_storage, record: &mut [u8; RECORD]) {
+    unsafe {
         match peer.ss_family as libc::c_int {
             libc::AF_INET => {
-                let sin = &*std::ptr::addr_of!(peer).cast::<libc::sockaddr_in>();
+                let sin = &*std::ptr::addr_of!(*peer).cast::<libc::sockaddr_in>();
                 record[4] = 4;
                 record[5..9].copy_from_slice(&sin.sin_addr.s_addr.to_ne_bytes());
                 record[21..23].copy_from_slice(&sin.sin_port.to_ne_bytes());
             }
             libc::AF_INET6 => {
-                let sin6 = &*std::ptr::addr_of!(peer).cast::<libc::sockaddr_in6>();
+                let sin6 = &*std::ptr::addr_of!(*peer).cast::<libc::sockaddr_in6>();
                 record[4] = 6;
                 record[5..21].copy_from_slice(&sin6.sin6_addr.s6_addr);
                 record[21..23].copy_from_slice(&sin6.sin6_port.to_ne_bytes());

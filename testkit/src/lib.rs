@@ -14,9 +14,9 @@ pub mod stats;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use agent::AgentProcess;
-pub use backend::TcpBackend;
+pub use backend::Backend;
 pub use cgroup::TestCgroup;
-pub use client::{ConnectOutcome, ConnectReport, connect_many};
+pub use client::{ConnectOutcome, ConnectReport, Probe, connect_many, probe_many};
 pub use netns::NetNs;
 pub use pins::PinDir;
 
@@ -48,4 +48,12 @@ pub fn unique_name(what: &str) -> String {
 /// The errno of the last failed libc call, as an io::Error.
 pub(crate) fn last_os_error(what: &str) -> anyhow::Error {
     anyhow::Error::new(std::io::Error::last_os_error()).context(what.to_string())
+}
+
+/// Now on the monotonic clock, in ns: the clock the client stamps its calls with.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: all-zero is a valid timespec, filled in by the call.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
 }

@@ -16,12 +16,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use vsteer_testkit::{
-    AgentProcess, ConnectOutcome, NetNs, PinDir, TcpBackend, TestCgroup, connect_many,
+    AgentProcess, Backend, ConnectOutcome, NetNs, PinDir, TestCgroup, connect_many,
 };
 
 use crate::{build, setup};
 
-const CONNECTS_PER_SERVICE: u32 = 300;
+const CONNECTS_PER_SERVICE: u32 = 1_000;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The part of `vsteer plan --json` the demo needs.
@@ -36,13 +36,16 @@ struct Service {
     port: u16,
     protocol: String,
     host: String,
-    backends: Vec<Backend>,
+    backends: Vec<PlannedBackend>,
+    route: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct Backend {
+struct PlannedBackend {
     address: IpAddr,
     port: u16,
+    /// Parts per million of the service's connections.
+    weight: u32,
     subsets: Vec<String>,
 }
 
@@ -77,7 +80,7 @@ pub fn run() -> Result<()> {
     for service in &plan.services {
         for b in &service.backends {
             let addr = SocketAddr::new(b.address, b.port);
-            backends.push(TcpBackend::start(&ns, addr, &addr.to_string())?);
+            backends.push(Backend::tcp(&ns, addr, &addr.to_string())?);
         }
     }
     println!(
@@ -119,6 +122,13 @@ pub fn run() -> Result<()> {
             "\n{} ({vip}): {CONNECTS_PER_SERVICE} connects from a process in the cgroup",
             service.host
         );
+        println!(
+            "  route: {}",
+            service
+                .route
+                .as_deref()
+                .unwrap_or("none (all endpoints of the ServiceEntry)")
+        );
         let replies = report.replies();
         for b in &service.backends {
             let name = SocketAddr::new(b.address, b.port).to_string();
@@ -129,7 +139,10 @@ pub fn run() -> Result<()> {
             } else {
                 b.subsets.join(",")
             };
-            println!("  -> {name:<18} subsets {subsets:<8} {n:>5} connects  {share:5.1}%");
+            let planned = f64::from(b.weight) / 10_000.0;
+            println!(
+                "  -> {name:<18} subsets {subsets:<8} {n:>5} connects  {share:5.1}%  (planned {planned:.1}%)"
+            );
         }
         print_failures(&report.failures());
         let peers: BTreeMap<String, u64> =
@@ -153,8 +166,20 @@ pub fn run() -> Result<()> {
         println!("  reached: {:?}", outside.replies());
     }
 
+    let pin_arg = pin_dir.display().to_string();
+    println!("\n$ vsteer status --pin-dir {pin_arg}");
+    print!(
+        "{}",
+        setup::output_of(Command::new(&vsteer).args(["status", "--pin-dir", &pin_arg]))?
+    );
     let code = agent.stop_with(libc::SIGTERM, Duration::from_secs(10))?;
-    println!("\ndemo: agent stopped (exit code {code:?}); namespace, cgroup and backends removed");
+    println!("\ndemo: agent stopped (exit code {code:?}); its datapath stays until uninstalled:");
+    println!("$ vsteer uninstall --pin-dir {pin_arg}");
+    println!(
+        "{}",
+        setup::output_of(Command::new(&vsteer).args(["uninstall", "--pin-dir", &pin_arg]))?
+    );
+    println!("demo: namespace, cgroup and backends removed");
     Ok(())
 }
 

@@ -30,7 +30,7 @@ enum Command {
     /// Set up, then run every test of the workspace, kernel tests included (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// cargo fmt --check and cargo clippy -D warnings, on the workspace and the eBPF crate.

@@ -17,7 +17,7 @@ pub struct PlanArgs {
 /// Prints the plan; exits 1 when any resource had an error (the valid ones are still shown).
 pub fn run(args: &PlanArgs) -> Result<i32> {
     let loaded = args.source.load()?;
-    let compiled = compiler::compile(&loaded.resources);
+    let compiled = compiler::compile(&loaded.resources, &compiler::Plan::default());
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }

@@ -1,15 +1,26 @@
-//! `vsteer run`: the agent.
+//! `vsteer run`: the agent. Loads the config, fills the kernel maps, then follows config
+//! changes (file events, SIGHUP) until SIGINT/SIGTERM. The datapath stays in place when the
+//! agent exits; `vsteer uninstall` removes it.
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tokio::signal::unix::{SignalKind, signal};
+use notify::Watcher;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use super::SourceArgs;
 use crate::{
-    compiler,
+    compiler::{self, Plan},
+    config::Resource,
     datapath::{DEFAULT_PIN_DIR, Datapath, DatapathOptions},
+    sources::last_good::with_last_good,
 };
+
+/// How long file events are collected before one reload (editors write in several steps).
+const SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -19,7 +30,7 @@ pub struct RunArgs {
     /// whole node).
     #[arg(long, value_name = "PATH")]
     cgroup: Option<PathBuf>,
-    /// bpffs directory for vsteer's pinned maps.
+    /// bpffs directory for vsteer's pinned maps and program links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
 }
@@ -32,50 +43,130 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     runtime.block_on(agent(args))
 }
 
+/// What is in force: the resources last accepted and the plan compiled from them.
+#[derive(Default)]
+struct InForce {
+    resources: Vec<Resource>,
+    plan: Plan,
+}
+
+impl InForce {
+    /// Reads the config again and compiles it; what cannot be read or compiled keeps its
+    /// last good version. Returns the new state, without touching the kernel.
+    fn next(&self, source: &SourceArgs) -> Result<InForce> {
+        let loaded = source.load()?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        for error in &loaded.errors {
+            tracing::error!("rejected: {error}");
+        }
+        let resources = with_last_good(&loaded, &self.resources);
+        let compiled = compiler::compile(&resources, &self.plan);
+        for error in &compiled.errors {
+            tracing::error!("rejected: {error}");
+        }
+        for note in &compiled.notes {
+            tracing::info!("{note}");
+        }
+        Ok(InForce {
+            resources,
+            plan: compiled.plan,
+        })
+    }
+}
+
 async fn agent(args: &RunArgs) -> Result<i32> {
     // Handle the signals before anything is loaded, so a signal during start-up still ends in
-    // a clean shutdown rather than the default instant death.
+    // an orderly exit rather than the default instant death.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let loaded = args.source.load()?;
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    let compiled = compiler::compile(&loaded.resources);
-    for error in loaded.errors.iter().chain(&compiled.errors) {
-        tracing::error!("rejected: {error}");
-    }
-    for note in &compiled.notes {
-        tracing::info!("{note}");
-    }
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    let _watcher = match &args.source.config {
+        Some(dir) => Some(watch(dir, changed_tx)?),
+        None => None,
+    };
+
+    let mut in_force = InForce::default().next(&args.source)?;
     let options = DatapathOptions {
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
     };
     let mut datapath = Datapath::start(&options)?;
     let stats = datapath
-        .apply(&compiled.plan)
+        .apply(&in_force.plan)
         .context("writing the plan into the kernel maps")?;
     tracing::info!(
-        services = compiled.plan.services.len(),
-        written = stats.added + stats.changed,
+        services = in_force.plan.services.len(),
+        adopted = datapath.adopted(),
+        written = stats.added + stats.changed + stats.removed,
+        unchanged = stats.unchanged,
         cgroup = %datapath.cgroup().display(),
         pin_dir = %args.pin_dir.display(),
         "datapath ready"
     );
+
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = tick.tick() => {
-                if let Err(err) = datapath.sweep() {
-                    tracing::warn!("freeing replaced backend tables: {err:#}");
-                }
+            _ = sighup.recv() => reload(&mut in_force, &args.source, &mut datapath),
+            Some(()) = changed.recv() => {
+                tokio::time::sleep(SETTLE).await;
+                while changed.try_recv().is_ok() {}
+                reload(&mut in_force, &args.source, &mut datapath);
             }
+            _ = tick.tick() => datapath.sweep(),
         }
     }
-    tracing::info!("shutting down: detaching programs and removing pins");
-    datapath.shutdown();
+    tracing::info!(
+        pin_dir = %args.pin_dir.display(),
+        "exiting; the datapath stays in place on the last config (`vsteer uninstall` removes it)"
+    );
     Ok(0)
+}
+
+/// Applies a config change; on any failure the kernel keeps what it has.
+fn reload(in_force: &mut InForce, source: &SourceArgs, datapath: &mut Datapath) {
+    let next = match in_force.next(source) {
+        Ok(next) => next,
+        Err(err) => {
+            tracing::error!("config not reloaded, the last good one stays in force: {err:#}");
+            return;
+        }
+    };
+    match datapath.apply(&next.plan) {
+        Ok(stats) => {
+            tracing::info!(
+                added = stats.added,
+                changed = stats.changed,
+                removed = stats.removed,
+                unchanged = stats.unchanged,
+                "config applied"
+            );
+            *in_force = next;
+        }
+        Err(err) => {
+            tracing::error!("writing the new plan failed; will retry on the next change: {err:#}")
+        }
+    }
+}
+
+/// Sends a unit on `changed` for every event in the config directory.
+fn watch(
+    dir: &std::path::Path,
+    changed: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = changed.send(());
+        }
+    })
+    .context("creating the config watcher")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
 }

@@ -6,98 +6,67 @@
 pub mod names;
 pub mod plan;
 pub mod render;
+
+mod destination_rule;
+mod matching;
+mod registry;
 mod routes;
 mod service_entry;
-mod subsets;
+mod services;
+mod subnet;
+mod traffic_policy;
+mod virtual_service;
+mod weights;
 
-pub use plan::{BackendPlan, Plan, Protocol, ServicePlan};
+pub use plan::{BackendPlan, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE};
 pub use render::render;
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{ConfigError, Kind, Resource, ResourceSpec};
+use crate::config::{ConfigError, Kind, Resource};
 
 /// The result of compiling a set of resources.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Compiled {
-    /// Everything that compiled; resources with errors contribute nothing.
+    /// What the datapath should steer now: everything that compiled, and for the services a
+    /// rejected resource would have changed, their state in the last good plan.
     pub plan: Plan,
     /// One or more per rejected resource.
     pub errors: Vec<ConfigError>,
-    /// Things the user should know that are not errors, e.g. rules not applied yet.
+    /// Things the user should know that are not errors, e.g. rules not applied yet. Each
+    /// once, in the order they came up.
     pub notes: Vec<String>,
+    /// The services of `plan` copied from the last good plan because a rejected resource
+    /// would have changed them (each also has a note saying which). Sorted.
+    pub kept: Vec<ServiceKey>,
 }
 
 /// Compiles `resources`, in input order: where two resources claim the same thing, the first
 /// wins and the second is rejected with an error naming both.
-pub fn compile(resources: &[Resource]) -> Compiled {
+///
+/// A resource with an error is rejected whole. Every service it would define or route keeps
+/// its state from `last_good` (matched by VIP, port and protocol); a service `last_good` does
+/// not have is compiled as if the rejected resource were absent. Pass the plan the datapath
+/// runs now, or an empty one at start. Pure and deterministic.
+///
+/// Documents that did not decode never get here: `sources::last_good::with_last_good` puts
+/// their last good version back into `resources`.
+pub fn compile(resources: &[Resource], last_good: &Plan) -> Compiled {
+    // The phases in the order their inputs need: ServiceEntries define services and
+    // destination hosts, DestinationRules name subsets of those, VirtualServices route to
+    // both.
     let mut out = Compiled::default();
     let resources = unique(resources, &mut out.errors);
-
-    let mut claimed: BTreeMap<(IpAddr, u16, Protocol), &Resource> = BTreeMap::new();
-    for &resource in &resources {
-        let ResourceSpec::ServiceEntry(spec) = &resource.spec else {
-            continue;
-        };
-        let compiled = match service_entry::compile(resource, spec) {
-            Ok(compiled) => compiled,
-            Err(errors) => {
-                out.errors.extend(errors);
-                continue;
-            }
-        };
-        let conflicts: Vec<ConfigError> = compiled
-            .claims
-            .iter()
-            .filter_map(|claim| {
-                let s = &claim.service;
-                let owner = claimed.get(&(s.vip, s.port, s.protocol))?;
-                Some(
-                    ConfigError::new(
-                        &resource.origin.file,
-                        format!(
-                            "{}/{} is already claimed by {} ({}); this ServiceEntry is ignored",
-                            SocketAddr::new(s.vip, s.port),
-                            s.protocol,
-                            owner.id(),
-                            owner.origin.file
-                        ),
-                    )
-                    .resource(resource.id())
-                    .field(format!("spec.addresses[{}]", claim.address_index)),
-                )
-            })
-            .collect();
-        if !conflicts.is_empty() {
-            out.errors.extend(conflicts);
-            continue;
-        }
-        for claim in compiled.claims {
-            let s = &claim.service;
-            claimed.insert((s.vip, s.port, s.protocol), resource);
-            out.plan.services.push(claim.service);
-        }
-        out.notes.extend(compiled.notes);
-    }
-
-    let rules = subsets::collect(
-        resources.iter().filter_map(|&r| match &r.spec {
-            ResourceSpec::DestinationRule(spec) => Some((r, spec)),
-            _ => None,
-        }),
-        &mut out.errors,
-    );
-    subsets::assign(&mut out.plan, &rules, &mut out.notes);
-
-    for &resource in &resources {
-        if let ResourceSpec::VirtualService(spec) = &resource.spec {
-            routes::compile(resource, spec, &mut out.notes);
-        }
-    }
-
+    let registry = registry::build(&resources, last_good, &mut out);
+    let rules = destination_rule::collect(&resources, &mut out.errors, &mut out.notes);
+    rules.note_unused(&registry, &mut out.notes);
+    let virtual_services = virtual_service::collect(&resources, &registry, &rules, &mut out);
+    services::assemble(&registry, &rules, &virtual_services, last_good, &mut out);
     out.plan.sort();
+    out.kept.sort();
+    let mut seen = std::collections::BTreeSet::new();
+    out.notes.retain(|note| seen.insert(note.clone()));
     out
 }
 
@@ -148,12 +117,14 @@ impl<'a> Problems<'a> {
         }
     }
 
+    /// Records an error once: a route checked for several services finds the same one.
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(
-            ConfigError::new(&self.resource.origin.file, message)
-                .resource(self.resource.id())
-                .field(field),
-        );
+        let error = ConfigError::new(&self.resource.origin.file, message)
+            .resource(self.resource.id())
+            .field(field);
+        if !self.errors.contains(&error) {
+            self.errors.push(error);
+        }
     }
 
     fn into_result(self) -> Result<(), Vec<ConfigError>> {

@@ -6,6 +6,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+/// Backend weights are parts per million of a service's connects.
+pub const WEIGHT_SCALE: u32 = 1_000_000;
+
+/// What identifies a service in the plan and in the kernel.
+pub type ServiceKey = (IpAddr, u16, Protocol);
+
 /// Transport protocol of a virtual service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -23,8 +29,36 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// How the datapath picks one of a service's backends for a new connection, always in
+/// proportion to the backends' weights.
+///
+/// The default is weighted random, not Istio's `LEAST_REQUEST` (Envoy's default): at
+/// `connect()` time the kernel has no request counts, and random spreads as evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancer {
+    #[default]
+    Random,
+    RoundRobin,
+    LeastRequest,
+    /// The same client address always reaches the same backend while the backends stay.
+    SourceIpHash,
+}
+
+impl fmt::Display for LoadBalancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LoadBalancer::Random => "RANDOM",
+            LoadBalancer::RoundRobin => "ROUND_ROBIN",
+            LoadBalancer::LeastRequest => "LEAST_REQUEST",
+            LoadBalancer::SourceIpHash => "SOURCE_IP_HASH",
+        })
+    }
+}
+
 /// Every virtual service vsteer steers. Serializes (e.g. to JSON for `vsteer plan --json`)
-/// with the field names below, addresses as strings and protocols as `"TCP"`/`"UDP"`.
+/// with the field names below, addresses as strings, protocols as `"TCP"`/`"UDP"` and load
+/// balancers as `"ROUND_ROBIN"` etc.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     /// Sorted by (vip, port, protocol), each key at most once.
@@ -40,7 +74,7 @@ impl Plan {
 
     /// Puts the services in the documented order.
     pub(crate) fn sort(&mut self) {
-        self.services.sort_by_key(|s| (s.vip, s.port, s.protocol));
+        self.services.sort_by_key(ServicePlan::key);
     }
 }
 
@@ -50,24 +84,36 @@ pub struct ServicePlan {
     pub vip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
-    /// The ServiceEntry host this VIP belongs to.
+    /// The ServiceEntry host of this VIP.
     pub host: String,
-    /// The resource that defined it: `ServiceEntry default/reviews`.
+    /// The ServiceEntry that defines it: `ServiceEntry default/reviews`.
     pub resource: String,
-    /// In the order of the ServiceEntry's endpoints; all of the VIP's IP family.
+    /// The rule that routes it, e.g. `VirtualService default/reviews http[1]`; `None` when no
+    /// VirtualService applies and connections go to all endpoints of the host.
+    pub route: Option<String>,
+    pub load_balancer: LoadBalancer,
+    /// Only weights above 0, one per (address, port), sorted by (address, port); the weights
+    /// sum to exactly [`WEIGHT_SCALE`] when there are any. Empty: the service has no backend
+    /// and the datapath refuses its connects (`ECONNREFUSED`).
     pub backends: Vec<BackendPlan>,
 }
 
-/// One endpoint of a service.
+impl ServicePlan {
+    pub fn key(&self) -> ServiceKey {
+        (self.vip, self.port, self.protocol)
+    }
+}
+
+/// One backend of a service.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendPlan {
     pub address: IpAddr,
     pub port: u16,
-    /// Relative weight; 1 for every endpoint for now.
+    /// Parts per million ([`WEIGHT_SCALE`]) of the service's connects.
     pub weight: u32,
     pub labels: BTreeMap<String, String>,
-    /// Names of the DestinationRule subsets (for the same host) whose labels this endpoint
-    /// matches.
+    /// Names of the DestinationRule subsets (for the backend's host) whose labels this
+    /// endpoint matches.
     pub subsets: Vec<String>,
 }
 
@@ -82,6 +128,8 @@ mod tests {
             protocol,
             host: "h".into(),
             resource: "ServiceEntry default/h".into(),
+            route: None,
+            load_balancer: LoadBalancer::default(),
             backends: Vec::new(),
         }
     }
@@ -120,12 +168,21 @@ mod tests {
     }
 
     #[test]
-    fn serializes_addresses_and_protocols_as_text() {
+    fn serializes_addresses_protocols_and_policies_as_text() {
+        let mut udp = service("fd00::1", 53, Protocol::Udp);
+        udp.load_balancer = LoadBalancer::SourceIpHash;
+        udp.route = Some("VirtualService default/dns tcp[0]".into());
         let plan = Plan {
-            services: vec![service("fd00::1", 53, Protocol::Udp)],
+            services: vec![udp],
         };
         let yaml = serde_yaml::to_string(&plan).unwrap();
         assert!(yaml.contains("vip: fd00::1"), "{yaml}");
         assert!(yaml.contains("protocol: UDP"), "{yaml}");
+        assert!(yaml.contains("load_balancer: SOURCE_IP_HASH"), "{yaml}");
+        assert!(
+            yaml.contains("route: VirtualService default/dns tcp[0]"),
+            "{yaml}"
+        );
+        assert_eq!(LoadBalancer::RoundRobin.to_string(), "ROUND_ROBIN");
     }
 }

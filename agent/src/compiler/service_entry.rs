@@ -1,34 +1,72 @@
-//! A ServiceEntry with STATIC resolution becomes one service per (address, port).
+//! A ServiceEntry with STATIC resolution: hosts, virtual IPs, ports and endpoints. Each
+//! (address, port) of an accepted entry is a service; its hosts are destinations for routes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::Problems;
 use super::names::is_dns1123_label;
-use super::plan::{BackendPlan, Protocol, ServicePlan};
+use super::plan::{BackendPlan, Protocol};
 use crate::config::{ConfigError, Resource, ServiceEntrySpec, WorkloadEntry};
 
-/// A service of the plan and the index in `spec.addresses` of its VIP, so a conflict can
-/// name the field.
-pub(super) struct Claim {
-    pub address_index: usize,
-    pub service: ServicePlan,
+/// An accepted ServiceEntry.
+pub(super) struct Entry<'a> {
+    pub id: String,
+    /// As written: Istio does not expand a ServiceEntry's hosts. At least one.
+    pub hosts: &'a [String],
+    /// The virtual IPs, with their index in `spec.addresses`.
+    pub vips: Vec<(usize, IpAddr)>,
+    pub ports: Vec<Port>,
+    endpoints: Vec<(&'a WorkloadEntry, IpAddr)>,
+}
+
+impl<'a> Entry<'a> {
+    /// The host the plan lists the entry's services under.
+    pub fn host(&self) -> &'a str {
+        self.hosts.first().map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn port(&self, number: u16) -> Option<&Port> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// The labels of every endpoint, of either family.
+    pub fn endpoint_labels(&self) -> impl Iterator<Item = &'a BTreeMap<String, String>> + '_ {
+        self.endpoints.iter().map(|(endpoint, _)| &endpoint.labels)
+    }
+
+    /// The endpoints a connection to `vip` on `port` can be sent to: those of the VIP's
+    /// address family (a connect cannot change family), each at its port for `port`, in
+    /// the order of `spec.endpoints`. Weights and subsets are left for the caller.
+    pub fn backends(&self, vip: IpAddr, port: &Port) -> Vec<BackendPlan> {
+        self.endpoints
+            .iter()
+            .filter(|(_, address)| address.is_ipv4() == vip.is_ipv4())
+            .map(|&(endpoint, address)| BackendPlan {
+                address,
+                port: endpoint_port(endpoint.ports.get(&port.name), port),
+                weight: 0,
+                labels: endpoint.labels.clone(),
+                subsets: Vec::new(),
+            })
+            .collect()
+    }
 }
 
 /// What an accepted ServiceEntry contributes.
-pub(super) struct Compiled {
-    pub claims: Vec<Claim>,
+pub(super) struct Compiled<'a> {
+    pub entry: Entry<'a>,
     /// Worth telling the user, but no reason to reject the resource.
     pub notes: Vec<String>,
 }
 
-/// Validates a ServiceEntry and builds its services (with no subsets yet). Any error
-/// rejects the whole resource: a partly applied ServiceEntry would steer some ports and not
-/// others, which is harder to notice than a clear rejection.
-pub(super) fn compile(
-    resource: &Resource,
-    spec: &ServiceEntrySpec,
-) -> Result<Compiled, Vec<ConfigError>> {
+/// Validates a ServiceEntry. Any error rejects the whole resource: a partly applied
+/// ServiceEntry would steer some ports and not others, which is harder to notice than a
+/// clear rejection.
+pub(super) fn compile<'a>(
+    resource: &'a Resource,
+    spec: &'a ServiceEntrySpec,
+) -> Result<Compiled<'a>, Vec<ConfigError>> {
     let mut problems = Problems::new(resource);
     check_settings(spec, &mut problems);
     check_hosts(spec, &mut problems);
@@ -38,59 +76,21 @@ pub(super) fn compile(
     problems.into_result()?;
 
     let id = resource.id();
-    // Validated above: there is a first host.
-    let host = spec.hosts.first().cloned().unwrap_or_default();
-    let mut problems = Problems::new(resource);
     let mut notes = Vec::new();
-    let mut claims = Vec::new();
-    for &(address_index, vip) in &vips {
-        // A connect can only be redirected within its address family.
-        let (same, other): (Vec<_>, Vec<_>) = endpoints
+    for &(_, vip) in &vips {
+        let other = endpoints
             .iter()
-            .partition(|(_, address)| address.is_ipv4() == vip.is_ipv4());
-        if same.is_empty() {
-            problems.add(
-                format!("spec.addresses[{address_index}]"),
-                format!(
-                    "no endpoint has an {} address; a connection to {vip} can only be sent to one",
-                    family(vip)
-                ),
-            );
-            continue;
-        }
-        if !other.is_empty() {
+            .filter(|(_, address)| address.is_ipv4() != vip.is_ipv4())
+            .count();
+        // Endpoints of one family only, with a VIP of the other, are a service with no
+        // backend of its own (a route may still send it elsewhere), reported per service.
+        if other > 0 && other < endpoints.len() {
             notes.push(format!(
-                "{id}: {vip} uses only its {} endpoints; {} endpoint(s) of the other family are left out",
+                "{id}: {vip} uses only its {} endpoints; {other} endpoint(s) of the other family are left out",
                 family(vip),
-                other.len()
             ));
         }
-        for port in &ports {
-            let backends = same
-                .iter()
-                .map(|&&(endpoint, address)| BackendPlan {
-                    address,
-                    port: endpoint_port(endpoint.ports.get(&port.name), port),
-                    weight: 1,
-                    labels: endpoint.labels.clone(),
-                    subsets: Vec::new(),
-                })
-                .collect();
-            claims.push(Claim {
-                address_index,
-                service: ServicePlan {
-                    vip,
-                    port: port.number,
-                    protocol: port.protocol,
-                    host: host.clone(),
-                    resource: id.clone(),
-                    backends,
-                },
-            });
-        }
     }
-    problems.into_result()?;
-
     if spec.hosts.len() > 1 {
         notes.push(format!(
             "{id}: hosts {} share its addresses; the plan lists them under the first",
@@ -102,7 +102,16 @@ pub(super) fn compile(
             "{id}: endpoint weights are not applied yet; every endpoint gets an equal share"
         ));
     }
-    Ok(Compiled { claims, notes })
+    Ok(Compiled {
+        entry: Entry {
+            id,
+            hosts: &spec.hosts,
+            vips,
+            ports,
+            endpoints,
+        },
+        notes,
+    })
 }
 
 /// Resolution, location and workloadSelector: whether vsteer can steer this entry at all.
@@ -217,11 +226,23 @@ fn parse_vip(address: &str) -> Result<IpAddr, String> {
 }
 
 /// A validated service port.
-struct Port {
-    number: u16,
-    protocol: Protocol,
-    name: String,
+pub(super) struct Port {
+    pub number: u16,
+    pub protocol: Protocol,
+    pub kind: PortKind,
+    pub name: String,
     target: Option<u16>,
+}
+
+/// Which rules of a VirtualService route a port: Istio decides by the port's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PortKind {
+    /// HTTP, HTTP2, gRPC: the `http` rules.
+    Http,
+    /// TCP, TLS, HTTPS, Mongo, ...: the `tls` rules (by SNI), then the `tcp` rules.
+    Tcp,
+    /// No VirtualService rule routes UDP: Istio does not proxy it.
+    Udp,
 }
 
 fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
@@ -303,6 +324,7 @@ fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
             ports.push(Port {
                 number,
                 protocol: protocol.transport,
+                kind: protocol.kind,
                 name: port.name.clone(),
                 target,
             });
@@ -311,17 +333,12 @@ fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
     ports
 }
 
-/// The endpoints with their IP addresses.
+/// The endpoints with their IP addresses. None is valid: a service with no backend, whose
+/// connects are refused (as Istio answers 503), unless a route sends them elsewhere.
 fn endpoints<'a>(
     spec: &'a ServiceEntrySpec,
     problems: &mut Problems,
 ) -> Vec<(&'a WorkloadEntry, IpAddr)> {
-    if spec.endpoints.is_empty() && spec.workload_selector.is_none() {
-        problems.add(
-            "spec.endpoints",
-            "STATIC resolution needs at least one endpoint",
-        );
-    }
     let port_names: BTreeSet<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
     let mut addresses = Vec::new();
     for (j, endpoint) in spec.endpoints.iter().enumerate() {
@@ -381,6 +398,7 @@ fn family(ip: IpAddr) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PortProtocol {
     transport: Protocol,
+    kind: PortKind,
     /// HTTP (Host header) and TLS (SNI) connections say which host they are for.
     names_host: bool,
 }
@@ -403,16 +421,20 @@ const KNOWN_PROTOCOLS: [&str; 12] = [
 /// Istio's protocol names, case-insensitive as Istio parses them. Empty means "detect the
 /// protocol", which at layer 4 is TCP.
 fn parse_protocol(name: &str) -> Option<PortProtocol> {
-    let (transport, names_host) = match name.to_ascii_lowercase().as_str() {
-        "http" | "http2" | "http_proxy" | "grpc" | "grpc-web" | "https" | "tls" => {
-            (Protocol::Tcp, true)
+    let (transport, kind, names_host) = match name.to_ascii_lowercase().as_str() {
+        "http" | "http2" | "http_proxy" | "grpc" | "grpc-web" => {
+            (Protocol::Tcp, PortKind::Http, true)
         }
-        "" | "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, false),
-        "udp" => (Protocol::Udp, false),
+        "https" | "tls" => (Protocol::Tcp, PortKind::Tcp, true),
+        // An undeclared protocol is sniffed by Istio; at connect time there is nothing to
+        // sniff yet, so it is TCP.
+        "" | "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, PortKind::Tcp, false),
+        "udp" => (Protocol::Udp, PortKind::Udp, false),
         _ => return None,
     };
     Some(PortProtocol {
         transport,
+        kind,
         names_host,
     })
 }
@@ -437,6 +459,12 @@ mod tests {
             Some(Protocol::Udp)
         );
         assert_eq!(parse_protocol("SCTP"), None);
+        let kind = |name| parse_protocol(name).map(|p| p.kind);
+        assert_eq!(kind("GRPC"), Some(PortKind::Http));
+        assert_eq!(kind("http2"), Some(PortKind::Http));
+        assert_eq!(kind("HTTPS"), Some(PortKind::Tcp));
+        assert_eq!(kind("MONGO"), Some(PortKind::Tcp));
+        assert_eq!(kind("UDP"), Some(PortKind::Udp));
         for name in KNOWN_PROTOCOLS {
             assert!(parse_protocol(name).is_some(), "{name}");
         }

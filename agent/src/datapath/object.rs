@@ -6,3 +6,15 @@ pub static EBPF_OBJECT: &[u8] =
 
 /// Program names as the kernel (and `bpftool prog show`) lists them.
 pub const CONNECT4: &str = "vsteer_connect4";
+
+/// Every program; each one's section names its cgroup hook.
+pub const PROGRAMS: [&str; 8] = [
+    CONNECT4,
+    "vsteer_connect6",
+    "vsteer_sendmsg4",
+    "vsteer_sendmsg6",
+    "vsteer_recvmsg4",
+    "vsteer_recvmsg6",
+    "vsteer_getpeer4",
+    "vsteer_getpeer6",
+];

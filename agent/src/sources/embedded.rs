@@ -44,6 +44,8 @@ mod tests {
             [
                 "ServiceEntry default/details",
                 "ServiceEntry default/ratings",
+                "DestinationRule default/ratings",
+                "VirtualService default/ratings",
                 "ServiceEntry default/reviews",
                 "DestinationRule default/reviews",
                 "VirtualService default/reviews",

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod files;
+pub mod last_good;
 
 pub use embedded::load_embedded;
 pub use files::{load_dir, load_file, parse_str};

@@ -1,171 +1,6 @@
-//! End-to-end tests of the compiler: YAML text in, plan and errors out.
-
-use std::net::IpAddr;
+//! ServiceEntries: services, endpoints and their ports, and what is rejected.
 
 use super::*;
-use crate::config::ConfigError;
-use crate::sources::{Loaded, load_embedded, parse_str};
-
-/// Parses `text` as file `t.yaml` and compiles it; parse and compile errors together.
-fn compile_text(text: &str) -> (Compiled, Loaded) {
-    let loaded = parse_str("t.yaml", text);
-    let mut compiled = compile(&loaded.resources);
-    let mut errors = loaded.errors.clone();
-    errors.append(&mut compiled.errors);
-    compiled.errors = errors;
-    (compiled, loaded)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A ServiceEntry named `name` with the given spec lines (indented under `spec:`).
-fn service_entry(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
-}
-
-const GOOD_SPEC: &str = "  hosts: [web.example.com]
-  addresses: [10.0.0.1]
-  ports:
-  - {number: 80, name: http, protocol: HTTP}
-  resolution: STATIC
-  endpoints:
-  - address: 10.1.0.1
-  - address: 10.1.0.2
-";
-
-/// Asserts exactly one error, naming file, resource and field; returns its message.
-fn single_error(compiled: &Compiled, resource: &str, field: &str) -> String {
-    assert_eq!(compiled.errors.len(), 1, "{:#?}", compiled.errors);
-    let ConfigError {
-        file,
-        resource: r,
-        field: f,
-        message,
-    } = &compiled.errors[0];
-    assert_eq!(file, "t.yaml");
-    assert_eq!(r.as_deref(), Some(resource));
-    assert_eq!(f.as_deref(), Some(field));
-    message.clone()
-}
-
-#[test]
-fn examples_compile_to_the_expected_plan() {
-    let loaded = load_embedded();
-    let compiled = compile(&loaded.resources);
-    assert!(compiled.errors.is_empty(), "{:#?}", compiled.errors);
-
-    let keys: Vec<_> = compiled
-        .plan
-        .services
-        .iter()
-        .map(|s| {
-            (
-                s.vip,
-                s.port,
-                s.protocol,
-                s.host.as_str(),
-                s.resource.as_str(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            (
-                ip("127.100.0.1"),
-                9080,
-                Protocol::Tcp,
-                "reviews.default.svc.cluster.local",
-                "ServiceEntry default/reviews"
-            ),
-            (
-                ip("127.100.0.2"),
-                9080,
-                Protocol::Tcp,
-                "ratings.default.svc.cluster.local",
-                "ServiceEntry default/ratings"
-            ),
-            (
-                ip("127.100.0.3"),
-                9080,
-                Protocol::Tcp,
-                "details.default.svc.cluster.local",
-                "ServiceEntry default/details"
-            ),
-        ]
-    );
-
-    let reviews = compiled
-        .plan
-        .get(ip("127.100.0.1"), 9080, Protocol::Tcp)
-        .unwrap();
-    let backends: Vec<_> = reviews
-        .backends
-        .iter()
-        .map(|b| (b.address, b.port, b.weight, b.subsets.clone()))
-        .collect();
-    assert_eq!(
-        backends,
-        [
-            (ip("127.0.1.1"), 9080, 1, vec!["v1".to_string()]),
-            (ip("127.0.1.2"), 9080, 1, vec!["v2".to_string()]),
-            (ip("127.0.1.3"), 9080, 1, vec!["v3".to_string()]),
-        ]
-    );
-    assert_eq!(reviews.backends[1].labels["app"], "reviews");
-
-    let ratings = compiled
-        .plan
-        .get(ip("127.100.0.2"), 9080, Protocol::Tcp)
-        .unwrap();
-    let addresses: Vec<_> = ratings.backends.iter().map(|b| b.address).collect();
-    assert_eq!(addresses, [ip("127.0.2.1"), ip("127.0.2.2")]);
-    assert!(ratings.backends.iter().all(|b| b.subsets.is_empty()));
-
-    let details = compiled
-        .plan
-        .get(ip("127.100.0.3"), 9080, Protocol::Tcp)
-        .unwrap();
-    assert_eq!(details.backends.len(), 1);
-    assert_eq!(
-        (details.backends[0].address, details.backends[0].port),
-        (ip("127.0.3.1"), 9080)
-    );
-
-    // The VirtualService is read but not compiled yet, and the user is told.
-    assert_eq!(
-        compiled.notes,
-        [
-            "VirtualService default/reviews: routing rules are not compiled yet; connections are spread over all endpoints of the host"
-        ]
-    );
-
-    let table = render(&compiled.plan);
-    let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 7, "{table}");
-    assert!(lines[0].starts_with("SERVICE"), "{table}");
-    let squash = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(
-        squash(lines[1]),
-        "127.100.0.1:9080 TCP reviews.default.svc.cluster.local 127.0.1.1:9080 33.3% v1 app=reviews,version=v1"
-    );
-    assert_eq!(
-        squash(lines[3]),
-        "127.0.1.3:9080 33.3% v3 app=reviews,version=v3"
-    );
-    assert_eq!(
-        squash(lines[4]),
-        "127.100.0.2:9080 TCP ratings.default.svc.cluster.local 127.0.2.1:9080 50.0% - app=ratings,version=v1"
-    );
-    assert_eq!(
-        squash(lines[6]),
-        "127.100.0.3:9080 TCP details.default.svc.cluster.local 127.0.3.1:9080 100.0% - app=details,version=v1"
-    );
-}
 
 #[test]
 fn endpoint_port_comes_from_ports_map_then_target_port_then_service_port() {
@@ -494,58 +329,64 @@ fn duplicate_resource_names_keep_the_first() {
 }
 
 #[test]
-fn destination_rules_resolve_short_names_in_their_namespace() {
-    let rule = |namespace: &str, host: &str| {
-        format!(
-            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r-{namespace}, namespace: {namespace}}}\nspec:\n  host: {host}\n  subsets:\n  - {{name: one, labels: {{version: v1}}}}\n  - {{name: all}}\n"
-        )
-    };
-    let spec = "  hosts: [reviews.shop.svc.cluster.local]
-  addresses: [10.0.0.1]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 10.1.0.1, labels: {version: v1}}
-  - {address: 10.1.0.2, labels: {version: v2}}
-";
-    // `reviews` in namespace `default` is another host; in `shop` it is this one.
-    let text = format!(
-        "{}{}{}",
-        service_entry("reviews", spec),
-        rule("default", "reviews"),
-        rule("shop", "reviews")
+fn endpoints_share_equally_without_a_virtual_service() {
+    let spec = GOOD_SPEC.replace(
+        "  - address: 10.1.0.2\n",
+        "  - address: 10.1.0.2\n  - address: 10.1.0.3\n",
     );
-    let (compiled, _) = compile_text(&text);
-    assert!(compiled.errors.is_empty(), "{:#?}", compiled.errors);
-    let subsets: Vec<_> = compiled.plan.services[0]
-        .backends
-        .iter()
-        .map(|b| b.subsets.clone())
-        .collect();
-    assert_eq!(subsets, [vec!["one", "all"], vec!["all"]]);
-    assert!(
-        compiled.notes.iter().any(|n| n.starts_with("DestinationRule default/r-default: host reviews.default.svc.cluster.local matches no service")),
-        "{:?}",
-        compiled.notes
+    let compiled = compile_ok(&service_entry("web", &spec));
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[
+            ("10.1.0.1:80", 333_334),
+            ("10.1.0.2:80", 333_333),
+            ("10.1.0.3:80", 333_333)
+        ])
     );
+    let service = &compiled.plan.services[0];
+    assert_eq!(service.route, None);
+    assert_eq!(service.load_balancer, LoadBalancer::Random);
 }
 
 #[test]
-fn invalid_destination_rule_is_rejected() {
-    let text = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: r}
-spec:
-  host: r
-  subsets:
-  - {name: v1}
-  - {name: v1}
-";
-    let (compiled, _) = compile_text(text);
-    let message = single_error(
-        &compiled,
-        "DestinationRule default/r",
-        "spec.subsets[1].name",
+fn no_endpoints_is_a_service_whose_connects_are_refused() {
+    for spec in [
+        GOOD_SPEC.replace(
+            "  endpoints:\n  - address: 10.1.0.1\n  - address: 10.1.0.2\n",
+            "",
+        ),
+        GOOD_SPEC.replace(
+            "  endpoints:\n  - address: 10.1.0.1\n  - address: 10.1.0.2\n",
+            "  endpoints: []\n",
+        ),
+        // Endpoints of the other family only: a connect cannot change family.
+        GOOD_SPEC
+            .replace("10.1.0.1", "'fd00::1'")
+            .replace("10.1.0.2", "'fd00::2'"),
+    ] {
+        let compiled = compile_ok(&service_entry("web", &spec));
+        assert_eq!(compiled.plan.services.len(), 1, "{spec}");
+        assert!(backends(&compiled, "10.0.0.1", 80).is_empty(), "{spec}");
+        assert!(
+            has_note(
+                &compiled,
+                "10.0.0.1:80/TCP: no backend, connects are refused"
+            ),
+            "{:?}",
+            compiled.notes
+        );
+    }
+}
+
+#[test]
+fn same_endpoint_twice_is_one_backend_with_both_shares() {
+    let spec = GOOD_SPEC.replace(
+        "  - address: 10.1.0.2\n",
+        "  - address: 10.1.0.1\n  - address: 10.1.0.3\n",
     );
-    assert!(message.contains("already defined"), "{message}");
+    let compiled = compile_ok(&service_entry("web", &spec));
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[("10.1.0.1:80", 666_667), ("10.1.0.3:80", 333_333)])
+    );
 }

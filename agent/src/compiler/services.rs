@@ -1,0 +1,100 @@
+//! Every service's final state: the route of the VirtualService that applies to it, or of
+//! none; or, when a rejected resource would have changed it, its state in the last good
+//! plan.
+
+use super::Compiled;
+use super::destination_rule::Rules;
+use super::plan::Plan;
+use super::registry::{Registry, show};
+use super::routes::{default_route, routed_by};
+use super::virtual_service::VirtualService;
+
+/// Adds every service to `out.plan`.
+pub(super) fn assemble(
+    registry: &Registry,
+    rules: &Rules,
+    virtual_services: &[VirtualService],
+    last_good: &Plan,
+    out: &mut Compiled,
+) {
+    for service in &registry.services {
+        let entry = &registry.entries[service.entry];
+        let key = service.key;
+        let mut covering: Vec<(usize, usize)> = virtual_services
+            .iter()
+            .enumerate()
+            .filter_map(|(index, vs)| vs.covers(entry, key.0).map(|score| (score, index)))
+            .collect();
+        // Most specific first, then input order: Istio's and Envoy's choice.
+        covering.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let covering: Vec<&VirtualService> = covering
+            .iter()
+            .map(|&(_, i)| &virtual_services[i])
+            .collect();
+
+        // A rejected VirtualService counts as absent, so the next one, or none, applies.
+        let mut valid = covering
+            .iter()
+            .filter_map(|vs| Some((*vs, vs.routes.as_ref()?)));
+        let routed = match valid.next() {
+            Some((vs, routes)) => {
+                for (other, _) in valid {
+                    out.notes.push(format!(
+                        "{}: also covers {}, but {} applies (more specific host, or first in input order)",
+                        other.id,
+                        show(&key),
+                        vs.id
+                    ));
+                }
+                routes.get(&key).cloned()
+            }
+            None => None,
+        }
+        .unwrap_or_else(|| default_route(entry, key, rules));
+
+        let last = last_good.get(key.0, key.1, key.2);
+        let last_route = last.and_then(|s| s.route.as_deref());
+        // What would have changed this service had it been valid: a rejected VirtualService
+        // that covers it or routed it last time, or a rejected DestinationRule of one of its
+        // hosts.
+        let spoiled_by = covering
+            .first()
+            .filter(|vs| vs.routes.is_none())
+            .map(|vs| vs.id.clone())
+            .or_else(|| {
+                virtual_services
+                    .iter()
+                    .find(|vs| vs.routes.is_none() && routed_by(last_route, &vs.id))
+                    .map(|vs| vs.id.clone())
+            })
+            .or_else(|| {
+                routed
+                    .hosts
+                    .iter()
+                    .find_map(|host| rules.for_host(host).rejected)
+            });
+        match (spoiled_by, last) {
+            (Some(by), Some(last)) => {
+                out.notes.push(format!(
+                    "kept last good state for {}: {by} was rejected",
+                    show(&key)
+                ));
+                out.kept.push(key);
+                out.plan.services.push(last.clone());
+            }
+            _ => {
+                out.notes.extend(routed.notes);
+                out.plan.services.push(routed.plan);
+            }
+        }
+    }
+    for service in &registry.kept {
+        out.notes.push(format!(
+            "kept last good state for {}: {} was rejected",
+            show(&service.key()),
+            service.resource
+        ));
+        out.kept.push(service.key());
+        out.plan.services.push(service.clone());
+    }
+}

@@ -1,0 +1,352 @@
+//! The agent as operators run it: config changes and agent restarts while clients connect
+//! without pause. Not one connect may fail, and every connect must land on a backend that
+//! was valid at that moment.
+//!
+//! Kernel tests: they need root. Without it they skip loudly, unless
+//! VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
+mod support;
+
+use std::{collections::BTreeSet, ffi::OsStr, path::Path, time::Duration};
+
+use support::{ConfigDir, addr, assert_only};
+use vsteer_testkit::{
+    AgentProcess, Backend, ConnectOutcome, ConnectReport, NetNs, PinDir, TestCgroup, connect_many,
+    kernel_tests_enabled, monotonic_ns,
+};
+
+const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(180);
+const VIP: &str = "127.100.0.1:9080";
+const V1: &str = "127.0.1.1:9080";
+const V2: &str = "127.0.1.2:9080";
+const V2B: &str = "127.0.1.4:9080";
+const V3: &str = "127.0.1.3:9080";
+
+fn service_entry(endpoints: &[(&str, &str)]) -> String {
+    let mut yaml = String::from(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [127.100.0.1]
+  ports: [{number: 9080, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints:
+",
+    );
+    for (address, version) in endpoints {
+        yaml.push_str(&format!(
+            "  - {{address: {address}, labels: {{version: {version}}}}}\n"
+        ));
+    }
+    yaml.push_str(
+        "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+",
+    );
+    yaml
+}
+
+fn all_endpoints() -> String {
+    service_entry(&[
+        ("127.0.1.1", "v1"),
+        ("127.0.1.2", "v2"),
+        ("127.0.1.3", "v3"),
+    ])
+}
+
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  tcp:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: {v1}}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: {v2}}}
+"
+    )
+}
+
+fn only(subset: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  tcp:
+  - route:
+    - destination: {{host: reviews, subset: {subset}}}
+"
+    )
+}
+
+/// Namespace, cgroup, pins and backends for the live tests.
+struct Stage {
+    backends: Vec<Backend>,
+    pins: PinDir,
+    cgroup: TestCgroup,
+    ns: NetNs,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        let ns = NetNs::new().unwrap();
+        let backends = [V1, V2, V2B, V3]
+            .iter()
+            .map(|a| Backend::tcp(&ns, addr(a), a).unwrap())
+            .collect();
+        Stage {
+            backends,
+            pins: PinDir::new(),
+            cgroup: TestCgroup::new().unwrap(),
+            ns,
+        }
+    }
+
+    fn agent(&self, config: &Path) -> AgentProcess {
+        let args = [
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--cgroup"),
+            self.cgroup.path().as_os_str(),
+            OsStr::new("--pin-dir"),
+            self.pins.path().as_os_str(),
+        ];
+        AgentProcess::start(Path::new(VSTEER), &args, READY_TIMEOUT).unwrap()
+    }
+}
+
+/// A backend set and when it was in force: from when its config was written (the kernel may
+/// flip any moment after) until the next set's "config applied" was seen (the flip is done by
+/// then), plus a little for the reply read after connect().
+struct Phase {
+    set: &'static [&'static str],
+    from_ns: u64,
+    until_ns: u64,
+}
+
+const SLACK_NS: u64 = 100_000_000;
+
+fn assert_every_connect_was_valid(report: &ConnectReport, phases: &[Phase]) {
+    assert!(
+        report.failures().is_empty(),
+        "failed connects: {:?}",
+        report.failures()
+    );
+    for (outcome, t) in report.outcomes.iter().zip(&report.times_ns) {
+        let ConnectOutcome::Reached { reply, .. } = outcome else {
+            unreachable!()
+        };
+        let valid: BTreeSet<&str> = phases
+            .iter()
+            .filter(|p| p.from_ns <= *t && *t <= p.until_ns.saturating_add(SLACK_NS))
+            .flat_map(|p| p.set.iter().copied())
+            .collect();
+        assert!(
+            valid.contains(reply.as_str()),
+            "a connect at t={t} reached {reply}, valid then: {valid:?}"
+        );
+    }
+}
+
+#[test]
+fn live_reweighting_and_endpoint_changes_drop_no_connect() {
+    if !kernel_tests_enabled("live_reweighting_and_endpoint_changes_drop_no_connect") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &split(100, 0))]);
+    let mut agent = stage.agent(config.path());
+    let changes: [(&str, String, &'static [&'static str]); 4] = [
+        ("vs.yaml", split(0, 100), &[V2]),
+        // A second v2 endpoint joins...
+        (
+            "se.yaml",
+            service_entry(&[
+                ("127.0.1.1", "v1"),
+                ("127.0.1.2", "v2"),
+                ("127.0.1.4", "v2"),
+                ("127.0.1.3", "v3"),
+            ]),
+            &[V2, V2B],
+        ),
+        // ...and the first leaves.
+        (
+            "se.yaml",
+            service_entry(&[
+                ("127.0.1.1", "v1"),
+                ("127.0.1.4", "v2"),
+                ("127.0.1.3", "v3"),
+            ]),
+            &[V2B],
+        ),
+        ("vs.yaml", split(100, 0), &[V1]),
+    ];
+    let connects = 30_000;
+    let (report, phases) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        let mut phases = vec![Phase {
+            set: &[V1],
+            from_ns: 0,
+            until_ns: u64::MAX,
+        }];
+        for (file, text, set) in &changes {
+            std::thread::sleep(Duration::from_millis(400));
+            agent.drain();
+            let written = monotonic_ns();
+            config.write(file, text);
+            agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+            let applied = monotonic_ns();
+            if let Some(last) = phases.last_mut() {
+                last.until_ns = applied;
+            }
+            phases.push(Phase {
+                set,
+                from_ns: written,
+                until_ns: u64::MAX,
+            });
+        }
+        (client.join().unwrap().unwrap(), phases)
+    });
+    assert_eq!(report.outcomes.len(), connects as usize);
+    let last_change = phases.last().map_or(0, |p| p.from_ns);
+    assert!(
+        report.times_ns.last().copied().unwrap_or(0) > last_change,
+        "the client finished before the last change: the window did not cover the changes"
+    );
+    assert_every_connect_was_valid(&report, &phases);
+    // Every phase's backends were really used.
+    let reached: BTreeSet<String> = report.replies().into_keys().collect();
+    for b in [V1, V2, V2B] {
+        assert!(reached.contains(b), "{b} never reached: {reached:?}");
+    }
+    assert!(!reached.contains(V3), "v3 is in no route");
+    drop(stage.backends);
+}
+
+#[test]
+fn sigkill_and_restart_of_the_agent_drop_no_connect() {
+    if !kernel_tests_enabled("sigkill_and_restart_of_the_agent_drop_no_connect") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &split(50, 50))]);
+    let mut first = stage.agent(config.path());
+    let connects = 20_000;
+    let report = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        first
+            .stop_with(libc::SIGKILL, Duration::from_secs(5))
+            .unwrap();
+        // No agent at all for a moment: the pinned datapath carries on.
+        std::thread::sleep(Duration::from_millis(300));
+        let _second = stage.agent(config.path());
+        client.join().unwrap().unwrap()
+    });
+    assert_eq!(report.outcomes.len(), connects as usize);
+    assert_only(&report, &[V1, V2]);
+    let reached = report.replies();
+    assert_eq!(reached.len(), 2, "{reached:?}");
+}
+
+#[test]
+fn a_restarted_agent_adopts_the_kernel_state_without_rewriting_it() {
+    if !kernel_tests_enabled("a_restarted_agent_adopts_the_kernel_state_without_rewriting_it") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &split(80, 20))]);
+    let mut first = stage.agent(config.path());
+    first
+        .stop_with(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    let second = stage.agent(config.path());
+    let ready = second.ready_line();
+    assert!(ready.contains("adopted=1"), "{ready}");
+    assert!(ready.contains("written=0"), "nothing rewritten: {ready}");
+    let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
+    assert_only(&report, &[V1, V2]);
+}
+
+#[test]
+fn bad_config_is_reported_and_the_last_good_one_stays_in_force() {
+    if !kernel_tests_enabled("bad_config_is_reported_and_the_last_good_one_stays_in_force") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &only("v1"))]);
+    let mut agent = stage.agent(config.path());
+    let vs_file = config.path().join("vs.yaml").display().to_string();
+    let bad: [(String, &[&str]); 3] = [
+        (
+            only("v9"),
+            &[
+                "VirtualService default/reviews",
+                "spec.tcp[0].route[0].destination.subset",
+            ],
+        ),
+        (
+            split(50, 40),
+            &["VirtualService default/reviews", "spec.tcp[0].route", "90"],
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: [unclosed\n".to_string(),
+            &["line"],
+        ),
+    ];
+    for (text, expected) in &bad {
+        agent.drain();
+        config.write("vs.yaml", text);
+        let line = agent.wait_for("rejected:", READY_TIMEOUT).unwrap();
+        assert!(line.contains(&vs_file), "names the file: {line}");
+        for part in *expected {
+            assert!(line.contains(part), "names {part}: {line}");
+        }
+        let report =
+            connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
+        assert_only(&report, &[V1]);
+        assert_eq!(
+            report.replies().values().sum::<u64>(),
+            200,
+            "traffic keeps following the last good config"
+        );
+    }
+    // The agent is alive and still applies good config.
+    agent.drain();
+    config.write("vs.yaml", &only("v2"));
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
+    assert_only(&report, &[V2]);
+}

@@ -1,0 +1,125 @@
+//! What the kernel and agent tests share: plans from YAML, a config directory, a namespace,
+//! cgroup and pinned datapath of the test's own.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use vsteer::{
+    compiler::{self, Plan},
+    datapath::{Datapath, DatapathOptions},
+    sources::parse_str,
+};
+use vsteer_testkit::{Backend, ConnectReport, NetNs, PinDir, TestCgroup, unique_name};
+
+/// Compiles YAML text; panics on any config error (the tests' configs are meant to be good).
+pub fn plan_from_yaml(yaml: &str) -> Plan {
+    let loaded = parse_str("test.yaml", yaml);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let compiled = compiler::compile(&loaded.resources, &Plan::default());
+    assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
+    compiled.plan
+}
+
+/// A namespace, a cgroup, a pin directory and the datapath attached to that cgroup.
+pub struct Fixture {
+    // Field order is drop order: the datapath handles go first, then the pins (which detaches
+    // the programs), then the cgroup and the namespace.
+    pub datapath: Datapath,
+    pub pins: PinDir,
+    pub cgroup: TestCgroup,
+    pub ns: NetNs,
+}
+
+impl Fixture {
+    pub fn new(plan: &Plan) -> Fixture {
+        let ns = NetNs::new().expect("network namespace");
+        let cgroup = TestCgroup::new().expect("cgroup");
+        let pins = PinDir::new();
+        let mut datapath = Datapath::start(&DatapathOptions {
+            cgroup: Some(cgroup.path().to_path_buf()),
+            pin_dir: pins.path().to_path_buf(),
+        })
+        .expect("load and attach the datapath");
+        datapath.apply(plan).expect("apply the plan");
+        Fixture {
+            datapath,
+            pins,
+            cgroup,
+            ns,
+        }
+    }
+
+    /// A TCP backend per address, answering with its address.
+    pub fn tcp_backends(&self, addrs: &[&str]) -> Vec<Backend> {
+        addrs
+            .iter()
+            .map(|a| Backend::tcp(&self.ns, a.parse().expect("address"), a).expect("backend"))
+            .collect()
+    }
+}
+
+/// How many calls reached each of `names`, in that order (0 for none).
+pub fn counts(report: &ConnectReport, names: &[&str]) -> Vec<u64> {
+    let replies = report.replies();
+    names
+        .iter()
+        .map(|n| replies.get(*n).copied().unwrap_or(0))
+        .collect()
+}
+
+/// Every reply must be one of `names`, and no call may fail.
+pub fn assert_only(report: &ConnectReport, names: &[&str]) {
+    assert!(
+        report.failures().is_empty(),
+        "failures: {:?}",
+        report.failures()
+    );
+    let replies: BTreeMap<String, u64> = report.replies();
+    for name in replies.keys() {
+        assert!(
+            names.contains(&name.as_str()),
+            "{name} reached; only {names:?} should be: {replies:?}"
+        );
+    }
+}
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// A config directory of the test's own, removed on drop.
+pub struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("config"));
+        std::fs::create_dir_all(&dir).expect("config dir");
+        let config = Self(dir);
+        for (name, text) in files {
+            config.write(name, text);
+        }
+        config
+    }
+
+    /// Writes a file atomically (temp file and rename), as a careful operator or a
+    /// ConfigMap update does.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.0.join(name)).expect("rename config");
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

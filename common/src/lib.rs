@@ -16,9 +16,8 @@ pub mod map_names {
     pub const BACKENDS: &str = "VSTEER_BACKENDS";
     pub const COUNTERS: &str = "VSTEER_COUNTERS";
     pub const REVERSE: &str = "VSTEER_REVERSE";
-    pub const ORIGINAL_DST: &str = "VSTEER_ORIG_DST";
     /// Every map whose state outlives an agent process (pinned, adopted on restart).
-    pub const PINNED: [&str; 5] = [SERVICES, BACKENDS, COUNTERS, REVERSE, ORIGINAL_DST];
+    pub const PINNED: [&str; 4] = [SERVICES, BACKENDS, COUNTERS, REVERSE];
 }
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
@@ -27,8 +26,9 @@ pub const MAX_SERVICES: u32 = 131_072;
 pub const MAX_BACKEND_SLOTS: u32 = 1_048_576;
 /// Capacity of the per-backend connection counters.
 pub const MAX_COUNTERS: u32 = 65_536;
-/// Capacity of the UDP reply-translation map (least recently used entries are evicted).
-pub const MAX_REVERSE: u32 = 65_536;
+/// Capacity of the reverse translation (getpeername, UDP replies): the most recently steered
+/// sockets; older entries are evicted (LRU), after which such a socket sees its backend.
+pub const MAX_REVERSE: u32 = 262_144;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -99,8 +99,8 @@ pub struct Slot {
     pub alias: Address,
 }
 
-/// Key of the UDP reply translation: replies from `backend` to socket `cookie` are shown as
-/// coming from the VIP the application addressed.
+/// Key of the reverse translation: for socket `cookie`, `backend` is shown as the VIP the
+/// application addressed (its getpeername() peer, the source of its UDP replies).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReverseKey {

@@ -16,12 +16,9 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use aya_log_ebpf::debug;
-use vsteer_common::{Address, PROTO_UDP, ReverseKey, ServiceKey};
+use vsteer_common::{Address, ReverseKey, ServiceKey};
 
-use crate::{
-    maps::{VSTEER_ORIG_DST, VSTEER_REVERSE},
-    select::Choice,
-};
+use crate::{maps::VSTEER_REVERSE, select::Choice};
 
 /// Verdict that lets the socket call go on.
 const ALLOW: i32 = 1;
@@ -35,16 +32,10 @@ enum Family {
     V6,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Call {
-    Connect,
-    SendMsg,
-}
-
 /// The common path of connect and sendmsg: look the destination up, rewrite it to a backend,
 /// remember the VIP for getpeername and UDP replies, or refuse when there is no backend.
 #[inline(always)]
-fn steer(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
+fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
     // SAFETY: the kernel hands the program a valid bpf_sock_addr for its whole run.
     let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
     let vip = match family {
@@ -74,24 +65,17 @@ fn steer(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     if !written {
         return ALLOW;
     }
-    if call == Call::Connect {
-        let mut original = vip;
-        // SAFETY: the context's socket is valid during the call.
-        let stored = unsafe { VSTEER_ORIG_DST.get_or_insert_ptr_mut(ctx, Some(&mut original)) };
-        if !stored.is_null() {
-            // SAFETY: non-null storage of this socket; a reconnect overwrites the old VIP.
-            unsafe { *stored = vip };
-        }
-    }
-    if proto == PROTO_UDP {
-        let reverse = ReverseKey {
-            // SAFETY: plain helper call on the program's own context.
-            cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
-            backend,
-            _pad: 0,
-        };
-        let _ = VSTEER_REVERSE.insert(reverse, vip, 0);
-    }
+    // Remember which VIP this socket addressed, keyed by the socket and the backend it now
+    // talks to: getpeername() and UDP replies translate back through it. An LRU hash costs a
+    // fraction of per-socket storage, whose allocation on every connect tripled the hook's
+    // run time.
+    let reverse = ReverseKey {
+        // SAFETY: plain helper call on the program's own context.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        backend,
+        _pad: 0,
+    };
+    let _ = VSTEER_REVERSE.insert(reverse, vip, 0);
     debug!(
         ctx,
         "steered {:i}:{} -> {:i}:{}", vip.addr, vip.port, backend.addr, backend.port
@@ -99,25 +83,10 @@ fn steer(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     ALLOW
 }
 
-/// Shows the application the VIP it dialed instead of the backend it reached.
+/// Shows the application the VIP it addressed instead of the backend it reached: as the
+/// peer of a connected socket (getpeername) or the source of a UDP reply (recvmsg).
 #[inline(always)]
-fn restore_peer(ctx: &SockAddrContext, family: Family) -> i32 {
-    // SAFETY: as in `steer`.
-    let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
-    // SAFETY: lookup only; no storage is created for sockets vsteer never steered.
-    let stored = unsafe { VSTEER_ORIG_DST.get_ptr_mut(ctx) };
-    if stored.is_null() {
-        return ALLOW;
-    }
-    // SAFETY: non-null storage of this socket.
-    let vip = unsafe { *stored };
-    write(sa, family, &vip);
-    ALLOW
-}
-
-/// Shows a UDP reply from a backend as coming from the VIP the application sent to.
-#[inline(always)]
-fn restore_source(ctx: &SockAddrContext, family: Family) -> i32 {
+fn restore_vip(ctx: &SockAddrContext, family: Family) -> i32 {
     // SAFETY: as in `steer`.
     let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
     let from = match family {
@@ -147,42 +116,42 @@ fn write(sa: &mut bpf_sock_addr, family: Family, to: &Address) {
 
 #[cgroup_sock_addr(connect4)]
 pub fn vsteer_connect4(ctx: SockAddrContext) -> i32 {
-    steer(&ctx, Family::V4, Call::Connect)
+    steer(&ctx, Family::V4)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn vsteer_connect6(ctx: SockAddrContext) -> i32 {
-    steer(&ctx, Family::V6, Call::Connect)
+    steer(&ctx, Family::V6)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn vsteer_sendmsg4(ctx: SockAddrContext) -> i32 {
-    steer(&ctx, Family::V4, Call::SendMsg)
+    steer(&ctx, Family::V4)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn vsteer_sendmsg6(ctx: SockAddrContext) -> i32 {
-    steer(&ctx, Family::V6, Call::SendMsg)
+    steer(&ctx, Family::V6)
 }
 
 #[cgroup_sock_addr(recvmsg4)]
 pub fn vsteer_recvmsg4(ctx: SockAddrContext) -> i32 {
-    restore_source(&ctx, Family::V4)
+    restore_vip(&ctx, Family::V4)
 }
 
 #[cgroup_sock_addr(recvmsg6)]
 pub fn vsteer_recvmsg6(ctx: SockAddrContext) -> i32 {
-    restore_source(&ctx, Family::V6)
+    restore_vip(&ctx, Family::V6)
 }
 
 #[cgroup_sock_addr(getpeername4)]
 pub fn vsteer_getpeer4(ctx: SockAddrContext) -> i32 {
-    restore_peer(&ctx, Family::V4)
+    restore_vip(&ctx, Family::V4)
 }
 
 #[cgroup_sock_addr(getpeername6)]
 pub fn vsteer_getpeer6(ctx: SockAddrContext) -> i32 {
-    restore_peer(&ctx, Family::V6)
+    restore_vip(&ctx, Family::V6)
 }
 
 #[cfg(not(test))]

@@ -1,7 +1,7 @@
 //! The maps the agent fills and reads. BTF maps, so bpftool prints their keys and values by
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
-    btf_maps::{HashMap, LruHashMap, PerCpuHashMap, SkStorage},
+    btf_maps::{HashMap, LruHashMap, PerCpuHashMap},
     macros::btf_map,
 };
 use vsteer_common::{
@@ -24,11 +24,7 @@ pub static VSTEER_BACKENDS: HashMap<BackendKey, Slot, { MAX_BACKEND_SLOTS as usi
 pub static VSTEER_COUNTERS: PerCpuHashMap<Address, u64, { MAX_COUNTERS as usize }> =
     PerCpuHashMap::new();
 
-/// (socket, backend) -> the VIP the application addressed, for UDP replies.
+/// (socket, backend) -> the VIP the application addressed: for getpeername() and UDP replies.
 #[btf_map]
 pub static VSTEER_REVERSE: LruHashMap<ReverseKey, Address, { MAX_REVERSE as usize }> =
     LruHashMap::new();
-
-/// Per socket: the VIP it connected to, for getpeername().
-#[btf_map]
-pub static VSTEER_ORIG_DST: SkStorage<Address> = SkStorage::new();

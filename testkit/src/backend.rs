@@ -30,6 +30,8 @@ pub struct Backend {
 enum Socket {
     Tcp(TcpListener),
     Udp(UdpSocket),
+    /// Streams zeros to every connection until it closes.
+    Stream(TcpListener),
 }
 
 impl Backend {
@@ -38,7 +40,15 @@ impl Backend {
         let listener = ns
             .run(move || TcpListener::bind(addr))?
             .with_context(|| format!("binding TCP backend {addr}"))?;
-        Ok(Self::serve(Socket::Tcp(listener), addr, name))
+        Ok(Self::serve(Socket::Tcp(listener), addr, name, None))
+    }
+
+    /// [`Backend::tcp`] with the serving thread pinned to `cpu` (for benchmarks).
+    pub fn tcp_on(ns: &NetNs, addr: SocketAddr, name: &str, cpu: usize) -> Result<Self> {
+        let listener = ns
+            .run(move || TcpListener::bind(addr))?
+            .with_context(|| format!("binding TCP backend {addr}"))?;
+        Ok(Self::serve(Socket::Tcp(listener), addr, name, Some(cpu)))
     }
 
     /// Receives UDP datagrams on `addr` inside `ns`; each gets `name` back.
@@ -46,16 +56,30 @@ impl Backend {
         let socket = ns
             .run(move || UdpSocket::bind(addr))?
             .with_context(|| format!("binding UDP backend {addr}"))?;
-        Ok(Self::serve(Socket::Udp(socket), addr, name))
+        Ok(Self::serve(Socket::Udp(socket), addr, name, None))
     }
 
-    fn serve(socket: Socket, addr: SocketAddr, name: &str) -> Self {
+    /// Listens for TCP on `addr` inside `ns` and streams to every connection without end
+    /// (until the client closes or the backend stops): for throughput measurements.
+    pub fn stream(ns: &NetNs, addr: SocketAddr) -> Result<Self> {
+        let listener = ns
+            .run(move || TcpListener::bind(addr))?
+            .with_context(|| format!("binding streaming backend {addr}"))?;
+        Ok(Self::serve(Socket::Stream(listener), addr, "stream", None))
+    }
+
+    fn serve(socket: Socket, addr: SocketAddr, name: &str, cpu: Option<usize>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         let reply = format!("{name}\n").into_bytes();
         let thread = {
             let (stop, served) = (stop.clone(), served.clone());
-            std::thread::spawn(move || serve_until(&socket, &reply, &stop, &served))
+            std::thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_current_thread(cpu);
+                }
+                serve_until(&socket, &reply, &stop, &served)
+            })
         };
         Self {
             name: name.to_string(),
@@ -91,7 +115,7 @@ impl Drop for Backend {
 
 fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &AtomicU64) {
     let fd: RawFd = match socket {
-        Socket::Tcp(l) => l.as_raw_fd(),
+        Socket::Tcp(l) | Socket::Stream(l) => l.as_raw_fd(),
         Socket::Udp(u) => u.as_raw_fd(),
     };
     let mut pfd = libc::pollfd {
@@ -113,6 +137,14 @@ fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &Atomic
                     let _ = stream.write_all(reply);
                 }
             }
+            Socket::Stream(listener) => {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    let chunk = vec![0u8; 1 << 16];
+                    // Ends when the client closes (write error); bounded by the client.
+                    std::thread::spawn(move || while stream.write_all(&chunk).is_ok() {});
+                }
+            }
             Socket::Udp(udp) => {
                 if let Ok((_, from)) = udp.recv_from(&mut buf) {
                     served.fetch_add(1, Ordering::Relaxed);
@@ -120,5 +152,15 @@ fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &Atomic
                 }
             }
         }
+    }
+}
+
+/// Pins the calling thread to one CPU; a failure only costs measurement quality.
+fn pin_current_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays in bounds for any real CPU number.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
 }

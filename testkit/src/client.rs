@@ -97,9 +97,98 @@ pub fn probe_many(
     count: u32,
     deadline: Duration,
 ) -> Result<ConnectReport> {
-    let procs = cgroup.map(TestCgroup::procs_file).transpose()?;
+    probe_many_on(ns, cgroup, target, probe, count, deadline, None)
+}
+
+/// [`probe_many`] with the client pinned to one CPU (for benchmarks).
+pub fn probe_many_on(
+    ns: &NetNs,
+    cgroup: Option<&TestCgroup>,
+    target: SocketAddr,
+    probe: Probe,
+    count: u32,
+    deadline: Duration,
+    cpu: Option<usize>,
+) -> Result<ConnectReport> {
+    probe_cycle_on(ns, cgroup, &[target], probe, count, deadline, cpu)
+}
+
+/// Most targets one client cycles through.
+pub const MAX_TARGETS: usize = 8;
+
+/// [`probe_many_on`] cycling through up to [`MAX_TARGETS`] targets: call i goes to
+/// `targets[i % len]` (e.g. straight to each backend in turn, as a baseline).
+pub fn probe_cycle_on(
+    ns: &NetNs,
+    cgroup: Option<&TestCgroup>,
+    targets: &[SocketAddr],
+    probe: Probe,
+    count: u32,
+    deadline: Duration,
+    cpu: Option<usize>,
+) -> Result<ConnectReport> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        bail!(
+            "a client takes 1 to {MAX_TARGETS} targets, not {}",
+            targets.len()
+        );
+    }
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut addrs = [(unsafe { std::mem::zeroed::<libc::sockaddr_storage>() }, 0); MAX_TARGETS];
+    for (slot, target) in addrs.iter_mut().zip(targets) {
+        *slot = sockaddr(*target);
+    }
+    let n = targets.len();
+    let bytes = in_child(ns, cgroup, cpu, deadline, move |out| {
+        // SAFETY: in the forked child, see the module comment.
+        unsafe { child_probe(out, &addrs[..n], probe, count) }
+    })?;
+    Ok(ConnectReport {
+        outcomes: bytes.chunks_exact(RECORD).map(decode).collect(),
+        times_ns: bytes
+            .chunks_exact(RECORD)
+            .map(|r| u64::from_le_bytes(r[64..72].try_into().unwrap_or_default()))
+            .collect(),
+    })
+}
+
+/// Connects once to `target` (from inside `ns` and `cgroup`, pinned to `cpu`) and reads for
+/// `seconds`; returns the bytes per second received (None when the connect failed).
+pub fn stream_bytes(
+    ns: &NetNs,
+    cgroup: Option<&TestCgroup>,
+    target: SocketAddr,
+    seconds: u32,
+    cpu: Option<usize>,
+) -> Result<Option<f64>> {
     let (storage, len) = sockaddr(target);
-    let family = storage.ss_family as libc::c_int;
+    let deadline = Duration::from_secs(u64::from(seconds) + 30);
+    let bytes = in_child(ns, cgroup, cpu, deadline, move |out| {
+        // SAFETY: in the forked child, see the module comment.
+        unsafe { child_stream(out, &storage, len, seconds) }
+    })?;
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?))
+    };
+    Ok(match (word(0), word(8)) {
+        (Some(total), Some(elapsed)) if total != u64::MAX && elapsed > 0 => {
+            Some(total as f64 * 1e9 / elapsed as f64)
+        }
+        _ => None,
+    })
+}
+
+/// Forks a child that enters `ns` and `cgroup`, pins itself to `cpu`, runs `work` with the
+/// write end of a pipe and exits; returns what it wrote. The child is killed (by pid) at the
+/// deadline.
+fn in_child(
+    ns: &NetNs,
+    cgroup: Option<&TestCgroup>,
+    cpu: Option<usize>,
+    deadline: Duration,
+    work: impl FnOnce(libc::c_int),
+) -> Result<Vec<u8>> {
+    let procs = cgroup.map(TestCgroup::procs_file).transpose()?;
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -115,19 +204,27 @@ pub fn probe_many(
         return Err(last_os_error("fork"));
     }
     if pid == 0 {
-        // SAFETY: in the child, see the module comment.
+        // SAFETY: in the child: raw syscalls only.
         unsafe {
-            child(
-                ns_fd,
-                procs_fd,
-                writer.as_raw_fd(),
-                family,
-                &storage,
-                len,
-                probe,
-                count,
-            )
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                libc::_exit(101);
+            }
+            if let Some(fd) = procs_fd
+                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                libc::_exit(102);
+            }
+            if let Some(cpu) = cpu {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    libc::_exit(104);
+                }
+            }
         }
+        work(writer.as_raw_fd());
+        // SAFETY: the work functions exit themselves; this only guards against a return.
+        unsafe { libc::_exit(105) }
     }
     drop(writer);
     let bytes = read_until(&mut reader, pid, Instant::now() + deadline);
@@ -139,13 +236,7 @@ pub fn probe_many(
             exit_meaning(status)
         );
     }
-    Ok(ConnectReport {
-        outcomes: bytes.chunks_exact(RECORD).map(decode).collect(),
-        times_ns: bytes
-            .chunks_exact(RECORD)
-            .map(|r| u64::from_le_bytes(r[64..72].try_into().unwrap_or_default()))
-            .collect(),
-    })
+    Ok(bytes)
 }
 
 fn exit_meaning(code: i32) -> &'static str {
@@ -153,6 +244,7 @@ fn exit_meaning(code: i32) -> &'static str {
         101 => "could not enter the network namespace",
         102 => "could not join the cgroup",
         103 => "could not write to the result pipe",
+        104 => "could not pin itself to the CPU",
         _ => "unexpected",
     }
 }
@@ -192,28 +284,15 @@ fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-/// The child: enter the namespace and cgroup, make `count` calls, write one record per call
-/// to the pipe, exit. No allocation, no Rust std I/O.
-#[allow(clippy::too_many_arguments)]
-unsafe fn child(
-    ns_fd: libc::c_int,
-    procs_fd: Option<libc::c_int>,
+/// The child's work: make `count` calls, write one record per call to the pipe, exit.
+/// No allocation, no Rust std I/O.
+unsafe fn child_probe(
     out: libc::c_int,
-    family: libc::c_int,
-    target: &libc::sockaddr_storage,
-    len: libc::socklen_t,
+    targets: &[(libc::sockaddr_storage, libc::socklen_t)],
     probe: Probe,
     count: u32,
 ) -> ! {
     unsafe {
-        if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-            libc::_exit(101);
-        }
-        if let Some(fd) = procs_fd
-            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-        {
-            libc::_exit(102);
-        }
         let timeout = libc::timeval {
             tv_sec: SOCKET_TIMEOUT_S,
             tv_usec: 0,
@@ -223,8 +302,11 @@ unsafe fn child(
         } else {
             libc::SOCK_DGRAM
         };
-        let target_ptr = (target as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
-        for _ in 0..count {
+        for i in 0..count as usize {
+            let (target, len) = &targets[i % targets.len()];
+            let len = *len;
+            let family = target.ss_family as libc::c_int;
+            let target_ptr = (target as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
             let mut record = [0u8; RECORD];
             let fd = libc::socket(family, kind | libc::SOCK_CLOEXEC, 0);
             if fd < 0 {
@@ -285,6 +367,55 @@ unsafe fn child(
                 }
                 written += n as usize;
             }
+        }
+        libc::_exit(0)
+    }
+}
+
+/// The child's work: one connection, read for `seconds`, write the byte count (u64::MAX when
+/// the connect failed) and the nanoseconds it read for, exit.
+unsafe fn child_stream(
+    out: libc::c_int,
+    target: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+    seconds: u32,
+) -> ! {
+    unsafe fn now_ns() -> u64 {
+        let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+    }
+    unsafe {
+        let mut total: u64 = u64::MAX;
+        let mut elapsed: u64 = 0;
+        let fd = libc::socket(
+            target.ss_family as libc::c_int,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        );
+        if fd >= 0 && libc::connect(fd, (target as *const libc::sockaddr_storage).cast(), len) == 0
+        {
+            total = 0;
+            let mut buf = [0u8; 65536];
+            let start = now_ns();
+            let end = start + u64::from(seconds) * 1_000_000_000;
+            loop {
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                if n <= 0 {
+                    break;
+                }
+                total += n as u64;
+                elapsed = now_ns() - start;
+                if start + elapsed >= end {
+                    break;
+                }
+            }
+        }
+        let mut record = [0u8; 16];
+        record[..8].copy_from_slice(&total.to_le_bytes());
+        record[8..].copy_from_slice(&elapsed.to_le_bytes());
+        if libc::write(out, record.as_ptr().cast(), record.len()) != 16 {
+            libc::_exit(103);
         }
         libc::_exit(0)
     }

@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use agent::AgentProcess;
 pub use backend::Backend;
 pub use cgroup::TestCgroup;
-pub use client::{ConnectOutcome, ConnectReport, Probe, connect_many, probe_many};
+pub use client::{
+    ConnectOutcome, ConnectReport, Probe, connect_many, probe_cycle_on, probe_many, probe_many_on,
+    stream_bytes,
+};
 pub use netns::NetNs;
 pub use pins::PinDir;
 

@@ -6,10 +6,6 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::Path,
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::Duration,
 };
 
@@ -19,7 +15,7 @@ use vsteer_testkit::{
     AgentProcess, Backend, ConnectOutcome, NetNs, PinDir, TestCgroup, connect_many,
 };
 
-use crate::{build, setup};
+use crate::{build, interrupt::Interrupt, setup};
 
 const CONNECTS_PER_SERVICE: u32 = 1_000;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
@@ -53,22 +49,12 @@ pub fn run() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the demo loads eBPF programs and creates a network namespace: run it as root");
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        // The agent child gets the same Ctrl-C and shuts down on its own; the demo stops at the
-        // next step and its guards remove the namespace, cgroup and backends.
-        ctrlc::set_handler(move || interrupted.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    // The agent child gets the same Ctrl-C and exits on its own; the demo stops at the next
+    // step and its guards remove the namespace, cgroup, pins and backends.
+    let interrupt = Interrupt::install()?;
+    let check = || interrupt.check();
     let vsteer = build::all(false)?;
     let plan = plan(&vsteer)?;
-    let check = || -> Result<()> {
-        if interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted; cleaned up");
-        }
-        Ok(())
-    };
 
     let ns = NetNs::new().context("creating the demo's network namespace")?;
     let cgroup = TestCgroup::new().context("creating the demo's cgroup")?;

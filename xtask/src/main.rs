@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: the one entry point for setting up, building, testing and demoing
 //! vsteer on a fresh machine.
 
+mod bench;
 mod build;
 mod demo;
+mod interrupt;
 mod lint;
 mod paths;
 mod setup;
@@ -37,6 +39,16 @@ enum Command {
     Lint,
     /// Build, then steer connections in a private network namespace and cgroup (needs root).
     Demo,
+    /// Measure vsteer against direct connections, iptables DNAT and haproxy (needs root);
+    /// writes target/bench/report.md and SVG plots.
+    Bench {
+        /// A shorter run (fewer connections and repetitions), under 10 minutes on 2 cores.
+        #[arg(long)]
+        quick: bool,
+        /// A tiny run that only checks every scenario works (CI's smoke test).
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 fn main() {
@@ -53,5 +65,6 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test { args } => test::run(&args),
         Command::Lint => lint::run(),
         Command::Demo => demo::run(),
+        Command::Bench { quick, smoke } => bench::run(quick, smoke),
     }
 }

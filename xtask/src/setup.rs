@@ -141,7 +141,7 @@ fn make_llvm_prefix(prefix: &Path, libllvm: &Path) -> Result<()> {
     Ok(())
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
         .status()

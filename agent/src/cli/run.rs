@@ -1,7 +1,10 @@
 //! `vsteer run`: the agent. Loads the config, fills the kernel maps, then follows config
 //! changes (file events, SIGHUP) until SIGINT/SIGTERM. The datapath stays in place when the
 //! agent exits; `vsteer uninstall` removes it.
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -16,7 +19,7 @@ use crate::{
     compiler::{self, Plan},
     config::Resource,
     datapath::{DEFAULT_PIN_DIR, Datapath, DatapathOptions},
-    sources::last_good::with_last_good,
+    sources::{Loaded, cache::DirCache, last_good::with_last_good, load_embedded},
 };
 
 /// How long file events are collected before one reload (editors write in several steps).
@@ -51,17 +54,16 @@ struct InForce {
 }
 
 impl InForce {
-    /// Reads the config again and compiles it; what cannot be read or compiled keeps its
-    /// last good version. Returns the new state, without touching the kernel.
-    fn next(&self, source: &SourceArgs) -> Result<InForce> {
-        let loaded = source.load()?;
+    /// Compiles what a source read; what could not be read or compiled keeps its last good
+    /// version. Returns the new state, without touching the kernel.
+    fn next(&self, loaded: &Loaded) -> InForce {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
         for error in &loaded.errors {
             tracing::error!("rejected: {error}");
         }
-        let resources = with_last_good(&loaded, &self.resources);
+        let resources = with_last_good(loaded, &self.resources);
         let compiled = compiler::compile(&resources, &self.plan);
         for error in &compiled.errors {
             tracing::error!("rejected: {error}");
@@ -69,10 +71,25 @@ impl InForce {
         for note in &compiled.notes {
             tracing::info!("{note}");
         }
-        Ok(InForce {
+        InForce {
             resources,
             plan: compiled.plan,
-        })
+        }
+    }
+}
+
+/// Reads the configured source; a directory through a cache that parses only changed files.
+struct Reader {
+    dir: Option<PathBuf>,
+    cache: DirCache,
+}
+
+impl Reader {
+    fn read(&mut self) -> Result<Loaded> {
+        match &self.dir {
+            Some(dir) => self.cache.load(dir),
+            None => Ok(load_embedded()),
+        }
     }
 }
 
@@ -88,7 +105,11 @@ async fn agent(args: &RunArgs) -> Result<i32> {
         None => None,
     };
 
-    let mut in_force = InForce::default().next(&args.source)?;
+    let mut reader = Reader {
+        dir: args.source.config.clone(),
+        cache: DirCache::default(),
+    };
+    let mut in_force = InForce::default().next(&reader.read()?);
     let options = DatapathOptions {
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
@@ -112,11 +133,11 @@ async fn agent(args: &RunArgs) -> Result<i32> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => reload(&mut in_force, &args.source, &mut datapath),
+            _ = sighup.recv() => reload(&mut in_force, &mut reader, &mut datapath),
             Some(()) = changed.recv() => {
                 tokio::time::sleep(SETTLE).await;
                 while changed.try_recv().is_ok() {}
-                reload(&mut in_force, &args.source, &mut datapath);
+                reload(&mut in_force, &mut reader, &mut datapath);
             }
             _ = tick.tick() => datapath.sweep(),
         }
@@ -128,22 +149,31 @@ async fn agent(args: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Applies a config change; on any failure the kernel keeps what it has.
-fn reload(in_force: &mut InForce, source: &SourceArgs, datapath: &mut Datapath) {
-    let next = match in_force.next(source) {
-        Ok(next) => next,
+/// Applies a config change; on any failure the kernel keeps what it has. Logs how long each
+/// step took (the benchmarks read these).
+fn reload(in_force: &mut InForce, reader: &mut Reader, datapath: &mut Datapath) {
+    let started = Instant::now();
+    let loaded = match reader.read() {
+        Ok(loaded) => loaded,
         Err(err) => {
             tracing::error!("config not reloaded, the last good one stays in force: {err:#}");
             return;
         }
     };
+    let read = started.elapsed();
+    let next = in_force.next(&loaded);
+    let compiled = started.elapsed();
     match datapath.apply(&next.plan) {
         Ok(stats) => {
+            let total = started.elapsed();
             tracing::info!(
                 added = stats.added,
                 changed = stats.changed,
                 removed = stats.removed,
                 unchanged = stats.unchanged,
+                read_us = read.as_micros() as u64,
+                compile_us = (compiled - read).as_micros() as u64,
+                apply_us = (total - compiled).as_micros() as u64,
                 "config applied"
             );
             *in_force = next;

@@ -17,6 +17,19 @@ use crate::config::{ConfigError, Origin, decode_object};
 /// Problems in the files are reported in the returned [`Loaded`]; `Err` is for I/O failures
 /// (the directory or a file cannot be read).
 pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
+    let files = yaml_files(dir)?;
+    let mut loaded = Loaded::default();
+    if files.is_empty() {
+        loaded.warnings.push(no_yaml_warning(dir));
+    }
+    for file in files {
+        loaded.extend(load_file(&file)?);
+    }
+    Ok(loaded)
+}
+
+/// The `*.yaml` and `*.yml` files of `dir` (not its subdirectories), sorted by name.
+pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries =
         fs::read_dir(dir).with_context(|| format!("reading config directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = Vec::new();
@@ -34,27 +47,28 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
         }
     }
     files.sort();
+    Ok(files)
+}
 
-    let mut loaded = Loaded::default();
-    if files.is_empty() {
-        loaded.warnings.push(ConfigError::new(
-            dir.display().to_string(),
-            "no *.yaml or *.yml files in this directory",
-        ));
-    }
-    for file in files {
-        loaded.extend(load_file(&file)?);
-    }
-    Ok(loaded)
+pub(super) fn no_yaml_warning(dir: &Path) -> ConfigError {
+    ConfigError::new(
+        dir.display().to_string(),
+        "no *.yaml or *.yml files in this directory",
+    )
 }
 
 /// Reads one multi-document YAML file.
 pub fn load_file(path: &Path) -> anyhow::Result<Loaded> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_bytes(path, bytes))
+}
+
+/// Parses a file's bytes; `path` names it in resources and messages.
+pub fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Loaded {
     let name = path.display().to_string();
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(parse_str(&name, &text)),
-        Err(e) => Ok(Loaded {
+        Ok(text) => parse_str(&name, &text),
+        Err(e) => Loaded {
             errors: vec![ConfigError::new(
                 name,
                 format!(
@@ -63,7 +77,7 @@ pub fn load_file(path: &Path) -> anyhow::Result<Loaded> {
                 ),
             )],
             ..Loaded::default()
-        }),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every source produces a [`Loaded`]: the resources it could read, plus the errors and
 //! warnings for what it could not, so one bad document never hides the others.
 
+pub mod cache;
 pub mod embedded;
 pub mod files;
 pub mod last_good;

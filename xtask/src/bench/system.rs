@@ -1,0 +1,69 @@
+//! The machine the numbers come from, and the kernel's own BPF statistics.
+use std::{fs, process::Command};
+
+use anyhow::{Context, Result};
+
+use super::results::Machine;
+
+pub fn machine(command: &str, repeats: usize) -> Machine {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu,
+        kernel,
+        date,
+        command: command.to_string(),
+        repeats,
+    }
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Turns on `kernel.bpf_stats_enabled` and restores the previous value on drop.
+pub struct BpfStats {
+    previous: String,
+}
+
+impl BpfStats {
+    pub fn enable() -> Result<BpfStats> {
+        let previous = fs::read_to_string(BPF_STATS).context("reading kernel.bpf_stats_enabled")?;
+        fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+        Ok(BpfStats { previous })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.previous.trim());
+    }
+}
+
+/// (run count, total run time ns) of a pinned program, from the kernel's statistics.
+pub fn program_stats(pinned: &std::path::Path) -> Result<(u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show", "pinned"])
+        .arg(pinned)
+        .output()
+        .context("running bpftool")?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("bpftool on {}", pinned.display()))?;
+    let count = info["run_cnt"].as_u64().unwrap_or(0);
+    let time = info["run_time_ns"].as_u64().unwrap_or(0);
+    Ok((count, time))
+}

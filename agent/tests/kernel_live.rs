@@ -312,10 +312,17 @@ fn a_restarted_agent_adopts_the_kernel_state_without_rewriting_it() {
     first
         .stop_with(libc::SIGKILL, Duration::from_secs(5))
         .unwrap();
-    let second = stage.agent(config.path());
-    let ready = second.ready_line();
+    let mut second = stage.agent(config.path());
+    let ready = second.ready_line().to_string();
     assert!(ready.contains("adopted=1"), "{ready}");
     assert!(ready.contains("written=0"), "nothing rewritten: {ready}");
+    // Reading its config must not look like a change to the agent itself.
+    assert!(
+        second
+            .wait_for("config applied", Duration::from_secs(1))
+            .is_err(),
+        "the agent reloaded an unchanged config"
+    );
     let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
     assert_only(&report, &[V1, V2]);
 }

@@ -22,8 +22,9 @@ pub mod map_names {
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
 pub const MAX_SERVICES: u32 = 131_072;
-/// Capacity of the backend map: the slots of every service's backend table together.
-pub const MAX_BACKEND_SLOTS: u32 = 1_048_576;
+/// Size of the backend slot array: the slots of every service's backend table together, with
+/// room for replaced tables during their grace period.
+pub const MAX_BACKEND_SLOTS: u32 = 524_288;
 /// Capacity of the per-backend connection counters.
 pub const MAX_COUNTERS: u32 = 65_536;
 /// Capacity of the reverse translation (getpeername, UDP replies): the most recently steered
@@ -58,26 +59,19 @@ pub struct ServiceKey {
     pub _pad: u8,
 }
 
-/// Where a service's backends are: `slot_count` slots of backend table `table`, chosen by
-/// `mode`. `slot_count == 0` means the service has no backend: connects are refused.
+/// Where a service's backends are: slots `first .. first + slot_count` of the backend slot
+/// array, chosen by `mode`. `slot_count == 0` means the service has no backend: connects are
+/// refused.
 ///
-/// A service switches to a new backend set by writing a new table and then flipping this one
-/// value, so a connect never sees a half-written set.
+/// A service switches to a new backend set by writing new slots elsewhere in the array and
+/// then flipping this one value, so a connect never sees a half-written set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceValue {
-    pub table: u32,
+    pub first: u32,
     pub slot_count: u32,
     pub mode: u8,
     pub _pad: [u8; 3],
-}
-
-/// Key of one slot of a backend table.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BackendKey {
-    pub table: u32,
-    pub slot: u32,
 }
 
 /// A socket address (a backend, or a VIP to restore). Same byte orders as [`ServiceKey`].
@@ -154,7 +148,6 @@ mod pod {
     // SAFETY: plain repr(C) structs of integers with explicit padding fields, no implicit padding.
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::ServiceValue {}
-    unsafe impl aya::Pod for super::BackendKey {}
     unsafe impl aya::Pod for super::Address {}
     unsafe impl aya::Pod for super::Slot {}
     unsafe impl aya::Pod for super::ReverseKey {}
@@ -170,7 +163,6 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceValue>(), 12);
-        assert_eq!(size_of::<BackendKey>(), 8);
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);
         assert_eq!(size_of::<ReverseKey>(), 32);

@@ -1,12 +1,12 @@
 //! The maps the agent fills and reads. BTF maps, so bpftool prints their keys and values by
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
-    btf_maps::{HashMap, LruHashMap, PerCpuHashMap},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
     macros::btf_map,
 };
 use vsteer_common::{
-    Address, BackendKey, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_REVERSE, MAX_SERVICES, ReverseKey,
-    ServiceKey, ServiceValue, Slot,
+    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_REVERSE, MAX_SERVICES, ReverseKey, ServiceKey,
+    ServiceValue, Slot,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
@@ -14,10 +14,10 @@ use vsteer_common::{
 pub static VSTEER_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> =
     HashMap::new();
 
-/// (table, slot) -> the slot's backends.
+/// Every service's backend slots, each service a contiguous range. An array: its lookup is
+/// inlined by the verifier, a hash lookup is a function call and a hash.
 #[btf_map]
-pub static VSTEER_BACKENDS: HashMap<BackendKey, Slot, { MAX_BACKEND_SLOTS as usize }> =
-    HashMap::new();
+pub static VSTEER_BACKENDS: Array<Slot, { MAX_BACKEND_SLOTS as usize }> = Array::new();
 
 /// Backend -> connections (and UDP datagrams) sent to it, per CPU.
 #[btf_map]

@@ -3,7 +3,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, BackendKey, ServiceKey, mode};
+use vsteer_common::{Address, ServiceKey, mode};
 
 use crate::maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES};
 
@@ -33,12 +33,9 @@ pub fn choose<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Choice {
     };
     // Multiply-shift maps a uniform u32 onto [0, slot_count) without a division.
     let slot = ((u64::from(hash) * u64::from(service.slot_count)) >> 32) as u32;
-    let slot_key = BackendKey {
-        table: service.table,
-        slot,
-    };
-    let Some(slot) = (unsafe { VSTEER_BACKENDS.get(slot_key) }).copied() else {
-        // Only a table being replaced right now can lack a slot; let the call through.
+    let index = service.first.wrapping_add(slot);
+    let Some(slot) = VSTEER_BACKENDS.get(index).copied() else {
+        // Out of the array: a corrupt entry; let the call through unsteered.
         return Choice::NotAService;
     };
     let backend = if slot.threshold == u32::MAX || unsafe { bpf_get_prandom_u32() } < slot.threshold

@@ -334,6 +334,21 @@ unsafe fn child_probe(
                                 fill_peer(&peer, &mut record);
                             }
                             fill_reply(fd, &mut record);
+                            // Close with a reset: the backend closed first and would keep the
+                            // connection in TIME_WAIT for a minute; a reset ends that, so
+                            // thousands of short connections cannot run into their own past
+                            // (behind a DNAT, the client's port choice cannot see it).
+                            let linger = libc::linger {
+                                l_onoff: 1,
+                                l_linger: 0,
+                            };
+                            libc::setsockopt(
+                                fd,
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                std::ptr::addr_of!(linger).cast(),
+                                size_of::<libc::linger>() as libc::socklen_t,
+                            );
                         }
                     }
                     Probe::UdpConnected => {

@@ -184,13 +184,24 @@ fn reload(in_force: &mut InForce, reader: &mut Reader, datapath: &mut Datapath) 
     }
 }
 
-/// Sends a unit on `changed` for every event in the config directory.
+/// Whether a file event can change the config. Opening and reading the files (which every
+/// reload does) and metadata changes cannot: reacting to them would reload forever.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::{EventKind, event::ModifyKind};
+    match kind {
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        EventKind::Any | EventKind::Other => true,
+    }
+}
+
+/// Sends a unit on `changed` for every change in the config directory.
 fn watch(
     dir: &std::path::Path,
     changed: mpsc::UnboundedSender<()>,
 ) -> Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| is_change(&e.kind)) {
             let _ = changed.send(());
         }
     })
@@ -199,4 +210,29 @@ fn watch(
         .watch(dir, notify::RecursiveMode::NonRecursive)
         .with_context(|| format!("watching {}", dir.display()))?;
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::{
+        EventKind,
+        event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode},
+    };
+
+    use super::is_change;
+
+    #[test]
+    fn reading_the_config_is_no_change() {
+        assert!(!is_change(&EventKind::Access(AccessKind::Any)));
+        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+    }
 }

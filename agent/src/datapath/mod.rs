@@ -8,6 +8,7 @@
 mod logs;
 mod mounts;
 mod object;
+mod ranges;
 mod slots;
 pub mod status;
 mod tables;
@@ -20,7 +21,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::HashMap,
+    maps::{Array, HashMap},
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
 };
 use vsteer_common::map_names;
@@ -113,8 +114,12 @@ impl Datapath {
             attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
         }
         let services = take_hash_map(&mut ebpf, map_names::SERVICES)?;
-        let backends = take_hash_map(&mut ebpf, map_names::BACKENDS)?;
-        let tables = tables::Tables::adopt(services, backends)?;
+        let slots = ebpf
+            .take_map(map_names::BACKENDS)
+            .context("map VSTEER_BACKENDS is missing from the eBPF object")?;
+        let slots = Array::try_from(slots)
+            .context("map VSTEER_BACKENDS has an unexpected type or layout")?;
+        let tables = tables::Tables::adopt(services, slots)?;
         let adopted = tables.installed().len();
         Ok(Self {
             _ebpf: ebpf,

@@ -4,8 +4,8 @@
 use std::{collections::BTreeMap, fmt::Write as _, net::Ipv6Addr, path::Path};
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
-use vsteer_common::{Address, BackendKey, ServiceKey, ServiceValue, Slot, map_names, mode};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
+use vsteer_common::{Address, ServiceKey, ServiceValue, Slot, map_names, mode};
 
 use super::{slots::shares, tables};
 
@@ -13,7 +13,8 @@ use super::{slots::shares, tables};
 pub struct ServiceStatus {
     pub service: String,
     pub mode: &'static str,
-    pub table: u32,
+    /// The service's first slot in the backend slot array.
+    pub first: u32,
     /// Backend, its share of new connections (0..=1), connections counted so far.
     pub backends: Vec<(String, f64, u64)>,
 }
@@ -21,7 +22,7 @@ pub struct ServiceStatus {
 /// Reads the pinned maps under `pin_dir`.
 pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
     let services: HashMap<MapData, ServiceKey, ServiceValue> = open(pin_dir, map_names::SERVICES)?;
-    let backends: HashMap<MapData, BackendKey, Slot> = open(pin_dir, map_names::BACKENDS)?;
+    let backends: Array<MapData, Slot> = open(pin_dir, map_names::BACKENDS)?;
     let counters: PerCpuHashMap<MapData, Address, u64> = open(pin_dir, map_names::COUNTERS)?;
     let mut counts: BTreeMap<Address, u64> = BTreeMap::new();
     for entry in counters.iter() {
@@ -38,7 +39,7 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
             } else {
                 "WEIGHTED_RANDOM"
             },
-            table: installed.table,
+            first: installed.first,
             backends: shares(&installed.spec)
                 .into_iter()
                 .map(|(a, share)| (show(&a), share, counts.get(&a).copied().unwrap_or(0)))

@@ -1,20 +1,20 @@
 //! What the kernel's service and backend maps hold, and how a new plan is applied to them.
 //!
-//! Each service points at a backend table (consecutive slots under one table id). A changed
-//! service gets a fresh table, written in full before the service entry is flipped to it, so a
-//! connect sees either the old set or the new one, never a mix. Old tables are deleted only
+//! Each service points at its backend table: a contiguous range of the slot array. A changed
+//! service gets a fresh range, written in full before the service entry is flipped to it, so a
+//! connect sees either the old set or the new one, never a mix. Old ranges are reused only
 //! after a grace period, because a connect that read the old service entry may still be about
 //! to read its slots.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap as StdHashMap},
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
-use aya::maps::{HashMap, MapData};
-use vsteer_common::{BackendKey, ServiceKey, ServiceValue, Slot};
+use anyhow::{Context, Result, bail};
+use aya::maps::{Array, HashMap, MapData};
+use vsteer_common::{MAX_BACKEND_SLOTS, ServiceKey, ServiceValue, Slot};
 
-use super::slots::TableSpec;
+use super::{ranges::SlotRanges, slots::TableSpec};
 
 /// How long a replaced backend table stays readable.
 const GRACE: Duration = Duration::from_secs(1);
@@ -41,7 +41,8 @@ pub struct Changes {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Installed {
-    pub table: u32,
+    /// The table's first slot in the array.
+    pub first: u32,
     pub spec: TableSpec,
 }
 
@@ -64,44 +65,34 @@ pub fn diff(installed: &BTreeMap<ServiceKey, Installed>, desired: &Desired) -> C
 
 pub struct Tables {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
-    backends: HashMap<MapData, BackendKey, Slot>,
+    slots: Array<MapData, Slot>,
     installed: BTreeMap<ServiceKey, Installed>,
-    /// Replaced tables: (table, slot count, when replaced).
+    /// Replaced tables: (first slot, slot count, when replaced).
     retired: Vec<(u32, u32, Instant)>,
-    next_table: u32,
+    ranges: SlotRanges,
 }
 
 impl Tables {
     /// Takes over the maps as they are (empty, or left by an earlier agent): reads what they
-    /// hold so the next `apply` writes only differences, and drops slots no service uses
-    /// (left by an agent that died between writing a table and switching to it).
+    /// hold so the next `apply` writes only differences. Slots no service uses (left by an
+    /// agent that died between writing a table and switching to it) are simply free.
     pub fn adopt(
         services: HashMap<MapData, ServiceKey, ServiceValue>,
-        mut backends: HashMap<MapData, BackendKey, Slot>,
+        slots: Array<MapData, Slot>,
     ) -> Result<Self> {
-        let installed = read_installed(&services, &backends)?;
-        let in_use: BTreeSet<u32> = installed.values().map(|i| i.table).collect();
-        let orphans: Vec<BackendKey> = backends
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !in_use.contains(&k.table))
-            .collect();
-        for key in &orphans {
-            let _ = backends.remove(key);
-        }
-        if !orphans.is_empty() {
-            tracing::info!(
-                slots = orphans.len(),
-                "removed backend slots no service used"
-            );
-        }
-        let next_table = in_use.last().map_or(1, |t| t.wrapping_add(1).max(1));
+        let installed = read_installed(&services, &slots)?;
+        let ranges = SlotRanges::with_used(
+            MAX_BACKEND_SLOTS,
+            installed
+                .values()
+                .map(|i| (i.first, i.spec.slots.len() as u32)),
+        );
         Ok(Self {
             services,
-            backends,
+            slots,
             installed,
             retired: Vec::new(),
-            next_table,
+            ranges,
         })
     }
 
@@ -118,17 +109,17 @@ impl Tables {
             ..ApplyStats::default()
         };
         for (key, spec) in changes.upserts {
-            let table = self.write_table(&spec.slots)?;
+            let first = self.write_table(&key, &spec.slots)?;
             let value = ServiceValue {
-                table,
-                slot_count: u32::try_from(spec.slots.len()).context("too many slots")?,
+                first,
+                slot_count: spec.slots.len() as u32,
                 mode: spec.mode,
                 _pad: [0; 3],
             };
             self.services
                 .insert(key, value, 0)
                 .with_context(|| format!("writing service {}", describe(&key)))?;
-            match self.installed.insert(key, Installed { table, spec }) {
+            match self.installed.insert(key, Installed { first, spec }) {
                 Some(old) => {
                     stats.changed += 1;
                     self.retire(&old);
@@ -148,7 +139,7 @@ impl Tables {
         Ok(stats)
     }
 
-    /// Deletes the backend tables whose grace period is over.
+    /// Frees the slot ranges whose grace period is over.
     pub fn sweep(&mut self) {
         let now = Instant::now();
         let (due, keep): (Vec<_>, Vec<_>) = self
@@ -156,77 +147,57 @@ impl Tables {
             .drain(..)
             .partition(|(_, _, at)| now.duration_since(*at) >= GRACE);
         self.retired = keep;
-        for (table, count, _) in due {
-            for slot in 0..count {
-                // A missing slot is already gone, which is what we want.
-                let _ = self.backends.remove(&BackendKey { table, slot });
-            }
+        for (first, count, _) in due {
+            self.ranges.release(first, count);
         }
     }
 
     fn retire(&mut self, old: &Installed) {
-        let count = u32::try_from(old.spec.slots.len()).unwrap_or(u32::MAX);
-        self.retired.push((old.table, count, Instant::now()));
+        self.retired
+            .push((old.first, old.spec.slots.len() as u32, Instant::now()));
     }
 
-    fn write_table(&mut self, slots: &[Slot]) -> Result<u32> {
-        let table = self.allocate_table();
-        for (slot, value) in (0u32..).zip(slots) {
-            self.backends
-                .insert(BackendKey { table, slot }, *value, 0)
-                .with_context(|| format!("writing backend slot {table}/{slot}"))?;
-        }
-        Ok(table)
-    }
-
-    /// A table id used by no installed or retired table.
-    fn allocate_table(&mut self) -> u32 {
-        let in_use: BTreeSet<u32> = self
-            .installed
-            .values()
-            .map(|i| i.table)
-            .chain(self.retired.iter().map(|(t, _, _)| *t))
-            .collect();
-        loop {
-            let id = self.next_table;
-            self.next_table = self.next_table.checked_add(1).unwrap_or(1);
-            if !in_use.contains(&id) {
-                return id;
+    /// Writes `slots` into a free range; returns its first slot.
+    fn write_table(&mut self, key: &ServiceKey, slots: &[Slot]) -> Result<u32> {
+        let count = u32::try_from(slots.len()).context("too many slots")?;
+        let Some(first) = self.ranges.allocate(count) else {
+            bail!(
+                "service {} needs {count} backend slots and only {} of {MAX_BACKEND_SLOTS} are free",
+                describe(key),
+                self.ranges.free_slots()
+            );
+        };
+        for (index, slot) in (first..).zip(slots) {
+            if let Err(err) = self.slots.set(index, slot, 0) {
+                self.ranges.release(first, count);
+                return Err(err).with_context(|| format!("writing backend slot {index}"));
             }
         }
+        Ok(first)
     }
 }
 
 /// Reads every service and its table from the maps.
 pub fn read_installed(
     services: &HashMap<MapData, ServiceKey, ServiceValue>,
-    backends: &HashMap<MapData, BackendKey, Slot>,
+    slots: &Array<MapData, Slot>,
 ) -> Result<BTreeMap<ServiceKey, Installed>> {
-    let mut slots_of: StdHashMap<u32, BTreeMap<u32, Slot>> = StdHashMap::new();
-    for entry in backends.iter() {
-        let (key, slot) = entry.context("reading the backend map")?;
-        slots_of
-            .entry(key.table)
-            .or_default()
-            .insert(key.slot, slot);
-    }
     let mut installed = BTreeMap::new();
     for entry in services.iter() {
         let (key, value) = entry.context("reading the service map")?;
-        let table = slots_of.remove(&value.table).unwrap_or_default();
-        let slots: Vec<Slot> = (0..value.slot_count)
-            .filter_map(|i| table.get(&i).copied())
+        let table: Vec<Slot> = (0..value.slot_count)
+            .map_while(|i| slots.get(&value.first.checked_add(i)?, 0).ok())
             .collect();
-        if slots.len() != value.slot_count as usize {
-            tracing::warn!(service = %describe(&key), "backend table is incomplete; it will be rewritten");
+        if table.len() != value.slot_count as usize {
+            tracing::warn!(service = %describe(&key), "backend table out of bounds; it will be rewritten");
         }
         installed.insert(
             key,
             Installed {
-                table: value.table,
+                first: value.first,
                 spec: TableSpec {
                     mode: value.mode,
-                    slots,
+                    slots: table,
                 },
             },
         );
@@ -278,21 +249,21 @@ mod tests {
             (
                 key(1),
                 Installed {
-                    table: 1,
+                    first: 0,
                     spec: spec(&[1]),
                 },
             ),
             (
                 key(2),
                 Installed {
-                    table: 2,
+                    first: 1,
                     spec: spec(&[2]),
                 },
             ),
             (
                 key(3),
                 Installed {
-                    table: 3,
+                    first: 2,
                     spec: spec(&[3]),
                 },
             ),

@@ -190,23 +190,6 @@ pub fn connect_path(
     // iptables: the same services as kube-proxy would write them.
     bench.interrupt.check()?;
     peers::iptables_restore(&stage.ns, &workload::iptables_ruleset(services))?;
-    eprintln!(
-        "DEBUG cgroup: {:?}",
-        std::process::Command::new("bpftool")
-            .args(["cgroup", "show"])
-            .arg(stage.cgroup.path())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-    );
-    let _ = peers::run_in(
-        &stage.ns,
-        "sh",
-        &[
-            "-c",
-            "iptables -t nat -S > /tmp/nat-debug.txt 2>&1; ip addr > /tmp/ip-debug.txt",
-        ],
-        None,
-    );
     let measured = stage.repeat(bench, &[vip()]);
     peers::iptables_flush(&stage.ns)?;
     push(results, services, Variant::Iptables, measured?);

@@ -62,10 +62,19 @@ impl Backend {
     /// Listens for TCP on `addr` inside `ns` and streams to every connection without end
     /// (until the client closes or the backend stops): for throughput measurements.
     pub fn stream(ns: &NetNs, addr: SocketAddr) -> Result<Self> {
+        Self::stream_with(ns, addr, None)
+    }
+
+    /// [`Backend::stream`] with the serving and writing threads pinned to `cpu`.
+    pub fn stream_on(ns: &NetNs, addr: SocketAddr, cpu: usize) -> Result<Self> {
+        Self::stream_with(ns, addr, Some(cpu))
+    }
+
+    fn stream_with(ns: &NetNs, addr: SocketAddr, cpu: Option<usize>) -> Result<Self> {
         let listener = ns
             .run(move || TcpListener::bind(addr))?
             .with_context(|| format!("binding streaming backend {addr}"))?;
-        Ok(Self::serve(Socket::Stream(listener), addr, "stream", None))
+        Ok(Self::serve(Socket::Stream(listener), addr, "stream", cpu))
     }
 
     fn serve(socket: Socket, addr: SocketAddr, name: &str, cpu: Option<usize>) -> Self {
@@ -78,7 +87,7 @@ impl Backend {
                 if let Some(cpu) = cpu {
                     pin_current_thread(cpu);
                 }
-                serve_until(&socket, &reply, &stop, &served)
+                serve_until(&socket, &reply, &stop, &served, cpu)
             })
         };
         Self {
@@ -113,7 +122,13 @@ impl Drop for Backend {
     }
 }
 
-fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &AtomicU64) {
+fn serve_until(
+    socket: &Socket,
+    reply: &[u8],
+    stop: &AtomicBool,
+    served: &AtomicU64,
+    cpu: Option<usize>,
+) {
     let fd: RawFd = match socket {
         Socket::Tcp(l) | Socket::Stream(l) => l.as_raw_fd(),
         Socket::Udp(u) => u.as_raw_fd(),
@@ -142,7 +157,12 @@ fn serve_until(socket: &Socket, reply: &[u8], stop: &AtomicBool, served: &Atomic
                     served.fetch_add(1, Ordering::Relaxed);
                     let chunk = vec![0u8; 1 << 16];
                     // Ends when the client closes (write error); bounded by the client.
-                    std::thread::spawn(move || while stream.write_all(&chunk).is_ok() {});
+                    std::thread::spawn(move || {
+                        if let Some(cpu) = cpu {
+                            pin_current_thread(cpu);
+                        }
+                        while stream.write_all(&chunk).is_ok() {}
+                    });
                 }
             }
             Socket::Udp(udp) => {

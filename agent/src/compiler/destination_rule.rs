@@ -6,7 +6,7 @@
 //! subset name wins, and the first traffic policy. Istio would also prefer rules in the
 //! client's namespace; vsteer steers the whole node, so it has no client namespace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Problems;
 use super::names::{host_match, is_dns1123_label, resolve_host};
@@ -30,6 +30,10 @@ pub(super) struct Rules<'a> {
     valid: Vec<Rule<'a>>,
     /// Rejected rules: (resource, resolved host).
     rejected: Vec<(String, String)>,
+    /// Valid rules by exact host, and those with a wildcard host: finding a host's rules stays
+    /// constant time with tens of thousands of rules.
+    exact: HashMap<String, Vec<usize>>,
+    wildcard: Vec<usize>,
 }
 
 /// What the DestinationRules say about one host.
@@ -97,13 +101,21 @@ impl<'a> Rules<'a> {
         }
     }
 
-    /// The valid rules that cover `host` most specifically, in input order.
+    /// The valid rules that cover `host` most specifically, in input order. An exact host
+    /// beats every wildcard, so only without one are the wildcard rules scored.
     fn best(&self, host: &str) -> Best {
+        if let Some(exact) = self.exact.get(host) {
+            return Best {
+                rules: exact.clone(),
+                score: Some(usize::MAX),
+            };
+        }
         let scored: Vec<(usize, usize)> = self
-            .valid
+            .wildcard
             .iter()
-            .enumerate()
-            .filter_map(|(index, rule)| host_match(&rule.host, host).map(|score| (index, score)))
+            .filter_map(|&index| {
+                host_match(&self.valid[index].host, host).map(|score| (index, score))
+            })
             .collect();
         let score = scored.iter().map(|&(_, score)| score).max();
         Best {
@@ -114,6 +126,17 @@ impl<'a> Rules<'a> {
                 .collect(),
             score,
         }
+    }
+
+    /// The valid rules whose own host is `host` (exact or the same wildcard), in input order.
+    fn with_host<'s>(&'s self, host: &'s str) -> impl Iterator<Item = usize> + 's {
+        let exact = self.exact.get(host).into_iter().flatten().copied();
+        let wild = self
+            .wildcard
+            .iter()
+            .copied()
+            .filter(move |&i| self.valid[i].host == host);
+        exact.chain(wild)
     }
 
     /// Notes rules that apply to no host, subsets that are shadowed or select no endpoint: a
@@ -147,10 +170,11 @@ impl<'a> Rules<'a> {
                 continue;
             }
             for subset in &rule.spec.subsets {
-                let first = self.valid[..index].iter().find(|earlier| {
-                    earlier.host == rule.host
-                        && earlier.spec.subsets.iter().any(|s| s.name == subset.name)
-                });
+                let first = self
+                    .with_host(&rule.host)
+                    .filter(|&earlier| earlier < index)
+                    .map(|earlier| &self.valid[earlier])
+                    .find(|earlier| earlier.spec.subsets.iter().any(|s| s.name == subset.name));
                 if let Some(first) = first {
                     notes.push(format!(
                         "{id}: subset {} is already defined by {} for the same host; this one is ignored",
@@ -183,6 +207,8 @@ pub(super) fn collect<'a>(
     let mut rules = Rules {
         valid: Vec::new(),
         rejected: Vec::new(),
+        exact: HashMap::new(),
+        wildcard: Vec::new(),
     };
     for &resource in resources {
         let ResourceSpec::DestinationRule(spec) = &resource.spec else {
@@ -193,6 +219,12 @@ pub(super) fn collect<'a>(
         match check(resource, spec, &mut rule_notes) {
             Ok(()) => {
                 notes.extend(rule_notes);
+                let index = rules.valid.len();
+                if host.starts_with('*') {
+                    rules.wildcard.push(index);
+                } else {
+                    rules.exact.entry(host.clone()).or_default().push(index);
+                }
                 rules.valid.push(Rule {
                     resource,
                     spec,

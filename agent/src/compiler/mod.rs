@@ -127,6 +127,21 @@ impl<'a> Problems<'a> {
         }
     }
 
+    /// `spec.hosts`: at least one, none empty, and no bare `*` (which would capture every
+    /// service; `star` says why it is refused for this kind).
+    fn check_hosts(&mut self, hosts: &[String], star: &str) {
+        if hosts.is_empty() {
+            self.add("spec.hosts", "at least one host is required");
+        }
+        for (i, host) in hosts.iter().enumerate() {
+            if host.is_empty() {
+                self.add(format!("spec.hosts[{i}]"), "host must not be empty");
+            } else if host == "*" {
+                self.add(format!("spec.hosts[{i}]"), star);
+            }
+        }
+    }
+
     fn into_result(self) -> Result<(), Vec<ConfigError>> {
         if self.errors.is_empty() {
             Ok(())

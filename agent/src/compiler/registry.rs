@@ -4,8 +4,8 @@
 //! A rejected ServiceEntry keeps the services it had in the last good plan: a bad edit
 //! should not take a working service down, only fail to change it.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 
 use super::Compiled;
 use super::plan::{Plan, ServiceKey, ServicePlan};
@@ -27,14 +27,56 @@ pub(super) struct Registry<'a> {
     pub kept: Vec<ServicePlan>,
     /// Hosts of rejected ServiceEntries and the entry, to explain why a route to one fails.
     pub rejected_hosts: BTreeMap<String, String>,
+    /// Indexes, so that lookups stay constant time with tens of thousands of services: the
+    /// first entry listing a host, and the services by host and by VIP.
+    entry_by_host: HashMap<String, usize>,
+    services_by_host: HashMap<String, Vec<usize>>,
+    services_by_vip: HashMap<IpAddr, Vec<usize>>,
 }
 
 impl<'a> Registry<'a> {
     /// The entry a destination host names: the first that lists it.
     pub fn entry_for_host(&self, host: &str) -> Option<&Entry<'a>> {
-        self.entries
+        self.entry_by_host.get(host).map(|&i| &self.entries[i])
+    }
+
+    /// Indices into `services` of every service that VirtualService host `patterns` may
+    /// cover, in order: by host for names, by VIP for IPs, all for wildcards (rare).
+    pub fn candidates(&self, patterns: &[String]) -> Vec<usize> {
+        if patterns.iter().any(|p| p.starts_with('*')) {
+            return (0..self.services.len()).collect();
+        }
+        let mut found: Vec<usize> = patterns
             .iter()
-            .find(|e| e.hosts.iter().any(|h| h == host))
+            .flat_map(|p| match p.parse::<IpAddr>() {
+                Ok(ip) => self.services_by_vip.get(&ip),
+                Err(_) => self.services_by_host.get(p),
+            })
+            .flatten()
+            .copied()
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    fn add(&mut self, entry: Entry<'a>, services: impl IntoIterator<Item = ServiceKey>) {
+        let index = self.entries.len();
+        for key in services {
+            let service = self.services.len();
+            for host in entry.hosts {
+                self.services_by_host
+                    .entry(host.clone())
+                    .or_default()
+                    .push(service);
+            }
+            self.services_by_vip.entry(key.0).or_default().push(service);
+            self.services.push(Service { key, entry: index });
+        }
+        for host in entry.hosts {
+            self.entry_by_host.entry(host.clone()).or_insert(index);
+        }
+        self.entries.push(entry);
     }
 }
 
@@ -58,6 +100,9 @@ pub(super) fn build<'a>(
         services: Vec::new(),
         kept: Vec::new(),
         rejected_hosts: BTreeMap::new(),
+        entry_by_host: HashMap::new(),
+        services_by_host: HashMap::new(),
+        services_by_vip: HashMap::new(),
     };
     let mut claimed: BTreeMap<ServiceKey, Owner> = BTreeMap::new();
     for &resource in resources {
@@ -69,13 +114,8 @@ pub(super) fn build<'a>(
             Ok(compiled) => compiled,
             Err(errors) => {
                 out.errors.extend(errors);
-                for host in &spec.hosts {
-                    registry
-                        .rejected_hosts
-                        .entry(host.clone())
-                        .or_insert(id.clone());
-                }
-                keep(
+                reject(
+                    &spec.hosts,
                     &id,
                     &resource.origin.file,
                     last_good,
@@ -123,13 +163,8 @@ pub(super) fn build<'a>(
             .collect();
         if !conflicts.is_empty() {
             out.errors.extend(conflicts);
-            for host in entry.hosts {
-                registry
-                    .rejected_hosts
-                    .entry(host.clone())
-                    .or_insert(id.clone());
-            }
-            keep(
+            reject(
+                entry.hosts,
                 &id,
                 &resource.origin.file,
                 last_good,
@@ -147,19 +182,17 @@ pub(super) fn build<'a>(
                 ));
             }
         }
-        let index = registry.entries.len();
-        for (_, key) in services {
+        for (_, key) in &services {
             claimed.insert(
-                key,
+                *key,
                 Owner {
                     id: id.clone(),
                     file: resource.origin.file.clone(),
                     kept: false,
                 },
             );
-            registry.services.push(Service { key, entry: index });
         }
-        registry.entries.push(entry);
+        registry.add(entry, services.into_iter().map(|(_, key)| key));
         out.notes.extend(compiled.notes);
     }
     registry
@@ -167,7 +200,10 @@ pub(super) fn build<'a>(
 
 /// Keeps the last good services of the rejected ServiceEntry `id`, those no other entry
 /// holds now.
-fn keep(
+/// A rejected ServiceEntry: its hosts are marked (so routes to them say why they fail) and
+/// its services keep their last good state where no one else holds them now.
+fn reject<'h>(
+    hosts: impl IntoIterator<Item = &'h String>,
     id: &str,
     file: &str,
     last_good: &Plan,
@@ -175,6 +211,12 @@ fn keep(
     registry: &mut Registry,
     out: &mut Compiled,
 ) {
+    for host in hosts {
+        registry
+            .rejected_hosts
+            .entry(host.clone())
+            .or_insert(id.to_string());
+    }
     for service in last_good.services.iter().filter(|s| s.resource == id) {
         let key = service.key();
         if let Some(owner) = claimed.get(&key) {

@@ -148,19 +148,10 @@ fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) {
 }
 
 fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
-    if spec.hosts.is_empty() {
-        problems.add("spec.hosts", "at least one host is required");
-    }
-    for (i, host) in spec.hosts.iter().enumerate() {
-        if host.is_empty() {
-            problems.add(format!("spec.hosts[{i}]"), "host must not be empty");
-        } else if host == "*" {
-            problems.add(
-                format!("spec.hosts[{i}]"),
-                "the wildcard host * is not allowed in a ServiceEntry",
-            );
-        }
-    }
+    problems.check_hosts(
+        &spec.hosts,
+        "the wildcard host * is not allowed in a ServiceEntry",
+    );
     // Istio's own rule: only HTTP (Host header) and TLS (SNI) say which host a connection is
     // for, so several hosts on one address need such ports.
     if spec.hosts.len() > 1

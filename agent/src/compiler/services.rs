@@ -17,14 +17,16 @@ pub(super) fn assemble(
     last_good: &Plan,
     out: &mut Compiled,
 ) {
-    for service in &registry.services {
+    // (score, VirtualService index) of every VirtualService covering each service.
+    let mut covering_of: Vec<Vec<(usize, usize)>> = vec![Vec::new(); registry.services.len()];
+    for (index, vs) in virtual_services.iter().enumerate() {
+        for &(service, score) in &vs.covered {
+            covering_of[service].push((score, index));
+        }
+    }
+    for (service, mut covering) in registry.services.iter().zip(covering_of) {
         let entry = &registry.entries[service.entry];
         let key = service.key;
-        let mut covering: Vec<(usize, usize)> = virtual_services
-            .iter()
-            .enumerate()
-            .filter_map(|(index, vs)| vs.covers(entry, key.0).map(|score| (score, index)))
-            .collect();
         // Most specific first, then input order: Istio's and Envoy's choice.
         covering.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let covering: Vec<&VirtualService> = covering

@@ -20,6 +20,8 @@ pub(super) struct VirtualService {
     pub id: String,
     /// `spec.hosts` resolved in the resource's namespace.
     hosts: Vec<String>,
+    /// Every service it covers (index into the registry's services) and how specifically.
+    pub covered: Vec<(usize, usize)>,
     /// Its route for every service it covers; `None` when it is rejected.
     pub routes: Option<BTreeMap<ServiceKey, Routed>>,
 }
@@ -81,15 +83,23 @@ pub(super) fn collect(
                 .iter()
                 .map(|h| resolve_host(h, &resource.meta.namespace))
                 .collect(),
+            covered: Vec::new(),
             routes: None,
         };
+        vs.covered = registry
+            .candidates(&vs.hosts)
+            .into_iter()
+            .filter_map(|i| {
+                let service = &registry.services[i];
+                let entry = &registry.entries[service.entry];
+                vs.covers(entry, service.key.0).map(|score| (i, score))
+            })
+            .collect();
         let mut routes = BTreeMap::new();
         if problems.errors.is_empty() {
-            for service in &registry.services {
+            for &(i, _) in &vs.covered {
+                let service = &registry.services[i];
                 let entry = &registry.entries[service.entry];
-                if vs.covers(entry, service.key.0).is_none() {
-                    continue;
-                }
                 match routes::route(resource, spec, entry, service.key, registry, rules) {
                     Ok(routed) => {
                         routes.insert(service.key, routed);
@@ -126,20 +136,11 @@ fn check(
     rules: &Rules,
     problems: &mut Problems,
 ) {
-    if spec.hosts.is_empty() {
-        problems.add("spec.hosts", "at least one host is required");
-    }
-    for (i, host) in spec.hosts.iter().enumerate() {
-        if host.is_empty() {
-            problems.add(format!("spec.hosts[{i}]"), "host must not be empty");
-        } else if host == "*" {
-            // Istio's own rule: it would capture every service of the mesh.
-            problems.add(
-                format!("spec.hosts[{i}]"),
-                "the wildcard host * is not allowed for a VirtualService that applies to the mesh",
-            );
-        }
-    }
+    // Istio's own rule: `*` would capture every service of the mesh.
+    problems.check_hosts(
+        &spec.hosts,
+        "the wildcard host * is not allowed for a VirtualService that applies to the mesh",
+    );
     for (i, rule) in spec.http.iter().enumerate() {
         let field = format!("spec.http[{i}]");
         let acts =

@@ -29,7 +29,7 @@ use vsteer_common::map_names;
 pub use mounts::cgroup2_root;
 pub use object::{CONNECT4, PROGRAMS};
 pub use slots::{TableSpec, address, service_key, shares, table_spec};
-pub use tables::{ApplyStats, Desired, describe};
+pub use tables::{ApplyStats, describe};
 
 use crate::compiler::Plan;
 
@@ -46,14 +46,6 @@ pub struct DatapathOptions {
     pub cgroup: Option<PathBuf>,
     /// bpffs directory where the maps and links are pinned.
     pub pin_dir: PathBuf,
-}
-
-/// Every service of `plan` with the backend table the kernel should hold for it.
-pub fn desired(plan: &Plan) -> Desired {
-    plan.services
-        .iter()
-        .map(|s| (service_key(s.vip, s.port, s.protocol), table_spec(s)))
-        .collect()
 }
 
 /// The loaded, attached programs and their maps.
@@ -142,7 +134,7 @@ impl Datapath {
 
     /// Brings the kernel's maps in line with `plan`, writing only what changed.
     pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
-        self.tables.apply(&desired(plan))
+        self.tables.apply(plan)
     }
 
     /// Frees backend tables replaced more than a grace period ago.

@@ -6,7 +6,8 @@
 //! after a grace period, because a connect that read the old service entry may still be about
 //! to read its slots.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
     time::{Duration, Instant},
 };
 
@@ -14,13 +15,14 @@ use anyhow::{Context, Result, bail};
 use aya::maps::{Array, HashMap, MapData};
 use vsteer_common::{MAX_BACKEND_SLOTS, ServiceKey, ServiceValue, Slot};
 
-use super::{ranges::SlotRanges, slots::TableSpec};
+use super::{
+    ranges::SlotRanges,
+    slots::{TableSpec, service_key, table_spec},
+};
+use crate::compiler::{Plan, ServicePlan};
 
 /// How long a replaced backend table stays readable.
 const GRACE: Duration = Duration::from_secs(1);
-
-/// Every service and its backend table, as wanted or as installed.
-pub type Desired = BTreeMap<ServiceKey, TableSpec>;
 
 /// What one `apply` changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +33,11 @@ pub struct ApplyStats {
     pub unchanged: usize,
 }
 
-/// The per-service differences between what is installed and what is desired.
+/// The per-service differences between what is installed and what a plan wants.
 #[derive(Debug, Default, PartialEq)]
 pub struct Changes {
-    pub upserts: Vec<(ServiceKey, TableSpec)>,
+    /// New or different tables, with the fingerprint of the plan entry they come from.
+    pub upserts: Vec<(ServiceKey, TableSpec, u64)>,
     pub removals: Vec<ServiceKey>,
     pub unchanged: usize,
 }
@@ -46,18 +49,48 @@ pub struct Installed {
     pub spec: TableSpec,
 }
 
-/// Compares the installed tables with the desired ones.
-pub fn diff(installed: &BTreeMap<ServiceKey, Installed>, desired: &Desired) -> Changes {
+/// What a service's table is computed from: its load balancer and its backends with their
+/// weights. Equal fingerprints, equal tables.
+fn fingerprint(service: &ServicePlan) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    service.load_balancer.hash(&mut hasher);
+    for b in &service.backends {
+        (b.address, b.port, b.weight).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Compares the installed tables with what `plan` wants. A service that is installed and
+/// whose fingerprint is the one recorded in `applied` is unchanged without computing its
+/// table, so with tens of thousands of services a one-service change costs one table.
+pub fn diff(
+    installed: &BTreeMap<ServiceKey, Installed>,
+    applied: &mut StdHashMap<ServiceKey, u64>,
+    plan: &Plan,
+) -> Changes {
     let mut changes = Changes::default();
-    for (key, spec) in desired {
-        match installed.get(key) {
-            Some(current) if &current.spec == spec => changes.unchanged += 1,
-            _ => changes.upserts.push((*key, spec.clone())),
+    let mut wanted = HashSet::with_capacity(plan.services.len());
+    for service in &plan.services {
+        let key = service_key(service.vip, service.port, service.protocol);
+        wanted.insert(key);
+        let print = fingerprint(service);
+        let current = installed.get(&key);
+        if current.is_some() && applied.get(&key) == Some(&print) {
+            changes.unchanged += 1;
+            continue;
+        }
+        let spec = table_spec(service);
+        if current.is_some_and(|c| c.spec == spec) {
+            // Adopted from an earlier agent, or a change that leaves the table as it is.
+            applied.insert(key, print);
+            changes.unchanged += 1;
+        } else {
+            changes.upserts.push((key, spec, print));
         }
     }
     changes.removals = installed
         .keys()
-        .filter(|key| !desired.contains_key(key))
+        .filter(|key| !wanted.contains(key))
         .copied()
         .collect();
     changes
@@ -67,6 +100,8 @@ pub struct Tables {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     slots: Array<MapData, Slot>,
     installed: BTreeMap<ServiceKey, Installed>,
+    /// The fingerprint each installed table was written from.
+    applied: StdHashMap<ServiceKey, u64>,
     /// Replaced tables: (first slot, slot count, when replaced).
     retired: Vec<(u32, u32, Instant)>,
     ranges: SlotRanges,
@@ -91,6 +126,7 @@ impl Tables {
             services,
             slots,
             installed,
+            applied: StdHashMap::new(),
             retired: Vec::new(),
             ranges,
         })
@@ -100,15 +136,15 @@ impl Tables {
         &self.installed
     }
 
-    /// Writes only what differs between the kernel's maps and `desired`.
-    pub fn apply(&mut self, desired: &Desired) -> Result<ApplyStats> {
+    /// Writes only what differs between the kernel's maps and `plan`.
+    pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
         self.sweep();
-        let changes = diff(&self.installed, desired);
+        let changes = diff(&self.installed, &mut self.applied, plan);
         let mut stats = ApplyStats {
             unchanged: changes.unchanged,
             ..ApplyStats::default()
         };
-        for (key, spec) in changes.upserts {
+        for (key, spec, print) in changes.upserts {
             let first = self.write_table(&key, &spec.slots)?;
             let value = ServiceValue {
                 first,
@@ -119,6 +155,7 @@ impl Tables {
             self.services
                 .insert(key, value, 0)
                 .with_context(|| format!("writing service {}", describe(&key)))?;
+            self.applied.insert(key, print);
             match self.installed.insert(key, Installed { first, spec }) {
                 Some(old) => {
                     stats.changed += 1;
@@ -134,6 +171,7 @@ impl Tables {
             if let Some(old) = self.installed.remove(&key) {
                 self.retire(&old);
             }
+            self.applied.remove(&key);
             stats.removed += 1;
         }
         Ok(stats)
@@ -243,47 +281,84 @@ mod tests {
         }
     }
 
+    fn service(last: u8, backends: &[u8]) -> ServicePlan {
+        let plan = crate::compiler::BackendPlan {
+            address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+            port: 8080,
+            weight: 0,
+            labels: BTreeMap::new(),
+            subsets: Vec::new(),
+        };
+        ServicePlan {
+            vip: IpAddr::V4(Ipv4Addr::new(127, 100, 0, last)),
+            port: 80,
+            protocol: crate::compiler::Protocol::Tcp,
+            host: "h".into(),
+            resource: "ServiceEntry default/h".into(),
+            route: None,
+            load_balancer: crate::compiler::LoadBalancer::Random,
+            backends: backends
+                .iter()
+                .map(|b| crate::compiler::BackendPlan {
+                    address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, *b)),
+                    weight: 1,
+                    ..plan.clone()
+                })
+                .collect(),
+        }
+    }
+
     #[test]
     fn diff_writes_only_what_changed() {
-        let installed: BTreeMap<_, _> = [
-            (
-                key(1),
-                Installed {
-                    first: 0,
-                    spec: spec(&[1]),
-                },
-            ),
-            (
-                key(2),
-                Installed {
-                    first: 1,
-                    spec: spec(&[2]),
-                },
-            ),
-            (
-                key(3),
-                Installed {
-                    first: 2,
-                    spec: spec(&[3]),
-                },
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let desired: Desired = [
-            (key(1), spec(&[1])),
-            (key(2), spec(&[2, 4])),
-            (key(5), spec(&[5])),
-        ]
-        .into_iter()
-        .collect();
-        let changes = diff(&installed, &desired);
+        let installed: BTreeMap<_, _> = [(1, 0, &[1][..]), (2, 1, &[2]), (3, 2, &[3])]
+            .into_iter()
+            .map(|(k, first, b)| {
+                (
+                    key(k),
+                    Installed {
+                        first,
+                        spec: spec(b),
+                    },
+                )
+            })
+            .collect();
+        let plan = Plan {
+            services: vec![service(1, &[1]), service(2, &[2, 4]), service(5, &[5])],
+        };
+        let mut applied = StdHashMap::new();
+        let changes = diff(&installed, &mut applied, &plan);
         assert_eq!(changes.unchanged, 1);
-        assert_eq!(
-            changes.upserts,
-            vec![(key(2), spec(&[2, 4])), (key(5), spec(&[5]))]
-        );
+        let upserts: Vec<_> = changes
+            .upserts
+            .iter()
+            .map(|(k, s, _)| (*k, s.clone()))
+            .collect();
+        assert_eq!(upserts, vec![(key(2), spec(&[2, 4])), (key(5), spec(&[5]))]);
         assert_eq!(changes.removals, vec![key(3)]);
+        // The unchanged one is remembered: next time its table is not even computed.
+        assert!(applied.contains_key(&key(1)));
+    }
+
+    #[test]
+    fn a_recorded_fingerprint_skips_the_table() {
+        let installed: BTreeMap<_, _> = [(
+            key(1),
+            Installed {
+                first: 0,
+                spec: spec(&[9]),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let plan = Plan {
+            services: vec![service(1, &[1])],
+        };
+        let mut applied = StdHashMap::from([(key(1), fingerprint(&plan.services[0]))]);
+        // The installed table differs, but the fingerprint says it was written from this very
+        // entry: trusted, not recomputed.
+        assert_eq!(diff(&installed, &mut applied, &plan).unchanged, 1);
+        applied.clear();
+        assert_eq!(diff(&installed, &mut applied, &plan).upserts.len(), 1);
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn throughput(bench: &Bench, stage: &Stage, results: &mut Results) -> Result<()>
         IpAddr::V4(workload::STREAM_BACKEND),
         workload::STREAM_BACKEND_PORT,
     );
-    let _stream = Backend::stream(&stage.ns, backend)?;
+    let _stream = Backend::stream_on(&stage.ns, backend, bench.server_cpu)?;
     let vip = SocketAddr::new(IpAddr::V4(workload::STREAM_VIP), workload::STREAM_PORT);
     for (variant, target) in [(Variant::Direct, backend), (Variant::Vsteer, vip)] {
         let mut samples = Vec::new();

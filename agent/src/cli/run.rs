@@ -109,20 +109,31 @@ async fn agent(args: &RunArgs) -> Result<i32> {
         dir: args.source.config.clone(),
         cache: DirCache::default(),
     };
-    let mut in_force = InForce::default().next(&reader.read()?);
+    let started = Instant::now();
+    let loaded = reader.read()?;
+    let read = started.elapsed();
+    let mut in_force = InForce::default().next(&loaded);
+    drop(loaded);
+    let compiled = started.elapsed();
     let options = DatapathOptions {
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
     };
     let mut datapath = Datapath::start(&options)?;
+    let loaded_programs = started.elapsed();
     let stats = datapath
         .apply(&in_force.plan)
         .context("writing the plan into the kernel maps")?;
+    let total = started.elapsed();
     tracing::info!(
         services = in_force.plan.services.len(),
         adopted = datapath.adopted(),
         written = stats.added + stats.changed + stats.removed,
         unchanged = stats.unchanged,
+        read_ms = read.as_millis() as u64,
+        compile_ms = (compiled - read).as_millis() as u64,
+        load_ms = (loaded_programs - compiled).as_millis() as u64,
+        apply_ms = (total - loaded_programs).as_millis() as u64,
         cgroup = %datapath.cgroup().display(),
         pin_dir = %args.pin_dir.display(),
         "datapath ready"

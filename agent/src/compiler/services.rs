@@ -2,6 +2,8 @@
 //! none; or, when a rejected resource would have changed it, its state in the last good
 //! plan.
 
+use std::collections::HashMap;
+
 use super::Compiled;
 use super::destination_rule::Rules;
 use super::plan::Plan;
@@ -24,6 +26,12 @@ pub(super) fn assemble(
             covering_of[service].push((score, index));
         }
     }
+    // Looked up once per service: index them, or tens of thousands of services cost seconds.
+    let last_by_key: HashMap<_, _> = last_good.services.iter().map(|s| (s.key(), s)).collect();
+    let rejected: Vec<&VirtualService> = virtual_services
+        .iter()
+        .filter(|vs| vs.routes.is_none())
+        .collect();
     for (service, mut covering) in registry.services.iter().zip(covering_of) {
         let entry = &registry.entries[service.entry];
         let key = service.key;
@@ -54,7 +62,7 @@ pub(super) fn assemble(
         }
         .unwrap_or_else(|| default_route(entry, key, rules));
 
-        let last = last_good.get(key.0, key.1, key.2);
+        let last = last_by_key.get(&key).copied();
         let last_route = last.and_then(|s| s.route.as_deref());
         // What would have changed this service had it been valid: a rejected VirtualService
         // that covers it or routed it last time, or a rejected DestinationRule of one of its
@@ -64,9 +72,9 @@ pub(super) fn assemble(
             .filter(|vs| vs.routes.is_none())
             .map(|vs| vs.id.clone())
             .or_else(|| {
-                virtual_services
+                rejected
                     .iter()
-                    .find(|vs| vs.routes.is_none() && routed_by(last_route, &vs.id))
+                    .find(|vs| routed_by(last_route, &vs.id))
                     .map(|vs| vs.id.clone())
             })
             .or_else(|| {

@@ -6,8 +6,8 @@
 //! after a grace period, because a connect that read the old service entry may still be about
 //! to read its slots.
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap, HashSet, hash_map::DefaultHasher},
-    hash::{Hash, Hasher},
+    collections::BTreeMap,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -19,7 +19,8 @@ use super::{
     ranges::SlotRanges,
     slots::{TableSpec, service_key, table_spec},
 };
-use crate::compiler::{Plan, ServicePlan};
+use crate::compiler::{LoadBalancer, Plan, ServicePlan};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// How long a replaced backend table stays readable.
 const GRACE: Duration = Duration::from_secs(1);
@@ -36,8 +37,8 @@ pub struct ApplyStats {
 /// The per-service differences between what is installed and what a plan wants.
 #[derive(Debug, Default, PartialEq)]
 pub struct Changes {
-    /// New or different tables, with the fingerprint of the plan entry they come from.
-    pub upserts: Vec<(ServiceKey, TableSpec, u64)>,
+    /// New or different tables, with the inputs they come from.
+    pub upserts: Vec<(ServiceKey, TableSpec, Inputs)>,
     pub removals: Vec<ServiceKey>,
     pub unchanged: usize,
 }
@@ -50,42 +51,62 @@ pub struct Installed {
 }
 
 /// What a service's table is computed from: its load balancer and its backends with their
-/// weights. Equal fingerprints, equal tables.
-fn fingerprint(service: &ServicePlan) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    service.load_balancer.hash(&mut hasher);
-    for b in &service.backends {
-        (b.address, b.port, b.weight).hash(&mut hasher);
-    }
-    hasher.finish()
+/// weights. Equal inputs, equal tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    load_balancer: LoadBalancer,
+    backends: Vec<(IpAddr, u16, u32)>,
 }
 
-/// Compares the installed tables with what `plan` wants. A service that is installed and
-/// whose fingerprint is the one recorded in `applied` is unchanged without computing its
-/// table, so with tens of thousands of services a one-service change costs one table.
+impl Inputs {
+    fn of(service: &ServicePlan) -> Inputs {
+        Inputs {
+            load_balancer: service.load_balancer,
+            backends: service
+                .backends
+                .iter()
+                .map(|b| (b.address, b.port, b.weight))
+                .collect(),
+        }
+    }
+
+    /// Whether `service` has these inputs; compares in place, allocating nothing.
+    fn matches(&self, service: &ServicePlan) -> bool {
+        self.load_balancer == service.load_balancer
+            && self.backends.len() == service.backends.len()
+            && self
+                .backends
+                .iter()
+                .zip(&service.backends)
+                .all(|(a, b)| *a == (b.address, b.port, b.weight))
+    }
+}
+
+/// Compares the installed tables with what `plan` wants. A service that is installed from
+/// the very inputs recorded in `applied` is unchanged without computing its table, so with
+/// tens of thousands of services a one-service change costs one table.
 pub fn diff(
-    installed: &BTreeMap<ServiceKey, Installed>,
-    applied: &mut StdHashMap<ServiceKey, u64>,
+    installed: &FxHashMap<ServiceKey, Installed>,
+    applied: &mut FxHashMap<ServiceKey, Inputs>,
     plan: &Plan,
 ) -> Changes {
     let mut changes = Changes::default();
-    let mut wanted = HashSet::with_capacity(plan.services.len());
+    let mut wanted = FxHashSet::with_capacity_and_hasher(plan.services.len(), Default::default());
     for service in &plan.services {
         let key = service_key(service.vip, service.port, service.protocol);
         wanted.insert(key);
-        let print = fingerprint(service);
         let current = installed.get(&key);
-        if current.is_some() && applied.get(&key) == Some(&print) {
+        if current.is_some() && applied.get(&key).is_some_and(|i| i.matches(service)) {
             changes.unchanged += 1;
             continue;
         }
         let spec = table_spec(service);
         if current.is_some_and(|c| c.spec == spec) {
             // Adopted from an earlier agent, or a change that leaves the table as it is.
-            applied.insert(key, print);
+            applied.insert(key, Inputs::of(service));
             changes.unchanged += 1;
         } else {
-            changes.upserts.push((key, spec, print));
+            changes.upserts.push((key, spec, Inputs::of(service)));
         }
     }
     changes.removals = installed
@@ -99,9 +120,9 @@ pub fn diff(
 pub struct Tables {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     slots: Array<MapData, Slot>,
-    installed: BTreeMap<ServiceKey, Installed>,
-    /// The fingerprint each installed table was written from.
-    applied: StdHashMap<ServiceKey, u64>,
+    installed: FxHashMap<ServiceKey, Installed>,
+    /// The inputs each installed table was written from.
+    applied: FxHashMap<ServiceKey, Inputs>,
     /// Replaced tables: (first slot, slot count, when replaced).
     retired: Vec<(u32, u32, Instant)>,
     ranges: SlotRanges,
@@ -125,14 +146,14 @@ impl Tables {
         Ok(Self {
             services,
             slots,
-            installed,
-            applied: StdHashMap::new(),
+            installed: installed.into_iter().collect(),
+            applied: FxHashMap::default(),
             retired: Vec::new(),
             ranges,
         })
     }
 
-    pub fn installed(&self) -> &BTreeMap<ServiceKey, Installed> {
+    pub fn installed(&self) -> &FxHashMap<ServiceKey, Installed> {
         &self.installed
     }
 
@@ -144,7 +165,7 @@ impl Tables {
             unchanged: changes.unchanged,
             ..ApplyStats::default()
         };
-        for (key, spec, print) in changes.upserts {
+        for (key, spec, inputs) in changes.upserts {
             let first = self.write_table(&key, &spec.slots)?;
             let value = ServiceValue {
                 first,
@@ -155,7 +176,7 @@ impl Tables {
             self.services
                 .insert(key, value, 0)
                 .with_context(|| format!("writing service {}", describe(&key)))?;
-            self.applied.insert(key, print);
+            self.applied.insert(key, inputs);
             match self.installed.insert(key, Installed { first, spec }) {
                 Some(old) => {
                     stats.changed += 1;
@@ -310,7 +331,7 @@ mod tests {
 
     #[test]
     fn diff_writes_only_what_changed() {
-        let installed: BTreeMap<_, _> = [(1, 0, &[1][..]), (2, 1, &[2]), (3, 2, &[3])]
+        let installed: FxHashMap<_, _> = [(1, 0, &[1][..]), (2, 1, &[2]), (3, 2, &[3])]
             .into_iter()
             .map(|(k, first, b)| {
                 (
@@ -325,7 +346,7 @@ mod tests {
         let plan = Plan {
             services: vec![service(1, &[1]), service(2, &[2, 4]), service(5, &[5])],
         };
-        let mut applied = StdHashMap::new();
+        let mut applied = FxHashMap::default();
         let changes = diff(&installed, &mut applied, &plan);
         assert_eq!(changes.unchanged, 1);
         let upserts: Vec<_> = changes
@@ -340,8 +361,8 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_fingerprint_skips_the_table() {
-        let installed: BTreeMap<_, _> = [(
+    fn recorded_inputs_skip_the_table() {
+        let installed: FxHashMap<_, _> = [(
             key(1),
             Installed {
                 first: 0,
@@ -353,9 +374,9 @@ mod tests {
         let plan = Plan {
             services: vec![service(1, &[1])],
         };
-        let mut applied = StdHashMap::from([(key(1), fingerprint(&plan.services[0]))]);
-        // The installed table differs, but the fingerprint says it was written from this very
-        // entry: trusted, not recomputed.
+        let mut applied = FxHashMap::from_iter([(key(1), Inputs::of(&plan.services[0]))]);
+        // The installed table differs, but it was recorded as written from these very
+        // inputs: trusted, not recomputed.
         assert_eq!(diff(&installed, &mut applied, &plan).unchanged, 1);
         applied.clear();
         assert_eq!(diff(&installed, &mut applied, &plan).upserts.len(), 1);

@@ -22,23 +22,30 @@ pub struct DirCache {
 }
 
 impl DirCache {
-    /// What `files::load_dir` would return, parsing only files that changed since last time.
+    /// What `files::load_dir` would return, parsing only files that changed since last time
+    /// (those in parallel, one thread per core: YAML parsing is most of a large load).
     pub fn load(&mut self, dir: &Path) -> anyhow::Result<Loaded> {
         let paths = yaml_files(dir)?;
         let mut loaded = Loaded::default();
         if paths.is_empty() {
             loaded.warnings.push(no_yaml_warning(dir));
         }
-        let mut next = BTreeMap::new();
+        let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut hasher = DefaultHasher::new();
             bytes.hash(&mut hasher);
             let hash = hasher.finish();
-            let parsed = match self.files.remove(&path) {
-                Some((old, parsed)) if old == hash => parsed,
-                _ => parse_bytes(&path, bytes),
+            let cached = match self.files.remove(&path) {
+                Some((old, parsed)) if old == hash => Some(parsed),
+                _ => None,
             };
+            files.push((path, hash, bytes, cached));
+        }
+        parse_missing(&mut files);
+        let mut next = BTreeMap::new();
+        for (path, hash, _, parsed) in files {
+            let parsed = parsed.unwrap_or_default();
             loaded.extend(parsed.clone());
             next.insert(path, (hash, parsed));
         }
@@ -46,6 +53,26 @@ impl DirCache {
         self.files = next;
         Ok(loaded)
     }
+}
+
+type File = (PathBuf, u64, Vec<u8>, Option<Loaded>);
+
+/// Parses every file that has no cached result yet, spread over the machine's cores.
+fn parse_missing(files: &mut [File]) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let todo: Vec<&mut File> = files.iter_mut().filter(|f| f.3.is_none()).collect();
+    let per_thread = todo.len().div_ceil(threads).max(1);
+    let mut todo = todo;
+    std::thread::scope(|scope| {
+        while !todo.is_empty() {
+            let chunk: Vec<&mut File> = todo.drain(..per_thread.min(todo.len())).collect();
+            scope.spawn(move || {
+                for (path, _, bytes, parsed) in chunk {
+                    *parsed = Some(parse_bytes(path, std::mem::take(bytes)));
+                }
+            });
+        }
+    });
 }
 
 #[cfg(test)]

@@ -49,9 +49,15 @@ const V1: &str = "127.0.1.1:9080";
 const V2: &str = "127.0.1.2:9080";
 const V3: &str = "127.0.1.3:9080";
 
+/// REVIEWS with a VirtualService whose one tcp rule routes to `route`.
 fn with_route(route: &str) -> String {
+    with_route_in(REVIEWS, route)
+}
+
+/// `base` with a VirtualService for reviews whose one tcp rule routes to `route`.
+fn with_route_in(base: &str, route: &str) -> String {
     format!(
-        "{REVIEWS}---
+        "{base}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: reviews}}
@@ -261,20 +267,6 @@ fn a_service_without_backends_refuses_at_once() {
     );
     // A timeout would take seconds per connect; refusing is immediate.
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-}
-
-fn with_route_in(base: &str, route: &str) -> String {
-    format!(
-        "{base}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  tcp:
-  - route:
-{route}"
-    )
 }
 
 const DNS: &str = "

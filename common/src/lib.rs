@@ -27,9 +27,10 @@ pub const MAX_SERVICES: u32 = 131_072;
 pub const MAX_BACKEND_SLOTS: u32 = 524_288;
 /// Capacity of the per-backend connection counters.
 pub const MAX_COUNTERS: u32 = 65_536;
-/// Capacity of the reverse translation (getpeername, UDP replies): the most recently steered
-/// sockets; older entries are evicted (LRU), after which such a socket sees its backend.
-pub const MAX_REVERSE: u32 = 262_144;
+/// Slots of the reverse translation (getpeername, UDP replies), a power of two: a
+/// direct-mapped table, so a steered socket whose slot was since taken by another sees its
+/// backend's address.
+pub const REVERSE_SLOTS: u32 = 262_144;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -93,13 +94,16 @@ pub struct Slot {
     pub alias: Address,
 }
 
-/// Key of the reverse translation: for socket `cookie`, `backend` is shown as the VIP the
-/// application addressed (its getpeername() peer, the source of its UDP replies).
+/// One slot of the reverse translation: socket `cookie` talking to `backend` addressed `vip`.
+/// `check` mixes the other fields: a slot read while another CPU rewrites it fails the check
+/// and counts as empty.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReverseKey {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReverseEntry {
     pub cookie: u64,
     pub backend: Address,
+    pub vip: Address,
+    pub check: u32,
     pub _pad: u32,
 }
 
@@ -150,7 +154,7 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceValue {}
     unsafe impl aya::Pod for super::Address {}
     unsafe impl aya::Pod for super::Slot {}
-    unsafe impl aya::Pod for super::ReverseKey {}
+    unsafe impl aya::Pod for super::ReverseEntry {}
 }
 
 #[cfg(test)]
@@ -165,7 +169,7 @@ mod tests {
         assert_eq!(size_of::<ServiceValue>(), 12);
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);
-        assert_eq!(size_of::<ReverseKey>(), 32);
+        assert_eq!(size_of::<ReverseEntry>(), 56);
     }
 
     #[test]

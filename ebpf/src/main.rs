@@ -5,20 +5,18 @@
 #![no_main]
 
 mod maps;
+mod reverse;
 mod select;
 mod sockaddr;
 
 use aya_ebpf::{
-    EbpfContext,
-    bindings::bpf_sock_addr,
-    helpers::{bpf_get_socket_cookie, bpf_set_retval},
-    macros::cgroup_sock_addr,
+    bindings::bpf_sock_addr, helpers::bpf_set_retval, macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use aya_log_ebpf::debug;
-use vsteer_common::{Address, ReverseKey, ServiceKey};
+use vsteer_common::{Address, ServiceKey};
 
-use crate::{maps::VSTEER_REVERSE, select::Choice};
+use crate::select::Choice;
 
 /// Verdict that lets the socket call go on.
 const ALLOW: i32 = 1;
@@ -65,17 +63,8 @@ fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
     if !written {
         return ALLOW;
     }
-    // Remember which VIP this socket addressed, keyed by the socket and the backend it now
-    // talks to: getpeername() and UDP replies translate back through it. An LRU hash costs a
-    // fraction of per-socket storage, whose allocation on every connect tripled the hook's
-    // run time.
-    let reverse = ReverseKey {
-        // SAFETY: plain helper call on the program's own context.
-        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
-        backend,
-        _pad: 0,
-    };
-    let _ = VSTEER_REVERSE.insert(reverse, vip, 0);
+    // getpeername() and UDP replies translate back through this.
+    reverse::remember(ctx, &backend, &vip);
     debug!(
         ctx,
         "steered {:i}:{} -> {:i}:{}", vip.addr, vip.port, backend.addr, backend.port
@@ -93,14 +82,7 @@ fn restore_vip(ctx: &SockAddrContext, family: Family) -> i32 {
         Family::V4 => sockaddr::read4(sa),
         Family::V6 => sockaddr::read6(sa),
     };
-    let key = ReverseKey {
-        // SAFETY: plain helper call on the program's own context.
-        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
-        backend: from,
-        _pad: 0,
-    };
-    // SAFETY: copied out at once.
-    if let Some(vip) = unsafe { VSTEER_REVERSE.get(key) }.copied() {
+    if let Some(vip) = reverse::recall(ctx, &from) {
         write(sa, family, &vip);
     }
     ALLOW

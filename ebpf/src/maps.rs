@@ -1,12 +1,12 @@
 //! The maps the agent fills and reads. BTF maps, so bpftool prints their keys and values by
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
+    btf_maps::{Array, HashMap, PerCpuHashMap},
     macros::btf_map,
 };
 use vsteer_common::{
-    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_REVERSE, MAX_SERVICES, ReverseKey, ServiceKey,
-    ServiceValue, Slot,
+    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_SERVICES, REVERSE_SLOTS, ReverseEntry,
+    ServiceKey, ServiceValue, Slot,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
@@ -25,6 +25,7 @@ pub static VSTEER_COUNTERS: PerCpuHashMap<Address, u64, { MAX_COUNTERS as usize 
     PerCpuHashMap::new();
 
 /// (socket, backend) -> the VIP the application addressed: for getpeername() and UDP replies.
+/// A direct-mapped array: writing a slot is a plain store, where a hash map insert (with its
+/// bucket lock and element allocation) cost several hundred ns per connect.
 #[btf_map]
-pub static VSTEER_REVERSE: LruHashMap<ReverseKey, Address, { MAX_REVERSE as usize }> =
-    LruHashMap::new();
+pub static VSTEER_REVERSE: Array<ReverseEntry, { REVERSE_SLOTS as usize }> = Array::new();

@@ -62,7 +62,7 @@ fn count(backend: &Address) {
 
 /// splitmix64's finaliser: spreads cookie bits over the whole word.
 #[inline(always)]
-fn mix(mut x: u64) -> u64 {
+pub fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;

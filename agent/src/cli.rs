@@ -8,7 +8,7 @@ use std::{io::IsTerminal, path::PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::sources::{self, Loaded};
+use crate::sources::{self, Loaded, cache::DirCache};
 
 #[derive(Parser)]
 #[command(
@@ -44,9 +44,26 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn load(&self) -> Result<Loaded> {
-        match &self.config {
-            Some(dir) => sources::files::load_dir(dir),
+    /// A reader of the configured source, to be read once (`vsteer plan`) or on every change
+    /// (`vsteer run`).
+    pub fn reader(&self) -> SourceReader {
+        SourceReader {
+            dir: self.config.clone(),
+            cache: DirCache::default(),
+        }
+    }
+}
+
+/// Reads the configured source; a directory through a cache that parses only changed files.
+pub struct SourceReader {
+    dir: Option<PathBuf>,
+    cache: DirCache,
+}
+
+impl SourceReader {
+    pub fn read(&mut self) -> Result<Loaded> {
+        match &self.dir {
+            Some(dir) => self.cache.load(dir),
             None => Ok(sources::embedded::load_embedded()),
         }
     }

@@ -16,7 +16,7 @@ pub struct PlanArgs {
 
 /// Prints the plan; exits 1 when any resource had an error (the valid ones are still shown).
 pub fn run(args: &PlanArgs) -> Result<i32> {
-    let loaded = args.source.load()?;
+    let loaded = args.source.reader().read()?;
     let compiled = compiler::compile(&loaded.resources, &compiler::Plan::default());
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");

@@ -14,12 +14,12 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::SourceArgs;
+use super::{SourceArgs, SourceReader};
 use crate::{
     compiler::{self, Plan},
     config::Resource,
     datapath::{DEFAULT_PIN_DIR, Datapath, DatapathOptions},
-    sources::{Loaded, cache::DirCache, last_good::with_last_good, load_embedded},
+    sources::{Loaded, last_good::with_last_good},
 };
 
 /// How long file events are collected before one reload (editors write in several steps).
@@ -78,21 +78,6 @@ impl InForce {
     }
 }
 
-/// Reads the configured source; a directory through a cache that parses only changed files.
-struct Reader {
-    dir: Option<PathBuf>,
-    cache: DirCache,
-}
-
-impl Reader {
-    fn read(&mut self) -> Result<Loaded> {
-        match &self.dir {
-            Some(dir) => self.cache.load(dir),
-            None => Ok(load_embedded()),
-        }
-    }
-}
-
 async fn agent(args: &RunArgs) -> Result<i32> {
     // Handle the signals before anything is loaded, so a signal during start-up still ends in
     // an orderly exit rather than the default instant death.
@@ -105,10 +90,7 @@ async fn agent(args: &RunArgs) -> Result<i32> {
         None => None,
     };
 
-    let mut reader = Reader {
-        dir: args.source.config.clone(),
-        cache: DirCache::default(),
-    };
+    let mut reader = args.source.reader();
     let started = Instant::now();
     let loaded = reader.read()?;
     let read = started.elapsed();
@@ -162,7 +144,7 @@ async fn agent(args: &RunArgs) -> Result<i32> {
 
 /// Applies a config change; on any failure the kernel keeps what it has. Logs how long each
 /// step took (the benchmarks read these).
-fn reload(in_force: &mut InForce, reader: &mut Reader, datapath: &mut Datapath) {
+fn reload(in_force: &mut InForce, reader: &mut SourceReader, datapath: &mut Datapath) {
     let started = Instant::now();
     let loaded = match reader.read() {
         Ok(loaded) => loaded,

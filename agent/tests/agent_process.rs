@@ -130,16 +130,14 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
         .iter()
         .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
         .collect();
-    let args = [
-        OsStr::new("run"),
-        OsStr::new("--config"),
-        config.path().as_os_str(),
-        OsStr::new("--cgroup"),
-        cgroup.path().as_os_str(),
-        OsStr::new("--pin-dir"),
-        pins.path().as_os_str(),
-    ];
-    let mut agent = AgentProcess::start(Path::new(VSTEER), &args, Duration::from_secs(30)).unwrap();
+    let mut agent = AgentProcess::run(
+        Path::new(VSTEER),
+        Some(config.path()),
+        cgroup.path(),
+        pins.path(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     assert!(
         pins.path().join("VSTEER_SERVICES").exists(),
         "maps are pinned while running"

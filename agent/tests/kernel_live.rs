@@ -6,7 +6,7 @@
 //! VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
 mod support;
 
-use std::{collections::BTreeSet, ffi::OsStr, path::Path, time::Duration};
+use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use support::{ConfigDir, addr, assert_only};
 use vsteer_testkit::{
@@ -118,16 +118,14 @@ impl Stage {
     }
 
     fn agent(&self, config: &Path) -> AgentProcess {
-        let args = [
-            OsStr::new("run"),
-            OsStr::new("--config"),
-            config.as_os_str(),
-            OsStr::new("--cgroup"),
-            self.cgroup.path().as_os_str(),
-            OsStr::new("--pin-dir"),
-            self.pins.path().as_os_str(),
-        ];
-        AgentProcess::start(Path::new(VSTEER), &args, READY_TIMEOUT).unwrap()
+        AgentProcess::run(
+            Path::new(VSTEER),
+            Some(config),
+            self.cgroup.path(),
+            self.pins.path(),
+            READY_TIMEOUT,
+        )
+        .unwrap()
     }
 }
 

@@ -63,6 +63,28 @@ impl AgentProcess {
         while self.lines.try_recv().is_ok() {}
     }
 
+    /// Starts `vsteer run [--config CONFIG] --cgroup CGROUP --pin-dir PIN_DIR`: the agent
+    /// attached to a cgroup and a pin directory of the caller's own.
+    pub fn run(
+        binary: &Path,
+        config: Option<&Path>,
+        cgroup: &Path,
+        pin_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        if let Some(config) = config {
+            args.extend(["--config".as_ref(), config.as_os_str()]);
+        }
+        args.extend([
+            "--cgroup".as_ref(),
+            cgroup.as_os_str(),
+            "--pin-dir".as_ref(),
+            pin_dir.as_os_str(),
+        ]);
+        Self::start(binary, &args, timeout)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

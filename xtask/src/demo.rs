@@ -2,7 +2,6 @@
 //! throwaway cgroup, on the embedded default config (the files of examples/).
 use std::{
     collections::BTreeMap,
-    ffi::OsStr,
     net::{IpAddr, SocketAddr},
     path::Path,
     process::Command,
@@ -77,20 +76,19 @@ pub fn run() -> Result<()> {
 
     let pins = PinDir::new();
     let pin_dir = pins.path();
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("run"),
-        OsStr::new("--cgroup"),
-        cgroup.path().as_os_str(),
-        OsStr::new("--pin-dir"),
-        pin_dir.as_os_str(),
-    ];
     println!(
         "demo: starting {} run --cgroup {} --pin-dir {}",
         vsteer.display(),
         cgroup.path().display(),
         pin_dir.display()
     );
-    let mut agent = AgentProcess::start(&vsteer, &args, Duration::from_secs(30))?;
+    let mut agent = AgentProcess::run(
+        &vsteer,
+        None,
+        cgroup.path(),
+        pin_dir,
+        Duration::from_secs(30),
+    )?;
     check()?;
     show_bpftool(pin_dir);
 

@@ -1,7 +1,6 @@
 //! The scenarios: each builds its own namespace, cgroup, backends and peers, measures, and
 //! removes everything (guards, also on errors).
 use std::{
-    ffi::OsStr,
     net::{IpAddr, SocketAddr},
     path::Path,
     time::{Duration, Instant},
@@ -86,17 +85,14 @@ impl Stage {
     /// the returned guard.
     fn agent(&self, bench: &Bench, config: &Path) -> Result<Agent> {
         let pins = PinDir::new();
-        let args = [
-            OsStr::new("run"),
-            OsStr::new("--config"),
-            config.as_os_str(),
-            OsStr::new("--cgroup"),
-            self.cgroup.path().as_os_str(),
-            OsStr::new("--pin-dir"),
-            pins.path().as_os_str(),
-        ];
         let started = Instant::now();
-        let process = AgentProcess::start(&bench.vsteer, &args, AGENT_READY)?;
+        let process = AgentProcess::run(
+            &bench.vsteer,
+            Some(config),
+            self.cgroup.path(),
+            pins.path(),
+            AGENT_READY,
+        )?;
         Ok(Agent {
             ready_after: started.elapsed(),
             process,

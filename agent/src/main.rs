@@ -1,3 +1,5 @@
+//! The `vsteer` binary.
+
 // The agent allocates many small objects while it parses and compiles tens of thousands of
 // resources; mimalloc does that markedly faster than glibc's allocator.
 #[global_allocator]

@@ -2,44 +2,18 @@
 //! client in a test cgroup (kernel test: needs root).
 
 use std::{
-    collections::BTreeMap,
-    ffi::OsStr,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
+    collections::BTreeMap, ffi::OsStr, net::SocketAddr, path::Path, process::Command,
     time::Duration,
 };
 
+mod support;
+
+use support::ConfigDir;
 use vsteer_testkit::{
     AgentProcess, Backend, NetNs, PinDir, TestCgroup, connect_many, kernel_tests_enabled,
-    unique_name,
 };
 
 const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
-
-/// A config directory of the test's own, removed on drop.
-struct ConfigDir(PathBuf);
-
-impl ConfigDir {
-    fn new(files: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(unique_name("config"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const SERVICE: &str = "\
 apiVersion: networking.istio.io/v1

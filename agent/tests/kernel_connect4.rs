@@ -9,13 +9,15 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::Command,
+    sync::Arc,
     time::Duration,
 };
 
 use support::Fixture;
-use vsteer::{
-    compiler::{BackendPlan, LoadBalancer, Plan, Protocol, ServicePlan, WEIGHT_SCALE},
-    datapath::{CONNECT4, PROGRAMS},
+use vsteer_datapath::{CONNECT4, PROGRAMS};
+use vsteer_model::{Kind, ResourceId};
+use vsteer_plan::{
+    BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
 };
 use vsteer_testkit::{Backend, connect_many, kernel_tests_enabled, stats};
 
@@ -29,11 +31,9 @@ fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
 fn service(vip: SocketAddr, backends: &[SocketAddr]) -> ServicePlan {
     let n = backends.len() as u32;
     ServicePlan {
-        vip: vip.ip(),
-        port: vip.port(),
-        protocol: Protocol::Tcp,
+        key: ServiceKey::new(vip.ip(), vip.port(), Protocol::Tcp),
         host: "svc.test.local".into(),
-        resource: "ServiceEntry test/svc".into(),
+        resource: ResourceId::new(Kind::ServiceEntry, "test", "svc"),
         route: None,
         load_balancer: LoadBalancer::Random,
         backends: backends
@@ -44,10 +44,12 @@ fn service(vip: SocketAddr, backends: &[SocketAddr]) -> ServicePlan {
                 port: b.port(),
                 // Largest remainder: the first backends take the leftover ppm.
                 weight: WEIGHT_SCALE / n + u32::from((i as u32) < WEIGHT_SCALE % n),
-                labels: BTreeMap::new(),
+                labels: Arc::new(BTreeMap::new()),
                 subsets: Vec::new(),
             })
             .collect(),
+        decision: Decision::Kernel,
+        http: None,
     }
 }
 
@@ -58,9 +60,7 @@ fn cgroup_clients_reach_the_backend_and_others_are_not_rewritten() {
     }
     let vip = v4(127, 100, 0, 1, 18080);
     let backend_addr = v4(127, 0, 0, 11, 18080);
-    let plan = Plan {
-        services: vec![service(vip, &[backend_addr])],
-    };
+    let plan: Plan = [service(vip, &[backend_addr])].into_iter().collect();
     let fx = Fixture::new(&plan);
     let _backend = Backend::tcp(&fx.ns, backend_addr, "backend").unwrap();
     // A listener on the VIP itself: whoever reaches it was not rewritten.
@@ -100,9 +100,7 @@ fn connects_spread_evenly_over_the_backends() {
         v4(127, 0, 0, 22, 18080),
         v4(127, 0, 0, 23, 18081),
     ];
-    let plan = Plan {
-        services: vec![service(vip, &backends)],
-    };
+    let plan: Plan = [service(vip, &backends)].into_iter().collect();
     let fx = Fixture::new(&plan);
     let _servers: Vec<_> = backends
         .iter()
@@ -134,9 +132,9 @@ fn bpftool_shows_the_program_and_structured_maps() {
         return;
     }
     let vip = v4(127, 100, 0, 3, 9080);
-    let plan = Plan {
-        services: vec![service(vip, &[v4(127, 0, 0, 31, 9080)])],
-    };
+    let plan: Plan = [service(vip, &[v4(127, 0, 0, 31, 9080)])]
+        .into_iter()
+        .collect();
     let fx = Fixture::new(&plan);
 
     // The kernel's own list of programs has ours under its readable name.

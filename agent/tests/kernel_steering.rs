@@ -8,11 +8,15 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use support::{Fixture, addr, assert_only, counts, plan_from_yaml};
-use vsteer::compiler::{BackendPlan, LoadBalancer, Plan, Protocol, ServicePlan, WEIGHT_SCALE};
+use vsteer_model::{Kind, ResourceId};
+use vsteer_plan::{
+    BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
+};
 use vsteer_testkit::{
     Backend, ConnectOutcome, NetNs, Probe, connect_many, kernel_tests_enabled, probe_many, stats,
 };
@@ -135,24 +139,28 @@ fn a_one_in_a_thousand_share_gets_its_traffic() {
         address: addr(a).ip(),
         port: addr(a).port(),
         weight,
-        labels: BTreeMap::new(),
+        labels: Arc::new(BTreeMap::new()),
         subsets: Vec::new(),
     };
-    let plan = Plan {
-        services: vec![ServicePlan {
-            vip: IpAddr::V4(Ipv4Addr::new(127, 100, 0, 1)),
-            port: 9080,
-            protocol: Protocol::Tcp,
-            host: "reviews.default.svc.cluster.local".into(),
-            resource: "ServiceEntry default/reviews".into(),
-            route: None,
-            load_balancer: LoadBalancer::Random,
-            backends: vec![
-                backend(V1, WEIGHT_SCALE - WEIGHT_SCALE / 1000),
-                backend(V2, WEIGHT_SCALE / 1000),
-            ],
-        }],
-    };
+    let plan: Plan = [ServicePlan {
+        key: ServiceKey::new(
+            IpAddr::V4(Ipv4Addr::new(127, 100, 0, 1)),
+            9080,
+            Protocol::Tcp,
+        ),
+        host: "reviews.default.svc.cluster.local".into(),
+        resource: ResourceId::new(Kind::ServiceEntry, "default", "reviews"),
+        route: None,
+        load_balancer: LoadBalancer::Random,
+        backends: vec![
+            backend(V1, WEIGHT_SCALE - WEIGHT_SCALE / 1000),
+            backend(V2, WEIGHT_SCALE / 1000),
+        ],
+        decision: Decision::Kernel,
+        http: None,
+    }]
+    .into_iter()
+    .collect();
     let fx = Fixture::new(&plan);
     let _servers = fx.tcp_backends(&[V1, V2]);
     // 20,000 connects: the 0.1% backend expects 20; seeing none has probability 2e-9.
@@ -183,7 +191,10 @@ fn source_ip_hash_keeps_each_client_on_one_backend() {
         "  host: reviews\n  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n",
     );
     let plan = plan_from_yaml(&yaml);
-    assert_eq!(plan.services[0].load_balancer, LoadBalancer::SourceIpHash);
+    assert_eq!(
+        plan.services().next().unwrap().load_balancer,
+        LoadBalancer::SourceIpHash
+    );
     let fx = Fixture::new(&plan);
     let vip = addr("127.100.0.1:9080");
     // Each client is a network namespace of its own (a pod: one client IP), with its own

@@ -53,7 +53,7 @@ pub mod mode {
 /// shows the port a human expects.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
+pub struct VipKey {
     pub addr: [u8; 16],
     pub port: u16,
     pub proto: u8,
@@ -75,7 +75,7 @@ pub struct ServiceValue {
     pub _pad: [u8; 3],
 }
 
-/// A socket address (a backend, or a VIP to restore). Same byte orders as [`ServiceKey`].
+/// A socket address (a backend, or a VIP to restore). Same byte orders as [`VipKey`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address {
@@ -107,7 +107,7 @@ pub struct ReverseEntry {
     pub _pad: u32,
 }
 
-impl ServiceKey {
+impl VipKey {
     /// Key for an IPv4 address given as its four bytes in network order.
     pub const fn v4(octets: [u8; 4], port: u16, proto: u8) -> Self {
         Self {
@@ -150,7 +150,7 @@ pub const fn v4_unmapped(a: &[u8; 16]) -> Option<[u8; 4]> {
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain repr(C) structs of integers with explicit padding fields, no implicit padding.
-    unsafe impl aya::Pod for super::ServiceKey {}
+    unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::ServiceValue {}
     unsafe impl aya::Pod for super::Address {}
     unsafe impl aya::Pod for super::Slot {}
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<ServiceKey>(), 20);
+        assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<ServiceValue>(), 12);
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);

@@ -6,12 +6,12 @@ use aya_ebpf::{
 };
 use vsteer_common::{
     Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_SERVICES, REVERSE_SLOTS, ReverseEntry,
-    ServiceKey, ServiceValue, Slot,
+    ServiceValue, Slot, VipKey,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
 #[btf_map]
-pub static VSTEER_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> =
+pub static VSTEER_SERVICES: HashMap<VipKey, ServiceValue, { MAX_SERVICES as usize }> =
     HashMap::new();
 
 /// Every service's backend slots, each service a contiguous range. An array: its lookup is

@@ -3,7 +3,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, ServiceKey, mode};
+use vsteer_common::{Address, VipKey, mode};
 
 use crate::maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES};
 
@@ -16,7 +16,7 @@ pub enum Choice {
 }
 
 #[inline(always)]
-pub fn choose<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Choice {
+pub fn choose<C: EbpfContext>(ctx: &C, key: &VipKey) -> Choice {
     // SAFETY: values are copied out at once; the agent never edits a table in place.
     let Some(service) = (unsafe { VSTEER_SERVICES.get(key) }).copied() else {
         return Choice::NotAService;

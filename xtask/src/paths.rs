@@ -19,13 +19,3 @@ pub fn tools() -> PathBuf {
 pub fn bpf_linker_root() -> PathBuf {
     tools().join("bpf-linker")
 }
-
-/// The eBPF crate's own target directory (a separate workspace, built with nightly).
-pub fn ebpf_target() -> PathBuf {
-    target().join("ebpf")
-}
-
-/// The eBPF object the agent embeds.
-pub fn ebpf_object() -> PathBuf {
-    ebpf_target().join("bpfel-unknown-none/release/vsteer-ebpf")
-}

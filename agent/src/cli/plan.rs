@@ -1,9 +1,14 @@
 //! `vsteer plan`: what the config compiles to, without root.
+
+use std::sync::Arc;
+
 use anyhow::Result;
 use clap::Args;
+use vsteer_compiler::{Change, Compiler};
+use vsteer_model::store::Store;
 
 use super::SourceArgs;
-use crate::compiler;
+use crate::sources::Source;
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -16,22 +21,34 @@ pub struct PlanArgs {
 
 /// Prints the plan; exits 1 when any resource had an error (the valid ones are still shown).
 pub fn run(args: &PlanArgs) -> Result<i32> {
-    let loaded = args.source.reader().read()?;
-    let compiled = compiler::compile(&loaded.resources, &compiler::Plan::default());
-    for warning in &loaded.warnings {
+    let reading = Source::new(args.source.config.clone()).read_all()?;
+    let mut store = Store::default();
+    store.apply(reading.updates);
+    let changes: Vec<Change> = store
+        .resources()
+        .into_iter()
+        .map(|r| (r.id.clone(), Some(Arc::clone(&r))))
+        .collect();
+    let mut compiler = Compiler::default();
+    compiler.update(&changes);
+    for warning in reading.warnings.iter().chain(&store.warnings()) {
         eprintln!("warning: {warning}");
     }
-    for note in &compiled.notes {
+    for note in compiler.notes() {
         eprintln!("note: {note}");
     }
-    let errors: Vec<_> = loaded.errors.iter().chain(&compiled.errors).collect();
+    let errors: Vec<_> = store
+        .errors()
+        .into_iter()
+        .chain(compiler.errors())
+        .collect();
     for error in &errors {
         eprintln!("error: {error}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&compiled.plan)?);
+        println!("{}", serde_json::to_string_pretty(compiler.plan())?);
     } else {
-        print!("{}", compiler::render(&compiled.plan));
+        print!("{}", vsteer_plan::render(compiler.plan()));
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::datapath::{DEFAULT_PIN_DIR, status, uninstall};
+use vsteer_datapath::{DEFAULT_PIN_DIR, status, uninstall};
 
 #[derive(Args)]
 pub struct PinDirArgs {

@@ -1,9 +1,9 @@
 //! The shipped examples, built into the binary: vsteer's configuration when none is given.
 
-use super::Loaded;
-use super::files::parse_str;
+use vsteer_model::parse::parse_str;
+use vsteer_model::store::FileUpdate;
 
-/// The files of `examples/`, in name order like [`super::load_dir`] reads a directory.
+/// The files of `examples/`, in name order like a directory is read.
 const FILES: [(&str, &str); 3] = [
     (
         "details.yaml",
@@ -19,26 +19,34 @@ const FILES: [(&str, &str); 3] = [
     ),
 ];
 
-/// Parses the built-in examples; origins read `<embedded>/<file>.yaml`.
-pub fn load_embedded() -> Loaded {
-    let mut loaded = Loaded::default();
-    for (name, text) in FILES {
-        loaded.extend(parse_str(&format!("<embedded>/{name}"), text));
-    }
-    loaded
+/// The built-in examples, parsed; files read `<embedded>/<file>.yaml`.
+pub fn updates() -> Vec<FileUpdate> {
+    FILES
+        .iter()
+        .map(|(name, text)| {
+            let file = format!("<embedded>/{name}");
+            FileUpdate::Read {
+                parsed: parse_str(&file, text),
+                file: file.into(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use vsteer_model::Kind;
+    use vsteer_model::store::Store;
+
     use super::*;
-    use crate::config::Kind;
 
     #[test]
     fn examples_load_without_errors_or_warnings() {
-        let loaded = load_embedded();
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-        let ids: Vec<_> = loaded.resources.iter().map(|r| r.id()).collect();
+        let mut store = Store::default();
+        let changes = store.apply(updates());
+        assert!(changes.errors.is_empty(), "{:?}", changes.errors);
+        assert!(changes.warnings.is_empty(), "{:?}", changes.warnings);
+        let ids: Vec<_> = store.resources().iter().map(|r| r.id.to_string()).collect();
         assert_eq!(
             ids,
             [
@@ -51,15 +59,14 @@ mod tests {
                 "VirtualService default/reviews",
             ]
         );
-        let entries = loaded
-            .resources
+        let resources = store.resources();
+        let entries = resources
             .iter()
-            .filter(|r| r.spec.kind() == Kind::ServiceEntry)
+            .filter(|r| r.kind() == Kind::ServiceEntry)
             .count();
         assert_eq!(entries, 3);
         assert!(
-            loaded
-                .resources
+            resources
                 .iter()
                 .all(|r| r.origin.file.starts_with("<embedded>/"))
         );

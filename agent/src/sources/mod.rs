@@ -1,34 +1,66 @@
-//! Where resources come from: YAML files on disk, or the examples built into the binary.
-//!
-//! Every source produces a [`Loaded`]: the resources it could read, plus the errors and
-//! warnings for what it could not, so one bad document never hides the others.
+//! Where resources come from: a config directory (read whole, or only the files a watch
+//! says changed) or the examples built into the binary. A source only reads: it hands each
+//! file's parse to the model's store, which decides what is in force.
 
-pub mod cache;
+pub mod dir;
 pub mod embedded;
-pub mod files;
-pub mod last_good;
+pub mod watch;
 
-pub use embedded::load_embedded;
-pub use files::{load_dir, load_file, parse_str};
+use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, Resource};
+use anyhow::Result;
+use vsteer_model::Diagnostic;
+use vsteer_model::store::FileUpdate;
 
-/// What a source read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Loaded {
-    /// In input order: files by name, documents in file order.
-    pub resources: Vec<Resource>,
-    /// Problems that made vsteer skip a document or a file.
-    pub errors: Vec<ConfigError>,
-    /// Things skipped or ignored on purpose (other kinds, unknown fields).
-    pub warnings: Vec<ConfigError>,
+/// What one read produced.
+#[derive(Debug, Default)]
+pub struct Reading {
+    pub updates: Vec<FileUpdate>,
+    /// About the source itself (e.g. a directory with no YAML files).
+    pub warnings: Vec<Diagnostic>,
 }
 
-impl Loaded {
-    /// Appends what another source (or file) read, keeping the order.
-    pub fn extend(&mut self, other: Loaded) {
-        self.resources.extend(other.resources);
-        self.errors.extend(other.errors);
-        self.warnings.extend(other.warnings);
+/// The configured source.
+pub enum Source {
+    Dir(dir::DirSource),
+    /// The examples of `examples/`, compiled into the binary.
+    Embedded,
+}
+
+impl Source {
+    /// `dir`, or the embedded examples when `None`.
+    pub fn new(dir: Option<PathBuf>) -> Source {
+        match dir {
+            Some(dir) => Source::Dir(dir::DirSource::new(dir)),
+            None => Source::Embedded,
+        }
+    }
+
+    /// Everything, compared with what was read before: only changed files are parsed.
+    pub fn read_all(&mut self) -> Result<Reading> {
+        match self {
+            Source::Dir(dir) => dir.read_all(),
+            Source::Embedded => Ok(Reading {
+                updates: embedded::updates(),
+                warnings: Vec::new(),
+            }),
+        }
+    }
+
+    /// The files at `paths` (what a watch reported), or everything when the paths say the
+    /// directory itself changed.
+    pub fn read_changed(&mut self, paths: &[PathBuf]) -> Result<Reading> {
+        match self {
+            Source::Dir(dir) => dir.read_changed(paths),
+            Source::Embedded => Ok(Reading::default()),
+        }
+    }
+
+    /// The directory to watch, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Source::Dir(dir) => Some(dir.path()),
+            Source::Embedded => None,
+        }
     }
 }

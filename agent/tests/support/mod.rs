@@ -2,17 +2,12 @@
 //! cgroup and pinned datapath of the test's own.
 #![allow(dead_code)]
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
-use vsteer::{
-    compiler::{self, Plan},
-    datapath::{Datapath, DatapathOptions},
-    sources::parse_str,
-};
+use vsteer_compiler as compiler;
+use vsteer_datapath::{Datapath, DatapathOptions};
+use vsteer_model::parse::parse_str;
+use vsteer_plan::Plan;
 use vsteer_testkit::{Backend, ConnectReport, NetNs, PinDir, TestCgroup, unique_name};
 
 /// Compiles YAML text; panics on any config error (the tests' configs are meant to be good).
@@ -92,12 +87,14 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// A config directory of the test's own, removed on drop.
-pub struct ConfigDir(PathBuf);
+pub struct ConfigDir(tempfile::TempDir);
 
 impl ConfigDir {
     pub fn new(files: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(unique_name("config"));
-        std::fs::create_dir_all(&dir).expect("config dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&unique_name("config"))
+            .tempdir()
+            .expect("config dir");
         let config = Self(dir);
         for (name, text) in files {
             config.write(name, text);
@@ -108,18 +105,12 @@ impl ConfigDir {
     /// Writes a file atomically (temp file and rename), as a careful operator or a
     /// ConfigMap update does.
     pub fn write(&self, name: &str, text: &str) {
-        let tmp = self.0.join(format!(".{name}.tmp"));
+        let tmp = self.0.path().join(format!(".{name}.tmp"));
         std::fs::write(&tmp, text).expect("write config");
-        std::fs::rename(&tmp, self.0.join(name)).expect("rename config");
+        std::fs::rename(&tmp, self.0.path().join(name)).expect("rename config");
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }

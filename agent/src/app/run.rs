@@ -1,0 +1,130 @@
+//! `vsteer run`: load the config, fill the kernel maps, then follow config changes (file
+//! events, SIGHUP) until SIGINT/SIGTERM. The datapath stays in place when the agent exits;
+//! `vsteer uninstall` removes it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use vsteer_datapath::{Datapath, DatapathOptions};
+
+use super::agent::{Agent, Applied, PassError};
+use crate::sources::{Source, watch};
+
+/// Everything `vsteer run` is told.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config directory; `None`: the examples built in.
+    pub config: Option<PathBuf>,
+    /// The cgroup v2 directory whose processes are steered; `None`: the hierarchy's root.
+    pub cgroup: Option<PathBuf>,
+    pub pin_dir: PathBuf,
+}
+
+pub fn run(options: &RunOptions) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(agent(options))
+}
+
+async fn agent(options: &RunOptions) -> Result<i32> {
+    // Handle the signals before anything is loaded, so a signal during start-up still ends in
+    // an orderly exit rather than the default instant death.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    let source = Source::new(options.config.clone());
+    let _watch = match source.dir() {
+        Some(dir) => Some(watch::watch(dir, changed_tx)?),
+        None => None,
+    };
+
+    let started = Instant::now();
+    let datapath = Datapath::start(&DatapathOptions {
+        cgroup: options.cgroup.clone(),
+        pin_dir: options.pin_dir.clone(),
+    })?;
+    let loaded_programs = started.elapsed();
+    let adopted = datapath.adopted();
+    let mut agent = Agent::new(source, datapath);
+    let applied = agent.start()?;
+    tracing::info!(
+        services = agent.plan().len(),
+        adopted,
+        written = applied.stats.added + applied.stats.changed + applied.stats.removed,
+        unchanged = applied.stats.unchanged,
+        load_ms = loaded_programs.as_millis() as u64,
+        read_ms = applied.read.as_millis() as u64,
+        compile_ms = applied.compile.as_millis() as u64,
+        apply_ms = applied.apply.as_millis() as u64,
+        cgroup = %agent.sink().cgroup().display(),
+        pin_dir = %options.pin_dir.display(),
+        "datapath ready"
+    );
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                let delivered = Instant::now();
+                let result = agent.reload(None);
+                log(result, Duration::ZERO, delivered);
+            }
+            Some(batch) = changed.recv() => {
+                let delivered = Instant::now();
+                let mut paths = batch.paths;
+                let mut first = batch.first_event;
+                // Batches that arrived meanwhile are read in the same pass.
+                while let Ok(more) = changed.try_recv() {
+                    if paths.is_empty() || more.paths.is_empty() {
+                        paths.clear();
+                    } else {
+                        paths.extend(more.paths);
+                    }
+                    first = first.min(more.first_event);
+                }
+                let settle = delivered.saturating_duration_since(first);
+                let result = agent.reload(Some(&paths));
+                log(result, settle, delivered);
+            }
+            _ = tick.tick() => agent.sweep(),
+        }
+    }
+    tracing::info!(
+        pin_dir = %options.pin_dir.display(),
+        "exiting; the datapath stays in place on the last config (`vsteer uninstall` removes it)"
+    );
+    Ok(0)
+}
+
+/// Logs a reload and how long each step took (the benchmarks read these): `settle_ms` is
+/// the wait for files to be quiet, `total_us` everything from the settled event to the maps
+/// written.
+fn log(result: Result<Applied, PassError>, settle: Duration, delivered: Instant) {
+    match result {
+        Ok(applied) => tracing::info!(
+            added = applied.stats.added,
+            changed = applied.stats.changed,
+            removed = applied.stats.removed,
+            unchanged = applied.stats.unchanged,
+            resources = applied.resources,
+            recompiled = applied.recompiled,
+            settle_ms = settle.as_millis() as u64,
+            read_us = applied.read.as_micros() as u64,
+            compile_us = applied.compile.as_micros() as u64,
+            apply_us = applied.apply.as_micros() as u64,
+            total_us = delivered.elapsed().as_micros() as u64,
+            "config applied"
+        ),
+        Err(err) => tracing::error!("{err}"),
+    }
+}

@@ -1,0 +1,381 @@
+//! DestinationRules: for a host, its subsets (named groups of its endpoints, by labels) and
+//! its traffic policy.
+//!
+//! Istio picks, for a host, the rules whose `host` covers it most specifically (an exact
+//! name beats any wildcard), and merges those in precedence order: the first definition of
+//! a subset name wins, and the first traffic policy. Istio would also prefer rules in the
+//! client's namespace; vsteer steers the whole node, so it has no client namespace.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use vsteer_model::istio::{DestinationRuleSpec, Subset, TrafficPolicy};
+use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId, ResourceSpec};
+use vsteer_plan::LoadBalancer;
+use vsteer_plan::http::HttpLoadBalancer;
+
+use crate::names::{host_match, is_dns1123_label, resolve_host};
+use crate::problems::{FieldError, Problems};
+use crate::traffic_policy;
+
+/// What is wrong with a DestinationRule on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationRuleError {
+    #[error(
+        "workloadSelector is not supported by vsteer: it steers the whole node, not chosen client workloads"
+    )]
+    WorkloadSelector,
+    #[error("subset name {0:?} must be a DNS-1123 label (lowercase letters, digits and '-')")]
+    SubsetName(String),
+    #[error("subset {name:?} is already defined at spec.subsets[{first}]")]
+    DuplicateSubset { name: String, first: usize },
+}
+
+/// A valid DestinationRule with its host resolved.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: ResourceId,
+    pub precedence: Precedence,
+    /// `spec.host` resolved against the rule's namespace.
+    pub host: Arc<str>,
+    resource: Arc<Resource>,
+    /// Settings read but not applied, and the like.
+    pub notes: Vec<String>,
+}
+
+static NO_SPEC: DestinationRuleSpec = DestinationRuleSpec {
+    host: String::new(),
+    traffic_policy: None,
+    subsets: Vec::new(),
+    export_to: Vec::new(),
+    workload_selector: None,
+};
+
+impl Rule {
+    pub fn spec(&self) -> &DestinationRuleSpec {
+        match &self.resource.spec {
+            ResourceSpec::DestinationRule(spec) => spec,
+            _ => &NO_SPEC,
+        }
+    }
+}
+
+/// One DestinationRule: valid, or rejected with its errors.
+pub struct RuleState {
+    pub host: Arc<str>,
+    pub precedence: Precedence,
+    pub result: Result<Arc<Rule>, Vec<Diagnostic>>,
+}
+
+/// Validates a DestinationRule on its own.
+pub fn compile(resource: &Arc<Resource>, spec: &DestinationRuleSpec) -> RuleState {
+    let host: Arc<str> = resolve_host(&spec.host, resource.namespace()).into();
+    let mut notes = Vec::new();
+    let result = check(resource, spec, &mut notes).map(|()| {
+        Arc::new(Rule {
+            id: resource.id.clone(),
+            precedence: resource.precedence.clone(),
+            host: host.clone(),
+            resource: resource.clone(),
+            notes,
+        })
+    });
+    RuleState {
+        host,
+        precedence: resource.precedence.clone(),
+        result,
+    }
+}
+
+/// Every DestinationRule, indexed so that finding a host's rules stays constant time with
+/// tens of thousands of rules.
+#[derive(Default)]
+pub struct Rules {
+    pub all: HashMap<ResourceId, RuleState>,
+    /// Valid rules by exact host, and those with a wildcard host, by precedence.
+    /// Keyed by (precedence, id): two resources may share a precedence for a moment, while a
+    /// batch of changes moves documents within a file.
+    exact: HashMap<Arc<str>, BTreeMap<Slot, Arc<Rule>>>,
+    wildcard: BTreeMap<Slot, Arc<Rule>>,
+    /// Rejected rules: (id, resolved host), by precedence.
+    rejected: BTreeMap<Slot, Arc<str>>,
+}
+
+/// Where a rule sorts: its precedence, then its id.
+type Slot = (Precedence, ResourceId);
+
+/// A ServiceEntry host and the labels of the endpoints of the entries listing it.
+pub type HostLabels<'a> = (Arc<str>, Vec<&'a BTreeMap<String, String>>);
+
+/// What the DestinationRules say about one host.
+#[derive(Clone, Default)]
+pub struct ForHost {
+    /// The rules that apply, in precedence order.
+    rules: Vec<Arc<Rule>>,
+    /// A rejected rule that would apply to the host, were it valid.
+    pub rejected: Option<ResourceId>,
+}
+
+impl ForHost {
+    pub fn subset(&self, name: &str) -> Option<&Subset> {
+        self.rules
+            .iter()
+            .flat_map(|r| &r.spec().subsets)
+            .find(|s| s.name == name)
+    }
+
+    /// The names of the subsets an endpoint with `labels` belongs to (first definition of
+    /// each name).
+    pub fn subsets_of(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        self.first_subsets()
+            .into_iter()
+            .filter(|s| selects(s, labels))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The subsets in force: the first definition of each name, in precedence order.
+    fn first_subsets(&self) -> Vec<&Subset> {
+        let mut first: Vec<&Subset> = Vec::new();
+        for subset in self.rules.iter().flat_map(|r| &r.spec().subsets) {
+            if !first.iter().any(|s| s.name == subset.name) {
+                first.push(subset);
+            }
+        }
+        first
+    }
+
+    fn policy(&self) -> Option<&TrafficPolicy> {
+        self.rules
+            .iter()
+            .find_map(|r| r.spec().traffic_policy.as_deref())
+    }
+
+    fn subset_policy(&self, subset: Option<&str>) -> Option<&TrafficPolicy> {
+        subset
+            .and_then(|name| self.subset(name))
+            .and_then(|s| s.traffic_policy.as_deref())
+    }
+
+    /// The connect-time load balancer for traffic to `port` of the host (its ServiceEntry
+    /// port number), and to `subset` of it if one is named.
+    pub fn load_balancer(&self, subset: Option<&str>, port: u16) -> LoadBalancer {
+        traffic_policy::load_balancer(self.policy(), self.subset_policy(subset), port)
+    }
+
+    /// The per-request load balancer for the same traffic.
+    pub fn http_load_balancer(&self, subset: Option<&str>, port: u16) -> HttpLoadBalancer {
+        traffic_policy::http_load_balancer(self.policy(), self.subset_policy(subset), port)
+    }
+}
+
+/// Whether a subset's labels select an endpoint with `labels`; no labels select all.
+pub fn selects(subset: &Subset, labels: &BTreeMap<String, String>) -> bool {
+    subset.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl Rules {
+    /// Adds or replaces a rule's state.
+    pub fn insert(&mut self, id: ResourceId, state: RuleState) {
+        self.remove(&id);
+        let slot = (state.precedence.clone(), id.clone());
+        match &state.result {
+            Ok(rule) if rule.host.starts_with('*') => {
+                self.wildcard.insert(slot, rule.clone());
+            }
+            Ok(rule) => {
+                self.exact
+                    .entry(rule.host.clone())
+                    .or_default()
+                    .insert(slot, rule.clone());
+            }
+            Err(_) => {
+                self.rejected.insert(slot, state.host.clone());
+            }
+        }
+        self.all.insert(id, state);
+    }
+
+    pub fn remove(&mut self, id: &ResourceId) -> Option<RuleState> {
+        let state = self.all.remove(id)?;
+        let slot = (state.precedence.clone(), id.clone());
+        self.rejected.remove(&slot);
+        self.wildcard.remove(&slot);
+        if let Some(rules) = self.exact.get_mut(&state.host) {
+            rules.remove(&slot);
+            if rules.is_empty() {
+                self.exact.remove(&state.host);
+            }
+        }
+        Some(state)
+    }
+
+    pub fn for_host(&self, host: &str) -> ForHost {
+        let (rules, score) = self.best(host);
+        let rejected = self
+            .rejected
+            .iter()
+            .find(|(_, pattern)| {
+                host_match(pattern, host).is_some_and(|s| score.is_none_or(|best| s >= best))
+            })
+            .map(|((_, id), _)| id.clone());
+        ForHost { rules, rejected }
+    }
+
+    /// The valid rules that cover `host` most specifically, in precedence order, and how
+    /// specifically. An exact host beats every wildcard, so only without one are the
+    /// wildcard rules scored.
+    fn best(&self, host: &str) -> (Vec<Arc<Rule>>, Option<usize>) {
+        if let Some(exact) = self.exact.get(host) {
+            return (exact.values().cloned().collect(), Some(usize::MAX));
+        }
+        let scored: Vec<(&Arc<Rule>, usize)> = self
+            .wildcard
+            .values()
+            .filter_map(|rule| host_match(&rule.host, host).map(|score| (rule, score)))
+            .collect();
+        let score = scored.iter().map(|&(_, score)| score).max();
+        let rules = scored
+            .into_iter()
+            .filter(|&(_, s)| Some(s) == score)
+            .map(|(rule, _)| rule.clone())
+            .collect();
+        (rules, score)
+    }
+
+    /// Whether `rule` is among the rules that decide for `host`.
+    pub fn decides_for(&self, rule: &Rule, host: &str) -> bool {
+        self.best(host).0.iter().any(|r| r.id == rule.id)
+    }
+
+    /// The valid rules whose own host is `host` (exact or the same wildcard), by
+    /// precedence.
+    pub fn with_host(&self, host: &str) -> Vec<Arc<Rule>> {
+        if host.starts_with('*') {
+            return self
+                .wildcard
+                .values()
+                .filter(|r| &*r.host == host)
+                .cloned()
+                .collect();
+        }
+        self.exact
+            .get(host)
+            .map(|rules| rules.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The valid rules with a wildcard host.
+    pub fn wildcards(&self) -> impl Iterator<Item = &Arc<Rule>> + '_ {
+        self.wildcard.values()
+    }
+}
+
+/// The notes on one valid rule that depend on the rest of the config: it applies to no
+/// host, a subset is shadowed by an earlier rule for the same host, or selects no endpoint
+/// (a route to such a subset would have nowhere to go). `hosts` are the ServiceEntry hosts
+/// the rule covers, each with the endpoint labels of the entries listing it.
+pub fn notes_on(
+    rule: &Rule,
+    rules: &Rules,
+    hosts: &[HostLabels<'_>],
+) -> Vec<String> {
+    let id = &rule.id;
+    let deciding: Vec<&HostLabels<'_>> = hosts
+        .iter()
+        .filter(|(host, _)| rules.decides_for(rule, host))
+        .collect();
+    if deciding.is_empty() {
+        return vec![format!(
+            "{id}: host {} matches no ServiceEntry host; its subsets are unused",
+            rule.host
+        )];
+    }
+    let mut notes = Vec::new();
+    let same_host = rules.with_host(&rule.host);
+    for subset in &rule.spec().subsets {
+        let first = same_host
+            .iter()
+            .take_while(|earlier| earlier.precedence < rule.precedence)
+            .find(|earlier| earlier.spec().subsets.iter().any(|s| s.name == subset.name));
+        if let Some(first) = first {
+            notes.push(format!(
+                "{id}: subset {} is already defined by {} for the same host; this one is ignored",
+                subset.name, first.id
+            ));
+        } else if !deciding
+            .iter()
+            .any(|(_, labels)| labels.iter().any(|l| selects(subset, l)))
+        {
+            notes.push(format!(
+                "{id}: subset {} matches no endpoint of {}",
+                subset.name, rule.host
+            ));
+        }
+    }
+    notes
+}
+
+fn check(
+    resource: &Resource,
+    spec: &DestinationRuleSpec,
+    notes: &mut Vec<String>,
+) -> Result<(), Vec<Diagnostic>> {
+    let mut problems = Problems::new(resource);
+    let id = resource.id.to_string();
+    let mut ignored = Vec::new();
+    if spec.host.is_empty() {
+        problems.add("spec.host", FieldError::Required { what: "host" });
+    }
+    if spec.workload_selector.is_some() {
+        problems.add(
+            "spec.workloadSelector",
+            DestinationRuleError::WorkloadSelector,
+        );
+    }
+    if let Some(policy) = &spec.traffic_policy {
+        traffic_policy::check(
+            policy,
+            "spec.trafficPolicy",
+            &mut problems,
+            &mut ignored,
+            notes,
+            &id,
+        );
+    }
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, subset) in spec.subsets.iter().enumerate() {
+        let field = format!("spec.subsets[{i}].name");
+        if subset.name.is_empty() {
+            problems.add(
+                field,
+                FieldError::Required {
+                    what: "subset name",
+                },
+            );
+        } else if !is_dns1123_label(&subset.name) {
+            problems.add(field, DestinationRuleError::SubsetName(subset.name.clone()));
+        } else if let Some(&first) = names.get(subset.name.as_str()) {
+            problems.add(
+                field,
+                DestinationRuleError::DuplicateSubset {
+                    name: subset.name.clone(),
+                    first,
+                },
+            );
+        } else {
+            names.insert(&subset.name, i);
+        }
+        if let Some(policy) = &subset.traffic_policy {
+            let field = format!("spec.subsets[{i}].trafficPolicy");
+            traffic_policy::check(policy, &field, &mut problems, &mut ignored, notes, &id);
+        }
+    }
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "{id}: not applied by vsteer: {}",
+            ignored.join(", ")
+        ));
+    }
+    problems.into_result()
+}

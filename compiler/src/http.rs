@@ -1,0 +1,605 @@
+//! HTTP rules as the proxy will serve them: their settings checked on their own (durations,
+//! regexes, status codes, percentages), and, for the VirtualService that wins a service,
+//! its HTTP route table and whether the kernel or the proxy serves the service (the first
+//! rule that needs to see requests, named by its field).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vsteer_model::istio::{
+    HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRoute, StringMatch,
+};
+use vsteer_plan::http::{
+    AbortStatus, Cluster, Cors, Endpoint, Fault, FaultAbort, FaultDelay, HeaderOps, HttpAction,
+    HttpLoadBalancer, HttpRouteTable, HttpRule, Mirror, Redirect, RedirectPort, RequestMatch,
+    RetryPolicy, Rewrite, StrMatch, WeightedCluster,
+};
+use vsteer_plan::{Decision, RouteRef, Section, ServiceKey};
+
+use crate::destination_rule::selects;
+use crate::duration::parse_duration;
+use crate::matching;
+use crate::problems::Problems;
+use crate::routes::infer_port;
+use crate::virtual_service::{Target, VirtualService};
+use crate::weights::largest_remainder;
+
+/// What is wrong with an HTTP rule's settings.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HttpRuleError {
+    #[error("{0}")]
+    Duration(String),
+    #[error("invalid regular expression {pattern:?}: {error}")]
+    Regex { pattern: String, error: String },
+    #[error("a rule with {0} cannot also have a route")]
+    ActionAndRoute(&'static str),
+    #[error("set only one of redirect, directResponse and delegate")]
+    SeveralActions,
+    #[error("redirectCode must be 301, 302, 303, 307 or 308, got {0}")]
+    RedirectCode(u32),
+    #[error("derivePort must be FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT, got {0:?}")]
+    DerivePort(String),
+    #[error("status must be between 200 and 599, got {0}")]
+    Status(i64),
+    #[error("percentage must be between 0 and 100, got {0}")]
+    Percent(f64),
+    #[error("a fault needs a delay or an abort")]
+    EmptyFault,
+    #[error("a delay needs fixedDelay (exponentialDelay is not supported, as in Istio)")]
+    DelayNeedsFixed,
+    #[error("an abort needs httpStatus or grpcStatus")]
+    AbortNeedsStatus,
+    #[error("attempts must not be negative, got {0}")]
+    Attempts(i32),
+    #[error("set only one of uri and uriRegexRewrite")]
+    RewriteBoth,
+    #[error("set only one of mirror and mirrors")]
+    MirrorBoth,
+    #[error("a body takes only one of string and bytes")]
+    BodyBoth,
+}
+
+/// Checks the settings of HTTP rule `rule` at `field` (`spec.http[2]`) that need no other
+/// resource.
+pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
+    let actions: Vec<&'static str> = [
+        ("redirect", rule.redirect.is_some()),
+        ("directResponse", rule.direct_response.is_some()),
+        ("delegate", rule.delegate.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if actions.len() > 1 {
+        problems.add(field.to_string(), HttpRuleError::SeveralActions);
+    }
+    if let Some(action) = actions.first()
+        && !rule.route.is_empty()
+    {
+        problems.add(
+            format!("{field}.route"),
+            HttpRuleError::ActionAndRoute(action),
+        );
+    }
+    for (k, m) in rule.matches.iter().enumerate() {
+        check_match(m, &format!("{field}.match[{k}]"), problems);
+    }
+    duration(
+        rule.timeout.as_deref(),
+        &format!("{field}.timeout"),
+        problems,
+    );
+    if let Some(redirect) = &rule.redirect {
+        let at = format!("{field}.redirect");
+        if let Some(code) = redirect.redirect_code
+            && !matches!(code, 301 | 302 | 303 | 307 | 308)
+        {
+            problems.add(
+                format!("{at}.redirectCode"),
+                HttpRuleError::RedirectCode(code),
+            );
+        }
+        if let Some(port) = redirect.port {
+            problems.port(format!("{at}.port"), "port", port);
+        }
+        if let Some(derive) = &redirect.derive_port
+            && !matches!(
+                derive.as_str(),
+                "FROM_PROTOCOL_DEFAULT" | "FROM_REQUEST_PORT"
+            )
+        {
+            problems.add(
+                format!("{at}.derivePort"),
+                HttpRuleError::DerivePort(derive.clone()),
+            );
+        }
+    }
+    if let Some(direct) = &rule.direct_response {
+        let at = format!("{field}.directResponse");
+        if !(200..=599).contains(&direct.status) {
+            problems.add(
+                format!("{at}.status"),
+                HttpRuleError::Status(i64::from(direct.status)),
+            );
+        }
+        if let Some(body) = &direct.body
+            && body.string.is_some()
+            && body.bytes.is_some()
+        {
+            problems.add(format!("{at}.body"), HttpRuleError::BodyBoth);
+        }
+    }
+    if let Some(rewrite) = &rule.rewrite {
+        let at = format!("{field}.rewrite");
+        if rewrite.uri.is_some() && rewrite.uri_regex_rewrite.is_some() {
+            problems.add(at.clone(), HttpRuleError::RewriteBoth);
+        }
+        if let Some(regex) = &rewrite.uri_regex_rewrite {
+            check_regex(
+                &regex.pattern,
+                &format!("{at}.uriRegexRewrite.match"),
+                problems,
+            );
+        }
+    }
+    if let Some(retries) = &rule.retries {
+        let at = format!("{field}.retries");
+        if retries.attempts < 0 {
+            problems.add(
+                format!("{at}.attempts"),
+                HttpRuleError::Attempts(retries.attempts),
+            );
+        }
+        duration(
+            retries.per_try_timeout.as_deref(),
+            &format!("{at}.perTryTimeout"),
+            problems,
+        );
+    }
+    if let Some(fault) = &rule.fault {
+        check_fault(fault, &format!("{field}.fault"), problems);
+    }
+    if rule.mirror.is_some() && !rule.mirrors.is_empty() {
+        problems.add(format!("{field}.mirrors"), HttpRuleError::MirrorBoth);
+    }
+    if let Some(p) = rule.mirror_percentage {
+        percent(
+            p.value,
+            &format!("{field}.mirrorPercentage.value"),
+            problems,
+        );
+    }
+    for (m, mirror) in rule.mirrors.iter().enumerate() {
+        if let Some(p) = mirror.percentage {
+            percent(
+                p.value,
+                &format!("{field}.mirrors[{m}].percentage.value"),
+                problems,
+            );
+        }
+    }
+    if let Some(cors) = &rule.cors_policy {
+        duration(
+            cors.max_age.as_deref(),
+            &format!("{field}.corsPolicy.maxAge"),
+            problems,
+        );
+        for (o, origin) in cors.allow_origins.iter().enumerate() {
+            if let StringMatch::Regex(pattern) = origin {
+                check_regex(
+                    pattern,
+                    &format!("{field}.corsPolicy.allowOrigins[{o}].regex"),
+                    problems,
+                );
+            }
+        }
+    }
+}
+
+fn check_match(m: &HttpMatchRequest, field: &str, problems: &mut Problems) {
+    let singles = [
+        ("uri", &m.uri),
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ];
+    for (name, string_match) in singles {
+        if let Some(StringMatch::Regex(pattern)) = string_match {
+            check_regex(pattern, &format!("{field}.{name}.regex"), problems);
+        }
+    }
+    let maps = [
+        ("headers", &m.headers),
+        ("queryParams", &m.query_params),
+        ("withoutHeaders", &m.without_headers),
+    ];
+    for (name, map) in maps {
+        for (key, string_match) in map {
+            if let StringMatch::Regex(pattern) = string_match {
+                check_regex(pattern, &format!("{field}.{name}.{key}.regex"), problems);
+            }
+        }
+    }
+}
+
+fn check_fault(fault: &HttpFaultInjection, field: &str, problems: &mut Problems) {
+    if fault.delay.is_none() && fault.abort.is_none() {
+        problems.add(field.to_string(), HttpRuleError::EmptyFault);
+    }
+    if let Some(delay) = &fault.delay {
+        let at = format!("{field}.delay");
+        match &delay.fixed_delay {
+            None => problems.add(at.clone(), HttpRuleError::DelayNeedsFixed),
+            Some(d) => duration(Some(d), &format!("{at}.fixedDelay"), problems),
+        }
+        if let Some(p) = delay.percentage {
+            percent(p.value, &format!("{at}.percentage.value"), problems);
+        }
+        if let Some(p) = delay.percent {
+            percent(f64::from(p), &format!("{at}.percent"), problems);
+        }
+    }
+    if let Some(abort) = &fault.abort {
+        let at = format!("{field}.abort");
+        match (abort.http_status, &abort.grpc_status) {
+            (None, None) => problems.add(at.clone(), HttpRuleError::AbortNeedsStatus),
+            (Some(status), _) if !(200..=599).contains(&status) => problems.add(
+                format!("{at}.httpStatus"),
+                HttpRuleError::Status(i64::from(status)),
+            ),
+            _ => {}
+        }
+        if let Some(p) = abort.percentage {
+            percent(p.value, &format!("{at}.percentage.value"), problems);
+        }
+    }
+}
+
+fn duration(text: Option<&str>, field: &str, problems: &mut Problems) {
+    if let Some(text) = text
+        && let Err(e) = parse_duration(text)
+    {
+        problems.add(field.to_string(), HttpRuleError::Duration(e));
+    }
+}
+
+fn percent(value: f64, field: &str, problems: &mut Problems) {
+    if !(0.0..=100.0).contains(&value) {
+        problems.add(field.to_string(), HttpRuleError::Percent(value));
+    }
+}
+
+/// RE2 syntax, as Envoy's safe_regex: the regex crate implements it.
+fn check_regex(pattern: &str, field: &str, problems: &mut Problems) {
+    if let Err(e) = regex::Regex::new(pattern) {
+        problems.add(
+            field.to_string(),
+            HttpRuleError::Regex {
+                pattern: pattern.to_string(),
+                error: e.to_string(),
+            },
+        );
+    }
+}
+
+/// The HTTP route table of `vs` (which won service `key` of `entry`), and who serves the
+/// service: the kernel, or the proxy with the first field that needs it.
+pub fn table(
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    mirror_targets: &[Option<Target>],
+    key: ServiceKey,
+) -> (HttpRouteTable, Decision) {
+    let mut table = HttpRouteTable {
+        rules: Vec::new(),
+        clusters: Vec::new(),
+    };
+    let mut decision: Option<Decision> = None;
+    let spec = vs.spec();
+    for (index, rule) in spec.http.iter().enumerate() {
+        if matching::http_rule(rule, key.port) == matching::Decision::NoMatch {
+            continue;
+        }
+        if decision.is_none() {
+            if let Some(field) = matching::proxy_field(rule, index, key.port) {
+                decision = Some(Decision::Proxy {
+                    reason: format!("{} {field}", vs.id),
+                });
+            } else {
+                // This rule takes every request: later rules are never reached.
+                decision = Some(Decision::Kernel);
+            }
+        }
+        if rule.delegate.is_some() {
+            continue;
+        }
+        let range = vs.rule_destinations(Section::Http, index);
+        let action = action(rule, range, vs, targets, key, &mut table.clusters);
+        let mirrors = mirrors(index, vs, mirror_targets, key, &mut table.clusters);
+        let (request_headers, response_headers) = header_ops(rule.headers.as_ref());
+        table.rules.push(HttpRule {
+            route: RouteRef::rule(&vs.id, Section::Http, index),
+            name: rule.name.clone(),
+            matches: rule
+                .matches
+                .iter()
+                .filter(|m| matching::http_l4_holds(m, key.port))
+                .map(request_match)
+                .collect(),
+            action,
+            rewrite: rule.rewrite.as_ref().map(|r| Rewrite {
+                uri: r.uri.clone(),
+                authority: r.authority.clone(),
+                uri_regex: r
+                    .uri_regex_rewrite
+                    .as_ref()
+                    .map(|x| (x.pattern.clone(), x.rewrite.clone())),
+            }),
+            request_headers,
+            response_headers,
+            timeout: rule.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+            retries: rule.retries.as_ref().map(|r| RetryPolicy {
+                attempts: u32::try_from(r.attempts).unwrap_or(0),
+                per_try_timeout: r
+                    .per_try_timeout
+                    .as_deref()
+                    .and_then(|t| parse_duration(t).ok()),
+                retry_on: r
+                    .retry_on
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                retry_remote_localities: r.retry_remote_localities.unwrap_or(false),
+            }),
+            fault: rule.fault.as_ref().map(fault),
+            mirrors,
+            cors: rule.cors_policy.as_ref().map(|c| Cors {
+                allow_origins: c
+                    .allow_origins
+                    .iter()
+                    .map(str_match)
+                    .chain(c.allow_origin.iter().map(|o| StrMatch::Exact(o.clone())))
+                    .collect(),
+                allow_methods: c.allow_methods.clone(),
+                allow_headers: c.allow_headers.clone(),
+                expose_headers: c.expose_headers.clone(),
+                max_age: c.max_age.as_deref().and_then(|t| parse_duration(t).ok()),
+                allow_credentials: c.allow_credentials,
+            }),
+        });
+    }
+    // A consistent hash on a header, cookie or query parameter needs the requests too.
+    let decision = match decision.unwrap_or(Decision::Kernel) {
+        Decision::Kernel => table
+            .clusters
+            .iter()
+            .find(|c| !matches!(c.load_balancer, HttpLoadBalancer::Simple(_)))
+            .map(|c| Decision::Proxy {
+                reason: format!(
+                    "a consistent hash on request data for {} (DestinationRule trafficPolicy.loadBalancer.consistentHash)",
+                    c.name
+                ),
+            })
+            .unwrap_or(Decision::Kernel),
+        proxy => proxy,
+    };
+    (table, decision)
+}
+
+fn action(
+    rule: &HttpRoute,
+    range: std::ops::Range<usize>,
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    key: ServiceKey,
+    clusters: &mut Vec<Cluster>,
+) -> HttpAction {
+    if let Some(redirect) = &rule.redirect {
+        let port = match (redirect.port, redirect.derive_port.as_deref()) {
+            (Some(p), _) => u16::try_from(p).ok().map(RedirectPort::Fixed),
+            (None, Some("FROM_REQUEST_PORT")) => Some(RedirectPort::FromRequestPort),
+            (None, Some("FROM_PROTOCOL_DEFAULT")) => Some(RedirectPort::FromProtocolDefault),
+            _ => None,
+        };
+        return HttpAction::Redirect(Redirect {
+            uri: redirect.uri.clone(),
+            authority: redirect.authority.clone(),
+            scheme: redirect.scheme.clone(),
+            port,
+            code: redirect
+                .redirect_code
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(301),
+        });
+    }
+    if let Some(direct) = &rule.direct_response {
+        let body = direct.body.as_ref().and_then(|b| {
+            b.string
+                .as_ref()
+                .map(|s| Arc::from(s.as_bytes()))
+                .or_else(|| b.bytes.as_ref().map(|s| Arc::from(s.as_bytes())))
+        });
+        return HttpAction::DirectResponse {
+            status: u16::try_from(direct.status).unwrap_or(500),
+            body,
+        };
+    }
+    let count = range.len();
+    let mut weighted = Vec::new();
+    let mut weights = Vec::new();
+    for (j, i) in range.enumerate() {
+        let Some(Some(target)) = targets.get(i) else {
+            continue;
+        };
+        let weight = if count == 1 {
+            1
+        } else {
+            u64::try_from(vs.destinations[i].weight.unwrap_or(0)).unwrap_or(0)
+        };
+        if weight == 0 {
+            continue;
+        }
+        let Some(cluster) = cluster_of(target, key, clusters) else {
+            continue;
+        };
+        let (request_headers, response_headers) =
+            header_ops(rule.route.get(j).and_then(|d| d.headers.as_ref()));
+        weights.push(weight);
+        weighted.push(WeightedCluster {
+            cluster,
+            weight: 0,
+            request_headers,
+            response_headers,
+        });
+    }
+    let parts = largest_remainder(u64::from(vsteer_plan::WEIGHT_SCALE), &weights);
+    for (w, part) in weighted.iter_mut().zip(parts) {
+        w.weight = u32::try_from(part).unwrap_or(u32::MAX);
+    }
+    HttpAction::Route(weighted)
+}
+
+fn mirrors(
+    index: usize,
+    vs: &VirtualService,
+    mirror_targets: &[Option<Target>],
+    key: ServiceKey,
+    clusters: &mut Vec<Cluster>,
+) -> Vec<Mirror> {
+    vs.mirrors
+        .iter()
+        .zip(mirror_targets)
+        .filter(|(m, _)| m.rule == index)
+        .filter_map(|(m, target)| {
+            let cluster = cluster_of(target.as_ref()?, key, clusters)?;
+            Some(Mirror {
+                cluster,
+                percent: m.percent,
+            })
+        })
+        .collect()
+}
+
+/// The index of `target`'s cluster for `key`, added when new; `None` when its port
+/// cannot carry the service (reported when the VirtualService was resolved).
+fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> Option<usize> {
+    let port = target
+        .port
+        .as_ref()
+        .or_else(|| infer_port(&target.entry, key.port))?;
+    let subset = target.subset.as_ref().map(|s| s.name.clone());
+    let name = format!(
+        "outbound|{}|{}|{}",
+        port.number,
+        subset.as_deref().unwrap_or_default(),
+        target.host
+    );
+    if let Some(index) = clusters.iter().position(|c| c.name == name) {
+        return Some(index);
+    }
+    let endpoints = target
+        .entry
+        .backends(key.vip, port)
+        .into_iter()
+        .filter(|b| target.subset.as_ref().is_none_or(|s| selects(s, &b.labels)))
+        .map(|b| Endpoint {
+            address: b.address,
+            port: b.port,
+            weight: 1,
+        })
+        .collect();
+    clusters.push(Cluster {
+        name,
+        host: target.host.clone(),
+        subset: subset.clone(),
+        port: port.number,
+        http2: port.http2,
+        load_balancer: target
+            .rules
+            .http_load_balancer(subset.as_deref(), port.number),
+        endpoints,
+    });
+    Some(clusters.len() - 1)
+}
+
+fn request_match(m: &HttpMatchRequest) -> RequestMatch {
+    let list = |map: &BTreeMap<String, StringMatch>| {
+        map.iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), str_match(v)))
+            .collect()
+    };
+    RequestMatch {
+        uri: m.uri.as_ref().map(str_match),
+        scheme: m.scheme.as_ref().map(str_match),
+        method: m.method.as_ref().map(str_match),
+        authority: m.authority.as_ref().map(str_match),
+        headers: list(&m.headers),
+        without_headers: list(&m.without_headers),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|(k, v)| (k.clone(), str_match(v)))
+            .collect(),
+        ignore_uri_case: m.ignore_uri_case,
+    }
+}
+
+fn str_match(m: &StringMatch) -> StrMatch {
+    match m {
+        StringMatch::Exact(s) => StrMatch::Exact(s.clone()),
+        StringMatch::Prefix(s) => StrMatch::Prefix(s.clone()),
+        StringMatch::Regex(s) => StrMatch::Regex(s.clone()),
+        StringMatch::Any => StrMatch::Present,
+    }
+}
+
+fn header_ops(headers: Option<&Headers>) -> (HeaderOps, HeaderOps) {
+    let ops = |o: Option<&HeaderOperations>| match o {
+        None => HeaderOps::default(),
+        Some(o) => HeaderOps {
+            set: o
+                .set
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            add: o
+                .add
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+        },
+    };
+    match headers {
+        None => (HeaderOps::default(), HeaderOps::default()),
+        Some(h) => (ops(h.request.as_ref()), ops(h.response.as_ref())),
+    }
+}
+
+fn fault(fault: &HttpFaultInjection) -> Fault {
+    Fault {
+        delay: fault.delay.as_ref().and_then(|d| {
+            let fixed: Duration = parse_duration(d.fixed_delay.as_deref()?).ok()?;
+            let percent = d
+                .percentage
+                .map(|p| p.value)
+                .or(d.percent.map(f64::from))
+                .unwrap_or(100.0);
+            Some(FaultDelay { fixed, percent })
+        }),
+        abort: fault.abort.as_ref().and_then(|a| {
+            let status = match (&a.http_status, &a.grpc_status) {
+                (Some(code), _) => AbortStatus::Http(u16::try_from(*code).ok()?),
+                (None, Some(name)) => AbortStatus::Grpc(name.clone()),
+                (None, None) => return None,
+            };
+            let percent = a.percentage.map(|p| p.value).unwrap_or(100.0);
+            Some(FaultAbort { status, percent })
+        }),
+    }
+}

@@ -1,0 +1,268 @@
+//! Whether a routing rule applies to a service, decided once at compile time.
+//!
+//! A `connect()` tells the kernel only the destination address and port, so the datapath
+//! can honour conditions on those and nothing else; a rule that looks into HTTP requests
+//! needs the L7 proxy.
+
+use std::net::IpAddr;
+
+use vsteer_model::istio::{HttpMatchRequest, HttpRoute, L4MatchAttributes, TcpRoute};
+
+use crate::subnet;
+
+/// The gateway name that stands for the sidecars (here: the node's own connects).
+pub(crate) const MESH: &str = "mesh";
+
+/// What to do with an HTTP rule for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The rule takes every connection to the service.
+    Matches,
+    /// The rule takes no connection to the service.
+    NoMatch,
+    /// The rule could take some connections, but only a proxy that reads the requests can
+    /// tell which or act on them; the reason names what needs it.
+    NeedsL7(String),
+}
+
+/// Decides an HTTP rule for connections to a service on `port`. The one place that knows
+/// what the L4 datapath cannot do.
+pub(crate) fn http_rule(rule: &HttpRoute, port: u16) -> Decision {
+    // Only the match conditions that can hold on this port matter for it.
+    let (l4, l7): (Vec<&HttpMatchRequest>, Vec<&HttpMatchRequest>) = rule
+        .matches
+        .iter()
+        .filter(|m| http_l4_holds(m, port))
+        .partition(|m| l7_conditions(m).is_empty());
+    let matches_all = rule.matches.is_empty() || !l4.is_empty();
+    if !matches_all && l7.is_empty() {
+        return Decision::NoMatch;
+    }
+    let actions = l7_actions(rule);
+    if !actions.is_empty() {
+        return Decision::NeedsL7(actions.join(", "));
+    }
+    if matches_all {
+        return Decision::Matches;
+    }
+    let mut conditions: Vec<&str> = l7.iter().flat_map(|m| l7_conditions(m)).collect();
+    conditions.sort_unstable();
+    conditions.dedup();
+    Decision::NeedsL7(format!("match on {}", conditions.join(", ")))
+}
+
+/// The first field of HTTP rule `index` that only a proxy can serve for a service on
+/// `port`, e.g. `http[0].match[0].headers[end-user]` or `http[1].fault`; `None` when the
+/// rule is decided at connect time (it takes every connection, or none).
+pub(crate) fn proxy_field(rule: &HttpRoute, index: usize, port: u16) -> Option<String> {
+    let applicable: Vec<(usize, &HttpMatchRequest)> = rule
+        .matches
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| http_l4_holds(m, port))
+        .collect();
+    if !rule.matches.is_empty() && applicable.is_empty() {
+        return None;
+    }
+    let takes_all =
+        rule.matches.is_empty() || applicable.iter().any(|(_, m)| l7_conditions(m).is_empty());
+    if !takes_all && let Some((k, m)) = applicable.first() {
+        let condition = first_condition(m).unwrap_or_default();
+        return Some(format!("http[{index}].match[{k}].{condition}"));
+    }
+    let action = l7_actions(rule).into_iter().chain(unapplied(rule)).next()?;
+    Some(format!("http[{index}].{action}"))
+}
+
+/// Whether a TCP rule takes the connections to `vip`:`port`: any of its matches (OR), each
+/// with all its set conditions (AND); no matches take everything. Conditions on the source
+/// are rejected before this (see `virtual_service`), so they are not looked at here.
+pub(crate) fn tcp_rule(rule: &TcpRoute, vip: IpAddr, port: u16) -> bool {
+    rule.matches.is_empty() || rule.matches.iter().any(|m| l4_holds(m, vip, port))
+}
+
+fn l4_holds(m: &L4MatchAttributes, vip: IpAddr, port: u16) -> bool {
+    m.port.is_none_or(|p| p == u32::from(port))
+        && (m.destination_subnets.is_empty()
+            || m.destination_subnets
+                .iter()
+                .any(|s| subnet::contains(s, vip)))
+        && for_mesh(&m.gateways)
+}
+
+pub(crate) fn http_l4_holds(m: &HttpMatchRequest, port: u16) -> bool {
+    m.port.is_none_or(|p| p == u32::from(port)) && for_mesh(&m.gateways)
+}
+
+/// A match's own `gateways` replace the VirtualService's; none means the VirtualService's,
+/// which include the mesh, or it would not be compiled at all.
+fn for_mesh(gateways: &[String]) -> bool {
+    gateways.is_empty() || gateways.iter().any(|g| g == MESH)
+}
+
+/// The conditions of a match that need the request itself.
+fn l7_conditions(m: &HttpMatchRequest) -> Vec<&'static str> {
+    [
+        ("uri", m.uri.is_some()),
+        ("scheme", m.scheme.is_some()),
+        ("method", m.method.is_some()),
+        ("authority", m.authority.is_some()),
+        ("headers", !m.headers.is_empty()),
+        ("queryParams", !m.query_params.is_empty()),
+        ("withoutHeaders", !m.without_headers.is_empty()),
+        ("ignoreUriCase", m.ignore_uri_case),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+/// The first request condition of a match, with the header or parameter it names.
+fn first_condition(m: &HttpMatchRequest) -> Option<String> {
+    let named = |field: &str, map: &std::collections::BTreeMap<String, _>| {
+        map.keys().next().map(|name| format!("{field}[{name}]"))
+    };
+    [
+        m.uri.as_ref().map(|_| "uri".to_string()),
+        m.scheme.as_ref().map(|_| "scheme".to_string()),
+        m.method.as_ref().map(|_| "method".to_string()),
+        m.authority.as_ref().map(|_| "authority".to_string()),
+        named("headers", &m.headers),
+        named("queryParams", &m.query_params),
+        named("withoutHeaders", &m.without_headers),
+        m.ignore_uri_case.then(|| "ignoreUriCase".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+}
+
+/// What a rule does to requests rather than connections.
+fn l7_actions(rule: &HttpRoute) -> Vec<&'static str> {
+    [
+        ("redirect", rule.redirect.is_some()),
+        ("directResponse", rule.direct_response.is_some()),
+        ("delegate", rule.delegate.is_some()),
+        ("rewrite", rule.rewrite.is_some()),
+        ("fault", rule.fault.is_some()),
+        ("mirror", rule.mirror.is_some() || !rule.mirrors.is_empty()),
+        (
+            "mirrorPercentage",
+            rule.mirror_percent.is_some() || rule.mirror_percentage.is_some(),
+        ),
+        ("corsPolicy", rule.cors_policy.is_some()),
+        (
+            "headers",
+            rule.headers.is_some() || rule.route.iter().any(|d| d.headers.is_some()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+/// Settings of a rule that the L4 datapath cannot apply but that do not change where
+/// connections go, so the rule still routes.
+pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
+    [
+        ("timeout", rule.timeout.is_some()),
+        ("retries", rule.retries.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(yaml: &str) -> HttpRoute {
+        vsteer_model::yaml::from_str(yaml).unwrap()
+    }
+
+    fn tcp(yaml: &str) -> TcpRoute {
+        vsteer_model::yaml::from_str(yaml).unwrap()
+    }
+
+    fn vip() -> IpAddr {
+        "10.0.0.1".parse().unwrap()
+    }
+
+    #[test]
+    fn http_rules_by_port_are_decided_at_compile_time() {
+        let any = http("route: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&any, 80), Decision::Matches);
+        let port = http("match: [{port: 80}]\nroute: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&port, 80), Decision::Matches);
+        assert_eq!(http_rule(&port, 81), Decision::NoMatch);
+    }
+
+    #[test]
+    fn http_rules_on_requests_need_l7() {
+        let header = http(
+            "match: [{headers: {end-user: {exact: jason}}}]\nroute: [{destination: {host: a}}]",
+        );
+        assert_eq!(
+            http_rule(&header, 80),
+            Decision::NeedsL7("match on headers".into())
+        );
+        // A header match for another port cannot hold here, so the rule simply does not match.
+        let elsewhere =
+            http("match: [{port: 81, uri: {prefix: /a}}]\nroute: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&elsewhere, 80), Decision::NoMatch);
+        // One match that takes the whole port is enough: the rule matches every connection.
+        let either =
+            http("match: [{uri: {prefix: /a}}, {port: 80}]\nroute: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&either, 80), Decision::Matches);
+        let redirect = http("redirect: {uri: /b}");
+        assert_eq!(
+            http_rule(&redirect, 80),
+            Decision::NeedsL7("redirect".into())
+        );
+        let timeout =
+            http("timeout: 5s\nretries: {attempts: 3}\nroute: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&timeout, 80), Decision::Matches);
+        assert_eq!(unapplied(&timeout), ["timeout", "retries"]);
+    }
+
+    #[test]
+    fn the_proxy_field_names_the_first_request_condition_or_action() {
+        let header = http(
+            "match: [{port: 81}, {headers: {end-user: {exact: jason}}}]\nroute: [{destination: {host: a}}]",
+        );
+        assert_eq!(
+            proxy_field(&header, 0, 80).as_deref(),
+            Some("http[0].match[1].headers[end-user]")
+        );
+        // On port 81 the first match takes every connection.
+        assert_eq!(proxy_field(&header, 0, 81), None);
+        let fault = http("fault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]");
+        assert_eq!(proxy_field(&fault, 2, 80).as_deref(), Some("http[2].fault"));
+        let timeout = http("timeout: 1s\nroute: [{destination: {host: a}}]");
+        assert_eq!(
+            proxy_field(&timeout, 0, 80).as_deref(),
+            Some("http[0].timeout")
+        );
+        let plain = http("route: [{destination: {host: a}}]");
+        assert_eq!(proxy_field(&plain, 0, 80), None);
+    }
+
+    #[test]
+    fn gateways_of_a_match_decide_statically() {
+        let gw = http("match: [{gateways: [ingress]}]\nroute: [{destination: {host: a}}]");
+        assert_eq!(http_rule(&gw, 80), Decision::NoMatch);
+        let mesh = tcp("match: [{gateways: [mesh, ingress]}]");
+        assert!(tcp_rule(&mesh, vip(), 80));
+    }
+
+    #[test]
+    fn tcp_matches_are_or_of_and() {
+        let rule = tcp("match:\n- {port: 80, destinationSubnets: [10.0.0.0/24]}\n- {port: 443}");
+        assert!(tcp_rule(&rule, vip(), 80));
+        assert!(!tcp_rule(&rule, "10.0.1.1".parse().unwrap(), 80));
+        assert!(tcp_rule(&rule, "10.0.1.1".parse().unwrap(), 443));
+        assert!(!tcp_rule(&rule, vip(), 8080));
+        assert!(tcp_rule(&tcp("{}"), vip(), 1));
+    }
+}

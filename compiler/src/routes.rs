@@ -1,0 +1,314 @@
+//! Where one service's connections go: the first rule of the VirtualService that applies
+//! to it, then that rule's weighted destinations; or, with no VirtualService, all endpoints
+//! of its own host. Built only for the VirtualService that wins the service, from the
+//! destinations it resolved once.
+
+use std::sync::Arc;
+
+use vsteer_plan::{
+    BackendPlan, Decision, LoadBalancer, RouteRef, RuleRef, Section, ServiceKey, ServicePlan,
+};
+
+use crate::destination_rule::{ForHost, Rules, selects};
+use crate::matching::{self, Decision as RuleDecision};
+use crate::service_entry::{Entry, Port, PortKind};
+use crate::virtual_service::{Target, VirtualService, VirtualServiceError, port_list};
+use crate::weights::{Share, spread};
+
+/// A service's compiled state, and what to tell the user if it is used.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub plan: ServicePlan,
+    /// The destination hosts (whose ServiceEntries and DestinationRules shaped the result).
+    pub hosts: Vec<Arc<str>>,
+    pub notes: Vec<String>,
+}
+
+/// All endpoints of the service's own host, equally: no VirtualService applies.
+pub fn default_route(entry: &Entry, key: ServiceKey, rules: &Rules) -> Routed {
+    let host = entry.host().clone();
+    let for_host = rules.for_host(&host);
+    let backends = match entry.port(key.port) {
+        Some(port) => with_subsets(entry.backends(key.vip, port), &for_host),
+        None => Vec::new(),
+    };
+    let mut notes = Vec::new();
+    if backends.is_empty() {
+        notes.push(format!(
+            "{key}: no backend, connects are refused: {} has no {} endpoint",
+            entry.id,
+            family(key)
+        ));
+    }
+    Routed {
+        plan: ServicePlan {
+            key,
+            host: host.clone(),
+            resource: entry.id.clone(),
+            route: None,
+            load_balancer: for_host.load_balancer(None, key.port),
+            backends: spread(vec![Share {
+                weight: 1,
+                backends,
+            }]),
+            decision: Decision::Kernel,
+            http: None,
+        },
+        hosts: vec![host],
+        notes,
+    }
+}
+
+/// The rule of `vs` that takes a service's connections, with notes on the rules skipped.
+pub struct Chosen {
+    pub section: Section,
+    pub index: usize,
+    pub notes: Vec<String>,
+}
+
+/// Which section of `vs` routes a port of this kind, and the first rule of it that takes
+/// every connection to `key`. `Err` carries the note when no section applies.
+pub fn choose(
+    vs: &VirtualService,
+    kind: Option<PortKind>,
+    key: ServiceKey,
+) -> Result<Option<Chosen>, String> {
+    let id = &vs.id;
+    let spec = vs.spec();
+    let (section, count) = match kind {
+        Some(PortKind::Http) => (Section::Http, spec.http.len()),
+        Some(PortKind::Tcp) => (Section::Tcp, spec.tcp.len()),
+        Some(PortKind::Udp) | None => {
+            return Err(format!(
+                "{id}: does not route {key}: Istio does not proxy UDP, so its rules never apply; all endpoints are used"
+            ));
+        }
+    };
+    if count == 0 {
+        return Err(format!(
+            "{id}: has no {section} rules for {key} (a {} port); all endpoints are used",
+            section.as_str().to_uppercase()
+        ));
+    }
+    let mut notes = Vec::new();
+    if section == Section::Tcp {
+        let chosen = spec
+            .tcp
+            .iter()
+            .position(|tcp| matching::tcp_rule(tcp, key.vip, key.port));
+        return Ok(chosen.map(|index| Chosen {
+            section,
+            index,
+            notes,
+        }));
+    }
+    for (index, http) in spec.http.iter().enumerate() {
+        match matching::http_rule(http, key.port) {
+            RuleDecision::NoMatch => continue,
+            RuleDecision::NeedsL7(reason) => {
+                notes.push(format!(
+                    "{id}: spec.http[{index}] ({reason}) needs the L7 proxy, not available yet: skipped for {key}"
+                ));
+                continue;
+            }
+            RuleDecision::Matches => {}
+        }
+        let unapplied = matching::unapplied(http);
+        if !unapplied.is_empty() {
+            notes.push(format!(
+                "{id}: spec.http[{index}]: {} not applied (no proxy), connections are still routed",
+                unapplied.join(" and ")
+            ));
+        }
+        return Ok(Some(Chosen {
+            section,
+            index,
+            notes,
+        }));
+    }
+    Ok(None)
+}
+
+/// The errors of the rule `vs` chooses for `key` that only show for that service: a
+/// destination port that cannot be chosen for it.
+pub fn port_errors(
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    entry: &Entry,
+    key: ServiceKey,
+) -> Vec<(String, VirtualServiceError)> {
+    let kind = entry.port(key.port).map(|p| p.kind);
+    let Ok(Some(chosen)) = choose(vs, kind, key) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for i in vs.rule_destinations(chosen.section, chosen.index) {
+        let (Some(Some(target)), Some(destination)) = (targets.get(i), vs.destinations.get(i))
+        else {
+            continue;
+        };
+        if let Err(error) = target_port(target, key) {
+            errors.push((format!("{}.port", destination.field), error));
+        }
+    }
+    errors
+}
+
+/// The port of `target` a connection to `key` goes to.
+fn target_port(target: &Target, key: ServiceKey) -> Result<&Port, VirtualServiceError> {
+    let port = target
+        .port
+        .as_ref()
+        .or_else(|| infer_port(&target.entry, key.port))
+        .ok_or_else(|| VirtualServiceError::PortRequired {
+            host: target.host.clone(),
+            ports: port_list(&target.entry),
+            port: key.port,
+        })?;
+    if port.protocol != key.protocol {
+        return Err(VirtualServiceError::ProtocolMismatch {
+            port: port.number,
+            host: target.host.clone(),
+            protocol: port.protocol,
+            service: key.protocol,
+        });
+    }
+    Ok(port)
+}
+
+/// The route of `vs` (which won the service) for service `key` of `entry`.
+pub fn route(
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    entry: &Entry,
+    key: ServiceKey,
+    rules: &Rules,
+) -> Routed {
+    let id = &vs.id;
+    let kind = entry.port(key.port).map(|p| p.kind);
+    let chosen = match choose(vs, kind, key) {
+        Ok(chosen) => chosen,
+        Err(note) => {
+            let mut routed = default_route(entry, key, rules);
+            routed.notes.push(note);
+            return routed;
+        }
+    };
+    let Some(chosen) = chosen else {
+        // Istio sends nothing anywhere when no rule of the host matches; vsteer refuses.
+        return Routed {
+            plan: ServicePlan {
+                key,
+                host: entry.host().clone(),
+                resource: entry.id.clone(),
+                route: Some(RouteRef {
+                    resource: id.clone(),
+                    rule: RuleRef::NoMatch,
+                }),
+                load_balancer: LoadBalancer::default(),
+                backends: Vec::new(),
+                decision: Decision::Kernel,
+                http: None,
+            },
+            hosts: Vec::new(),
+            notes: vec![format!(
+                "{id}: no rule matches {key}: no backend, connects are refused"
+            )],
+        };
+    };
+    let mut notes = chosen.notes;
+    let rule = format!("{}[{}]", chosen.section, chosen.index);
+    let range = vs.rule_destinations(chosen.section, chosen.index);
+    let count = range.len();
+    let mut shares = Vec::new();
+    let mut hosts = Vec::new();
+    let mut policies: Vec<(usize, LoadBalancer)> = Vec::new();
+    for (j, i) in range.enumerate() {
+        let (Some(Some(target)), Some(destination)) = (targets.get(i), vs.destinations.get(i))
+        else {
+            continue;
+        };
+        // Checked for every covered service when the VirtualService was resolved.
+        let Ok(port) = target_port(target, key) else {
+            continue;
+        };
+        // With one destination Istio ignores the weight: it takes everything.
+        let weight = if count == 1 {
+            100
+        } else {
+            u64::try_from(destination.weight.unwrap_or(0)).unwrap_or(0)
+        };
+        let backends: Vec<_> = target
+            .entry
+            .backends(key.vip, port)
+            .into_iter()
+            .filter(|b| target.subset.as_ref().is_none_or(|s| selects(s, &b.labels)))
+            .collect();
+        let backends = with_subsets(backends, &target.rules);
+        if weight > 0 {
+            if backends.is_empty() {
+                let what = match &target.subset {
+                    Some(s) => format!("subset {} of {}", s.name, target.host),
+                    None => target.host.to_string(),
+                };
+                notes.push(format!(
+                    "{id}: spec.{rule}.route[{j}]: {what} has no {} endpoint for {key}; its share goes to the other destinations",
+                    family(key)
+                ));
+            } else {
+                let subset = target.subset.as_ref().map(|s| s.name.as_str());
+                policies.push((j, target.rules.load_balancer(subset, port.number)));
+            }
+        }
+        hosts.push(target.host.clone());
+        shares.push(Share { weight, backends });
+    }
+
+    let backends = spread(shares);
+    if backends.is_empty() {
+        notes.push(format!(
+            "{id}: spec.{rule} has no endpoint for {key}: no backend, connects are refused"
+        ));
+    }
+    let load_balancer = policies.first().map(|&(_, lb)| lb).unwrap_or_default();
+    if let Some(&(j, other)) = policies.iter().find(|&&(_, lb)| lb != load_balancer) {
+        notes.push(format!(
+            "{id}: spec.{rule}: its destinations have different load balancers ({load_balancer} and {other} at route[{j}]); {key} uses the first, {load_balancer}"
+        ));
+    }
+    Routed {
+        plan: ServicePlan {
+            key,
+            host: entry.host().clone(),
+            resource: entry.id.clone(),
+            route: Some(RouteRef::rule(id, chosen.section, chosen.index)),
+            load_balancer,
+            backends,
+            decision: Decision::Kernel,
+            http: None,
+        },
+        hosts,
+        notes,
+    }
+}
+
+/// The destination port when the route names none: the one with the service's port number,
+/// else the only one.
+pub fn infer_port(entry: &Entry, number: u16) -> Option<&Port> {
+    entry.port(number).or(match entry.ports.as_slice() {
+        [only] => Some(only),
+        _ => None,
+    })
+}
+
+/// Fills in which subsets of the backends' host each backend belongs to.
+fn with_subsets(mut backends: Vec<BackendPlan>, rules: &ForHost) -> Vec<BackendPlan> {
+    for backend in &mut backends {
+        backend.subsets = rules.subsets_of(&backend.labels);
+    }
+    backends
+}
+
+fn family(key: ServiceKey) -> &'static str {
+    if key.vip.is_ipv4() { "IPv4" } else { "IPv6" }
+}

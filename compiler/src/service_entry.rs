@@ -1,0 +1,513 @@
+//! A ServiceEntry with STATIC resolution, checked on its own: hosts, virtual IPs, ports and
+//! endpoints. Each (address, port) of an accepted entry is a service; its hosts are
+//! destinations for routes. Whether it may hold its VIPs is the registry's question.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use vsteer_model::istio::{ServiceEntrySpec, WorkloadEntry};
+use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId};
+use vsteer_plan::{BackendPlan, Protocol, ServiceKey};
+
+use crate::names::is_dns1123_label;
+use crate::problems::{FieldError, Problems, port_number};
+
+/// What is wrong with a ServiceEntry on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceEntryError {
+    #[error("resolution is not set, which Istio reads as NONE; only STATIC is supported")]
+    ResolutionUnset,
+    #[error("resolution {0} is not supported yet; only STATIC is supported")]
+    ResolutionUnsupported(String),
+    #[error("unknown resolution {0:?}; only STATIC is supported")]
+    ResolutionUnknown(String),
+    #[error("unknown location {0:?}; expected MESH_EXTERNAL or MESH_INTERNAL")]
+    LocationUnknown(String),
+    #[error("workloadSelector is not supported yet; list the workloads under spec.endpoints")]
+    WorkloadSelector,
+    #[error(
+        "several hosts need HTTP or TLS ports: a plain TCP or UDP connection does not say which host it is for"
+    )]
+    SeveralHostsNeedHttp,
+    #[error(
+        "no addresses: vsteer steers connections by virtual IP, so a ServiceEntry needs at least one IP address"
+    )]
+    NoAddresses,
+    #[error("{vip} is already listed at spec.addresses[{first}]")]
+    DuplicateAddress { vip: IpAddr, first: usize },
+    #[error("{0:?} is not an IP address")]
+    NotAnIp(String),
+    #[error("{0:?} is not an IP address or CIDR")]
+    NotAnIpOrCidr(String),
+    #[error("{0:?}: CIDR addresses are not supported yet; list single IP addresses")]
+    Cidr(String),
+    #[error("at least one port is required")]
+    NoPorts,
+    #[error("port {port} is already listed at spec.ports[{first}]")]
+    DuplicatePort { port: u32, first: usize },
+    #[error("unknown protocol {0:?}; Istio knows {known}", known = KNOWN_PROTOCOLS.join(", "))]
+    UnknownProtocol(String),
+    #[error("port name {0:?} must be a DNS-1123 label (lowercase letters, digits and '-')")]
+    PortName(String),
+    #[error("port name {name:?} is already used by spec.ports[{first}]")]
+    DuplicatePortName { name: String, first: usize },
+    #[error("only IP endpoints are supported with STATIC resolution, got {0:?}")]
+    EndpointNotIp(String),
+    #[error("{name:?} names no port of this ServiceEntry (its ports: {ports})")]
+    UnknownPortName { name: String, ports: String },
+}
+
+/// An accepted ServiceEntry, as far as it can be judged alone.
+#[derive(Debug, PartialEq)]
+pub struct Entry {
+    pub id: ResourceId,
+    pub precedence: Precedence,
+    pub file: Arc<str>,
+    /// As written: Istio does not expand a ServiceEntry's hosts. At least one.
+    pub hosts: Vec<Arc<str>>,
+    /// The virtual IPs, with their index in `spec.addresses`.
+    pub vips: Vec<(usize, IpAddr)>,
+    pub ports: Vec<Port>,
+    endpoints: Vec<Endpoint>,
+    /// Worth telling the user, but no reason to reject the resource.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Endpoint {
+    address: IpAddr,
+    /// Endpoint port by service port name.
+    ports: BTreeMap<String, u32>,
+    labels: Arc<BTreeMap<String, String>>,
+}
+
+impl Entry {
+    /// The host the plan lists the entry's services under.
+    pub fn host(&self) -> &Arc<str> {
+        &self.hosts[0]
+    }
+
+    pub fn port(&self, number: u16) -> Option<&Port> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// Every service of the entry, with the index of its VIP in `spec.addresses`.
+    pub fn keys(&self) -> impl Iterator<Item = (usize, ServiceKey)> + '_ {
+        self.vips.iter().flat_map(move |&(index, vip)| {
+            self.ports
+                .iter()
+                .map(move |p| (index, ServiceKey::new(vip, p.number, p.protocol)))
+        })
+    }
+
+    /// The labels of every endpoint, of either family.
+    pub fn endpoint_labels(&self) -> impl Iterator<Item = &BTreeMap<String, String>> + '_ {
+        self.endpoints.iter().map(|e| &*e.labels)
+    }
+
+    /// The endpoints a connection to `vip` on `port` can be sent to: those of the VIP's
+    /// address family (a connect cannot change family), each at its port for `port`, in
+    /// the order of `spec.endpoints`. Weights and subsets are left for the caller.
+    pub fn backends(&self, vip: IpAddr, port: &Port) -> Vec<BackendPlan> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.address.is_ipv4() == vip.is_ipv4())
+            .map(|e| BackendPlan {
+                address: e.address,
+                port: endpoint_port(e.ports.get(&port.name), port),
+                weight: 0,
+                labels: e.labels.clone(),
+                subsets: Vec::new(),
+            })
+            .collect()
+    }
+}
+
+/// Validates a ServiceEntry. Any error rejects the whole resource: a partly applied
+/// ServiceEntry would steer some ports and not others, which is harder to notice than a
+/// clear rejection.
+pub fn compile(resource: &Resource, spec: &ServiceEntrySpec) -> Result<Entry, Vec<Diagnostic>> {
+    let mut problems = Problems::new(resource);
+    check_settings(spec, &mut problems);
+    check_hosts(spec, &mut problems);
+    let vips = vips(spec, &mut problems);
+    let ports = ports(spec, &mut problems);
+    let endpoints = endpoints(spec, &mut problems);
+    problems.into_result()?;
+
+    let id = &resource.id;
+    let mut notes = Vec::new();
+    for &(_, vip) in &vips {
+        let other = endpoints
+            .iter()
+            .filter(|e| e.address.is_ipv4() != vip.is_ipv4())
+            .count();
+        // Endpoints of one family only, with a VIP of the other, are a service with no
+        // backend of its own (a route may still send it elsewhere), reported per service.
+        if other > 0 && other < endpoints.len() {
+            notes.push(format!(
+                "{id}: {vip} uses only its {} endpoints; {other} endpoint(s) of the other family are left out",
+                family(vip),
+            ));
+        }
+    }
+    if spec.hosts.len() > 1 {
+        notes.push(format!(
+            "{id}: hosts {} share its addresses; the plan lists them under the first",
+            spec.hosts.join(", ")
+        ));
+    }
+    if spec.endpoints.iter().any(|e| e.weight.is_some()) {
+        notes.push(format!(
+            "{id}: endpoint weights are not applied yet; every endpoint gets an equal share"
+        ));
+    }
+    Ok(Entry {
+        id: id.clone(),
+        precedence: resource.precedence.clone(),
+        file: resource.origin.file.clone(),
+        hosts: spec.hosts.iter().map(|h| Arc::from(h.as_str())).collect(),
+        vips,
+        ports,
+        endpoints,
+        notes,
+    })
+}
+
+/// Resolution, location and workloadSelector: whether vsteer can steer this entry at all.
+fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) {
+    match spec.resolution.as_deref() {
+        Some("STATIC") => {}
+        None => problems.add("spec.resolution", ServiceEntryError::ResolutionUnset),
+        Some(known @ ("NONE" | "DNS" | "DNS_ROUND_ROBIN" | "DYNAMIC_DNS")) => problems.add(
+            "spec.resolution",
+            ServiceEntryError::ResolutionUnsupported(known.to_string()),
+        ),
+        Some(other) => problems.add(
+            "spec.resolution",
+            ServiceEntryError::ResolutionUnknown(other.to_string()),
+        ),
+    }
+    if let Some(location) = spec.location.as_deref()
+        && !matches!(location, "MESH_EXTERNAL" | "MESH_INTERNAL")
+    {
+        problems.add(
+            "spec.location",
+            ServiceEntryError::LocationUnknown(location.to_string()),
+        );
+    }
+    if spec.workload_selector.is_some() {
+        problems.add("spec.workloadSelector", ServiceEntryError::WorkloadSelector);
+    }
+}
+
+fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
+    problems.check_hosts(&spec.hosts, "in a ServiceEntry");
+    // Istio's own rule: only HTTP (Host header) and TLS (SNI) say which host a connection is
+    // for, so several hosts on one address need such ports.
+    if spec.hosts.len() > 1
+        && spec
+            .ports
+            .iter()
+            .any(|p| parse_protocol(&p.protocol).is_some_and(|p| !p.names_host))
+    {
+        problems.add("spec.hosts", ServiceEntryError::SeveralHostsNeedHttp);
+    }
+}
+
+/// The virtual IPs, with their index in `spec.addresses`.
+fn vips(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<(usize, IpAddr)> {
+    if spec.addresses.is_empty() {
+        problems.add("spec.addresses", ServiceEntryError::NoAddresses);
+    }
+    let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    let mut vips = Vec::new();
+    for (i, address) in spec.addresses.iter().enumerate() {
+        let field = format!("spec.addresses[{i}]");
+        match parse_vip(address) {
+            Ok(vip) => match seen.get(&vip) {
+                Some(&first) => {
+                    problems.add(field, ServiceEntryError::DuplicateAddress { vip, first })
+                }
+                None => {
+                    seen.insert(vip, i);
+                    vips.push((i, vip));
+                }
+            },
+            Err(error) => problems.add(field, error),
+        }
+    }
+    vips
+}
+
+/// An IP literal; a CIDR only when it is a single address (`/32`, `/128`).
+fn parse_vip(address: &str) -> Result<IpAddr, ServiceEntryError> {
+    if !address.contains('/') {
+        return address
+            .parse()
+            .map_err(|_| ServiceEntryError::NotAnIp(address.to_string()));
+    }
+    let net: ipnet::IpNet = address
+        .parse()
+        .map_err(|_| ServiceEntryError::NotAnIpOrCidr(address.to_string()))?;
+    if net.prefix_len() == net.max_prefix_len() {
+        Ok(net.addr())
+    } else {
+        Err(ServiceEntryError::Cidr(address.to_string()))
+    }
+}
+
+/// A validated service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub number: u16,
+    pub protocol: Protocol,
+    pub kind: PortKind,
+    /// HTTP/2 to the endpoints (HTTP2 and GRPC ports), as Istio chooses the upstream.
+    pub http2: bool,
+    pub name: String,
+    target: Option<u16>,
+}
+
+/// Which rules of a VirtualService route a port: Istio decides by the port's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// HTTP, HTTP2, gRPC: the `http` rules.
+    Http,
+    /// TCP, TLS, HTTPS, Mongo, ...: the `tls` rules (by SNI), then the `tcp` rules.
+    Tcp,
+    /// No VirtualService rule routes UDP: Istio does not proxy it.
+    Udp,
+}
+
+fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
+    if spec.ports.is_empty() {
+        problems.add("spec.ports", ServiceEntryError::NoPorts);
+    }
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut numbers: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut ports = Vec::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        let number = problems.port(format!("spec.ports[{i}].number"), "port", port.number);
+        if number.is_some() {
+            if let Some(&first) = numbers.get(&port.number) {
+                problems.add(
+                    format!("spec.ports[{i}].number"),
+                    ServiceEntryError::DuplicatePort {
+                        port: port.number,
+                        first,
+                    },
+                );
+            } else {
+                numbers.insert(port.number, i);
+            }
+        }
+
+        let protocol = parse_protocol(&port.protocol);
+        if protocol.is_none() {
+            problems.add(
+                format!("spec.ports[{i}].protocol"),
+                ServiceEntryError::UnknownProtocol(port.protocol.clone()),
+            );
+        }
+
+        let name_field = format!("spec.ports[{i}].name");
+        if port.name.is_empty() {
+            problems.add(name_field, FieldError::Required { what: "port name" });
+        } else if !is_dns1123_label(&port.name) {
+            problems.add(name_field, ServiceEntryError::PortName(port.name.clone()));
+        } else if let Some(&first) = names.get(port.name.as_str()) {
+            problems.add(
+                name_field,
+                ServiceEntryError::DuplicatePortName {
+                    name: port.name.clone(),
+                    first,
+                },
+            );
+        } else {
+            names.insert(&port.name, i);
+        }
+
+        let target = match port.target_port {
+            None => Some(None),
+            Some(t) => problems
+                .port(format!("spec.ports[{i}].targetPort"), "targetPort", t)
+                .map(Some),
+        };
+
+        if let (Some(number), Some(protocol), Some(target)) = (number, protocol, target) {
+            ports.push(Port {
+                number,
+                protocol: protocol.transport,
+                kind: protocol.kind,
+                http2: protocol.http2,
+                name: port.name.clone(),
+                target,
+            });
+        }
+    }
+    ports
+}
+
+/// The endpoints with their IP addresses. None is valid: a service with no backend, whose
+/// connects are refused (as Istio answers 503), unless a route sends them elsewhere.
+fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> {
+    let port_names: BTreeSet<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
+    let mut endpoints = Vec::new();
+    for (j, endpoint) in spec.endpoints.iter().enumerate() {
+        let field = format!("spec.endpoints[{j}].address");
+        if endpoint.address.is_empty() {
+            problems.add(field, FieldError::Required { what: "address" });
+        } else {
+            match endpoint.address.parse::<IpAddr>() {
+                Ok(address) => endpoints.push(endpoint_of(endpoint, address)),
+                // Istio also allows host names (DNS resolution) and unix:// sockets here.
+                Err(_) => problems.add(
+                    field,
+                    ServiceEntryError::EndpointNotIp(endpoint.address.clone()),
+                ),
+            }
+        }
+        for (name, &number) in &endpoint.ports {
+            let field = format!("spec.endpoints[{j}].ports.{name}");
+            if !port_names.contains(name.as_str()) {
+                problems.add(
+                    field,
+                    ServiceEntryError::UnknownPortName {
+                        name: name.clone(),
+                        ports: port_names.iter().copied().collect::<Vec<_>>().join(", "),
+                    },
+                );
+            } else {
+                problems.port(field, "port", number);
+            }
+        }
+    }
+    endpoints
+}
+
+fn endpoint_of(endpoint: &WorkloadEntry, address: IpAddr) -> Endpoint {
+    Endpoint {
+        address,
+        ports: endpoint.ports.clone(),
+        labels: endpoint.labels.clone(),
+    }
+}
+
+/// The endpoint's own port for this service port, else the target port, else the port.
+fn endpoint_port(own: Option<&u32>, port: &Port) -> u16 {
+    own.and_then(|&n| port_number(n))
+        .or(port.target)
+        .unwrap_or(port.number)
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// What a port's protocol means for steering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortProtocol {
+    transport: Protocol,
+    kind: PortKind,
+    http2: bool,
+    /// HTTP (Host header) and TLS (SNI) connections say which host they are for.
+    names_host: bool,
+}
+
+const KNOWN_PROTOCOLS: [&str; 12] = [
+    "HTTP",
+    "HTTPS",
+    "HTTP2",
+    "HTTP_PROXY",
+    "GRPC",
+    "GRPC-Web",
+    "TLS",
+    "TCP",
+    "UDP",
+    "Mongo",
+    "Redis",
+    "MySQL",
+];
+
+/// Istio's protocol names, case-insensitive as Istio parses them. Empty means "detect the
+/// protocol", which at layer 4 is TCP.
+fn parse_protocol(name: &str) -> Option<PortProtocol> {
+    let lower = name.to_ascii_lowercase();
+    let http2 = matches!(lower.as_str(), "http2" | "grpc");
+    let (transport, kind, names_host) = match lower.as_str() {
+        "http" | "http2" | "http_proxy" | "grpc" | "grpc-web" => {
+            (Protocol::Tcp, PortKind::Http, true)
+        }
+        "https" | "tls" => (Protocol::Tcp, PortKind::Tcp, true),
+        // An undeclared protocol is sniffed by Istio; at connect time there is nothing to
+        // sniff yet, so it is TCP.
+        "" | "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, PortKind::Tcp, false),
+        "udp" => (Protocol::Udp, PortKind::Udp, false),
+        _ => return None,
+    };
+    Some(PortProtocol {
+        transport,
+        kind,
+        http2,
+        names_host,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_map_to_transports() {
+        for name in [
+            "HTTP", "https", "GRPC", "TLS", "TCP", "MONGO", "Redis", "mysql", "",
+        ] {
+            assert_eq!(
+                parse_protocol(name).map(|p| p.transport),
+                Some(Protocol::Tcp),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parse_protocol("UDP").map(|p| p.transport),
+            Some(Protocol::Udp)
+        );
+        assert_eq!(parse_protocol("SCTP"), None);
+        let kind = |name| parse_protocol(name).map(|p| p.kind);
+        assert_eq!(kind("GRPC"), Some(PortKind::Http));
+        assert_eq!(kind("http2"), Some(PortKind::Http));
+        assert_eq!(kind("HTTPS"), Some(PortKind::Tcp));
+        assert_eq!(kind("MONGO"), Some(PortKind::Tcp));
+        assert_eq!(kind("UDP"), Some(PortKind::Udp));
+        for name in KNOWN_PROTOCOLS {
+            assert!(parse_protocol(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn vips_accept_single_address_cidrs_only() {
+        assert_eq!(parse_vip("10.0.0.1"), Ok("10.0.0.1".parse().unwrap()));
+        assert_eq!(parse_vip("10.0.0.1/32"), Ok("10.0.0.1".parse().unwrap()));
+        assert_eq!(parse_vip("fd00::1/128"), Ok("fd00::1".parse().unwrap()));
+        assert!(
+            parse_vip("10.0.0.0/24")
+                .unwrap_err()
+                .to_string()
+                .contains("CIDR")
+        );
+        assert!(
+            parse_vip("fd00::/64")
+                .unwrap_err()
+                .to_string()
+                .contains("CIDR")
+        );
+        assert!(
+            parse_vip("reviews")
+                .unwrap_err()
+                .to_string()
+                .contains("not an IP")
+        );
+    }
+}

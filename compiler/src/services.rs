@@ -1,0 +1,160 @@
+//! Every service's final state (stage D): decide first which VirtualService applies (the
+//! most specific host, then precedence; a rejected one counts as absent), then build the
+//! route of that one only; or, when a rejected resource would have changed the service,
+//! keep its state from the last good plan.
+
+use std::sync::Arc;
+
+use vsteer_model::ResourceId;
+use vsteer_plan::http::HttpLoadBalancer;
+use vsteer_plan::{Decision, ServiceKey, ServicePlan};
+
+use crate::destination_rule::Rules;
+use crate::http;
+use crate::registry::{Owner, Registry};
+use crate::routes::{self, Routed};
+use crate::service_entry::PortKind;
+use crate::virtual_service::{Resolved, VirtualService};
+
+/// A VirtualService with its resolution, as stage D reads it.
+pub struct Candidate<'a> {
+    pub vs: &'a VirtualService,
+    pub resolved: &'a Resolved,
+    /// How specifically it covers the service.
+    pub score: usize,
+}
+
+/// A service's state and what it depended on.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    pub plan: ServicePlan,
+    pub notes: Vec<String>,
+    /// Copied from the last good plan because a rejected resource would have changed it.
+    pub kept: bool,
+    /// Hosts whose entries or rules shaped it.
+    pub hosts: Vec<Arc<str>>,
+    /// VirtualServices that covered it, or spoiled it.
+    pub virtual_services: Vec<ResourceId>,
+    /// A rejected resource would change it, but the last good plan did not have it yet:
+    /// compiled as if the resource were absent, and kept from the next update on.
+    pub spoiled_without_last: bool,
+}
+
+/// The state of service `key`; `None` when no entry holds it any more.
+pub fn assemble(
+    key: ServiceKey,
+    registry: &Registry,
+    rules: &Rules,
+    mut covering: Vec<Candidate<'_>>,
+    last: Option<&ServicePlan>,
+    rejected_vs: impl Fn(&ResourceId) -> bool,
+) -> Option<ServiceState> {
+    let owner = registry.owner(&key)?;
+    let entry = match owner {
+        Owner::Kept(id) => {
+            let last = last?;
+            return Some(ServiceState {
+                plan: last.clone(),
+                notes: vec![format!("kept last good state for {key}: {id} was rejected")],
+                kept: true,
+                hosts: Vec::new(),
+                virtual_services: Vec::new(),
+                spoiled_without_last: false,
+            });
+        }
+        Owner::Entry(id) => registry.entries.get(id)?.entry()?,
+    };
+    // Most specific first, then precedence: Istio's and Envoy's choice.
+    covering.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then_with(|| a.vs.precedence.cmp(&b.vs.precedence))
+    });
+    let mut virtual_services: Vec<ResourceId> = covering.iter().map(|c| c.vs.id.clone()).collect();
+    let mut notes = Vec::new();
+    let mut valid = covering.iter().filter(|c| c.resolved.valid);
+    let winner = valid.next();
+    if let Some(winner) = winner {
+        for other in valid {
+            notes.push(format!(
+                "{}: also covers {key}, but {} applies (more specific host, or first in input order)",
+                other.vs.id, winner.vs.id
+            ));
+        }
+    }
+    let mut routed: Routed = match winner {
+        Some(c) => routes::route(c.vs, &c.resolved.targets, entry, key, rules),
+        None => routes::default_route(entry, key, rules),
+    };
+    let kind = entry.port(key.port).map(|p| p.kind);
+    if let (Some(c), Some(PortKind::Http)) = (winner, kind) {
+        let (table, decision) =
+            http::table(c.vs, &c.resolved.targets, &c.resolved.mirror_targets, key);
+        routed.plan.http = Some(Arc::new(table));
+        routed.plan.decision = decision;
+    } else if kind == Some(PortKind::Http)
+        && !matches!(
+            rules
+                .for_host(entry.host())
+                .http_load_balancer(None, key.port),
+            HttpLoadBalancer::Simple(_)
+        )
+    {
+        routed.plan.decision = Decision::Proxy {
+            reason: format!(
+                "a consistent hash on request data for {} (DestinationRule trafficPolicy.loadBalancer.consistentHash)",
+                entry.host()
+            ),
+        };
+    }
+
+    // What would have changed this service had it been valid: a rejected VirtualService
+    // that covers it or routed it last time, or a rejected DestinationRule of one of its
+    // hosts.
+    // Whether the VirtualService of the last good route is rejected depends on it, even
+    // while it is valid or absent: recorded below as something this service depends on.
+    let last_route = last.and_then(|s| s.route.as_ref()).map(|r| &r.resource);
+    let last_vs = last_route.filter(|id| rejected_vs(id));
+    let spoiled_by = covering
+        .first()
+        .filter(|c| !c.resolved.valid)
+        .map(|c| c.vs.id.to_string())
+        .or_else(|| last_vs.map(ResourceId::to_string))
+        .or_else(|| {
+            routed
+                .hosts
+                .iter()
+                .find_map(|host| rules.for_host(host).rejected)
+                .map(|id| id.to_string())
+        });
+    if let Some(id) = last_route {
+        virtual_services.push(id.clone());
+    }
+    let mut hosts = routed.hosts.clone();
+    hosts.push(entry.host().clone());
+    let spoiled_without_last = spoiled_by.is_some() && last.is_none();
+    match (spoiled_by, last) {
+        (Some(by), Some(last)) => Some(ServiceState {
+            plan: last.clone(),
+            notes: {
+                notes.push(format!("kept last good state for {key}: {by} was rejected"));
+                notes
+            },
+            kept: true,
+            hosts,
+            virtual_services,
+            spoiled_without_last,
+        }),
+        _ => {
+            notes.extend(routed.notes);
+            Some(ServiceState {
+                plan: routed.plan,
+                notes,
+                kept: false,
+                hosts,
+                virtual_services,
+                spoiled_without_last,
+            })
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! IP subnets as Istio writes them in `destinationSubnets`: a CIDR, or a single address,
+//! held as ipnet's networks.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::virtual_service::VirtualServiceError;
+
+/// A network and prefix length, e.g. `10.0.0.0/8`; a bare address is a full-length prefix.
+/// Host bits of the written network are ignored, as Envoy ignores them.
+pub fn parse(text: &str) -> Result<IpNet, VirtualServiceError> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| VirtualServiceError::NotASubnet(text.to_string()))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| {
+            VirtualServiceError::PrefixLength {
+                text: text.to_string(),
+                max,
+            }
+        })?,
+    };
+    IpNet::new(address, prefix).map_err(|_| VirtualServiceError::PrefixLength {
+        text: text.to_string(),
+        max,
+    })
+}
+
+/// Whether `ip` is in the subnet written as `text`; an address of the other family never
+/// is, and neither is anything in a subnet that does not parse.
+pub fn contains(text: &str, ip: IpAddr) -> bool {
+    parse(text).is_ok_and(|net| net.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn within(subnet: &str, ip: &str) -> bool {
+        contains(subnet, ip.parse().unwrap())
+    }
+
+    #[test]
+    fn cidrs_and_single_addresses() {
+        assert!(within("10.0.0.0/8", "10.200.1.1"));
+        assert!(!within("10.0.0.0/8", "11.0.0.1"));
+        assert!(within("10.0.0.5", "10.0.0.5"));
+        assert!(!within("10.0.0.5", "10.0.0.6"));
+        assert!(within("0.0.0.0/0", "192.0.2.1"));
+        assert!(within("10.0.0.7/24", "10.0.0.200"));
+        assert!(within("fd00::/64", "fd00::1"));
+        assert!(!within("fd00::/64", "fd01::1"));
+        assert!(within("::/0", "::1"));
+        assert!(!within("0.0.0.0/0", "::ffff:10.0.0.1"));
+    }
+
+    #[test]
+    fn bad_subnets_say_why() {
+        let message = |text| parse(text).unwrap_err().to_string();
+        assert!(message("10.0.0.0/33").contains("0 to 32"));
+        assert!(message("fd00::/129").contains("0 to 128"));
+        assert!(message("web").contains("not an IP"));
+        assert!(parse("10.0.0.0/x").is_err());
+    }
+}

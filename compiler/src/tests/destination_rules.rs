@@ -1,0 +1,269 @@
+//! DestinationRules: subsets, and the load balancer of the traffic they take.
+
+use super::*;
+use vsteer_plan::LoadBalancer;
+
+fn lb(compiled: &Compiled, vip: &str, port: u16) -> LoadBalancer {
+    compiled
+        .plan
+        .get(ip(vip), port, Protocol::Tcp)
+        .unwrap()
+        .load_balancer
+}
+
+/// `api` and `web` under example.com, ports 80 and 443 each.
+fn two_hosts(rules: &str) -> String {
+    let entry = |name: &str, vip: &str| {
+        service_entry(
+            name,
+            &format!(
+                "  hosts: [{name}.example.com]
+  addresses: [{vip}]
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  - {{number: 443, name: tls, protocol: TLS}}
+  resolution: STATIC
+  endpoints:
+  - {{address: 10.9.0.1, labels: {{version: v1}}}}
+  - {{address: 10.9.0.2, labels: {{version: v2}}}}
+"
+            ),
+        )
+    };
+    format!(
+        "{}{}{rules}",
+        entry("api", "10.0.0.1"),
+        entry("web", "10.0.0.2")
+    )
+}
+
+#[test]
+fn source_ip_hash_without_a_virtual_service() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {useSourceIp: true}\n",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::SourceIpHash);
+    assert_eq!(lb(&compiled, "10.0.0.2", 80), LoadBalancer::Random);
+}
+
+#[test]
+fn port_level_settings_override_the_rule() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    portLevelSettings:
+    - port: {number: 443}
+      loadBalancer: {simple: LEAST_REQUEST}
+",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::RoundRobin);
+    assert_eq!(lb(&compiled, "10.0.0.1", 443), LoadBalancer::LeastRequest);
+}
+
+#[test]
+fn subset_policy_overrides_the_rule_for_traffic_to_the_subset() {
+    let rules = format!(
+        "{}{}",
+        resource(
+            "DestinationRule",
+            "api",
+            "  host: api.example.com
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {simple: LEAST_CONN}
+",
+        ),
+        resource(
+            "VirtualService",
+            "api",
+            "  hosts: [api.example.com]
+  http:
+  - route: [{destination: {host: api.example.com, subset: v2}}]
+  tcp:
+  - route: [{destination: {host: api.example.com, subset: v1}}]
+",
+        )
+    );
+    let compiled = compile_ok(&two_hosts(&rules));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::LeastRequest);
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[("10.9.0.2:80", 1_000_000)])
+    );
+    assert_eq!(lb(&compiled, "10.0.0.1", 443), LoadBalancer::RoundRobin);
+}
+
+#[test]
+fn destinations_with_different_policies_use_the_first() {
+    let rules = format!(
+        "{}{}",
+        resource(
+            "DestinationRule",
+            "api",
+            "  host: api.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+  - {name: v2, labels: {version: v2}}
+",
+        ),
+        resource(
+            "VirtualService",
+            "api",
+            "  hosts: [api.example.com]
+  http:
+  - route:
+    - {destination: {host: api.example.com, subset: v1}, weight: 10}
+    - {destination: {host: api.example.com, subset: v2}, weight: 90}
+",
+        )
+    );
+    let compiled = compile_ok(&two_hosts(&rules));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::RoundRobin);
+    assert!(
+        has_note(
+            &compiled,
+            "different load balancers (ROUND_ROBIN and RANDOM at route[1])"
+        ),
+        "{:?}",
+        compiled.notes
+    );
+}
+
+#[test]
+fn exact_host_beats_wildcard_host() {
+    let rules = format!(
+        "{}{}",
+        resource(
+            "DestinationRule",
+            "all",
+            "  host: '*.example.com'\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n",
+        ),
+        resource(
+            "DestinationRule",
+            "api",
+            "  host: api.example.com\n  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n",
+        )
+    );
+    let compiled = compile_ok(&two_hosts(&rules));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::LeastRequest);
+    assert_eq!(lb(&compiled, "10.0.0.2", 80), LoadBalancer::RoundRobin);
+}
+
+#[test]
+fn l7_hash_keys_and_passthrough() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com\n  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: s}}}}\n",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::Random);
+    assert!(
+        has_note(&compiled, "httpCookie needs the L7 proxy"),
+        "{:?}",
+        compiled.notes
+    );
+
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com\n  subsets:\n  - {name: v1, trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}}\n",
+    );
+    let (compiled, _) = compile_text(&two_hosts(&rule));
+    let message = single_error(
+        &compiled,
+        "DestinationRule default/api",
+        "spec.subsets[0].trafficPolicy.loadBalancer.simple",
+    );
+    assert!(
+        message.contains("PASSTHROUGH is not supported"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unapplied_settings_are_named_in_a_note() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}, tls: {mode: ISTIO_MUTUAL}}\n",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    assert!(
+        has_note(
+            &compiled,
+            "DestinationRule default/api: not applied by vsteer: spec.trafficPolicy.connectionPool, spec.trafficPolicy.tls"
+        ),
+        "{:?}",
+        compiled.notes
+    );
+}
+
+#[test]
+fn destination_rules_resolve_short_names_in_their_namespace() {
+    let rule = |namespace: &str, host: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r-{namespace}, namespace: {namespace}}}\nspec:\n  host: {host}\n  subsets:\n  - {{name: one, labels: {{version: v1}}}}\n  - {{name: all}}\n"
+        )
+    };
+    let spec = "  hosts: [reviews.shop.svc.cluster.local]
+  addresses: [10.0.0.1]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.1.0.1, labels: {version: v1}}
+  - {address: 10.1.0.2, labels: {version: v2}}
+";
+    // `reviews` in namespace `default` is another host; in `shop` it is this one.
+    let text = format!(
+        "{}{}{}",
+        service_entry("reviews", spec),
+        rule("default", "reviews"),
+        rule("shop", "reviews")
+    );
+    let (compiled, _) = compile_text(&text);
+    assert!(compiled.errors.is_empty(), "{:#?}", compiled.errors);
+    let subsets: Vec<_> = services(&compiled.plan)[0]
+        .backends
+        .iter()
+        .map(|b| b.subsets.clone())
+        .collect();
+    assert_eq!(subsets, [vec!["one", "all"], vec!["all"]]);
+    assert!(
+        compiled.notes.iter().any(|n| n.starts_with("DestinationRule default/r-default: host reviews.default.svc.cluster.local matches no ServiceEntry host")),
+        "{:?}",
+        compiled.notes
+    );
+}
+
+#[test]
+fn invalid_destination_rule_is_rejected() {
+    let text = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: r
+  subsets:
+  - {name: v1}
+  - {name: v1}
+";
+    let (compiled, _) = compile_text(text);
+    let message = single_error(
+        &compiled,
+        "DestinationRule default/r",
+        "spec.subsets[1].name",
+    );
+    assert!(message.contains("already defined"), "{message}");
+}

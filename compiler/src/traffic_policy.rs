@@ -1,0 +1,417 @@
+//! DestinationRule traffic policies: which load balancer applies to traffic for a host,
+//! subset and port (at connect time and per request), and which settings vsteer reads but
+//! does not apply.
+
+use std::time::Duration;
+
+use vsteer_model::istio::{LoadBalancerSettings, PortTrafficPolicy, TrafficPolicy};
+use vsteer_plan::LoadBalancer;
+use vsteer_plan::http::HttpLoadBalancer;
+
+use crate::duration::parse_duration;
+use crate::problems::{FieldError, Problems};
+
+/// What is wrong with a traffic policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("port {port} already has settings at {field}.portLevelSettings[{first}]")]
+    DuplicatePortLevel {
+        port: u32,
+        field: String,
+        first: usize,
+    },
+    #[error("set only one of simple and consistentHash (Istio's loadBalancer is one or the other)")]
+    SimpleAndHash,
+    #[error(
+        "PASSTHROUGH is not supported by vsteer: a connection to a virtual IP needs a backend to go to"
+    )]
+    Passthrough,
+    #[error(
+        "unknown load balancer {0:?}; expected RANDOM, ROUND_ROBIN, LEAST_REQUEST or LEAST_CONN"
+    )]
+    UnknownSimple(String),
+    #[error(
+        "set only one hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName)"
+    )]
+    SeveralHashKeys,
+    #[error("httpCookie needs a name")]
+    CookieName,
+    #[error("{0}")]
+    Duration(String),
+}
+
+/// The load balancer settings for traffic to `port` of a host, and to `subset` of it if one
+/// is named, merged as Istio merges them: the rule's policy, replaced by its
+/// `portLevelSettings` for the port; then the subset's policy where it sets a load
+/// balancer, and the subset's `portLevelSettings` for the port. A port-level entry replaces
+/// the load balancer even when it sets none (Istio: port-level policies do not inherit).
+fn settings<'p>(
+    rule: Option<&'p TrafficPolicy>,
+    subset: Option<&'p TrafficPolicy>,
+    port: u16,
+) -> Option<&'p LoadBalancerSettings> {
+    let mut settings = rule.and_then(|p| for_port(p, port));
+    if let Some(subset) = subset {
+        if subset.load_balancer.is_some() {
+            settings = subset.load_balancer.as_ref();
+        }
+        if let Some(level) = port_level(&subset.port_level_settings, port) {
+            settings = level.load_balancer.as_ref();
+        }
+    }
+    settings
+}
+
+/// The connect-time load balancer (see [`settings`] for how policies merge).
+pub(crate) fn load_balancer(
+    rule: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u16,
+) -> LoadBalancer {
+    settings(rule, subset, port)
+        .map(|s| read(s).policy)
+        .unwrap_or_default()
+}
+
+/// The per-request load balancer: the connect-time one, or a consistent hash on a header,
+/// cookie or query parameter (which only a proxy can honour).
+pub(crate) fn http_load_balancer(
+    rule: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u16,
+) -> HttpLoadBalancer {
+    let Some(settings) = settings(rule, subset, port) else {
+        return HttpLoadBalancer::Simple(LoadBalancer::default());
+    };
+    match read(settings).request_key {
+        Some(key) => key,
+        None => HttpLoadBalancer::Simple(read(settings).policy),
+    }
+}
+
+fn for_port(policy: &TrafficPolicy, port: u16) -> Option<&LoadBalancerSettings> {
+    match port_level(&policy.port_level_settings, port) {
+        Some(level) => level.load_balancer.as_ref(),
+        None => policy.load_balancer.as_ref(),
+    }
+}
+
+fn port_level(levels: &[PortTrafficPolicy], port: u16) -> Option<&PortTrafficPolicy> {
+    levels
+        .iter()
+        .find(|l| l.port.is_some_and(|p| p.number == u32::from(port)))
+}
+
+/// Validates a traffic policy at `field` (e.g. `spec.subsets[1].trafficPolicy`): errors go
+/// to `problems`, settings that are read but not applied to `ignored` (as field paths).
+pub(crate) fn check(
+    policy: &TrafficPolicy,
+    field: &str,
+    problems: &mut Problems,
+    ignored: &mut Vec<String>,
+    notes: &mut Vec<String>,
+    id: &str,
+) {
+    if let Some(lb) = &policy.load_balancer {
+        check_load_balancer(lb, &format!("{field}.loadBalancer"), problems, notes, id);
+    }
+    let unapplied = [
+        ("connectionPool", policy.connection_pool.is_some()),
+        ("outlierDetection", policy.outlier_detection.is_some()),
+        ("tls", policy.tls.is_some()),
+        ("tunnel", policy.tunnel.is_some()),
+        ("proxyProtocol", policy.proxy_protocol.is_some()),
+        ("retryBudget", policy.retry_budget.is_some()),
+    ];
+    ignored.extend(
+        unapplied
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| format!("{field}.{name}")),
+    );
+    for (i, level) in policy.port_level_settings.iter().enumerate() {
+        let level_field = format!("{field}.portLevelSettings[{i}]");
+        match level.port.map(|p| p.number) {
+            None => problems.add(
+                format!("{level_field}.port"),
+                FieldError::Required { what: "port" },
+            ),
+            Some(n) => {
+                if problems
+                    .port(format!("{level_field}.port.number"), "port", n)
+                    .is_some()
+                    && let Some(first) = policy.port_level_settings[..i]
+                        .iter()
+                        .position(|l| l.port.is_some_and(|p| p.number == n))
+                {
+                    problems.add(
+                        format!("{level_field}.port.number"),
+                        PolicyError::DuplicatePortLevel {
+                            port: n,
+                            field: field.to_string(),
+                            first,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(lb) = &level.load_balancer {
+            check_load_balancer(
+                lb,
+                &format!("{level_field}.loadBalancer"),
+                problems,
+                notes,
+                id,
+            );
+        }
+        let unapplied = [
+            ("connectionPool", level.connection_pool.is_some()),
+            ("outlierDetection", level.outlier_detection.is_some()),
+            ("tls", level.tls.is_some()),
+        ];
+        ignored.extend(
+            unapplied
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(name, _)| format!("{level_field}.{name}")),
+        );
+    }
+}
+
+fn check_load_balancer(
+    settings: &LoadBalancerSettings,
+    field: &str,
+    problems: &mut Problems,
+    notes: &mut Vec<String>,
+    id: &str,
+) {
+    let read = read(settings);
+    for (suffix, error) in read.errors {
+        problems.add(format!("{field}{suffix}"), error);
+    }
+    for (suffix, message) in read.notes {
+        notes.push(format!("{id}: {field}{suffix}: {message}"));
+    }
+}
+
+/// What a load balancer setting means for vsteer.
+struct Read {
+    /// At connect time.
+    policy: LoadBalancer,
+    /// Per request, where it hashes on something only a request has.
+    request_key: Option<HttpLoadBalancer>,
+    /// (field suffix, error): the setting cannot be honoured.
+    errors: Vec<(&'static str, PolicyError)>,
+    /// (field suffix, message): read, not applied, and the policy falls back.
+    notes: Vec<(&'static str, String)>,
+}
+
+fn read(settings: &LoadBalancerSettings) -> Read {
+    let mut read = Read {
+        policy: LoadBalancer::Random,
+        request_key: None,
+        errors: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (suffix, set) in [
+        (".localityLbSetting", settings.locality_lb_setting.is_some()),
+        (
+            ".warmupDurationSecs",
+            settings.warmup_duration_secs.is_some(),
+        ),
+        (".warmup", settings.warmup.is_some()),
+    ] {
+        if set {
+            read.notes.push((suffix, "not applied by vsteer".into()));
+        }
+    }
+    match (settings.simple.as_deref(), &settings.consistent_hash) {
+        (Some(_), Some(_)) => read.errors.push(("", PolicyError::SimpleAndHash)),
+        (Some(simple), None) => match simple {
+            "UNSPECIFIED" | "RANDOM" => {}
+            "ROUND_ROBIN" => read.policy = LoadBalancer::RoundRobin,
+            // LEAST_CONN is Istio's deprecated name for LEAST_REQUEST.
+            "LEAST_REQUEST" | "LEAST_CONN" => read.policy = LoadBalancer::LeastRequest,
+            "PASSTHROUGH" => read.errors.push((".simple", PolicyError::Passthrough)),
+            other => read
+                .errors
+                .push((".simple", PolicyError::UnknownSimple(other.to_string()))),
+        },
+        (None, Some(hash)) => {
+            let l7_keys: Vec<&str> = [
+                ("httpHeaderName", hash.http_header_name.is_some()),
+                ("httpCookie", hash.http_cookie.is_some()),
+                (
+                    "httpQueryParameterName",
+                    hash.http_query_parameter_name.is_some(),
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+            let source_ip = hash.use_source_ip == Some(true);
+            if l7_keys.len() + usize::from(source_ip) > 1 {
+                read.errors
+                    .push((".consistentHash", PolicyError::SeveralHashKeys));
+            } else if let Some(key) = l7_keys.first() {
+                read.notes.push((
+                    ".consistentHash",
+                    format!("hashing on {key} needs the L7 proxy, not supported yet; connections are spread at random"),
+                ));
+                read.request_key = request_key(hash, &mut read.errors);
+            } else if source_ip {
+                read.policy = LoadBalancer::SourceIpHash;
+            } else {
+                read.notes.push((
+                    ".consistentHash",
+                    "no hash key set; connections are spread at random".into(),
+                ));
+            }
+            let tuning = hash.ring_hash.is_some()
+                || hash.maglev.is_some()
+                || hash.minimum_ring_size.is_some();
+            if tuning {
+                read.notes.push((
+                    ".consistentHash",
+                    "ringHash, maglev and minimumRingSize are not applied: vsteer has its own hash"
+                        .into(),
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    read
+}
+
+/// The request property a consistent hash reads: a header, a cookie or a query parameter.
+fn request_key(
+    hash: &vsteer_model::istio::ConsistentHashLb,
+    errors: &mut Vec<(&'static str, PolicyError)>,
+) -> Option<HttpLoadBalancer> {
+    if let Some(header) = &hash.http_header_name {
+        return Some(HttpLoadBalancer::Header(header.to_ascii_lowercase()));
+    }
+    if let Some(name) = &hash.http_query_parameter_name {
+        return Some(HttpLoadBalancer::QueryParameter(name.clone()));
+    }
+    let cookie = hash.http_cookie.as_ref()?;
+    if cookie.name.is_empty() {
+        errors.push((".consistentHash.httpCookie.name", PolicyError::CookieName));
+        return None;
+    }
+    let ttl: Option<Duration> = match cookie.ttl.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(ttl)) => Some(ttl),
+        Some(Err(e)) => {
+            errors.push((".consistentHash.httpCookie.ttl", PolicyError::Duration(e)));
+            None
+        }
+    };
+    Some(HttpLoadBalancer::Cookie {
+        name: cookie.name.clone(),
+        path: cookie.path.clone(),
+        ttl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> TrafficPolicy {
+        vsteer_model::yaml::from_str(yaml).unwrap()
+    }
+
+    fn settings(yaml: &str) -> LoadBalancerSettings {
+        vsteer_model::yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn simple_names_and_aliases() {
+        let cases = [
+            ("simple: RANDOM", LoadBalancer::Random),
+            ("simple: UNSPECIFIED", LoadBalancer::Random),
+            ("simple: ROUND_ROBIN", LoadBalancer::RoundRobin),
+            ("simple: LEAST_REQUEST", LoadBalancer::LeastRequest),
+            ("simple: LEAST_CONN", LoadBalancer::LeastRequest),
+            (
+                "consistentHash: {useSourceIp: true}",
+                LoadBalancer::SourceIpHash,
+            ),
+            ("{}", LoadBalancer::Random),
+        ];
+        for (yaml, expected) in cases {
+            let read = read(&settings(yaml));
+            assert_eq!(read.policy, expected, "{yaml}");
+            assert!(read.errors.is_empty() && read.notes.is_empty(), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn passthrough_unknown_and_both_are_errors() {
+        let errors = |yaml| read(&settings(yaml)).errors;
+        assert!(
+            errors("simple: PASSTHROUGH")[0]
+                .1
+                .to_string()
+                .contains("not supported")
+        );
+        assert_eq!(errors("simple: FASTEST")[0].0, ".simple");
+        assert!(
+            errors("{simple: RANDOM, consistentHash: {useSourceIp: true}}")[0]
+                .1
+                .to_string()
+                .contains("only one of")
+        );
+    }
+
+    #[test]
+    fn l7_hash_keys_fall_back_to_random_with_a_note() {
+        let read = read(&settings("consistentHash: {httpHeaderName: x-user}"));
+        assert_eq!(read.policy, LoadBalancer::Random);
+        assert!(
+            read.notes[0].1.contains("needs the L7 proxy"),
+            "{:?}",
+            read.notes
+        );
+        assert!(read.errors.is_empty());
+    }
+
+    #[test]
+    fn port_level_replaces_and_subset_overrides() {
+        let rule = policy(
+            "loadBalancer: {simple: ROUND_ROBIN}
+portLevelSettings:
+- {port: {number: 81}, loadBalancer: {simple: LEAST_REQUEST}}
+- {port: {number: 82}, connectionPool: {}}",
+        );
+        assert_eq!(
+            load_balancer(Some(&rule), None, 80),
+            LoadBalancer::RoundRobin
+        );
+        assert_eq!(
+            load_balancer(Some(&rule), None, 81),
+            LoadBalancer::LeastRequest
+        );
+        // A port-level entry without a load balancer means the default, not the rule's.
+        assert_eq!(load_balancer(Some(&rule), None, 82), LoadBalancer::Random);
+
+        let subset = policy("loadBalancer: {consistentHash: {useSourceIp: true}}");
+        assert_eq!(
+            load_balancer(Some(&rule), Some(&subset), 81),
+            LoadBalancer::SourceIpHash
+        );
+        let subset_port =
+            policy("portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: LEAST_CONN}}]");
+        assert_eq!(
+            load_balancer(Some(&rule), Some(&subset_port), 80),
+            LoadBalancer::LeastRequest
+        );
+        // A subset policy without a load balancer keeps the rule's.
+        assert_eq!(
+            load_balancer(Some(&rule), Some(&subset_port), 81),
+            LoadBalancer::LeastRequest
+        );
+        assert_eq!(load_balancer(None, None, 80), LoadBalancer::Random);
+    }
+}

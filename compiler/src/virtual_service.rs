@@ -1,0 +1,593 @@
+//! VirtualServices: checked on their own (stage A: hosts, rules, weights, HTTP settings),
+//! then resolved against the registry and the DestinationRules (stage C: each destination
+//! once, the services covered, and the port of every destination for each of them).
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::Arc;
+
+use vsteer_model::istio::{Destination, VirtualServiceSpec};
+use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId, ResourceSpec};
+use vsteer_plan::{Section, ServiceKey};
+
+use crate::destination_rule::{ForHost, Rules};
+use crate::http;
+use crate::matching::MESH;
+use crate::names::{host_match, resolve_host};
+use crate::problems::{Problems, port_number};
+use crate::registry::Registry;
+use crate::routes;
+use crate::service_entry::{Entry, Port};
+
+/// What is wrong with a VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VirtualServiceError {
+    #[error("a rule needs a route, redirect, directResponse or delegate")]
+    HttpRuleNeedsAction,
+    #[error("a rule needs a route")]
+    RuleNeedsRoute,
+    #[error(
+        "not supported by vsteer: {0} cannot be decided at connect time on a node; drop the condition or use a separate host"
+    )]
+    SourceCondition(&'static str),
+    #[error("{0:?} is not an IP address or CIDR")]
+    NotASubnet(String),
+    #[error("{text:?}: prefix length must be 0 to {max}")]
+    PrefixLength { text: String, max: u8 },
+    #[error("weight must not be negative, got {0}")]
+    NegativeWeight(i32),
+    #[error(
+        "with several destinations every weight must be set, and they must sum to 100; {0} has no weight"
+    )]
+    WeightsUnset(String),
+    #[error("weights sum to {0}, must be 100")]
+    WeightsSum(i64),
+    #[error("host is required")]
+    HostRequired,
+    #[error("unknown host {host}: no ServiceEntry has it{why}")]
+    UnknownHost { host: Arc<str>, why: String },
+    #[error("subset {name} not defined by any DestinationRule for host {host}{why}")]
+    UnknownSubset {
+        name: String,
+        host: Arc<str>,
+        why: String,
+    },
+    #[error("host {host} has no port {number} (its ports: {ports})")]
+    NoSuchPort {
+        host: Arc<str>,
+        number: u32,
+        ports: String,
+    },
+    #[error("port required: host {host} has several ports ({ports}) and none is {port}")]
+    PortRequired {
+        host: Arc<str>,
+        ports: String,
+        port: u16,
+    },
+    #[error(
+        "port {port} of host {host} is {protocol}; a {service} connection cannot be sent there"
+    )]
+    ProtocolMismatch {
+        port: u16,
+        host: Arc<str>,
+        protocol: vsteer_plan::Protocol,
+        service: vsteer_plan::Protocol,
+    },
+}
+
+/// One destination of one rule, with its host resolved in the rule's namespace.
+#[derive(Debug, Clone)]
+pub struct DestinationRef {
+    /// `spec.http[0].route[1].destination`.
+    pub field: String,
+    pub host: Arc<str>,
+    pub subset: Option<String>,
+    pub port: Option<u32>,
+    pub weight: Option<i32>,
+}
+
+/// A VirtualService, checked on its own.
+pub struct VirtualService {
+    pub id: ResourceId,
+    pub precedence: Precedence,
+    resource: Arc<Resource>,
+    /// Whether it applies to the mesh (the node's own connects); one for gateways only is
+    /// left out.
+    pub mesh: bool,
+    /// `spec.hosts` resolved in the resource's namespace.
+    pub hosts: Vec<Arc<str>>,
+    pub errors: Vec<Diagnostic>,
+    pub notes: Vec<String>,
+    /// Every route destination of every rule, rule by rule.
+    pub destinations: Vec<DestinationRef>,
+    /// The part of `destinations` each `http` and `tcp` rule owns.
+    pub http_destinations: Vec<Range<usize>>,
+    pub tcp_destinations: Vec<Range<usize>>,
+    /// Where HTTP rules send copies of their requests.
+    pub mirrors: Vec<MirrorRef>,
+}
+
+/// A mirror of HTTP rule `rule`.
+#[derive(Debug, Clone)]
+pub struct MirrorRef {
+    pub rule: usize,
+    pub destination: DestinationRef,
+    /// Of the rule's requests, 0.0 to 100.0.
+    pub percent: f64,
+}
+
+static NO_SPEC: VirtualServiceSpec = VirtualServiceSpec {
+    hosts: Vec::new(),
+    gateways: Vec::new(),
+    http: Vec::new(),
+    tls: Vec::new(),
+    tcp: Vec::new(),
+    export_to: Vec::new(),
+};
+
+impl VirtualService {
+    pub fn spec(&self) -> &VirtualServiceSpec {
+        match &self.resource.spec {
+            ResourceSpec::VirtualService(spec) => spec,
+            _ => &NO_SPEC,
+        }
+    }
+
+    /// Whether a host pattern is a wildcard, which covers services by suffix.
+    pub fn has_wildcard(&self) -> bool {
+        self.hosts.iter().any(|h| h.starts_with('*'))
+    }
+
+    /// How specifically it covers the services of `entry` at `vip` (`None`: not at all), as
+    /// Envoy picks a virtual host: the VIP itself or an exact name beats a longer wildcard,
+    /// which beats a shorter one.
+    pub fn covers(&self, entry: &Entry, vip: IpAddr) -> Option<usize> {
+        self.hosts
+            .iter()
+            .filter_map(|pattern| {
+                if pattern.parse::<IpAddr>() == Ok(vip) {
+                    return Some(usize::MAX);
+                }
+                entry
+                    .hosts
+                    .iter()
+                    .filter_map(|h| host_match(pattern, h))
+                    .max()
+            })
+            .max()
+    }
+
+    /// The destinations of rule `index` of `section`.
+    pub fn rule_destinations(&self, section: Section, index: usize) -> Range<usize> {
+        let ranges = match section {
+            Section::Http => &self.http_destinations,
+            Section::Tcp | Section::Tls => &self.tcp_destinations,
+        };
+        ranges.get(index).cloned().unwrap_or(0..0)
+    }
+}
+
+/// Stage A: what can be judged from the VirtualService alone.
+pub fn compile(resource: &Arc<Resource>) -> VirtualService {
+    let mut vs = VirtualService {
+        id: resource.id.clone(),
+        precedence: resource.precedence.clone(),
+        resource: resource.clone(),
+        mesh: true,
+        hosts: Vec::new(),
+        errors: Vec::new(),
+        notes: Vec::new(),
+        destinations: Vec::new(),
+        http_destinations: Vec::new(),
+        tcp_destinations: Vec::new(),
+        mirrors: Vec::new(),
+    };
+    let ResourceSpec::VirtualService(spec) = &resource.spec else {
+        vs.mesh = false;
+        return vs;
+    };
+    let id = &resource.id;
+    if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == MESH) {
+        vs.notes.push(format!(
+            "{id}: applies only to gateways ({}), not to mesh traffic: skipped",
+            spec.gateways.join(", ")
+        ));
+        vs.mesh = false;
+        return vs;
+    }
+    if !spec.tls.is_empty() {
+        vs.notes.push(format!(
+            "{id}: spec.tls: tls rules are not supported yet: skipped"
+        ));
+    }
+    vs.hosts = spec
+        .hosts
+        .iter()
+        .map(|h| Arc::from(resolve_host(h, resource.namespace())))
+        .collect();
+    let mut problems = Problems::new(resource);
+    // Istio's own rule: `*` would capture every service of the mesh.
+    problems.check_hosts(&spec.hosts, "for a VirtualService that applies to the mesh");
+    for (i, rule) in spec.http.iter().enumerate() {
+        let field = format!("spec.http[{i}]");
+        let acts =
+            rule.redirect.is_some() || rule.direct_response.is_some() || rule.delegate.is_some();
+        if rule.route.is_empty() && !acts {
+            problems.add(
+                format!("{field}.route"),
+                VirtualServiceError::HttpRuleNeedsAction,
+            );
+        }
+        for (k, m) in rule.matches.iter().enumerate() {
+            let field = format!("{field}.match[{k}]");
+            check_port(m.port, &field, &mut problems);
+            check_source(
+                &field,
+                !m.source_labels.is_empty(),
+                m.source_namespace.is_some(),
+                false,
+                &mut problems,
+            );
+        }
+        http::check_rule(rule, &field, &mut problems);
+        let weights: Vec<Option<i32>> = rule.route.iter().map(|d| d.weight).collect();
+        check_weights(&field, &weights, &mut problems);
+        let start = vs.destinations.len();
+        for (j, d) in rule.route.iter().enumerate() {
+            vs.destinations.push(destination_ref(
+                &d.destination,
+                d.weight,
+                format!("{field}.route[{j}].destination"),
+                resource.namespace(),
+            ));
+        }
+        vs.http_destinations.push(start..vs.destinations.len());
+        let legacy = rule
+            .mirror_percentage
+            .map(|p| p.value)
+            .or(rule.mirror_percent.map(f64::from))
+            .unwrap_or(100.0);
+        if let Some(mirror) = &rule.mirror {
+            vs.mirrors.push(MirrorRef {
+                rule: i,
+                destination: destination_ref(
+                    mirror,
+                    None,
+                    format!("{field}.mirror"),
+                    resource.namespace(),
+                ),
+                percent: legacy,
+            });
+        }
+        for (m, mirror) in rule.mirrors.iter().enumerate() {
+            vs.mirrors.push(MirrorRef {
+                rule: i,
+                destination: destination_ref(
+                    &mirror.destination,
+                    None,
+                    format!("{field}.mirrors[{m}].destination"),
+                    resource.namespace(),
+                ),
+                percent: mirror.percentage.map(|p| p.value).unwrap_or(100.0),
+            });
+        }
+    }
+    for (i, rule) in spec.tcp.iter().enumerate() {
+        let field = format!("spec.tcp[{i}]");
+        if rule.route.is_empty() {
+            problems.add(
+                format!("{field}.route"),
+                VirtualServiceError::RuleNeedsRoute,
+            );
+        }
+        for (k, m) in rule.matches.iter().enumerate() {
+            let field = format!("{field}.match[{k}]");
+            check_port(m.port, &field, &mut problems);
+            check_source(
+                &field,
+                !m.source_labels.is_empty(),
+                m.source_namespace.is_some(),
+                m.source_subnet.is_some(),
+                &mut problems,
+            );
+            for (s, subnet) in m.destination_subnets.iter().enumerate() {
+                if let Err(error) = crate::subnet::parse(subnet) {
+                    problems.add(format!("{field}.destinationSubnets[{s}]"), error);
+                }
+            }
+        }
+        let weights: Vec<Option<i32>> = rule.route.iter().map(|d| d.weight).collect();
+        check_weights(&field, &weights, &mut problems);
+        let start = vs.destinations.len();
+        for (j, d) in rule.route.iter().enumerate() {
+            vs.destinations.push(destination_ref(
+                &d.destination,
+                d.weight,
+                format!("{field}.route[{j}].destination"),
+                resource.namespace(),
+            ));
+        }
+        vs.tcp_destinations.push(start..vs.destinations.len());
+    }
+    vs.errors = problems.errors;
+    vs
+}
+
+fn destination_ref(
+    destination: &Destination,
+    weight: Option<i32>,
+    field: String,
+    namespace: &str,
+) -> DestinationRef {
+    DestinationRef {
+        field,
+        host: Arc::from(resolve_host(&destination.host, namespace)),
+        subset: destination.subset.clone(),
+        port: destination.port.map(|p| p.number),
+        weight,
+    }
+}
+
+fn check_port(port: Option<u32>, field: &str, problems: &mut Problems) {
+    if let Some(n) = port {
+        problems.port(format!("{field}.port"), "port", n);
+    }
+}
+
+/// Conditions on the connecting workload: the kernel sees a socket of some cgroup, not its
+/// pod's labels or namespace, so vsteer cannot decide them yet.
+fn check_source(field: &str, labels: bool, namespace: bool, subnet: bool, problems: &mut Problems) {
+    for (name, set) in [
+        ("sourceLabels", labels),
+        ("sourceNamespace", namespace),
+        ("sourceSubnet", subnet),
+    ] {
+        if set {
+            problems.add(
+                format!("{field}.{name}"),
+                VirtualServiceError::SourceCondition(name),
+            );
+        }
+    }
+}
+
+/// With several destinations, every weight must be set and they must sum to 100 (Istio's
+/// rule); none may be negative.
+fn check_weights(field: &str, weights: &[Option<i32>], problems: &mut Problems) {
+    for (j, weight) in weights.iter().enumerate() {
+        if let Some(w) = weight
+            && *w < 0
+        {
+            problems.add(
+                format!("{field}.route[{j}].weight"),
+                VirtualServiceError::NegativeWeight(*w),
+            );
+        }
+    }
+    if weights.len() < 2 {
+        return;
+    }
+    let unset: Vec<String> = weights
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.is_none())
+        .map(|(j, _)| format!("route[{j}]"))
+        .collect();
+    let sum: i64 = weights.iter().map(|w| i64::from(w.unwrap_or(0))).sum();
+    if !unset.is_empty() {
+        problems.add(
+            format!("{field}.route"),
+            VirtualServiceError::WeightsUnset(unset.join(", ")),
+        );
+    } else if sum != 100 {
+        problems.add(
+            format!("{field}.route"),
+            VirtualServiceError::WeightsSum(sum),
+        );
+    }
+}
+
+/// A route destination, resolved and checked as far as it can be without knowing the
+/// service it routes.
+#[derive(Clone)]
+pub struct Target {
+    pub host: Arc<str>,
+    pub entry: Arc<Entry>,
+    pub rules: ForHost,
+    pub subset: Option<vsteer_model::istio::Subset>,
+    /// `destination.port`, when set.
+    pub port: Option<Port>,
+}
+
+/// Stage C: a VirtualService against the registry and the DestinationRules.
+pub struct Resolved {
+    /// Parallel to `VirtualService::destinations`; `None` where the destination is wrong.
+    pub targets: Vec<Option<Target>>,
+    /// Parallel to `VirtualService::mirrors`; `None` where the mirror names nothing known
+    /// (its copies are dropped, as Envoy drops them).
+    pub mirror_targets: Vec<Option<Target>>,
+    /// Every service it covers and how specifically.
+    pub covered: Vec<(ServiceKey, usize)>,
+    /// Errors only the rest of the config shows.
+    pub errors: Vec<Diagnostic>,
+    pub notes: Vec<String>,
+    /// No error, alone or in context: it routes what it covers.
+    pub valid: bool,
+}
+
+/// Resolves `vs` (stage C).
+pub fn resolve(vs: &VirtualService, registry: &Registry, rules: &Rules) -> Resolved {
+    let mut resolved = Resolved {
+        targets: Vec::new(),
+        mirror_targets: Vec::new(),
+        covered: Vec::new(),
+        errors: Vec::new(),
+        notes: Vec::new(),
+        valid: false,
+    };
+    if !vs.mesh {
+        return resolved;
+    }
+    let mut problems = Problems::new(&vs.resource);
+    for destination in &vs.destinations {
+        match target(destination, registry, rules) {
+            Ok(target) => resolved.targets.push(Some(target)),
+            Err(errors) => {
+                for (field, error) in errors {
+                    problems.add(field, error);
+                }
+                resolved.targets.push(None);
+            }
+        }
+    }
+    for mirror in &vs.mirrors {
+        match target(&mirror.destination, registry, rules) {
+            Ok(target) => resolved.mirror_targets.push(Some(target)),
+            Err(errors) => {
+                for (field, error) in errors {
+                    resolved.notes.push(format!(
+                        "{}: {field}: {error}; its copies are dropped",
+                        vs.id
+                    ));
+                }
+                resolved.mirror_targets.push(None);
+            }
+        }
+    }
+    resolved.covered = covered(vs, registry);
+    if vs.errors.is_empty() && problems.is_empty() {
+        for &(key, _) in &resolved.covered {
+            let Some(entry) = registry
+                .owner(&key)
+                .and_then(|o| registry.entries.get(o.id()))
+                .and_then(|s| s.entry())
+            else {
+                continue;
+            };
+            for (field, error) in routes::port_errors(vs, &resolved.targets, entry, key) {
+                problems.add(field, error);
+            }
+        }
+    }
+    resolved.valid = vs.errors.is_empty() && problems.is_empty();
+    resolved.errors = problems.errors;
+    if resolved.valid && resolved.covered.is_empty() {
+        resolved.notes.push(format!(
+            "{}: hosts {} match no ServiceEntry service; it routes nothing",
+            vs.id,
+            vs.hosts.join(", ")
+        ));
+    }
+    resolved
+}
+
+/// The services `vs` covers: by host for names, by VIP for IPs, by suffix for wildcards.
+fn covered(vs: &VirtualService, registry: &Registry) -> Vec<(ServiceKey, usize)> {
+    let mut keys: Vec<ServiceKey> = if vs.has_wildcard() {
+        registry.keys().copied().collect()
+    } else {
+        vs.hosts
+            .iter()
+            .flat_map(|pattern| match pattern.parse::<IpAddr>() {
+                Ok(ip) => registry.services_at(ip).copied().collect(),
+                Err(_) => registry.services_of_host(pattern),
+            })
+            .collect()
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| {
+            let entry = registry
+                .owner(&key)
+                .and_then(|o| registry.entries.get(o.id()))
+                .and_then(|s| s.entry())?;
+            vs.covers(entry, key.vip).map(|score| (key, score))
+        })
+        .collect()
+}
+
+/// Resolves one destination.
+fn target(
+    destination: &DestinationRef,
+    registry: &Registry,
+    rules: &Rules,
+) -> Result<Target, Vec<(String, VirtualServiceError)>> {
+    let field = &destination.field;
+    if destination.host.is_empty() {
+        return Err(vec![(
+            format!("{field}.host"),
+            VirtualServiceError::HostRequired,
+        )]);
+    }
+    let host = destination.host.clone();
+    let Some(entry) = registry.entry_for_host(&host) else {
+        let why = match registry.rejected_for_host(&host) {
+            Some(rejected) => format!(" ({rejected} has it but was rejected)"),
+            None => String::new(),
+        };
+        return Err(vec![(
+            format!("{field}.host"),
+            VirtualServiceError::UnknownHost { host, why },
+        )]);
+    };
+    let for_host = rules.for_host(&host);
+    let mut errors = Vec::new();
+    let subset = match destination.subset.as_deref() {
+        None => None,
+        Some(name) => {
+            let subset = for_host.subset(name).cloned();
+            if subset.is_none() {
+                let why = match &for_host.rejected {
+                    Some(rejected) => format!(" ({rejected} for this host was rejected)"),
+                    None => String::new(),
+                };
+                errors.push((
+                    format!("{field}.subset"),
+                    VirtualServiceError::UnknownSubset {
+                        name: name.to_string(),
+                        host: host.clone(),
+                        why,
+                    },
+                ));
+            }
+            subset
+        }
+    };
+    let port = match destination.port {
+        None => None,
+        Some(number) => {
+            let port = port_number(number).and_then(|n| entry.port(n)).cloned();
+            if port.is_none() {
+                errors.push((
+                    format!("{field}.port.number"),
+                    VirtualServiceError::NoSuchPort {
+                        host: host.clone(),
+                        number,
+                        ports: port_list(entry),
+                    },
+                ));
+            }
+            port
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Target {
+        host,
+        entry: entry.clone(),
+        rules: for_host,
+        subset,
+        port,
+    })
+}
+
+pub fn port_list(entry: &Entry) -> String {
+    entry
+        .ports
+        .iter()
+        .map(|p| p.number.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,165 @@
+//! The plan in the kernel: load vsteer's programs (built from `ebpf/` by this crate's build
+//! script), attach them to a cgroup, pin them and their maps (`pins`), and keep the maps in
+//! step with the plan (`tables`, `slots`, `ranges`); read them back for `vsteer status`.
+//!
+//! Everything is pinned under the pin directory (maps at its top, programs under `programs/`,
+//! links under `links/`), so the datapath
+//! outlives the agent: traffic keeps flowing on the last config while no agent runs, and a
+//! new agent adopts the pinned maps and swaps in its programs without a gap.
+mod keys;
+mod logs;
+mod mounts;
+mod object;
+mod pins;
+mod ranges;
+mod slots;
+pub mod status;
+mod tables;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap},
+};
+use vsteer_common::map_names;
+use vsteer_plan::{Plan, ServiceKey};
+
+pub use keys::{address, describe, vip_key};
+pub use mounts::cgroup2_root;
+pub use object::{CONNECT4, PROGRAMS};
+pub use pins::uninstall;
+pub use slots::{TableSpec, shares, table_spec};
+pub use tables::ApplyStats;
+
+use pins::{LINKS_DIR, PROGRAMS_DIR, attach_and_pin};
+
+/// Default bpffs directory for vsteer's pins.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vsteer";
+
+/// Node-global places the datapath uses; all configurable so tests can run side by side.
+#[derive(Debug, Clone)]
+pub struct DatapathOptions {
+    /// cgroup v2 directory whose sockets are steered; `None` means the hierarchy's root.
+    pub cgroup: Option<PathBuf>,
+    /// bpffs directory where the maps and links are pinned.
+    pub pin_dir: PathBuf,
+}
+
+/// The loaded, attached programs and their maps.
+pub struct Datapath {
+    // Keeps the programs' log ring buffer and map handles alive.
+    _ebpf: Ebpf,
+    tables: tables::Tables,
+    cgroup: PathBuf,
+    adopted: usize,
+    _logs: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Datapath {
+    /// Loads the embedded programs (reusing maps pinned by an earlier agent), attaches them,
+    /// and pins links and maps. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN).
+    pub fn start(options: &DatapathOptions) -> Result<Self> {
+        if object::EBPF_OBJECT.is_empty() {
+            bail!(
+                "this vsteer was built without its kernel programs (bpf-linker was missing at \
+                 build time): build it with `cargo xtask build`"
+            );
+        }
+        let cgroup = match &options.cgroup {
+            Some(path) => path.clone(),
+            None => cgroup2_root()?,
+        };
+        let pin_dir = &options.pin_dir;
+        mounts::ensure_bpffs(pin_dir)?;
+        for dir in [LINKS_DIR, PROGRAMS_DIR] {
+            let dir = pin_dir.join(dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+
+        let level = logs::kernel_level();
+        let pins: Vec<(&str, PathBuf)> = map_names::PINNED
+            .iter()
+            .map(|name| (*name, pin_dir.join(name)))
+            .collect();
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &level, true);
+        for (name, path) in &pins {
+            // Opens the pinned map when it exists (an earlier agent's state), else creates
+            // and pins it.
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(object::EBPF_OBJECT).with_context(|| {
+            format!(
+                "loading vsteer's eBPF object (maps in {})",
+                pin_dir.display()
+            )
+        })?;
+        // Log forwarding needs a tokio runtime; a library user without one goes without.
+        let logs = match tokio::runtime::Handle::try_current() {
+            Err(_) => None,
+            Ok(_) => match logs::forward(&mut ebpf) {
+                Ok(task) => Some(task),
+                Err(err) => {
+                    tracing::warn!("kernel program logs unavailable: {err:#}");
+                    None
+                }
+            },
+        };
+        for name in PROGRAMS {
+            attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
+        }
+        let services = take_hash_map(&mut ebpf, map_names::SERVICES)?;
+        let slots = ebpf
+            .take_map(map_names::BACKENDS)
+            .context("map VSTEER_BACKENDS is missing from the eBPF object")?;
+        let slots = Array::try_from(slots)
+            .context("map VSTEER_BACKENDS has an unexpected type or layout")?;
+        let tables = tables::Tables::adopt(services, slots)?;
+        let adopted = tables.installed().len();
+        Ok(Self {
+            _ebpf: ebpf,
+            tables,
+            cgroup,
+            adopted,
+            _logs: logs,
+        })
+    }
+
+    /// The cgroup the programs are attached to.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// How many services were found in the pinned maps at start (left by an earlier agent).
+    pub fn adopted(&self) -> usize {
+        self.adopted
+    }
+
+    /// Brings the kernel's maps in line with `plan`, writing only what changed.
+    pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
+        self.tables.apply(plan)
+    }
+
+    /// Brings the services `keys` in line with `plan` (the compiler's list of what changed):
+    /// a one-service change costs one service, whatever the number of services.
+    pub fn apply_changes(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
+        self.tables.apply_keys(plan, keys)
+    }
+
+    /// Frees backend tables replaced more than a grace period ago.
+    pub fn sweep(&mut self) {
+        self.tables.sweep()
+    }
+}
+
+fn take_hash_map<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> Result<HashMap<aya::maps::MapData, K, V>> {
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} is missing from the eBPF object"))?;
+    HashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
+}

@@ -1,0 +1,148 @@
+//! `vsteer status`: the kernel's side of the story, read from the pinned maps (no agent
+//! needed): every service, its backends with the share the kernel gives them, and how many
+//! connections each backend got.
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
+use comfy_table::{CellAlignment, Table, presets::NOTHING};
+use vsteer_common::{Address, ServiceValue, Slot, VipKey, map_names, mode};
+
+use crate::keys::{describe, show};
+use crate::{slots::shares, tables};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub mode: &'static str,
+    /// The service's first slot in the backend slot array.
+    pub first: u32,
+    /// Backend, its share of new connections (0..=1), connections counted so far.
+    pub backends: Vec<(String, f64, u64)>,
+}
+
+/// Reads the pinned maps under `pin_dir`.
+pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
+    let services: HashMap<MapData, VipKey, ServiceValue> = open(pin_dir, map_names::SERVICES)?;
+    let backends: Array<MapData, Slot> = open(pin_dir, map_names::BACKENDS)?;
+    let counters: PerCpuHashMap<MapData, Address, u64> = open(pin_dir, map_names::COUNTERS)?;
+    let mut counts: BTreeMap<Address, u64> = BTreeMap::new();
+    for entry in counters.iter() {
+        let (backend, per_cpu) = entry.context("reading the counters")?;
+        counts.insert(backend, per_cpu.iter().sum());
+    }
+    let installed = tables::read_installed(&services, &backends)?;
+    Ok(installed
+        .iter()
+        .map(|(key, installed)| ServiceStatus {
+            service: describe(key),
+            mode: if installed.spec.mode == mode::SOURCE_HASH {
+                "SOURCE_IP_HASH"
+            } else {
+                "WEIGHTED_RANDOM"
+            },
+            first: installed.first,
+            backends: shares(&installed.spec)
+                .into_iter()
+                .map(|(a, share)| (show(&a), share, counts.get(&a).copied().unwrap_or(0)))
+                .collect(),
+        })
+        .collect())
+}
+
+fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(pin_dir: &Path, name: &str) -> Result<T> {
+    let path = pin_dir.join(name);
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "opening {} (is vsteer installed with this --pin-dir?)",
+            path.display()
+        )
+    })?;
+    let map = Map::from_map_data(data).with_context(|| format!("reading {}", path.display()))?;
+    T::try_from(map).with_context(|| format!("{} has an unexpected type or layout", path.display()))
+}
+
+/// A readable table of `status`: one row per backend, the service named on its first.
+pub fn render(status: &[ServiceStatus]) -> String {
+    if status.is_empty() {
+        return "no services in the kernel maps\n".to_string();
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING);
+    table.set_header(["SERVICE", "SELECTION", "BACKEND", "SHARE", "CONNECTIONS"]);
+    for s in status {
+        if s.backends.is_empty() {
+            table.add_row([
+                s.service.as_str(),
+                s.mode,
+                "(none: connects refused)",
+                "",
+                "",
+            ]);
+        }
+        for (i, (backend, share, count)) in s.backends.iter().enumerate() {
+            let (service, mode) = if i == 0 {
+                (s.service.as_str(), s.mode)
+            } else {
+                ("", "")
+            };
+            table.add_row([
+                service.to_string(),
+                mode.to_string(),
+                backend.clone(),
+                format!("{:.3}%", share * 100.0),
+                count.to_string(),
+            ]);
+        }
+    }
+    for index in [3, 4] {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out: String = table
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_align_and_refused_services_say_so() {
+        let status = [
+            ServiceStatus {
+                service: "127.100.0.1:9080/TCP".into(),
+                mode: "WEIGHTED_RANDOM",
+                first: 0,
+                backends: vec![
+                    ("127.0.1.1:9080".into(), 0.8, 812),
+                    ("127.0.1.2:9080".into(), 0.2, 188),
+                ],
+            },
+            ServiceStatus {
+                service: "127.100.0.9:80/TCP".into(),
+                mode: "WEIGHTED_RANDOM",
+                first: 2,
+                backends: Vec::new(),
+            },
+        ];
+        let text = render(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with(" SERVICE"), "{text}");
+        assert!(lines[1].contains("127.100.0.1:9080/TCP") && lines[1].contains("80.000%"));
+        assert!(lines[2].contains("20.000%") && lines[2].trim_end().ends_with("188"));
+        assert!(lines[3].contains("(none: connects refused)"));
+        // Columns line up: every backend starts at the same offset.
+        let at = |line: &str, what: &str| line.find(what).unwrap();
+        assert_eq!(at(lines[1], "127.0.1.1"), at(lines[2], "127.0.1.2"));
+        assert_eq!(render(&[]), "no services in the kernel maps\n");
+    }
+}

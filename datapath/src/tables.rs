@@ -1,0 +1,448 @@
+//! What the kernel's service and backend maps hold, and how a new plan is applied to them.
+//!
+//! Each service points at its backend table: a contiguous range of the slot array. A changed
+//! service gets a fresh range, written in full before the service entry is flipped to it, so a
+//! connect sees either the old set or the new one, never a mix. Old ranges are reused only
+//! after a grace period, because a connect that read the old service entry may still be about
+//! to read its slots.
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::maps::{Array, HashMap, MapData};
+use rustc_hash::{FxHashMap, FxHashSet};
+use vsteer_common::{MAX_BACKEND_SLOTS, ServiceValue, Slot, VipKey};
+use vsteer_plan::{LoadBalancer, Plan, ServiceKey, ServicePlan};
+
+use crate::keys::{describe, vip_key};
+use crate::ranges::SlotRanges;
+use crate::slots::{TableSpec, table_spec};
+
+/// How long a replaced backend table stays readable.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// What one `apply` changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// The per-service differences between what is installed and what a plan wants.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// New or different tables, with the inputs they come from.
+    pub upserts: Vec<(VipKey, TableSpec, Inputs)>,
+    pub removals: Vec<VipKey>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Installed {
+    /// The table's first slot in the array.
+    pub first: u32,
+    pub spec: TableSpec,
+}
+
+/// What a service's table is computed from: its load balancer and its backends with their
+/// weights. Equal inputs, equal tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    load_balancer: LoadBalancer,
+    backends: Vec<(IpAddr, u16, u32)>,
+}
+
+impl Inputs {
+    fn of(service: &ServicePlan) -> Inputs {
+        Inputs {
+            load_balancer: service.load_balancer,
+            backends: service
+                .backends
+                .iter()
+                .map(|b| (b.address, b.port, b.weight))
+                .collect(),
+        }
+    }
+
+    /// Whether `service` has these inputs; compares in place, allocating nothing.
+    fn matches(&self, service: &ServicePlan) -> bool {
+        self.load_balancer == service.load_balancer
+            && self.backends.len() == service.backends.len()
+            && self
+                .backends
+                .iter()
+                .zip(&service.backends)
+                .all(|(a, b)| *a == (b.address, b.port, b.weight))
+    }
+}
+
+/// Compares the installed tables with what `plan` wants. A service that is installed from
+/// the very inputs recorded in `applied` is unchanged without computing its table, so with
+/// tens of thousands of services a one-service change costs one table.
+pub fn diff(
+    installed: &FxHashMap<VipKey, Installed>,
+    applied: &mut FxHashMap<VipKey, Inputs>,
+    plan: &Plan,
+) -> Changes {
+    let mut changes = Changes::default();
+    let mut wanted = FxHashSet::with_capacity_and_hasher(plan.len(), Default::default());
+    for service in plan.services() {
+        let key = vip_key(&service.key);
+        wanted.insert(key);
+        compare(installed, applied, key, service, &mut changes);
+    }
+    changes.removals = installed
+        .keys()
+        .filter(|key| !wanted.contains(key))
+        .copied()
+        .collect();
+    changes
+}
+
+/// Like [`diff`], for the services `keys` only (those the compiler says changed): what a
+/// one-service change costs, whatever the number of services.
+pub fn diff_keys(
+    installed: &FxHashMap<VipKey, Installed>,
+    applied: &mut FxHashMap<VipKey, Inputs>,
+    plan: &Plan,
+    keys: &[ServiceKey],
+) -> Changes {
+    let mut changes = Changes::default();
+    for key in keys {
+        let map_key = vip_key(key);
+        match plan.service(key) {
+            Some(service) => compare(installed, applied, map_key, service, &mut changes),
+            None if installed.contains_key(&map_key) => changes.removals.push(map_key),
+            None => {}
+        }
+    }
+    changes
+}
+
+fn compare(
+    installed: &FxHashMap<VipKey, Installed>,
+    applied: &mut FxHashMap<VipKey, Inputs>,
+    key: VipKey,
+    service: &ServicePlan,
+    changes: &mut Changes,
+) {
+    let current = installed.get(&key);
+    if current.is_some() && applied.get(&key).is_some_and(|i| i.matches(service)) {
+        changes.unchanged += 1;
+        return;
+    }
+    let spec = table_spec(service);
+    if current.is_some_and(|c| c.spec == spec) {
+        // Adopted from an earlier agent, or a change that leaves the table as it is.
+        applied.insert(key, Inputs::of(service));
+        changes.unchanged += 1;
+    } else {
+        changes.upserts.push((key, spec, Inputs::of(service)));
+    }
+}
+
+pub struct Tables {
+    services: HashMap<MapData, VipKey, ServiceValue>,
+    slots: Array<MapData, Slot>,
+    installed: FxHashMap<VipKey, Installed>,
+    /// The inputs each installed table was written from.
+    applied: FxHashMap<VipKey, Inputs>,
+    /// Replaced tables: (first slot, slot count, when replaced).
+    retired: Vec<(u32, u32, Instant)>,
+    ranges: SlotRanges,
+}
+
+impl Tables {
+    /// Takes over the maps as they are (empty, or left by an earlier agent): reads what they
+    /// hold so the next `apply` writes only differences. Slots no service uses (left by an
+    /// agent that died between writing a table and switching to it) are simply free.
+    pub fn adopt(
+        services: HashMap<MapData, VipKey, ServiceValue>,
+        slots: Array<MapData, Slot>,
+    ) -> Result<Self> {
+        let installed = read_installed(&services, &slots)?;
+        let ranges = SlotRanges::with_used(
+            MAX_BACKEND_SLOTS,
+            installed
+                .values()
+                .map(|i| (i.first, i.spec.slots.len() as u32)),
+        );
+        Ok(Self {
+            services,
+            slots,
+            installed: installed.into_iter().collect(),
+            applied: FxHashMap::default(),
+            retired: Vec::new(),
+            ranges,
+        })
+    }
+
+    pub fn installed(&self) -> &FxHashMap<VipKey, Installed> {
+        &self.installed
+    }
+
+    /// Writes only what differs between the kernel's maps and `plan`.
+    pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
+        self.sweep();
+        let changes = diff(&self.installed, &mut self.applied, plan);
+        self.write(changes)
+    }
+
+    /// Writes what differs for the services `keys` only.
+    pub fn apply_keys(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
+        self.sweep();
+        let changes = diff_keys(&self.installed, &mut self.applied, plan, keys);
+        self.write(changes)
+    }
+
+    fn write(&mut self, changes: Changes) -> Result<ApplyStats> {
+        let mut stats = ApplyStats {
+            unchanged: changes.unchanged,
+            ..ApplyStats::default()
+        };
+        for (key, spec, inputs) in changes.upserts {
+            let first = self.write_table(&key, &spec.slots)?;
+            let value = ServiceValue {
+                first,
+                slot_count: spec.slots.len() as u32,
+                mode: spec.mode,
+                _pad: [0; 3],
+            };
+            self.services
+                .insert(key, value, 0)
+                .with_context(|| format!("writing service {}", describe(&key)))?;
+            self.applied.insert(key, inputs);
+            match self.installed.insert(key, Installed { first, spec }) {
+                Some(old) => {
+                    stats.changed += 1;
+                    self.retire(&old);
+                }
+                None => stats.added += 1,
+            }
+        }
+        for key in changes.removals {
+            self.services
+                .remove(&key)
+                .with_context(|| format!("removing service {}", describe(&key)))?;
+            if let Some(old) = self.installed.remove(&key) {
+                self.retire(&old);
+            }
+            self.applied.remove(&key);
+            stats.removed += 1;
+        }
+        Ok(stats)
+    }
+
+    /// Frees the slot ranges whose grace period is over.
+    pub fn sweep(&mut self) {
+        let now = Instant::now();
+        let (due, keep): (Vec<_>, Vec<_>) = self
+            .retired
+            .drain(..)
+            .partition(|(_, _, at)| now.duration_since(*at) >= GRACE);
+        self.retired = keep;
+        for (first, count, _) in due {
+            self.ranges.release(first, count);
+        }
+    }
+
+    fn retire(&mut self, old: &Installed) {
+        self.retired
+            .push((old.first, old.spec.slots.len() as u32, Instant::now()));
+    }
+
+    /// Writes `slots` into a free range; returns its first slot.
+    fn write_table(&mut self, key: &VipKey, slots: &[Slot]) -> Result<u32> {
+        let count = u32::try_from(slots.len()).context("too many slots")?;
+        let Some(first) = self.ranges.allocate(count) else {
+            bail!(
+                "service {} needs {count} backend slots and only {} of {MAX_BACKEND_SLOTS} are free",
+                describe(key),
+                self.ranges.free_slots()
+            );
+        };
+        for (index, slot) in (first..).zip(slots) {
+            if let Err(err) = self.slots.set(index, slot, 0) {
+                self.ranges.release(first, count);
+                return Err(err).with_context(|| format!("writing backend slot {index}"));
+            }
+        }
+        Ok(first)
+    }
+}
+
+/// Reads every service and its table from the maps.
+pub fn read_installed(
+    services: &HashMap<MapData, VipKey, ServiceValue>,
+    slots: &Array<MapData, Slot>,
+) -> Result<BTreeMap<VipKey, Installed>> {
+    let mut installed = BTreeMap::new();
+    for entry in services.iter() {
+        let (key, value) = entry.context("reading the service map")?;
+        let table: Vec<Slot> = (0..value.slot_count)
+            .map_while(|i| slots.get(&value.first.checked_add(i)?, 0).ok())
+            .collect();
+        if table.len() != value.slot_count as usize {
+            tracing::warn!(service = %describe(&key), "backend table out of bounds; it will be rewritten");
+        }
+        installed.insert(
+            key,
+            Installed {
+                first: value.first,
+                spec: TableSpec {
+                    mode: value.mode,
+                    slots: table,
+                },
+            },
+        );
+    }
+    Ok(installed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use std::sync::Arc;
+
+    use vsteer_common::{PROTO_TCP, mode};
+    use vsteer_model::{Kind, ResourceId};
+    use vsteer_plan::{BackendPlan, Decision, Protocol};
+
+    use super::*;
+    use crate::keys::address;
+    use crate::slots::alias_table;
+
+    fn key(last: u8) -> VipKey {
+        VipKey::v4([127, 100, 0, last], 80, PROTO_TCP)
+    }
+
+    fn spec(backends: &[u8]) -> TableSpec {
+        let backends: Vec<_> = backends
+            .iter()
+            .map(|b| (address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, *b)), 8080), 1))
+            .collect();
+        TableSpec {
+            mode: mode::WEIGHTED,
+            slots: alias_table(&backends),
+        }
+    }
+
+    fn service(last: u8, backends: &[u8]) -> ServicePlan {
+        let plan = BackendPlan {
+            address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+            port: 8080,
+            weight: 0,
+            labels: Arc::new(BTreeMap::new()),
+            subsets: Vec::new(),
+        };
+        ServicePlan {
+            key: ServiceKey::new(
+                IpAddr::V4(Ipv4Addr::new(127, 100, 0, last)),
+                80,
+                Protocol::Tcp,
+            ),
+            host: "h".into(),
+            resource: ResourceId::new(Kind::ServiceEntry, "default", "h"),
+            route: None,
+            load_balancer: LoadBalancer::Random,
+            backends: backends
+                .iter()
+                .map(|b| BackendPlan {
+                    address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, *b)),
+                    weight: 1,
+                    ..plan.clone()
+                })
+                .collect(),
+            decision: Decision::Kernel,
+            http: None,
+        }
+    }
+
+    #[test]
+    fn diff_writes_only_what_changed() {
+        let installed: FxHashMap<_, _> = [(1, 0, &[1][..]), (2, 1, &[2]), (3, 2, &[3])]
+            .into_iter()
+            .map(|(k, first, b)| {
+                (
+                    key(k),
+                    Installed {
+                        first,
+                        spec: spec(b),
+                    },
+                )
+            })
+            .collect();
+        let plan: Plan = [service(1, &[1]), service(2, &[2, 4]), service(5, &[5])]
+            .into_iter()
+            .collect();
+        let mut applied = FxHashMap::default();
+        let changes = diff(&installed, &mut applied, &plan);
+        assert_eq!(changes.unchanged, 1);
+        let upserts: Vec<_> = changes
+            .upserts
+            .iter()
+            .map(|(k, s, _)| (*k, s.clone()))
+            .collect();
+        assert_eq!(upserts, vec![(key(2), spec(&[2, 4])), (key(5), spec(&[5]))]);
+        assert_eq!(changes.removals, vec![key(3)]);
+        // The unchanged one is remembered: next time its table is not even computed.
+        assert!(applied.contains_key(&key(1)));
+    }
+
+    #[test]
+    fn recorded_inputs_skip_the_table() {
+        let installed: FxHashMap<_, _> = [(
+            key(1),
+            Installed {
+                first: 0,
+                spec: spec(&[9]),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let plan: Plan = [service(1, &[1])].into_iter().collect();
+        let first = plan.services().next().unwrap();
+        let mut applied = FxHashMap::from_iter([(key(1), Inputs::of(first))]);
+        // The installed table differs, but it was recorded as written from these very
+        // inputs: trusted, not recomputed.
+        assert_eq!(diff(&installed, &mut applied, &plan).unchanged, 1);
+        applied.clear();
+        assert_eq!(diff(&installed, &mut applied, &plan).upserts.len(), 1);
+    }
+
+    #[test]
+    fn a_keyed_diff_looks_at_the_named_services_only() {
+        let installed: FxHashMap<_, _> = [(1, 0, &[1][..]), (3, 2, &[3])]
+            .into_iter()
+            .map(|(k, first, b)| {
+                (
+                    key(k),
+                    Installed {
+                        first,
+                        spec: spec(b),
+                    },
+                )
+            })
+            .collect();
+        let plan: Plan = [service(1, &[9]), service(2, &[2])].into_iter().collect();
+        let mut applied = FxHashMap::default();
+        let named = |last: u8| {
+            ServiceKey::new(
+                IpAddr::V4(Ipv4Addr::new(127, 100, 0, last)),
+                80,
+                Protocol::Tcp,
+            )
+        };
+        // 1 changed but is not named; 2 is new; 3 is gone from the plan.
+        let changes = diff_keys(&installed, &mut applied, &plan, &[named(2), named(3)]);
+        let upserts: Vec<_> = changes.upserts.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(upserts, [key(2)]);
+        assert_eq!(changes.removals, [key(3)]);
+    }
+}

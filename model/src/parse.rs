@@ -1,0 +1,298 @@
+//! Reading the resources of one file: multi-document YAML (or JSON), as `kubectl apply -f`
+//! takes it, with `kind: List` documents expanded. Pure: the bytes come from the caller.
+
+use std::sync::Arc;
+
+use crate::decode::decode_object;
+use crate::diagnostic::{Diagnostic, Subject};
+use crate::identity::{Precedence, ResourceId};
+use crate::resource::{Origin, Resource};
+use crate::yaml::{self, Value};
+
+/// Why a whole file, or one document of it, could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not valid UTF-8 (at byte {valid_up_to}); file skipped")]
+    NotUtf8 { valid_up_to: usize },
+    /// libyaml's message, with "at line L column C" where it did not say so itself.
+    #[error("invalid YAML: {message}; file skipped")]
+    Syntax { message: String },
+    #[error("YAML merge key (<<): {message}")]
+    MergeKey { message: String },
+}
+
+/// What one file held.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// In file order.
+    pub resources: Vec<Resource>,
+    /// Problems that made vsteer skip a document or the whole file.
+    pub errors: Vec<Diagnostic>,
+    /// Things skipped or ignored on purpose (other kinds, unknown fields).
+    pub warnings: Vec<Diagnostic>,
+    /// Nothing of the file could be read (a YAML syntax error, not UTF-8): what it held last
+    /// time is unknown, not gone.
+    pub unreadable: bool,
+    /// The documents (and list items) that failed to decode: what was there last time is
+    /// unknown, not gone.
+    pub failed: Vec<Failed>,
+}
+
+/// A document (or an item of a `kind: List` document) that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub document: usize,
+    pub item: usize,
+    /// The resource it names, when its kind and name could be read.
+    pub id: Option<ResourceId>,
+}
+
+/// Parses a file's bytes; `file` names it in resources and messages.
+pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Parsed {
+    match String::from_utf8(bytes) {
+        Ok(text) => parse_str(file, &text),
+        Err(e) => unreadable(Diagnostic::new(
+            file,
+            ParseError::NotUtf8 {
+                valid_up_to: e.utf8_error().valid_up_to(),
+            },
+        )),
+    }
+}
+
+/// Parses a multi-document YAML stream; `file` names it in resources and messages.
+///
+/// A YAML syntax error rejects the whole file: the documents after it cannot be found
+/// reliably, and steering only part of a file's services would be more surprising than
+/// steering none of them.
+pub fn parse_str(file: &str, text: &str) -> Parsed {
+    let file: Arc<str> = Arc::from(file);
+    let documents = match yaml::documents(text) {
+        Ok(documents) => documents,
+        Err(e) => return unreadable(syntax_error(&file, &e)),
+    };
+    let mut parsed = Parsed::default();
+    for (index, mut value) in documents.into_iter().enumerate() {
+        // Empty documents (a stray `---`, a file of comments) are not mistakes.
+        if value.is_null() {
+            continue;
+        }
+        let origin = Origin {
+            file: file.clone(),
+            document: index,
+        };
+        if let Err(e) = value.apply_merge() {
+            parsed.errors.push(
+                Diagnostic::new(
+                    file.clone(),
+                    ParseError::MergeKey {
+                        message: e.to_string(),
+                    },
+                )
+                .about(Subject::Document {
+                    kind: None,
+                    document: index,
+                }),
+            );
+            parsed.failed.push(Failed {
+                document: index,
+                item: 0,
+                id: None,
+            });
+            continue;
+        }
+        match list_items(value) {
+            Ok(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    decode_into(&mut parsed, &origin, i, &format!("items[{i}]"), item);
+                }
+            }
+            Err(object) => decode_into(&mut parsed, &origin, 0, "", object),
+        }
+    }
+    parsed
+}
+
+fn unreadable(error: Diagnostic) -> Parsed {
+    Parsed {
+        errors: vec![error],
+        unreadable: true,
+        ..Parsed::default()
+    }
+}
+
+fn decode_into(parsed: &mut Parsed, origin: &Origin, item: usize, prefix: &str, object: Value) {
+    let precedence = Precedence::position(&origin.file, origin.document, item);
+    match decode_object(origin, precedence, prefix, object, &mut parsed.warnings) {
+        Ok(Some(resource)) => parsed.resources.push(resource),
+        Ok(None) => {}
+        Err(e) => {
+            parsed.failed.push(Failed {
+                document: origin.document,
+                item,
+                id: e.resource_id_of().cloned(),
+            });
+            parsed.errors.push(e);
+        }
+    }
+}
+
+/// The items of a `kind: List` (what `kubectl get -o yaml` prints for several objects), or
+/// the value back when it is a single object.
+fn list_items(value: Value) -> Result<Vec<Value>, Value> {
+    let is_list = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.ends_with("List"));
+    let Value::Mapping(mut map) = value else {
+        return Err(value);
+    };
+    match map.remove("items") {
+        Some(Value::Sequence(items)) if is_list => Ok(items),
+        Some(other) => {
+            map.insert(Value::from("items"), other);
+            Err(Value::Mapping(map))
+        }
+        None => Err(Value::Mapping(map)),
+    }
+}
+
+fn syntax_error(file: &Arc<str>, e: &yaml::Error) -> Diagnostic {
+    let mut message = e.to_string();
+    // Most libyaml messages already end with "at line L column C"; add it where not.
+    if let Some((line, column)) = yaml::location(e)
+        && !message.contains(" line ")
+    {
+        message.push_str(&format!(" at line {line} column {column}"));
+    }
+    Diagnostic::new(file.clone(), ParseError::Syntax { message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::ResourceSpec;
+
+    const SE: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: db
+  namespace: data
+spec:
+  hosts: [db.data.svc.cluster.local]
+  addresses: [10.9.0.1]
+  ports:
+  - {number: 5432, name: tcp-pg, protocol: TCP}
+  resolution: STATIC
+  endpoints:
+  - address: 10.9.1.1
+";
+
+    #[test]
+    fn documents_are_numbered_and_empty_ones_skipped() {
+        let text = format!("---\n# nothing here\n---\n{SE}---\n---\n{SE}");
+        let loaded = parse_str("a.yaml", &text);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let docs: Vec<_> = loaded.resources.iter().map(|r| r.origin.document).collect();
+        assert_eq!(docs, [1, 3]);
+        assert!(
+            loaded
+                .resources
+                .iter()
+                .all(|r| &*r.origin.file == "a.yaml" && r.id.to_string() == "ServiceEntry data/db")
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_and_line_and_skips_the_file() {
+        let text = format!("{SE}---\nkind: ServiceEntry\nmetadata: {{name: [x\n");
+        let loaded = parse_str("broken.yaml", &text);
+        assert!(loaded.resources.is_empty(), "the whole file is skipped");
+        assert_eq!(loaded.errors.len(), 1);
+        let e = &loaded.errors[0];
+        assert_eq!(&*e.file, "broken.yaml");
+        assert!(loaded.unreadable);
+        assert!(e.message().contains("line 17"), "{e}");
+        assert!(e.message().contains("file skipped"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_syntax_errors_with_a_line() {
+        let loaded = parse_str("dup.yaml", "kind: ServiceEntry\nkind: VirtualService\n");
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(
+            loaded.errors[0].message().contains("line "),
+            "{}",
+            loaded.errors[0]
+        );
+    }
+
+    #[test]
+    fn other_kinds_are_warnings() {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: g}}\n---\n{SE}"
+        );
+        let loaded = parse_str("mixed.yaml", &text);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.resources.len(), 1);
+        assert_eq!(loaded.warnings.len(), 2);
+        assert_eq!(
+            loaded.warnings[0].resource().as_deref(),
+            Some("ConfigMap default/c")
+        );
+        assert!(
+            loaded.warnings[1]
+                .message()
+                .contains("unsupported kind Gateway")
+        );
+    }
+
+    #[test]
+    fn kubectl_lists_are_expanded() {
+        let indented: String = SE.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: ServiceEntry\n  metadata: {{}}\n-\n{indented}"
+        );
+        let loaded = parse_str("list.yaml", &text);
+        assert_eq!(loaded.resources.len(), 1);
+        assert!(matches!(
+            loaded.resources[0].spec,
+            ResourceSpec::ServiceEntry(_)
+        ));
+        assert_eq!(loaded.errors.len(), 1);
+        assert_eq!(
+            loaded.errors[0].field.as_deref(),
+            Some("items[0].metadata.name")
+        );
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let text = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: r
+  subsets:
+  - &base {name: v1, labels: {version: v1}}
+  - <<: *base
+    name: v2
+";
+        let loaded = parse_str("m.yaml", text);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let ResourceSpec::DestinationRule(dr) = &loaded.resources[0].spec else {
+            panic!("not a DestinationRule");
+        };
+        assert_eq!(dr.subsets[1].name, "v2");
+        assert_eq!(dr.subsets[1].labels["version"], "v1");
+    }
+
+    #[test]
+    fn non_utf8_is_rejected_whole() {
+        let parsed = parse_bytes("bin.yaml", b"kind: \xff\n".to_vec());
+        assert_eq!(parsed.errors.len(), 1);
+        assert!(parsed.errors[0].message().contains("UTF-8"));
+        assert!(parsed.unreadable);
+    }
+}

@@ -1,0 +1,249 @@
+//! The HTTP route table of one service: the rules of the VirtualService that applies,
+//! compiled and validated (durations parsed, regexes checked, destinations resolved to
+//! endpoints), in the order Istio evaluates them. The proxy serves it per request: the first
+//! rule with a matching `matches` entry decides; none matching is a 404.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::route::RouteRef;
+use crate::service::LoadBalancer;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRouteTable {
+    pub rules: Vec<HttpRule>,
+    /// Every destination the rules name (host, subset, port), with its endpoints; rules point
+    /// here by index, so a destination named by several rules is held once.
+    pub clusters: Vec<Cluster>,
+}
+
+/// One rule of the table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRule {
+    pub route: RouteRef,
+    pub name: Option<String>,
+    /// Any one must match (OR); empty matches every request.
+    pub matches: Vec<RequestMatch>,
+    pub action: HttpAction,
+    pub rewrite: Option<Rewrite>,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    #[serde(serialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    pub retries: Option<RetryPolicy>,
+    pub fault: Option<Fault>,
+    pub mirrors: Vec<Mirror>,
+    pub cors: Option<Cors>,
+}
+
+/// One `match` entry: every condition set must hold (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RequestMatch {
+    pub uri: Option<StrMatch>,
+    pub scheme: Option<StrMatch>,
+    pub method: Option<StrMatch>,
+    pub authority: Option<StrMatch>,
+    /// Header names lowercase, as HTTP/2 and the proxy see them.
+    pub headers: Vec<(String, StrMatch)>,
+    pub without_headers: Vec<(String, StrMatch)>,
+    pub query_params: Vec<(String, StrMatch)>,
+    /// `uri` exact and prefix matches ignore case.
+    pub ignore_uri_case: bool,
+}
+
+/// A string condition. Regexes are RE2 syntax (checked by the compiler) and must match the
+/// whole value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+    /// The header or parameter is present, with any value.
+    Present,
+}
+
+/// What a matching rule does with the request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpAction {
+    /// Forward it to one of these, by weight (parts per million, summing to 1,000,000 over
+    /// the destinations that have endpoints; empty: no endpoint, answered 503).
+    Route(Vec<WeightedCluster>),
+    Redirect(Redirect),
+    DirectResponse {
+        status: u16,
+        #[serde(serialize_with = "body_opt")]
+        body: Option<Arc<[u8]>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeightedCluster {
+    /// Index into [`HttpRouteTable::clusters`].
+    pub cluster: usize,
+    pub weight: u32,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+/// A destination (host, optional subset and port) and its endpoints, as Envoy calls it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    /// `reviews.default.svc.cluster.local|v2|9080`, as Envoy names it (without direction).
+    pub name: String,
+    pub host: Arc<str>,
+    pub subset: Option<String>,
+    pub port: u16,
+    /// HTTP/2 to the endpoints (the destination port is HTTP2 or GRPC), else HTTP/1.1.
+    pub http2: bool,
+    pub load_balancer: HttpLoadBalancer,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    /// Relative to the cluster's other endpoints.
+    pub weight: u32,
+}
+
+/// Per-request load balancing, as the DestinationRule asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpLoadBalancer {
+    Simple(LoadBalancer),
+    /// Consistent hashing on a request header.
+    Header(String),
+    /// Consistent hashing on a cookie (set by the proxy with `ttl` when absent).
+    Cookie {
+        name: String,
+        path: Option<String>,
+        #[serde(serialize_with = "duration_opt")]
+        ttl: Option<Duration>,
+    },
+    QueryParameter(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub scheme: Option<String>,
+    pub port: Option<RedirectPort>,
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectPort {
+    Fixed(u16),
+    /// The scheme's default port (80 or 443).
+    FromProtocolDefault,
+    FromRequestPort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rewrite {
+    /// Replaces the part of the path the rule's uri match matched (the whole path for an
+    /// exact or regex match, the prefix for a prefix match).
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    /// (RE2 pattern, replacement with `\1` groups) applied to the path.
+    pub uri_regex: Option<(String, String)>,
+}
+
+/// Header operations: set replaces, add appends, remove deletes (names lowercase).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderOps {
+    pub set: BTreeMap<String, String>,
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    #[serde(serialize_with = "duration_opt")]
+    pub per_try_timeout: Option<Duration>,
+    /// Envoy's retry conditions (`5xx`, `connect-failure`, ...) and, as numbers, status
+    /// codes.
+    pub retry_on: Vec<String>,
+    pub retry_remote_localities: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    #[serde(serialize_with = "duration")]
+    pub fixed: Duration,
+    /// Of requests, 0.0 to 100.0.
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    pub status: AbortStatus,
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortStatus {
+    Http(u16),
+    /// A gRPC status name, e.g. `UNAVAILABLE`.
+    Grpc(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mirror {
+    /// Index into [`HttpRouteTable::clusters`].
+    pub cluster: usize,
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    pub allow_origins: Vec<StrMatch>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    #[serde(serialize_with = "duration_opt")]
+    pub max_age: Option<Duration>,
+    pub allow_credentials: Option<bool>,
+}
+
+fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{}s", d.as_secs_f64()))
+}
+
+fn duration_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn body_opt<S: Serializer>(body: &Option<Arc<[u8]>>, s: S) -> Result<S::Ok, S::Error> {
+    match body {
+        Some(body) => s.serialize_str(&String::from_utf8_lossy(body)),
+        None => s.serialize_none(),
+    }
+}

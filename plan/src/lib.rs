@@ -1,0 +1,16 @@
+//! The plan: what the datapath and the proxy must do, independent of how it was configured.
+//! Every steered service (`service`: VIP, port, protocol, backends, load balancer), the rule
+//! that routes it (`route`), whether the kernel or the proxy serves it and, for HTTP
+//! services, the full route table the proxy applies per request (`http`). The compiler
+//! writes it; `vsteer plan` prints it (`render`).
+
+pub mod http;
+pub mod render;
+pub mod route;
+pub mod service;
+
+pub use render::render;
+pub use route::{RouteRef, RuleRef, Section};
+pub use service::{
+    BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
+};

@@ -1,0 +1,212 @@
+//! The plan as text, for `vsteer plan` and logs: a block per service, its backends in
+//! columns aligned across the whole plan.
+
+use std::net::SocketAddr;
+
+use comfy_table::{CellAlignment, ColumnConstraint, Table, presets::NOTHING};
+
+use crate::service::{Plan, ServicePlan, WEIGHT_SCALE};
+
+/// A block per service: a line with the service, its host, the rule that routes it and its
+/// load balancer, then one indented line per backend with its share of connections,
+/// subsets and labels. Depends only on the plan.
+pub fn render(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return "no services\n".to_string();
+    }
+    // One table for every backend of the plan, so columns line up across services.
+    let mut table = Table::new();
+    table.load_style(NOTHING);
+    for service in plan.services() {
+        for row in backend_rows(service) {
+            table.add_row(row);
+        }
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+        column.set_cell_alignment(CellAlignment::Left);
+        column.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    let mut lines = table.lines();
+    let mut out = String::new();
+    for (i, service) in plan.services().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let route = match &service.route {
+            Some(route) => route.to_string(),
+            None => "- (all endpoints)".to_string(),
+        };
+        out.push_str(&format!(
+            "{} {} {}  route: {route}  lb: {}\n",
+            SocketAddr::new(service.key.vip, service.key.port),
+            service.key.protocol,
+            service.host,
+            service.load_balancer
+        ));
+        if service.backends.is_empty() {
+            out.push_str("  no backend: connects refused\n");
+        }
+        for _ in &service.backends {
+            let line = lines.next().unwrap_or_default();
+            out.push_str("  ");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn backend_rows(service: &ServicePlan) -> Vec<[String; 4]> {
+    service
+        .backends
+        .iter()
+        .map(|backend| {
+            let labels: Vec<String> = backend
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            [
+                SocketAddr::new(backend.address, backend.port).to_string(),
+                share(backend.weight),
+                format!("subsets: {}", or_dash(backend.subsets.join(","))),
+                format!("labels: {}", or_dash(labels.join(","))),
+            ]
+        })
+        .collect()
+}
+
+/// A weight as a percentage: one decimal from 1% up, and below that up to three, so a
+/// small share never reads as 0; what rounds to 100% but is not all reads `>99.9%`.
+pub fn share(weight: u32) -> String {
+    let ppm = u64::from(weight);
+    // Thousandths of a percent are tens of ppm; round half up.
+    let milli = (ppm + 5) / 10;
+    if milli == 0 {
+        return "<0.001%".to_string();
+    }
+    if milli < 1000 {
+        let digits = format!("{milli:03}");
+        return format!("0.{}%", digits.trim_end_matches('0'));
+    }
+    let tenths = (ppm + 500) / 1000;
+    if tenths >= 1000 && weight < WEIGHT_SCALE {
+        return ">99.9%".to_string();
+    }
+    format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
+fn or_dash(s: String) -> String {
+    if s.is_empty() { "-".to_string() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{RouteRef, RuleRef, Section};
+    use crate::service::{BackendPlan, Decision, LoadBalancer, Protocol, ServiceKey};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use vsteer_model::{Kind, ResourceId};
+
+    fn vs() -> ResourceId {
+        ResourceId::new(Kind::VirtualService, "default", "web")
+    }
+
+    fn backend(address: &str, port: u16, weight: u32, version: &str) -> BackendPlan {
+        BackendPlan {
+            address: address.parse().unwrap(),
+            port,
+            weight,
+            labels: Arc::new(BTreeMap::from([(
+                "version".to_string(),
+                version.to_string(),
+            )])),
+            subsets: vec![version.to_string()],
+        }
+    }
+
+    fn service(vip: &str, port: u16, backends: Vec<BackendPlan>) -> ServicePlan {
+        ServicePlan {
+            key: ServiceKey::new(vip.parse().unwrap(), port, Protocol::Tcp),
+            host: "web.example.com".into(),
+            resource: ResourceId::new(Kind::ServiceEntry, "default", "web"),
+            route: None,
+            load_balancer: LoadBalancer::Random,
+            backends,
+            decision: Decision::Kernel,
+            http: None,
+        }
+    }
+
+    #[test]
+    fn blocks_show_route_lb_and_aligned_backends() {
+        let mut canary = service(
+            "10.0.0.1",
+            80,
+            vec![
+                backend("10.1.0.1", 8080, 333_334, "v1"),
+                backend("10.1.0.2", 8080, 333_333, "v2"),
+                backend("10.1.0.10", 8080, 333_333, "v3"),
+            ],
+        );
+        canary.route = Some(RouteRef::rule(&vs(), Section::Http, 1));
+        canary.load_balancer = LoadBalancer::RoundRobin;
+        let mut dns = service(
+            "fd00::1",
+            53,
+            vec![BackendPlan {
+                labels: Arc::new(BTreeMap::new()),
+                subsets: Vec::new(),
+                ..backend("fd00::53", 53, WEIGHT_SCALE, "x")
+            }],
+        );
+        dns.key.protocol = Protocol::Udp;
+        dns.host = "dns.example.com".into();
+        let mut refused = service("10.0.0.2", 80, Vec::new());
+        refused.route = Some(RouteRef {
+            resource: vs(),
+            rule: RuleRef::NoMatch,
+        });
+        let plan: Plan = [canary, refused, dns].into_iter().collect();
+        let expected = "\
+10.0.0.1:80 TCP web.example.com  route: VirtualService default/web http[1]  lb: ROUND_ROBIN
+  10.1.0.1:8080   33.3%   subsets: v1  labels: version=v1
+  10.1.0.2:8080   33.3%   subsets: v2  labels: version=v2
+  10.1.0.10:8080  33.3%   subsets: v3  labels: version=v3
+
+10.0.0.2:80 TCP web.example.com  route: VirtualService default/web (no rule matches)  lb: RANDOM
+  no backend: connects refused
+
+[fd00::1]:53 UDP dns.example.com  route: - (all endpoints)  lb: RANDOM
+  [fd00::53]:53   100.0%  subsets: -   labels: -
+";
+        assert_eq!(render(&plan), expected);
+    }
+
+    #[test]
+    fn small_shares_never_read_as_zero() {
+        let cases = [
+            (1_000_000, "100.0%"),
+            (999_999, ">99.9%"),
+            (999_000, "99.9%"),
+            (800_000, "80.0%"),
+            (10_000, "1.0%"),
+            (9_999, "1.0%"),
+            (3_333, "0.333%"),
+            (1_000, "0.1%"),
+            (500, "0.05%"),
+            (10, "0.001%"),
+            (4, "<0.001%"),
+        ];
+        for (weight, text) in cases {
+            assert_eq!(share(weight), text, "{weight}");
+        }
+    }
+
+    #[test]
+    fn empty_plan_says_so() {
+        assert_eq!(render(&Plan::default()), "no services\n");
+    }
+}

@@ -2,13 +2,14 @@
 //! what the kernel tests rely on, checked in the real kernel (needs root).
 use std::{collections::BTreeMap, net::SocketAddr, process::Command, time::Duration};
 
+use nix::sys::signal::Signal;
 use vsteer_testkit::{
     AgentProcess, Backend, ConnectOutcome, NetNs, Probe, TestCgroup, connect_many,
     kernel_tests_enabled, monotonic_ns, probe_cycle_on, probe_many, stream_bytes,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
-const ECONNREFUSED: i32 = 111;
+const ECONNREFUSED: i32 = nix::errno::Errno::ECONNREFUSED as i32;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -158,16 +159,17 @@ fn fake_agent() -> AgentProcess {
 fn agent_process_stops_by_signal() {
     let mut agent = fake_agent();
     assert!(agent.ready_line().contains("datapath ready"));
+    // A raw signal number, as the agent's tests pass it.
     assert_eq!(
         agent
-            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .stop_with(nix::libc::SIGTERM, Duration::from_secs(10))
             .unwrap(),
         Some(7)
     );
     let mut agent = fake_agent();
     assert_eq!(
         agent
-            .stop_with(libc::SIGKILL, Duration::from_secs(10))
+            .stop_with(Signal::SIGKILL, Duration::from_secs(10))
             .unwrap(),
         None
     );

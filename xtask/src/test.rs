@@ -1,11 +1,12 @@
 //! `cargo xtask test`: set up, build the eBPF object, then run every test of the workspace.
 use anyhow::{Context, Result};
+use nix::unistd::geteuid;
 
 use crate::{build, setup};
 
 pub fn run(extra: &[String]) -> Result<()> {
     build::ebpf()?;
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         eprintln!(
             "\n*** not root: the kernel tests will SKIP (set VSTEER_REQUIRE_KERNEL_TESTS=1 to make \
              that a failure) ***\n"

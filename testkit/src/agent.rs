@@ -8,6 +8,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 
 /// The log line `vsteer run` prints once its maps are filled.
 pub const READY: &str = "datapath ready";
@@ -117,11 +121,19 @@ impl AgentProcess {
     }
 
     /// Sends `signal` and waits (bounded) for the agent to exit; returns its exit code.
-    pub fn stop_with(&mut self, signal: libc::c_int, timeout: Duration) -> Result<Option<i32>> {
-        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
+    ///
+    /// `signal` is a [`Signal`] or a raw signal number (`libc::SIGTERM`).
+    pub fn stop_with(
+        &mut self,
+        signal: impl TryInto<Signal, Error: std::error::Error + Send + Sync + 'static>,
+        timeout: Duration,
+    ) -> Result<Option<i32>> {
+        let signal = signal.try_into().context("not a signal")?;
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("pid out of range")?);
         if self.child.try_wait()?.is_none() {
-            // SAFETY: signalling our own child by its pid.
-            unsafe { libc::kill(pid, signal) };
+            // Our own child, by its pid; not reaped yet, so the pid is still its own. An
+            // error (it exited meanwhile) shows in the wait below.
+            let _ = kill(pid, signal);
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -131,7 +143,7 @@ impl AgentProcess {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                bail!("agent {pid} ignored signal {signal} for {timeout:?}; killed");
+                bail!("agent {pid} ignored {signal} for {timeout:?}; killed");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -140,6 +152,6 @@ impl AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        let _ = self.stop_with(libc::SIGTERM, Duration::from_secs(10));
+        let _ = self.stop_with(Signal::SIGTERM, Duration::from_secs(10));
     }
 }

@@ -3,7 +3,7 @@
 use std::{
     io::Write,
     net::{SocketAddr, TcpListener, UdpSocket},
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{AsFd, BorrowedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -12,11 +12,16 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use nix::{
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    sched::{CpuSet, sched_setaffinity},
+    unistd::Pid,
+};
 
 use crate::NetNs;
 
-/// How long a serving loop waits before looking at its stop flag again.
-const POLL_MS: i32 = 50;
+/// How long a serving loop waits before looking at its stop flag again, in ms.
+const POLL_MS: u16 = 50;
 
 /// A serving thread, stopped (by its flag, then joined) on drop.
 pub struct Backend {
@@ -129,19 +134,14 @@ fn serve_until(
     served: &AtomicU64,
     cpu: Option<usize>,
 ) {
-    let fd: RawFd = match socket {
-        Socket::Tcp(l) | Socket::Stream(l) => l.as_raw_fd(),
-        Socket::Udp(u) => u.as_raw_fd(),
-    };
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+    let fd: BorrowedFd<'_> = match socket {
+        Socket::Tcp(l) | Socket::Stream(l) => l.as_fd(),
+        Socket::Udp(u) => u.as_fd(),
     };
     let mut buf = [0u8; 512];
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, POLL_MS) } <= 0 {
+        let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+        if !matches!(poll(&mut pfd, PollTimeout::from(POLL_MS)), Ok(n) if n > 0) {
             continue;
         }
         // A client that already left is not the backend's problem: errors are ignored.
@@ -177,10 +177,8 @@ fn serve_until(
 
 /// Pins the calling thread to one CPU; a failure only costs measurement quality.
 fn pin_current_thread(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays in bounds for any real CPU number.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &set);
     }
 }

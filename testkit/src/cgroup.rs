@@ -6,6 +6,10 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use vsteer_common::mountinfo;
 
 pub struct TestCgroup {
@@ -38,11 +42,12 @@ impl TestCgroup {
             .with_context(|| format!("opening {}", procs.display()))
     }
 
-    fn pids(&self) -> Vec<i32> {
+    fn pids(&self) -> Vec<Pid> {
         fs::read_to_string(self.path.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse().ok())
+            .map(Pid::from_raw)
             .collect()
     }
 }
@@ -51,7 +56,8 @@ impl Drop for TestCgroup {
     fn drop(&mut self) {
         // Only this harness's clients join the cgroup; stop any still there, by pid.
         for pid in self.pids() {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // One that exited meanwhile is gone already: the error changes nothing.
+            let _ = kill(pid, Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Err(err) = fs::remove_dir(&self.path) {

@@ -2,27 +2,47 @@
 //! optionally, a cgroup, and records what each connect reached.
 //!
 //! The client is a forked child of the test process, because cgroup v2 membership is per
-//! process and the test process itself must stay outside the test cgroup. The child runs only
-//! async-signal-safe libc calls (no allocation) until it exits, which is what is allowed after
-//! fork() in a multi-threaded process.
+//! process and the test process itself must stay outside the test cgroup. The child only makes
+//! async-signal-safe system calls until it exits, which is what is allowed after fork() in a
+//! multi-threaded process: nix's wrappers (each one plain system call, its result turned into
+//! an `Errno`) on buffers and socket addresses made before the fork; no allocation, no Rust std
+//! I/O; it leaves with `_exit`.
 use std::{
     collections::BTreeMap,
     fs::File,
     io::Read,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd, FromRawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
+use nix::{
+    errno::Errno,
+    fcntl::OFlag,
+    libc,
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    sched::{CloneFlags, CpuSet, sched_setaffinity, setns},
+    sys::{
+        signal::{Signal, kill},
+        socket::{
+            AddressFamily, MsgFlags, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike,
+            SockaddrStorage, connect, getpeername, recvfrom, send, sendto, setsockopt, socket,
+            sockopt,
+        },
+        time::TimeVal,
+        wait::{WaitStatus, waitpid},
+    },
+    unistd::{ForkResult, Pid, fork, pipe2, read, write},
+};
 
-use crate::{NetNs, TestCgroup, last_os_error};
+use crate::{NetNs, TestCgroup, monotonic_ns};
 
 /// One connect, as the child reports it over the pipe: errno, peer, reply, timestamp.
 const RECORD: usize = 72;
 const REPLY_MAX: usize = 40;
 /// Per-socket send/receive timeout, so a lost connect cannot stall a test.
-const SOCKET_TIMEOUT_S: libc::time_t = 5;
+const SOCKET_TIMEOUT: TimeVal = TimeVal::new(5, 0);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectOutcome {
@@ -133,15 +153,13 @@ pub fn probe_cycle_on(
             targets.len()
         );
     }
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut addrs = [(unsafe { std::mem::zeroed::<libc::sockaddr_storage>() }, 0); MAX_TARGETS];
+    let mut addrs = [Target::new(targets[0]); MAX_TARGETS];
     for (slot, target) in addrs.iter_mut().zip(targets) {
-        *slot = sockaddr(*target);
+        *slot = Target::new(*target);
     }
     let n = targets.len();
     let bytes = in_child(ns, cgroup, cpu, deadline, move |out| {
-        // SAFETY: in the forked child, see the module comment.
-        unsafe { child_probe(out, &addrs[..n], probe, count) }
+        child_probe(out, &addrs[..n], probe, count)
     })?;
     Ok(ConnectReport {
         outcomes: bytes.chunks_exact(RECORD).map(decode).collect(),
@@ -161,11 +179,10 @@ pub fn stream_bytes(
     seconds: u32,
     cpu: Option<usize>,
 ) -> Result<Option<f64>> {
-    let (storage, len) = sockaddr(target);
+    let target = Target::new(target);
     let deadline = Duration::from_secs(u64::from(seconds) + 30);
     let bytes = in_child(ns, cgroup, cpu, deadline, move |out| {
-        // SAFETY: in the forked child, see the module comment.
-        unsafe { child_stream(out, &storage, len, seconds) }
+        child_stream(out, &target, seconds)
     })?;
     let word = |i: usize| -> Option<u64> {
         Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?))
@@ -186,46 +203,42 @@ fn in_child(
     cgroup: Option<&TestCgroup>,
     cpu: Option<usize>,
     deadline: Duration,
-    work: impl FnOnce(libc::c_int),
+    work: impl FnOnce(BorrowedFd<'_>),
 ) -> Result<Vec<u8>> {
     let procs = cgroup.map(TestCgroup::procs_file).transpose()?;
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(last_os_error("pipe2"));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    let ns_fd = ns.fd().as_raw_fd();
-    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
-    // SAFETY: the child only makes async-signal-safe calls and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(last_os_error("fork"));
-    }
-    if pid == 0 {
-        // SAFETY: in the child: raw syscalls only.
-        unsafe {
-            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-                libc::_exit(101);
+    let cpus = cpu
+        .map(|cpu| {
+            let mut set = CpuSet::new();
+            set.set(cpu)
+                .map(|()| set)
+                .with_context(|| format!("CPU {cpu} does not fit in a CPU set"))
+        })
+        .transpose()?;
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    let mut reader = File::from(reader);
+    // SAFETY: the child only makes async-signal-safe calls and leaves with _exit (see the
+    // module comment); everything it touches was made above.
+    let pid = match unsafe { fork() }.context("fork")? {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            if setns(ns.fd(), CloneFlags::CLONE_NEWNET).is_err() {
+                child_exit(101);
             }
-            if let Some(fd) = procs_fd
-                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            if let Some(procs) = &procs
+                && write(procs, b"0") != Ok(1)
             {
-                libc::_exit(102);
+                child_exit(102);
             }
-            if let Some(cpu) = cpu {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    libc::_exit(104);
-                }
+            if let Some(set) = &cpus
+                && sched_setaffinity(Pid::from_raw(0), set).is_err()
+            {
+                child_exit(104);
             }
+            work(writer.as_fd());
+            // The work functions exit themselves; this only guards against a return.
+            child_exit(105)
         }
-        work(writer.as_raw_fd());
-        // SAFETY: the work functions exit themselves; this only guards against a return.
-        unsafe { libc::_exit(105) }
-    }
+    };
     drop(writer);
     let bytes = read_until(&mut reader, pid, Instant::now() + deadline);
     let status = wait(pid)?;
@@ -239,6 +252,13 @@ fn in_child(
     Ok(bytes)
 }
 
+/// Ends the forked child at once: no destructors, no atexit handlers, no stdio flush.
+fn child_exit(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and touches no state of the process. nix has no
+    // wrapper for it (its own fork docs call libc::_exit, through its re-export).
+    unsafe { libc::_exit(code) }
+}
+
 fn exit_meaning(code: i32) -> &'static str {
     match code {
         101 => "could not enter the network namespace",
@@ -249,263 +269,192 @@ fn exit_meaning(code: i32) -> &'static str {
     }
 }
 
-fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match target {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
+/// A target's socket address with its exact length (sockaddr_in or sockaddr_in6), made
+/// before the fork.
+#[derive(Clone, Copy)]
+enum Target {
+    V4(SockaddrIn),
+    V6(SockaddrIn6),
+}
+
+impl Target {
+    fn new(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => Self::V4(a.into()),
+            SocketAddr::V6(a) => Self::V6(a.into()),
         }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: as above.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
+    }
+
+    fn family(&self) -> AddressFamily {
+        match self {
+            Self::V4(_) => AddressFamily::Inet,
+            Self::V6(_) => AddressFamily::Inet6,
         }
-    };
-    (storage, len as libc::socklen_t)
+    }
+
+    fn addr(&self) -> &dyn SockaddrLike {
+        match self {
+            Self::V4(a) => a,
+            Self::V6(a) => a,
+        }
+    }
 }
 
 /// The child's work: make `count` calls, write one record per call to the pipe, exit.
 /// No allocation, no Rust std I/O.
-unsafe fn child_probe(
-    out: libc::c_int,
-    targets: &[(libc::sockaddr_storage, libc::socklen_t)],
-    probe: Probe,
-    count: u32,
-) -> ! {
-    unsafe {
-        let timeout = libc::timeval {
-            tv_sec: SOCKET_TIMEOUT_S,
-            tv_usec: 0,
-        };
-        let kind = if probe == Probe::Tcp {
-            libc::SOCK_STREAM
-        } else {
-            libc::SOCK_DGRAM
-        };
-        for i in 0..count as usize {
-            let (target, len) = &targets[i % targets.len()];
-            let len = *len;
-            let family = target.ss_family as libc::c_int;
-            let target_ptr = (target as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
-            let mut record = [0u8; RECORD];
-            let fd = libc::socket(family, kind | libc::SOCK_CLOEXEC, 0);
-            if fd < 0 {
-                set_errno(&mut record);
-            } else {
-                for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-                    libc::setsockopt(
-                        fd,
-                        libc::SOL_SOCKET,
-                        opt,
-                        std::ptr::addr_of!(timeout).cast(),
-                        size_of::<libc::timeval>() as libc::socklen_t,
-                    );
-                }
-                match probe {
-                    Probe::Tcp => {
-                        if libc::connect(fd, target_ptr, len) != 0 {
-                            set_errno(&mut record);
-                        } else {
-                            let mut peer: libc::sockaddr_storage = std::mem::zeroed();
-                            let mut plen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                            if libc::getpeername(fd, std::ptr::addr_of_mut!(peer).cast(), &mut plen)
-                                == 0
-                            {
-                                fill_peer(&peer, &mut record);
-                            }
-                            fill_reply(fd, &mut record);
-                            // Close with a reset: the backend closed first and would keep the
-                            // connection in TIME_WAIT for a minute; a reset ends that, so
-                            // thousands of short connections cannot run into their own past
-                            // (behind a DNAT, the client's port choice cannot see it).
-                            let linger = libc::linger {
-                                l_onoff: 1,
-                                l_linger: 0,
-                            };
-                            libc::setsockopt(
-                                fd,
-                                libc::SOL_SOCKET,
-                                libc::SO_LINGER,
-                                std::ptr::addr_of!(linger).cast(),
-                                size_of::<libc::linger>() as libc::socklen_t,
-                            );
-                        }
-                    }
-                    Probe::UdpConnected => {
-                        if libc::connect(fd, target_ptr, len) != 0
-                            || libc::send(fd, b"?".as_ptr().cast(), 1, 0) != 1
-                        {
-                            set_errno(&mut record);
-                        } else {
-                            receive_datagram(fd, &mut record);
-                        }
-                    }
-                    Probe::UdpUnconnected => {
-                        if libc::sendto(fd, b"?".as_ptr().cast(), 1, 0, target_ptr, len) != 1 {
-                            set_errno(&mut record);
-                        } else {
-                            receive_datagram(fd, &mut record);
-                        }
-                    }
-                }
-                libc::close(fd);
-            }
-            let mut now: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-            let ns = (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64;
-            record[64..72].copy_from_slice(&ns.to_le_bytes());
-            let mut written = 0;
-            while written < RECORD {
-                let n = libc::write(out, record[written..].as_ptr().cast(), RECORD - written);
-                if n <= 0 {
-                    libc::_exit(103);
-                }
-                written += n as usize;
+fn child_probe(out: BorrowedFd<'_>, targets: &[Target], probe: Probe, count: u32) -> ! {
+    let kind = if probe == Probe::Tcp {
+        SockType::Stream
+    } else {
+        SockType::Datagram
+    };
+    for i in 0..count as usize {
+        let mut record = [0u8; RECORD];
+        if let Err(errno) = probe_once(&targets[i % targets.len()], kind, probe, &mut record) {
+            record[..4].copy_from_slice(&(errno as i32).to_le_bytes());
+        }
+        record[64..72].copy_from_slice(&monotonic_ns().to_le_bytes());
+        let mut written = 0;
+        while written < RECORD {
+            match write(out, &record[written..]) {
+                Ok(n) if n > 0 => written += n,
+                _ => child_exit(103),
             }
         }
-        libc::_exit(0)
+    }
+    child_exit(0)
+}
+
+/// One call to `target` on a new socket (closed on return): fills in the record's peer and
+/// reply, or fails with the errno of the call that failed.
+fn probe_once(
+    target: &Target,
+    kind: SockType,
+    probe: Probe,
+    record: &mut [u8; RECORD],
+) -> nix::Result<()> {
+    let fd = socket(target.family(), kind, SockFlag::SOCK_CLOEXEC, None)?;
+    let _ = setsockopt(&fd, sockopt::ReceiveTimeout, &SOCKET_TIMEOUT);
+    let _ = setsockopt(&fd, sockopt::SendTimeout, &SOCKET_TIMEOUT);
+    let raw = fd.as_raw_fd();
+    match probe {
+        Probe::Tcp => {
+            connect(raw, target.addr())?;
+            if let Ok(peer) = getpeername::<SockaddrStorage>(raw) {
+                fill_peer(&peer, record);
+            }
+            fill_reply(fd.as_fd(), record);
+            // Close with a reset: the backend closed first and would keep the connection in
+            // TIME_WAIT for a minute; a reset ends that, so thousands of short connections
+            // cannot run into their own past (behind a DNAT, the client's port choice cannot
+            // see it).
+            let reset = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            let _ = setsockopt(&fd, sockopt::Linger, &reset);
+        }
+        Probe::UdpConnected => {
+            connect(raw, target.addr())?;
+            sent_one(send(raw, b"?", MsgFlags::empty()))?;
+            receive_datagram(raw, record)?;
+        }
+        Probe::UdpUnconnected => {
+            sent_one(sendto(raw, b"?", target.addr(), MsgFlags::empty()))?;
+            receive_datagram(raw, record)?;
+        }
+    }
+    Ok(())
+}
+
+/// A one-byte send that did not send exactly one byte fails with the errno left set, as
+/// before the move to nix (a datagram is sent whole or not at all, so this does not happen).
+fn sent_one(sent: nix::Result<usize>) -> nix::Result<()> {
+    match sent? {
+        1 => Ok(()),
+        _ => Err(Errno::last()),
     }
 }
 
 /// The child's work: one connection, read for `seconds`, write the byte count (u64::MAX when
 /// the connect failed) and the nanoseconds it read for, exit.
-unsafe fn child_stream(
-    out: libc::c_int,
-    target: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-    seconds: u32,
-) -> ! {
-    unsafe fn now_ns() -> u64 {
-        let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
-    }
-    unsafe {
-        let mut total: u64 = u64::MAX;
-        let mut elapsed: u64 = 0;
-        let fd = libc::socket(
-            target.ss_family as libc::c_int,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-        );
-        if fd >= 0 && libc::connect(fd, (target as *const libc::sockaddr_storage).cast(), len) == 0
-        {
-            total = 0;
-            let mut buf = [0u8; 65536];
-            let start = now_ns();
-            let end = start + u64::from(seconds) * 1_000_000_000;
-            loop {
-                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-                if n <= 0 {
-                    break;
-                }
-                total += n as u64;
-                elapsed = now_ns() - start;
-                if start + elapsed >= end {
-                    break;
-                }
+fn child_stream(out: BorrowedFd<'_>, target: &Target, seconds: u32) -> ! {
+    let mut total: u64 = u64::MAX;
+    let mut elapsed: u64 = 0;
+    let stream = socket(
+        target.family(),
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    );
+    if let Ok(fd) = stream
+        && connect(fd.as_raw_fd(), target.addr()).is_ok()
+    {
+        total = 0;
+        let mut buf = [0u8; 65536];
+        let start = monotonic_ns();
+        let end = start + u64::from(seconds) * 1_000_000_000;
+        loop {
+            match read(&fd, &mut buf) {
+                Ok(n) if n > 0 => total += n as u64,
+                _ => break,
+            }
+            elapsed = monotonic_ns() - start;
+            if start + elapsed >= end {
+                break;
             }
         }
-        let mut record = [0u8; 16];
-        record[..8].copy_from_slice(&total.to_le_bytes());
-        record[8..].copy_from_slice(&elapsed.to_le_bytes());
-        if libc::write(out, record.as_ptr().cast(), record.len()) != 16 {
-            libc::_exit(103);
-        }
-        libc::_exit(0)
     }
-}
-
-unsafe fn set_errno(record: &mut [u8; RECORD]) {
-    let errno = unsafe { *libc::__errno_location() };
-    record[..4].copy_from_slice(&errno.to_le_bytes());
+    let mut record = [0u8; 16];
+    record[..8].copy_from_slice(&total.to_le_bytes());
+    record[8..].copy_from_slice(&elapsed.to_le_bytes());
+    if write(out, &record) != Ok(16) {
+        child_exit(103);
+    }
+    child_exit(0)
 }
 
 /// recvfrom() one datagram: the reply and the address it came from.
-unsafe fn receive_datagram(fd: libc::c_int, record: &mut [u8; RECORD]) {
-    unsafe {
-        let mut from: libc::sockaddr_storage = std::mem::zeroed();
-        let mut flen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let buf = &mut record[24..24 + REPLY_MAX];
-        let n = libc::recvfrom(
-            fd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            0,
-            std::ptr::addr_of_mut!(from).cast(),
-            &mut flen,
-        );
-        if n < 0 {
-            set_errno(record);
-            return;
-        }
-        record[23] = n as u8;
+fn receive_datagram(fd: std::os::fd::RawFd, record: &mut [u8; RECORD]) -> nix::Result<()> {
+    let (n, from) = recvfrom::<SockaddrStorage>(fd, &mut record[24..24 + REPLY_MAX])?;
+    record[23] = n as u8;
+    if let Some(from) = from {
         fill_peer(&from, record);
     }
+    Ok(())
 }
 
 /// Record bytes 4..=22: family (4 or 6), 16 address bytes, port (big endian).
-unsafe fn fill_peer(peer: &libc::sockaddr_storage, record: &mut [u8; RECORD]) {
-    unsafe {
-        match peer.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let sin = &*std::ptr::addr_of!(*peer).cast::<libc::sockaddr_in>();
-                record[4] = 4;
-                record[5..9].copy_from_slice(&sin.sin_addr.s_addr.to_ne_bytes());
-                record[21..23].copy_from_slice(&sin.sin_port.to_ne_bytes());
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*std::ptr::addr_of!(*peer).cast::<libc::sockaddr_in6>();
-                record[4] = 6;
-                record[5..21].copy_from_slice(&sin6.sin6_addr.s6_addr);
-                record[21..23].copy_from_slice(&sin6.sin6_port.to_ne_bytes());
-            }
-            _ => {}
-        }
+fn fill_peer(peer: &SockaddrStorage, record: &mut [u8; RECORD]) {
+    if let Some(sin) = peer.as_sockaddr_in() {
+        record[4] = 4;
+        record[5..9].copy_from_slice(&sin.ip().octets());
+        record[21..23].copy_from_slice(&sin.port().to_be_bytes());
+    } else if let Some(sin6) = peer.as_sockaddr_in6() {
+        record[4] = 6;
+        record[5..21].copy_from_slice(&sin6.ip().octets());
+        record[21..23].copy_from_slice(&sin6.port().to_be_bytes());
     }
 }
 
 /// Record byte 23: reply length; bytes 24..: the reply up to its newline.
-unsafe fn fill_reply(fd: libc::c_int, record: &mut [u8; RECORD]) {
-    unsafe {
-        let mut got = 0usize;
-        // A one-line reply normally comes in one read; a few more cover a split segment.
-        for _ in 0..4 {
-            let buf = &mut record[24 + got..24 + REPLY_MAX];
-            if buf.is_empty() {
-                break;
-            }
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            if n <= 0 {
-                break;
-            }
-            got += n as usize;
-            if record[24..24 + got].contains(&b'\n') {
-                break;
-            }
+fn fill_reply(fd: BorrowedFd<'_>, record: &mut [u8; RECORD]) {
+    let mut got = 0usize;
+    // A one-line reply normally comes in one read; a few more cover a split segment.
+    for _ in 0..4 {
+        let buf = &mut record[24 + got..24 + REPLY_MAX];
+        if buf.is_empty() {
+            break;
         }
-        record[23] = got as u8;
+        match read(fd, buf) {
+            Ok(n) if n > 0 => got += n,
+            _ => break,
+        }
+        if record[24..24 + got].contains(&b'\n') {
+            break;
+        }
     }
+    record[23] = got as u8;
 }
 
 fn decode(record: &[u8]) -> ConnectOutcome {
@@ -532,23 +481,18 @@ fn decode(record: &[u8]) -> ConnectOutcome {
 }
 
 /// Reads the child's records until it closes the pipe; kills it (by pid) at the deadline.
-fn read_until(reader: &mut File, pid: libc::pid_t, deadline: Instant) -> Result<Vec<u8>> {
+fn read_until(reader: &mut File, pid: Pid, deadline: Instant) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 64 * RECORD];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = kill(pid, Signal::SIGKILL);
             bail!("client did not finish before its deadline; killed pid {pid}");
         }
-        let mut pfd = libc::pollfd {
-            fd: reader.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = left.as_millis().min(1000) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+        let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+        let mut pfd = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut pfd, PollTimeout::from(ms)), Ok(n) if n > 0) {
             continue;
         }
         let n = reader.read(&mut chunk).context("reading client results")?;
@@ -559,18 +503,10 @@ fn read_until(reader: &mut File, pid: libc::pid_t, deadline: Instant) -> Result<
     }
 }
 
-fn wait(pid: libc::pid_t) -> Result<i32> {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        return Err(last_os_error("waitpid"));
-    }
-    if libc::WIFEXITED(status) {
-        Ok(libc::WEXITSTATUS(status))
-    } else {
-        bail!(
-            "client process {pid} died from signal {}",
-            libc::WTERMSIG(status)
-        )
+fn wait(pid: Pid) -> Result<i32> {
+    match waitpid(pid, None).context("waitpid")? {
+        WaitStatus::Exited(_, code) => Ok(code),
+        WaitStatus::Signaled(_, signal, _) => bail!("client process {pid} died from {signal}"),
+        other => bail!("client process {pid} did not exit: {other:?}"),
     }
 }

@@ -13,6 +13,8 @@ pub mod stats;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use nix::time::{ClockId, clock_gettime};
+
 pub use agent::AgentProcess;
 pub use backend::Backend;
 pub use cgroup::TestCgroup;
@@ -29,7 +31,7 @@ pub const REQUIRE_ENV: &str = "VSTEER_REQUIRE_KERNEL_TESTS";
 /// Whether kernel tests can run here (root). Without root they skip loudly, unless
 /// [`REQUIRE_ENV`] is set, in which case this panics.
 pub fn kernel_tests_enabled(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return true;
     }
     if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
@@ -48,15 +50,11 @@ pub fn unique_name(what: &str) -> String {
     format!("vsteer-{what}-{}-{n}", std::process::id())
 }
 
-/// The errno of the last failed libc call, as an io::Error.
-pub(crate) fn last_os_error(what: &str) -> anyhow::Error {
-    anyhow::Error::new(std::io::Error::last_os_error()).context(what.to_string())
-}
-
 /// Now on the monotonic clock, in ns: the clock the client stamps its calls with.
 pub fn monotonic_ns() -> u64 {
-    // SAFETY: all-zero is a valid timespec, filled in by the call.
-    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+    // Also called in the forked client: clock_gettime is async-signal-safe and this allocates
+    // nothing. CLOCK_MONOTONIC cannot fail; 0 would only stand for an impossible error.
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |now| {
+        (now.tv_sec() as u64) * 1_000_000_000 + now.tv_nsec() as u64
+    })
 }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use nix::{sys::signal::Signal, unistd::geteuid};
 use serde::Deserialize;
 use vsteer_testkit::{
     AgentProcess, Backend, ConnectOutcome, NetNs, PinDir, TestCgroup, connect_many,
@@ -45,7 +46,7 @@ struct PlannedBackend {
 }
 
 pub fn run() -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         bail!("the demo loads eBPF programs and creates a network namespace: run it as root");
     }
     // The agent child gets the same Ctrl-C and exits on its own; the demo stops at the next
@@ -156,7 +157,7 @@ pub fn run() -> Result<()> {
         "{}",
         setup::output_of(Command::new(&vsteer).args(["status", "--pin-dir", &pin_arg]))?
     );
-    let code = agent.stop_with(libc::SIGTERM, Duration::from_secs(10))?;
+    let code = agent.stop_with(Signal::SIGTERM, Duration::from_secs(10))?;
     println!("\ndemo: agent stopped (exit code {code:?}); its datapath stays until uninstalled:");
     println!("$ vsteer uninstall --pin-dir {pin_arg}");
     println!(

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use nix::unistd::geteuid;
 
 use crate::paths;
 
@@ -154,7 +155,7 @@ fn ensure_system_tools() -> Result<()> {
     if have("bpftool") {
         return Ok(());
     }
-    if unsafe { libc::geteuid() } != 0 || !have("apt-get") {
+    if !geteuid().is_root() || !have("apt-get") {
         println!("setup: bpftool is missing; install it (Debian: apt-get install bpftool)");
         return Ok(());
     }

@@ -11,7 +11,7 @@ const PURE: [&str; 3] = ["vsteer-model", "vsteer-plan", "vsteer-compiler"];
 
 pub fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!(
             "\n*** not root: the kernel tests will SKIP (set VSTEER_REQUIRE_KERNEL_TESTS=1 to make \
              that a failure) ***\n"

@@ -449,9 +449,9 @@ fn memory_growth_target(results: &Results) -> Target {
     );
     let sign = if grown < 0.0 { "" } else { "+" };
     let measured = format!(
-        "{sign}{} MiB at worst over {} repetitions of {} reloads (limit +{} MiB){}",
+        "{sign}{} MiB at worst over {} of {} reloads (limit +{} MiB){}",
         fmt_fixed(grown / 1024.0, 1),
-        memory.runs.len(),
+        count(memory.runs.len(), "repetition"),
         memory.reloads,
         fmt_fixed(limit / 1024.0, 1),
         measured_at(memory.services, SCALE_TARGET_SERVICES, "services"),
@@ -509,9 +509,10 @@ fn header(out: &mut String, results: &Results) {
         out,
         "- Method: the variants of one service count are set up together and run round by \
          round, each once per round in a rotating order, after one uncounted warm-up round; \
-         absolute numbers are min / median / max over {repeats} rounds; \"vs\" ratios are the \
+         absolute numbers are min / median / max over {}; \"vs\" ratios are the \
          median of the per-round ratios (variant in round i over the other in round i), with \
-         their min–max, so that drift of the machine between rounds divides out.\n"
+         their min–max, so that drift of the machine between rounds divides out.\n",
+        count(repeats, "round")
     );
 }
 
@@ -761,6 +762,15 @@ fn ratio(a: f64, b: f64) -> f64 {
         a / b
     } else {
         f64::NAN
+    }
+}
+
+/// `1 round`, `5 rounds`.
+fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{} {word}s", fmt_thousands(n as f64))
     }
 }
 
@@ -1378,6 +1388,8 @@ mod tests {
         assert_eq!(fmt_ms(17_000.0), "17,000");
         assert_eq!(fmt_mib(46_387), "45.3");
         assert_eq!(fmt_mib(0), "-");
+        assert_eq!(count(1, "round"), "1 round");
+        assert_eq!(count(5, "round"), "5 rounds");
         assert_eq!(code_span("a `b` c"), "`` a `b` c ``");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
     }

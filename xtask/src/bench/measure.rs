@@ -1,6 +1,38 @@
-//! Turning client reports into rates and latencies.
+//! Turning client reports into rates and latencies, and the round-by-round schedule the
+//! variants are measured in.
 use anyhow::{Result, bail};
 use vsteer_testkit::ConnectReport;
+
+/// The order of the `variants` variants in round `round`: every round starts one further
+/// along, so that no variant always runs first (just after the previous round's last, or
+/// after a pause) or always last.
+pub fn round_order(round: usize, variants: usize) -> impl Iterator<Item = usize> {
+    (0..variants).map(move |i| (round + i) % variants)
+}
+
+/// Runs every one of `variants` variants once per round (`run(k)` measures variant k), for
+/// one uncounted warm-up round and then `repeats` measured rounds; returns each variant's
+/// measured rounds in round order. Drift of the machine between rounds then hits every variant
+/// of a round alike, and divides out of the per-round ratios.
+pub fn rounds<T>(
+    variants: usize,
+    repeats: usize,
+    mut run: impl FnMut(usize) -> Result<T>,
+) -> Result<Vec<Vec<T>>> {
+    // Caches, CPU frequency and the backends' first accepts settle before the first measured
+    // round, for every variant alike.
+    for k in 0..variants {
+        run(k)?;
+    }
+    let mut samples: Vec<Vec<T>> = (0..variants).map(|_| Vec::new()).collect();
+    for round in 0..repeats {
+        for k in round_order(round, variants) {
+            let sample = run(k)?;
+            samples[k].push(sample);
+        }
+    }
+    Ok(samples)
+}
 
 /// One run of short connections: connections per second, p50 and p99 latency (µs).
 pub struct RunNumbers {
@@ -69,6 +101,45 @@ mod tests {
             "one slow connect in 100 is above p99"
         );
         assert!((n.conns_per_sec - 100.0 * 1e9 / 10_900_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rounds_run_every_variant_once_per_round_after_a_warm_up() {
+        let mut calls = Vec::new();
+        let samples = rounds(3, 4, |k| {
+            calls.push(k);
+            Ok(calls.len())
+        })
+        .unwrap();
+        // Warm-up 0 1 2 (not counted), then rotating rounds.
+        assert_eq!(calls, [0, 1, 2, 0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 1, 2]);
+        assert_eq!(samples.len(), 3);
+        assert!(samples.iter().all(|s| s.len() == 4));
+        // Variant 0's samples are its calls in rounds 0..4, in order.
+        assert_eq!(samples[0], [4, 9, 11, 13]);
+        // Every variant takes every position equally often over a multiple of the variants.
+        for k in 0..3 {
+            let mut positions: Vec<usize> = (0..3)
+                .map(|r| round_order(r, 3).position(|v| v == k).unwrap())
+                .collect();
+            positions.sort_unstable();
+            assert_eq!(positions, [0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn a_failing_run_stops_the_rounds() {
+        let mut calls = 0;
+        let result = rounds(2, 5, |k| {
+            calls += 1;
+            if calls == 4 {
+                bail!("variant {k} broke")
+            } else {
+                Ok(())
+            }
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 4);
     }
 
     #[test]

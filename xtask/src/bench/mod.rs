@@ -27,6 +27,10 @@ pub struct Scale {
     pub update_services: usize,
     /// VirtualServices of the compile-and-load scenario.
     pub load_virtual_services: usize,
+    /// Services (each a ServiceEntry, a VirtualService and a DestinationRule) of the memory
+    /// scenario, and its one-service changes per agent.
+    pub memory_services: usize,
+    pub memory_reloads: usize,
 }
 
 impl Scale {
@@ -39,6 +43,8 @@ impl Scale {
                 stream_secs: 1,
                 update_services: 100,
                 load_virtual_services: 100,
+                memory_services: 300,
+                memory_reloads: 10,
             }
         } else if quick {
             Scale {
@@ -48,6 +54,8 @@ impl Scale {
                 stream_secs: 2,
                 update_services: 30_000,
                 load_virtual_services: 10_000,
+                memory_services: 30_000,
+                memory_reloads: 10,
             }
         } else {
             Scale {
@@ -57,6 +65,8 @@ impl Scale {
                 stream_secs: 5,
                 update_services: 30_000,
                 load_virtual_services: 10_000,
+                memory_services: 30_000,
+                memory_reloads: 10,
             }
         }
     }
@@ -107,6 +117,7 @@ pub fn run(quick: bool, smoke: bool) -> Result<()> {
         throughput: Vec::new(),
         update: Vec::new(),
         load: Vec::new(),
+        memory: Vec::new(),
         kernel: Vec::new(),
         notes: Vec::new(),
     };
@@ -130,6 +141,11 @@ pub fn run(quick: bool, smoke: bool) -> Result<()> {
         bench.scale.load_virtual_services
     );
     scenarios::load_cost(&bench, &mut results)?;
+    println!(
+        "bench: memory with {} services, {} one-service changes",
+        bench.scale.memory_services, bench.scale.memory_reloads
+    );
+    scenarios::memory_at_scale(&bench, &mut results)?;
 
     let report = report::markdown(&results);
     fs::write(out_dir.join("report.md"), &report).context("writing target/bench/report.md")?;

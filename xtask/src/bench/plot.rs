@@ -1,5 +1,6 @@
-//! The bench plots as SVG files: `connect.svg` (short connections, rate relative to direct) and
-//! `update.svg` (one-service change, milliseconds on a log scale).
+//! The bench plots as SVG files: `connect.svg` (short connections, rate relative to direct:
+//! median and min–max of the per-round ratios) and `update.svg` (one-service change,
+//! milliseconds on a log scale).
 //!
 //! SVG text needs no fonts on this machine: plotters estimates the text extent itself and the
 //! viewer renders it. A scenario without data still gets its file, saying "no data", so the
@@ -12,7 +13,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::results::{ConnectRun, Results, UpdateCost, Variant};
+use super::results::{Results, UpdateCost, Variant};
 
 const SIZE: (u32, u32) = (900, 560);
 const TITLE_FONT: (&str, u32) = ("sans-serif", 24);
@@ -83,17 +84,9 @@ fn finite(point: &Point) -> bool {
     point.median.is_finite() && point.min.is_finite() && point.max.is_finite()
 }
 
-/// The rate of each variant relative to direct's median at the same service count: the median
-/// ratio, and min and max of the variant over direct's median (the variant's spread).
+/// The rate of each variant relative to direct at the same service count, round by round: the
+/// median of the per-round ratios, and their min and max.
 fn connect_series(results: &Results, services: &[usize]) -> Vec<Series> {
-    let direct = |count: usize| {
-        results
-            .connect
-            .iter()
-            .find(|run| run.services == count && run.variant == Variant::Direct)
-            .map(|run| run.conns_per_sec.median)
-            .filter(|median| median.is_finite() && *median > 0.0)
-    };
     let variants = [Variant::Vsteer, Variant::Iptables, Variant::Haproxy];
     let present: Vec<Variant> = variants
         .into_iter()
@@ -105,17 +98,14 @@ fn connect_series(results: &Results, services: &[usize]) -> Vec<Series> {
             .iter()
             .enumerate()
             .filter_map(|(x, &count)| {
-                let run: &ConnectRun = results
-                    .connect
-                    .iter()
-                    .find(|run| run.services == count && run.variant == variant)?;
-                let base = direct(count)?;
-                let stat = run.conns_per_sec;
+                let stat = results
+                    .connect_ratios(count, variant, Variant::Direct)?
+                    .conns_per_sec;
                 Some(Point {
                     x: x as f64 + shift(index, present.len()),
-                    min: stat.min / base,
-                    median: stat.median / base,
-                    max: stat.max / base,
+                    min: stat.min,
+                    median: stat.median,
+                    max: stat.max,
                 })
             })
             .filter(finite)
@@ -158,7 +148,7 @@ fn write_connect(results: &Results, path: &Path) -> Result<()> {
         .disable_x_mesh()
         .x_desc("services configured")
         .max_light_lines(1)
-        .y_desc("connections/s relative to direct (bars: min–max)")
+        .y_desc("connections/s relative to direct, per round (bars: min–max)")
         .axis_desc_style(LABEL_FONT)
         .label_style(LABEL_FONT)
         .x_label_formatter(&|x| category_label(&services, *x))
@@ -187,9 +177,11 @@ fn update_series(results: &Results, services: &[usize]) -> Vec<Series> {
         ("vsteer apply", color(Variant::Vsteer), |u| {
             u.vsteer_apply_ms
         }),
-        ("vsteer reload (end to end)", RGBColor(148, 103, 189), |u| {
-            u.vsteer_reload_ms
-        }),
+        (
+            "vsteer end to end (settle excluded)",
+            RGBColor(148, 103, 189),
+            |u| u.vsteer_reload_ms,
+        ),
         ("iptables-restore", color(Variant::Iptables), |u| {
             u.iptables_restore_ms
         }),
@@ -379,7 +371,7 @@ fn no_data(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str) -> Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::super::results::{Machine, Stat};
+    use super::super::results::{ConnectRun, Machine, RoundSample, Stat};
     use super::*;
 
     fn stat(median: f64) -> Stat {
@@ -403,13 +395,14 @@ mod tests {
                 if variant == Variant::Haproxy && services > 1 {
                     continue;
                 }
-                connect.push(ConnectRun {
-                    services,
-                    variant,
-                    conns_per_sec: stat(rate),
-                    p50_us: stat(50.0),
-                    p99_us: stat(150.0),
-                });
+                let rounds: Vec<RoundSample> = [0.9, 1.0, 1.1]
+                    .map(|d| RoundSample {
+                        conns_per_sec: rate * d,
+                        p50_us: 50.0 / d,
+                        p99_us: 150.0 / d,
+                    })
+                    .to_vec();
+                connect.push(ConnectRun::from_rounds(services, variant, rounds, &[]));
             }
         }
         let update = [1_000, 10_000, 30_000]
@@ -418,6 +411,8 @@ mod tests {
                 services,
                 vsteer_apply_ms: stat(1.5),
                 vsteer_reload_ms: stat(40.0),
+                vsteer_reload_from: "total_us".into(),
+                vsteer_settle_ms: stat(200.0),
                 iptables_restore_ms: stat(services as f64 * 0.6),
             })
             .collect();
@@ -434,6 +429,7 @@ mod tests {
             throughput: vec![],
             update,
             load: vec![],
+            memory: vec![],
             kernel: vec![],
             notes: vec![],
         }
@@ -502,7 +498,7 @@ mod tests {
         let update = read_svg(&paths[1]);
         for needle in [
             "vsteer apply",
-            "vsteer reload (end to end)",
+            "vsteer end to end (settle excluded)",
             "iptables-restore",
             "ms (log scale; bars: min–max)",
             "10,000",
@@ -526,8 +522,11 @@ mod tests {
 
         // NaN and zero values are left out, not drawn.
         let mut results = sample();
-        results.connect[0].conns_per_sec = Stat::of(&[]);
-        results.connect[1].conns_per_sec = Stat::of(&[]);
+        for run in &mut results.connect[0..2] {
+            for round in &mut run.rounds {
+                round.conns_per_sec = f64::NAN;
+            }
+        }
         results.update[0].vsteer_apply_ms = Stat::of(&[0.0]);
         results.update[1].iptables_restore_ms = Stat::of(&[]);
         let paths = write_all(&results, &dir.0).unwrap();

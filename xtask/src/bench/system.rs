@@ -67,3 +67,35 @@ pub fn program_stats(pinned: &std::path::Path) -> Result<(u64, u64)> {
     let time = info["run_time_ns"].as_u64().unwrap_or(0);
     Ok((count, time))
 }
+
+/// (VmRSS, VmHWM) of process `pid`, KiB.
+pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |key: &str| status_kib(&status, key).with_context(|| format!("no {key} in {path}"));
+    Ok((field("VmRSS")?, field("VmHWM")?))
+}
+
+/// The value of `key` (e.g. `VmRSS`) in `/proc/PID/status` text, KiB.
+pub fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_in_kib() {
+        let status = "Name:\tvsteer\nVmHWM:\t  358764 kB\nVmRSS:\t  201332 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(status_kib(status, "VmRSS"), Some(201_332));
+        assert_eq!(status_kib(status, "VmHWM"), Some(358_764));
+        assert_eq!(status_kib(status, "VmSwap"), None);
+        // A key that is a prefix of another is not mistaken for it.
+        assert_eq!(status_kib(status, "Rss"), None);
+    }
+}

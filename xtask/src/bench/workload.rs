@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 pub const VIP: Ipv4Addr = Ipv4Addr::new(127, 100, 0, 1);
 pub const PORT: u16 = 80;
 pub const BACKEND_PORT: u16 = 8080;
+/// haproxy's frontend for the same backends: a VIP of its own, so that it can stay up while
+/// vsteer steers [`VIP`] in the same namespace and the variants run round by round.
+pub const HAPROXY_VIP: Ipv4Addr = Ipv4Addr::new(127, 100, 0, 2);
 pub const BACKENDS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(127, 0, 1, 1),
     Ipv4Addr::new(127, 0, 1, 2),
@@ -241,10 +244,11 @@ pub fn iptables_ruleset(services: usize) -> String {
     )
 }
 
-/// haproxy in TCP mode in front of the measured service's backends, one thread.
+/// haproxy in TCP mode on [`HAPROXY_VIP`] in front of the measured service's backends, one
+/// thread.
 pub fn haproxy_config() -> String {
     let mut cfg = format!(
-        "global\n    nbthread 1\n    maxconn 4000\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\nfrontend measured\n    bind {VIP}:{PORT}\n    default_backend measured\n\nbackend measured\n    balance roundrobin\n"
+        "global\n    nbthread 1\n    maxconn 4000\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\nfrontend measured\n    bind {HAPROXY_VIP}:{PORT}\n    default_backend measured\n\nbackend measured\n    balance roundrobin\n"
     );
     for (i, b) in BACKENDS.iter().enumerate() {
         let _ = writeln!(cfg, "    server b{i} {b}:{BACKEND_PORT}");
@@ -265,6 +269,14 @@ mod tests {
         assert!(rules.contains("-A KUBE-SVC-MEASURED -j KUBE-SEP-MEASURED-3"));
         assert!(rules.contains("DNAT --to-destination 127.0.1.4:8080"));
         assert!(rules.starts_with("*nat\n") && rules.ends_with("COMMIT\n"));
+    }
+
+    #[test]
+    fn haproxy_binds_its_own_vip() {
+        let cfg = haproxy_config();
+        assert!(cfg.contains("bind 127.100.0.2:80\n"), "{cfg}");
+        assert!(!cfg.contains(&VIP.to_string()), "{cfg}");
+        assert!(cfg.contains("server b3 127.0.1.4:8080"));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub struct Bench {
 }
 
 pub fn run(quick: bool, smoke: bool) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!(
             "the bench loads eBPF programs, creates network namespaces and runs iptables: run it as root"
         );

@@ -173,3 +173,143 @@ impl<S: Sink> Agent<S> {
         (update, batch.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use vsteer_model::ResourceId;
+
+    use super::*;
+
+    /// A sink that keeps what it was told, as the kernel maps would.
+    #[derive(Default)]
+    struct Recorder {
+        plan: Plan,
+        writes: usize,
+    }
+
+    impl Sink for Recorder {
+        fn apply_all(&mut self, plan: &Plan) -> Result<ApplyStats> {
+            self.plan = plan.clone();
+            self.writes += 1;
+            Ok(ApplyStats::default())
+        }
+
+        fn apply_changes(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
+            for key in keys {
+                match plan.service(key) {
+                    Some(service) => {
+                        self.plan.insert(service.clone());
+                    }
+                    None => {
+                        self.plan.remove(key);
+                    }
+                }
+            }
+            self.writes += 1;
+            Ok(ApplyStats::default())
+        }
+    }
+
+    fn entry(name: &str, endpoint: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.example.com]
+  addresses: [127.100.0.1]
+  ports: [{{number: 80, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints: [{{address: {endpoint}}}]
+"
+        )
+    }
+
+    fn agent(dir: &Path) -> Agent<Recorder> {
+        Agent::new(Source::new(Some(dir.to_path_buf())), Recorder::default())
+    }
+
+    /// Who the kernel (the recorder) says holds the VIP.
+    fn owner(agent: &Agent<Recorder>) -> String {
+        let plan = &agent.sink().plan;
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        let service = plan.services().next().unwrap();
+        service.resource.name.to_string()
+    }
+
+    #[test]
+    fn a_syntax_error_in_the_winners_file_does_not_hand_its_vip_over() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.yaml"), entry("first", "10.0.0.1")).unwrap();
+        fs::write(dir.path().join("b.yaml"), entry("second", "10.0.0.2")).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(owner(&agent), "first");
+
+        // The winner's file breaks: its resource keeps its last good version, at its place
+        // in the precedence order, so it still wins.
+        let a = dir.path().join("a.yaml");
+        fs::write(&a, "kind: [unclosed\n").unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        assert_eq!(agent.plan(), &agent.sink().plan);
+        agent.reload(None).unwrap();
+        assert_eq!(owner(&agent), "first");
+
+        // Fixed, still the same owner; removed, the other takes over.
+        fs::write(&a, entry("first", "10.0.0.3")).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        fs::remove_file(&a).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert_eq!(owner(&agent), "second");
+    }
+
+    #[test]
+    fn the_rejected_entry_named_in_the_errors_is_the_one_the_kernel_does_not_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.yaml"), entry("original", "10.0.0.1")).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(owner(&agent), "original");
+
+        // A file that sorts first claims the same VIP: by precedence (file path) it wins.
+        let zero = dir.path().join("0.yaml");
+        fs::write(&zero, entry("newcomer", "10.0.0.2")).unwrap();
+        agent.reload(Some(std::slice::from_ref(&zero))).unwrap();
+        let errors = agent.compiler.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let rejected = errors[0].resource_id_of().cloned();
+        let original = ResourceId::new(vsteer_model::Kind::ServiceEntry, "default", "original");
+        assert_eq!(rejected, Some(original));
+        assert!(
+            errors[0].message().contains("already claimed by ServiceEntry default/newcomer"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(owner(&agent), "newcomer");
+    }
+
+    #[test]
+    fn a_one_file_change_writes_only_its_services() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..50 {
+            let text = entry(&format!("s{n}"), "10.0.0.1")
+                .replace("127.100.0.1", &format!("127.100.1.{n}"));
+            fs::write(dir.path().join(format!("s{n:02}.yaml")), text).unwrap();
+        }
+        let mut agent = agent(dir.path());
+        let started = agent.start().unwrap();
+        assert_eq!(started.recompiled, 50);
+        let file = dir.path().join("s07.yaml");
+        let text = entry("s7", "10.0.0.9").replace("127.100.0.1", "127.100.1.7");
+        fs::write(&file, text).unwrap();
+        let applied = agent.reload(Some(std::slice::from_ref(&file))).unwrap();
+        assert_eq!(applied.resources, 1);
+        assert_eq!(applied.recompiled, 1);
+        assert_eq!(agent.plan(), &agent.sink().plan);
+    }
+}

@@ -2,6 +2,7 @@
 
 // The agent allocates many small objects while it parses and compiles tens of thousands of
 // resources; mimalloc does that markedly faster than glibc's allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,7 +9,6 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::Command,
-    sync::Arc,
     time::Duration,
 };
 
@@ -44,7 +43,7 @@ fn service(vip: SocketAddr, backends: &[SocketAddr]) -> ServicePlan {
                 port: b.port(),
                 // Largest remainder: the first backends take the leftover ppm.
                 weight: WEIGHT_SCALE / n + u32::from((i as u32) < WEIGHT_SCALE % n),
-                labels: Arc::new(BTreeMap::new()),
+                labels: vsteer_model::Labels::default(),
                 subsets: Vec::new(),
             })
             .collect(),

@@ -8,7 +8,6 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -139,7 +138,7 @@ fn a_one_in_a_thousand_share_gets_its_traffic() {
         address: addr(a).ip(),
         port: addr(a).port(),
         weight,
-        labels: Arc::new(BTreeMap::new()),
+        labels: vsteer_model::Labels::default(),
         subsets: Vec::new(),
     };
     let plan: Plan = [ServicePlan {

@@ -6,11 +6,13 @@
 //! a subset name wins, and the first traffic policy. Istio would also prefer rules in the
 //! client's namespace; vsteer steers the whole node, so it has no client namespace.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
+use vsteer_model::intern::Interner;
 use vsteer_model::istio::{DestinationRuleSpec, Subset, TrafficPolicy};
-use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId, ResourceSpec};
+use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::LoadBalancer;
 use vsteer_plan::http::HttpLoadBalancer;
 
@@ -68,8 +70,12 @@ pub struct RuleState {
 }
 
 /// Validates a DestinationRule on its own.
-pub fn compile(resource: &Arc<Resource>, spec: &DestinationRuleSpec) -> RuleState {
-    let host: Arc<str> = resolve_host(&spec.host, resource.namespace()).into();
+pub fn compile(
+    resource: &Arc<Resource>,
+    spec: &DestinationRuleSpec,
+    hosts: &Interner,
+) -> RuleState {
+    let host = hosts.get(&resolve_host(&spec.host, resource.namespace()));
     let mut notes = Vec::new();
     let result = check(resource, spec, &mut notes).map(|()| {
         Arc::new(Rule {
@@ -91,11 +97,13 @@ pub fn compile(resource: &Arc<Resource>, spec: &DestinationRuleSpec) -> RuleStat
 /// tens of thousands of rules.
 #[derive(Default)]
 pub struct Rules {
-    pub all: HashMap<ResourceId, RuleState>,
+    /// Boxed: at tens of thousands of rules a table of inline states runs half empty after
+    /// each doubling.
+    pub all: HashMap<ResourceId, Box<RuleState>>,
     /// Valid rules by exact host, and those with a wildcard host, by precedence.
     /// Keyed by (precedence, id): two resources may share a precedence for a moment, while a
     /// batch of changes moves documents within a file.
-    exact: HashMap<Arc<str>, BTreeMap<Slot, Arc<Rule>>>,
+    exact: HashMap<Arc<str>, Vec<(Slot, Arc<Rule>)>>,
     wildcard: BTreeMap<Slot, Arc<Rule>>,
     /// Rejected rules: (id, resolved host), by precedence.
     rejected: BTreeMap<Slot, Arc<str>>,
@@ -105,13 +113,13 @@ pub struct Rules {
 type Slot = (Precedence, ResourceId);
 
 /// A ServiceEntry host and the labels of the endpoints of the entries listing it.
-pub type HostLabels<'a> = (Arc<str>, Vec<&'a BTreeMap<String, String>>);
+pub type HostLabels<'a> = (Arc<str>, Vec<&'a Labels>);
 
 /// What the DestinationRules say about one host.
 #[derive(Clone, Default)]
 pub struct ForHost {
     /// The rules that apply, in precedence order.
-    rules: Vec<Arc<Rule>>,
+    rules: Box<[Arc<Rule>]>,
     /// A rejected rule that would apply to the host, were it valid.
     pub rejected: Option<ResourceId>,
 }
@@ -121,17 +129,21 @@ impl ForHost {
         self.rules
             .iter()
             .flat_map(|r| &r.spec().subsets)
-            .find(|s| s.name == name)
+            .find(|s| &*s.name == name)
     }
 
     /// The names of the subsets an endpoint with `labels` belongs to (first definition of
     /// each name).
-    pub fn subsets_of(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
-        self.first_subsets()
+    pub fn subsets_of(&self, labels: &Labels) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self
+            .first_subsets()
             .into_iter()
             .filter(|s| selects(s, labels))
             .map(|s| s.name.clone())
-            .collect()
+            .collect();
+        // Kept in every backend of the plan: no spare capacity.
+        names.shrink_to_fit();
+        names
     }
 
     /// The subsets in force: the first definition of each name, in precedence order.
@@ -170,8 +182,8 @@ impl ForHost {
 }
 
 /// Whether a subset's labels select an endpoint with `labels`; no labels select all.
-pub fn selects(subset: &Subset, labels: &BTreeMap<String, String>) -> bool {
-    subset.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+pub fn selects(subset: &Subset, labels: &Labels) -> bool {
+    labels.contains_all(&subset.labels)
 }
 
 impl Rules {
@@ -184,25 +196,26 @@ impl Rules {
                 self.wildcard.insert(slot, rule.clone());
             }
             Ok(rule) => {
-                self.exact
-                    .entry(rule.host.clone())
-                    .or_default()
-                    .insert(slot, rule.clone());
+                // A sorted vector: one or two rules per host, where a map costs a node.
+                let rules = self.exact.entry(rule.host.clone()).or_default();
+                let at = rules.partition_point(|(s, _)| *s < slot);
+                rules.reserve_exact(1);
+                rules.insert(at, (slot, rule.clone()));
             }
             Err(_) => {
                 self.rejected.insert(slot, state.host.clone());
             }
         }
-        self.all.insert(id, state);
+        self.all.insert(id, Box::new(state));
     }
 
-    pub fn remove(&mut self, id: &ResourceId) -> Option<RuleState> {
+    pub fn remove(&mut self, id: &ResourceId) -> Option<Box<RuleState>> {
         let state = self.all.remove(id)?;
         let slot = (state.precedence.clone(), id.clone());
         self.rejected.remove(&slot);
         self.wildcard.remove(&slot);
         if let Some(rules) = self.exact.get_mut(&state.host) {
-            rules.remove(&slot);
+            rules.retain(|(s, _)| *s != slot);
             if rules.is_empty() {
                 self.exact.remove(&state.host);
             }
@@ -212,6 +225,7 @@ impl Rules {
 
     pub fn for_host(&self, host: &str) -> ForHost {
         let (rules, score) = self.best(host);
+        let rules: Box<[Arc<Rule>]> = rules.into();
         let rejected = self
             .rejected
             .iter()
@@ -227,7 +241,8 @@ impl Rules {
     /// wildcard rules scored.
     fn best(&self, host: &str) -> (Vec<Arc<Rule>>, Option<usize>) {
         if let Some(exact) = self.exact.get(host) {
-            return (exact.values().cloned().collect(), Some(usize::MAX));
+            let rules = exact.iter().map(|(_, r)| r.clone()).collect();
+            return (rules, Some(usize::MAX));
         }
         let scored: Vec<(&Arc<Rule>, usize)> = self
             .wildcard
@@ -261,7 +276,7 @@ impl Rules {
         }
         self.exact
             .get(host)
-            .map(|rules| rules.values().cloned().collect())
+            .map(|rules| rules.iter().map(|(_, r)| r.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -275,11 +290,7 @@ impl Rules {
 /// host, a subset is shadowed by an earlier rule for the same host, or selects no endpoint
 /// (a route to such a subset would have nowhere to go). `hosts` are the ServiceEntry hosts
 /// the rule covers, each with the endpoint labels of the entries listing it.
-pub fn notes_on(
-    rule: &Rule,
-    rules: &Rules,
-    hosts: &[HostLabels<'_>],
-) -> Vec<String> {
+pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<String> {
     let id = &rule.id;
     let deciding: Vec<&HostLabels<'_>> = hosts
         .iter()
@@ -354,12 +365,15 @@ fn check(
                 },
             );
         } else if !is_dns1123_label(&subset.name) {
-            problems.add(field, DestinationRuleError::SubsetName(subset.name.clone()));
-        } else if let Some(&first) = names.get(subset.name.as_str()) {
+            problems.add(
+                field,
+                DestinationRuleError::SubsetName(subset.name.to_string()),
+            );
+        } else if let Some(&first) = names.get(&*subset.name) {
             problems.add(
                 field,
                 DestinationRuleError::DuplicateSubset {
-                    name: subset.name.clone(),
+                    name: subset.name.to_string(),
                     first,
                 },
             );

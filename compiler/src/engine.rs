@@ -6,10 +6,12 @@
 //! only those are computed again. `compile` from scratch is the same engine fed everything
 //! at once, so both give the same answer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
+use vsteer_model::intern::Interner;
 use vsteer_model::{Diagnostic, Kind, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::{Plan, ServiceKey};
 
@@ -17,6 +19,7 @@ use crate::destination_rule::{self, HostLabels, Rules};
 use crate::names::host_match;
 use crate::registry::Registry;
 use crate::services::{self, Candidate, ServiceState};
+use crate::sorted::SortedSet;
 use crate::virtual_service::{self, Resolved, VirtualService};
 
 /// One change: a resource's new version, or `None` when it is gone.
@@ -45,16 +48,18 @@ struct VsState {
 pub struct Compiler {
     registry: Registry,
     rules: Rules,
-    virtual_services: HashMap<ResourceId, VsState>,
-    vs_by_host: HashMap<Arc<str>, BTreeSet<ResourceId>>,
-    vs_by_vip: HashMap<IpAddr, BTreeSet<ResourceId>>,
+    /// Boxed, like the registry's entries.
+    virtual_services: HashMap<ResourceId, Box<VsState>>,
+    vs_by_host: HashMap<Arc<str>, SortedSet<ResourceId>>,
+    vs_by_vip: HashMap<IpAddr, SortedSet<ResourceId>>,
     vs_wildcard: BTreeSet<ResourceId>,
     /// VirtualServices by the hosts their destinations and mirrors name.
-    vs_by_destination: HashMap<Arc<str>, BTreeSet<ResourceId>>,
+    vs_by_destination: HashMap<Arc<str>, SortedSet<ResourceId>>,
     plan: Plan,
-    services: HashMap<ServiceKey, ServiceState>,
-    host_deps: HashMap<Arc<str>, HashSet<ServiceKey>>,
-    vs_deps: HashMap<ResourceId, HashSet<ServiceKey>>,
+    /// Boxed, like the registry's entries.
+    services: HashMap<ServiceKey, Box<ServiceState>>,
+    host_deps: HashMap<Arc<str>, SortedSet<ServiceKey>>,
+    vs_deps: HashMap<ResourceId, SortedSet<ServiceKey>>,
     /// Notes of entries and rules that depend on other resources.
     entry_notes: HashMap<ResourceId, Vec<String>>,
     rule_notes: HashMap<ResourceId, Vec<String>>,
@@ -65,6 +70,9 @@ pub struct Compiler {
     /// Services to look at again in the next update: their last good state arrives with
     /// this one (see `ServiceState::spoiled_without_last`).
     revisit: BTreeSet<ServiceKey>,
+    /// One copy of each host name, shared by entries, rules and VirtualServices.
+    hosts: Interner,
+    hosts_pruned_at: usize,
 }
 
 impl Default for Compiler {
@@ -80,20 +88,22 @@ impl Compiler {
         Compiler {
             registry: Registry::with_last_good(last_good),
             rules: Rules::default(),
-            virtual_services: HashMap::new(),
-            vs_by_host: HashMap::new(),
-            vs_by_vip: HashMap::new(),
+            virtual_services: HashMap::default(),
+            vs_by_host: HashMap::default(),
+            vs_by_vip: HashMap::default(),
             vs_wildcard: BTreeSet::new(),
-            vs_by_destination: HashMap::new(),
+            vs_by_destination: HashMap::default(),
             plan: last_good.clone(),
-            services: HashMap::new(),
-            host_deps: HashMap::new(),
-            vs_deps: HashMap::new(),
-            entry_notes: HashMap::new(),
-            rule_notes: HashMap::new(),
+            services: HashMap::default(),
+            host_deps: HashMap::default(),
+            vs_deps: HashMap::default(),
+            entry_notes: HashMap::default(),
+            rule_notes: HashMap::default(),
             given: HashSet::new(),
             first: true,
             revisit: BTreeSet::new(),
+            hosts: Interner::default(),
+            hosts_pruned_at: 0,
         }
     }
 
@@ -126,7 +136,7 @@ impl Compiler {
 
         // Stage B: who holds each service.
         if !entries.is_empty() || self.registry.has_pending() {
-            let settled = self.registry.update(&entries, &self.plan);
+            let settled = self.registry.update(&entries, &self.plan, &self.hosts);
             dirty_hosts.extend(settled.hosts);
             dirty_keys.extend(settled.keys);
             touched.extend(settled.entries);
@@ -142,13 +152,14 @@ impl Compiler {
             if let Some(resource) = resource
                 && let ResourceSpec::DestinationRule(spec) = &resource.spec
             {
-                let state = destination_rule::compile(resource, spec);
+                let state = destination_rule::compile(resource, spec, &self.hosts);
                 wildcard_rule_changed |= state.host.starts_with('*');
                 dirty_hosts.insert(state.host.clone());
                 self.rules.insert(id.clone(), state);
             }
             self.rule_notes.remove(id);
         }
+        self.hosts.prune(&mut self.hosts_pruned_at);
         if wildcard_rule_changed {
             let patterns: Vec<Arc<str>> = dirty_hosts
                 .iter()
@@ -174,14 +185,14 @@ impl Compiler {
                 dirty_keys.extend(deps.iter().copied());
             }
             if let Some(resource) = resource {
-                let vs = Arc::new(virtual_service::compile(resource));
+                let vs = Arc::new(virtual_service::compile(resource, &self.hosts));
                 self.index_vs(&vs);
                 self.virtual_services.insert(
                     id.clone(),
-                    VsState {
+                    Box::new(VsState {
                         vs,
                         resolved: empty_resolution(),
-                    },
+                    }),
                 );
                 dirty_vs.insert(id.clone());
             }
@@ -249,7 +260,7 @@ impl Compiler {
             );
             self.forget_deps(&key);
             let changed = match state {
-                Some(state) => {
+                Some((plan, state)) => {
                     if state.spoiled_without_last {
                         self.revisit.insert(key);
                     }
@@ -260,16 +271,14 @@ impl Compiler {
                         self.vs_deps.entry(id.clone()).or_default().insert(key);
                     }
                     let before = self.plan.service(&key).map(|s| s.resource.clone());
-                    let changed = self.plan.service(&key) != Some(&state.plan);
+                    let now = plan.resource.clone();
+                    let changed = self.plan.service(&key) != Some(&plan);
                     if changed {
-                        self.plan.insert(state.plan.clone());
+                        self.plan.insert(plan);
                     }
-                    self.registry.plan_holder_changed(
-                        key,
-                        before.as_ref(),
-                        Some(&state.plan.resource),
-                    );
-                    self.services.insert(key, state);
+                    self.registry
+                        .plan_holder_changed(key, before.as_ref(), Some(&now));
+                    self.services.insert(key, Box::new(state));
                     changed
                 }
                 None => match self.plan.remove(&key) {
@@ -298,8 +307,14 @@ impl Compiler {
             }
         }
         for id in &entry_ids {
+            // Only entries with notes are kept: a map entry per entry would cost more than
+            // the notes.
             let notes = self.registry.host_notes(id);
-            self.entry_notes.insert(id.clone(), notes);
+            if notes.is_empty() {
+                self.entry_notes.remove(id);
+            } else {
+                self.entry_notes.insert(id.clone(), notes);
+            }
         }
         let mut rule_ids: BTreeSet<ResourceId> = rules.iter().map(|(id, _)| id.clone()).collect();
         for host in &dirty_hosts {
@@ -310,7 +325,11 @@ impl Compiler {
         }
         for id in &rule_ids {
             let notes = self.notes_of_rule(id);
-            self.rule_notes.insert(id.clone(), notes);
+            if notes.is_empty() {
+                self.rule_notes.remove(id);
+            } else {
+                self.rule_notes.insert(id.clone(), notes);
+            }
         }
         touched.extend(entry_ids);
         touched.extend(rule_ids);
@@ -585,7 +604,7 @@ impl Compiler {
 }
 
 fn remove_from<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, BTreeSet<ResourceId>>,
+    map: &mut HashMap<K, SortedSet<ResourceId>>,
     key: &K,
     id: &ResourceId,
 ) {

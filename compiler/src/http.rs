@@ -489,8 +489,7 @@ fn mirrors(
 /// cannot carry the service (reported when the VirtualService was resolved).
 fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> Option<usize> {
     let port = target
-        .port
-        .as_ref()
+        .named_port()
         .or_else(|| infer_port(&target.entry, key.port))?;
     let subset = target.subset.as_ref().map(|s| s.name.clone());
     let name = format!(

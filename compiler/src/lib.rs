@@ -24,6 +24,7 @@ mod registry;
 mod routes;
 mod service_entry;
 mod services;
+mod sorted;
 mod subnet;
 mod traffic_policy;
 mod virtual_service;

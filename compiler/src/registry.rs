@@ -7,14 +7,17 @@
 //! change it. Claims chain (A beats B, so B's other services are free for C), so a change
 //! is settled over its conflict group: every entry connected to it by a shared service.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
+use vsteer_model::intern::Interner;
 use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId};
 use vsteer_plan::{Plan, ServiceKey};
 
 use crate::service_entry::{self, Entry};
+use crate::sorted::SortedSet;
 
 /// A service another entry holds already.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,18 +91,20 @@ pub struct Touched {
 
 #[derive(Default)]
 pub struct Registry {
-    pub entries: HashMap<ResourceId, EntryState>,
+    /// Boxed: at tens of thousands of entries a table of inline states runs half empty
+    /// after each doubling.
+    pub entries: HashMap<ResourceId, Box<EntryState>>,
     /// Every entry listing a host, by precedence (and id: two resources may share a
     /// precedence for a moment, while a batch of changes moves documents within a file).
-    hosts: HashMap<Arc<str>, BTreeSet<(Precedence, ResourceId)>>,
+    hosts: HashMap<Arc<str>, SortedSet<(Precedence, ResourceId)>>,
     /// The entries (valid on their own) that claim each service, by precedence.
-    claims: HashMap<ServiceKey, BTreeSet<(Precedence, ResourceId)>>,
-    owners: HashMap<ServiceKey, Owner>,
+    claims: HashMap<ServiceKey, SortedSet<(Precedence, ResourceId)>>,
+    /// Ordered, so the services at one VIP are a range (for VirtualServices that name an
+    /// IP) without a second index.
+    owners: BTreeMap<ServiceKey, Owner>,
     /// The services the plan in force lists under each entry: the last good state a
     /// rejected entry keeps. Kept up to date by the engine as the plan changes.
-    held: HashMap<ResourceId, BTreeSet<ServiceKey>>,
-    /// The services of accepted entries at each VIP.
-    by_vip: HashMap<IpAddr, BTreeSet<ServiceKey>>,
+    held: HashMap<ResourceId, SortedSet<ServiceKey>>,
     /// Entries to settle in the next update whether or not they change: those of the
     /// starting plan, and those whose notes speak of the last good plan.
     pending: BTreeSet<ResourceId>,
@@ -219,7 +224,12 @@ impl Registry {
 
     /// The services of accepted entries at `vip`.
     pub fn services_at(&self, vip: IpAddr) -> impl Iterator<Item = &ServiceKey> + '_ {
-        self.by_vip.get(&vip).into_iter().flatten()
+        let first = ServiceKey::new(vip, 0, vsteer_plan::Protocol::Tcp);
+        self.owners
+            .range(first..)
+            .take_while(move |(key, _)| key.vip == vip)
+            .filter(|(_, owner)| matches!(owner, Owner::Entry(_)))
+            .map(|(key, _)| key)
     }
 
     /// The notes of entry `id` that depend on other entries: a host it shares with an
@@ -234,7 +244,8 @@ impl Registry {
         let mut notes = Vec::new();
         for host in &entry.hosts {
             let first = self.hosts.get(host).and_then(|ids| {
-                ids.range(..(state.precedence.clone(), id.clone()))
+                ids.before(&(state.precedence.clone(), id.clone()))
+                    .iter()
                     .find_map(|(_, earlier)| self.entries.get(earlier)?.entry())
             });
             if let Some(first) = first {
@@ -253,6 +264,7 @@ impl Registry {
         &mut self,
         changed: &[(ResourceId, Option<Arc<Resource>>)],
         last_good: &Plan,
+        interner: &Interner,
     ) -> Touched {
         let mut touched = Touched::default();
         let mut seeds: BTreeSet<ResourceId> = std::mem::take(&mut self.pending);
@@ -267,7 +279,7 @@ impl Registry {
                 }
             }
             if let Some(resource) = resource {
-                let state = entry_state(resource);
+                let state = Box::new(entry_state(resource, interner));
                 touched.hosts.extend(state.hosts.iter().cloned());
                 self.index(id, &state);
                 self.entries.insert(id.clone(), state);
@@ -384,16 +396,14 @@ impl Registry {
         touched: &mut Touched,
     ) {
         // What each member held before: the last good services a rejected one keeps.
-        let before: HashMap<ResourceId, BTreeSet<ServiceKey>> = members
+        let before: HashMap<ResourceId, SortedSet<ServiceKey>> = members
             .iter()
             .map(|id| (id.clone(), self.held.get(id).cloned().unwrap_or_default()))
             .collect();
+        let mut claimed: HashMap<ServiceKey, (ResourceId, Arc<str>, bool)> = HashMap::default();
         for key in keys {
-            if let Some(owner) = self.owners.remove(key) {
+            if self.owners.remove(key).is_some() {
                 touched.keys.insert(*key);
-                if let Owner::Entry(_) = owner {
-                    self.unindex_vip(key);
-                }
             }
         }
         let mut order: Vec<(&Precedence, &ResourceId)> = members
@@ -402,8 +412,7 @@ impl Registry {
             .collect();
         order.sort();
         let order: Vec<ResourceId> = order.into_iter().map(|(_, id)| id.clone()).collect();
-        // Who holds a service so far: (holder, its file, kept).
-        let mut claimed: HashMap<ServiceKey, (ResourceId, Arc<str>, bool)> = HashMap::new();
+        // Who holds a service so far (holder, its file, kept): `claimed`, above.
         let mut results: Vec<(ResourceId, bool, Vec<Diagnostic>, Vec<String>)> = Vec::new();
         for id in &order {
             let Some(state) = self.entries.get(id) else {
@@ -485,7 +494,6 @@ impl Registry {
             let owner = if kept {
                 Owner::Kept(id.clone())
             } else {
-                self.by_vip.entry(key.vip).or_default().insert(key);
                 Owner::Entry(id.clone())
             };
             self.owners.insert(key, owner);
@@ -497,34 +505,27 @@ impl Registry {
             }
         }
     }
-
-    fn unindex_vip(&mut self, key: &ServiceKey) {
-        if let Some(keys) = self.by_vip.get_mut(&key.vip) {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.by_vip.remove(&key.vip);
-            }
-        }
-    }
 }
 
-fn entry_state(resource: &Arc<Resource>) -> EntryState {
+fn entry_state(resource: &Arc<Resource>, interner: &Interner) -> EntryState {
     let spec = match &resource.spec {
         vsteer_model::ResourceSpec::ServiceEntry(spec) => Some(spec),
         _ => None,
     };
-    let hosts = spec
-        .map(|s| {
-            s.hosts
-                .iter()
-                .filter(|h| !h.is_empty())
-                .map(|h| Arc::from(h.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
     let compiled = match spec {
-        Some(spec) => service_entry::compile(resource, spec).map(Arc::new),
+        Some(spec) => service_entry::compile(resource, spec, interner).map(Arc::new),
         None => Err(Vec::new()),
+    };
+    // An accepted entry's hosts are shared with it; a rejected one's are read for messages.
+    let hosts = match (&compiled, spec) {
+        (Ok(entry), _) => entry.hosts.clone(),
+        (Err(_), Some(spec)) => spec
+            .hosts
+            .iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| interner.get(h))
+            .collect(),
+        (Err(_), None) => Vec::new(),
     };
     EntryState {
         precedence: resource.precedence.clone(),

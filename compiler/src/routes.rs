@@ -148,7 +148,7 @@ pub fn port_errors(
             continue;
         };
         if let Err(error) = target_port(target, key) {
-            errors.push((format!("{}.port", destination.field), error));
+            errors.push((format!("{}.port", destination.field()), error));
         }
     }
     errors
@@ -157,8 +157,7 @@ pub fn port_errors(
 /// The port of `target` a connection to `key` goes to.
 fn target_port(target: &Target, key: ServiceKey) -> Result<&Port, VirtualServiceError> {
     let port = target
-        .port
-        .as_ref()
+        .named_port()
         .or_else(|| infer_port(&target.entry, key.port))
         .ok_or_else(|| VirtualServiceError::PortRequired {
             host: target.host.clone(),
@@ -256,7 +255,7 @@ pub fn route(
                     family(key)
                 ));
             } else {
-                let subset = target.subset.as_ref().map(|s| s.name.as_str());
+                let subset = target.subset.as_ref().map(|s| &*s.name);
                 policies.push((j, target.rules.load_balancer(subset, port.number)));
             }
         }

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use vsteer_model::intern::Interner;
 use vsteer_model::istio::{ServiceEntrySpec, WorkloadEntry};
-use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId};
+use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId};
 use vsteer_plan::{BackendPlan, Protocol, ServiceKey};
 
 use crate::names::is_dns1123_label;
@@ -79,7 +80,7 @@ struct Endpoint {
     address: IpAddr,
     /// Endpoint port by service port name.
     ports: BTreeMap<String, u32>,
-    labels: Arc<BTreeMap<String, String>>,
+    labels: Labels,
 }
 
 impl Entry {
@@ -102,8 +103,8 @@ impl Entry {
     }
 
     /// The labels of every endpoint, of either family.
-    pub fn endpoint_labels(&self) -> impl Iterator<Item = &BTreeMap<String, String>> + '_ {
-        self.endpoints.iter().map(|e| &*e.labels)
+    pub fn endpoint_labels(&self) -> impl Iterator<Item = &Labels> + '_ {
+        self.endpoints.iter().map(|e| &e.labels)
     }
 
     /// The endpoints a connection to `vip` on `port` can be sent to: those of the VIP's
@@ -127,7 +128,11 @@ impl Entry {
 /// Validates a ServiceEntry. Any error rejects the whole resource: a partly applied
 /// ServiceEntry would steer some ports and not others, which is harder to notice than a
 /// clear rejection.
-pub fn compile(resource: &Resource, spec: &ServiceEntrySpec) -> Result<Entry, Vec<Diagnostic>> {
+pub fn compile(
+    resource: &Resource,
+    spec: &ServiceEntrySpec,
+    hosts: &Interner,
+) -> Result<Entry, Vec<Diagnostic>> {
     let mut problems = Problems::new(resource);
     check_settings(spec, &mut problems);
     check_hosts(spec, &mut problems);
@@ -167,7 +172,7 @@ pub fn compile(resource: &Resource, spec: &ServiceEntrySpec) -> Result<Entry, Ve
         id: id.clone(),
         precedence: resource.precedence.clone(),
         file: resource.origin.file.clone(),
-        hosts: spec.hosts.iter().map(|h| Arc::from(h.as_str())).collect(),
+        hosts: spec.hosts.iter().map(|h| hosts.get(h)).collect(),
         vips,
         ports,
         endpoints,
@@ -222,7 +227,8 @@ fn vips(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<(usize, IpAddr)
         problems.add("spec.addresses", ServiceEntryError::NoAddresses);
     }
     let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
-    let mut vips = Vec::new();
+    // Sized up front: an entry is kept for as long as it exists.
+    let mut vips = Vec::with_capacity(spec.addresses.len());
     for (i, address) in spec.addresses.iter().enumerate() {
         let field = format!("spec.addresses[{i}]");
         match parse_vip(address) {
@@ -287,7 +293,7 @@ fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
     }
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut numbers: BTreeMap<u32, usize> = BTreeMap::new();
-    let mut ports = Vec::new();
+    let mut ports = Vec::with_capacity(spec.ports.len());
     for (i, port) in spec.ports.iter().enumerate() {
         let number = problems.port(format!("spec.ports[{i}].number"), "port", port.number);
         if number.is_some() {
@@ -354,7 +360,7 @@ fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
 /// connects are refused (as Istio answers 503), unless a route sends them elsewhere.
 fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> {
     let port_names: BTreeSet<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
-    let mut endpoints = Vec::new();
+    let mut endpoints = Vec::with_capacity(spec.endpoints.len());
     for (j, endpoint) in spec.endpoints.iter().enumerate() {
         let field = format!("spec.endpoints[{j}].address");
         if endpoint.address.is_empty() {
@@ -365,7 +371,7 @@ fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> 
                 // Istio also allows host names (DNS resolution) and unix:// sockets here.
                 Err(_) => problems.add(
                     field,
-                    ServiceEntryError::EndpointNotIp(endpoint.address.clone()),
+                    ServiceEntryError::EndpointNotIp(endpoint.address.to_string()),
                 ),
             }
         }

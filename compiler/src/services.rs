@@ -24,23 +24,23 @@ pub struct Candidate<'a> {
     pub score: usize,
 }
 
-/// A service's state and what it depended on.
+/// What a service's plan came from (the plan itself lives in the plan only).
 #[derive(Debug, Clone)]
 pub struct ServiceState {
-    pub plan: ServicePlan,
     pub notes: Vec<String>,
     /// Copied from the last good plan because a rejected resource would have changed it.
     pub kept: bool,
-    /// Hosts whose entries or rules shaped it.
-    pub hosts: Vec<Arc<str>>,
+    /// Hosts whose entries or rules shaped it (boxed slices: no spare capacity, kept for
+    /// every service).
+    pub hosts: Box<[Arc<str>]>,
     /// VirtualServices that covered it, or spoiled it.
-    pub virtual_services: Vec<ResourceId>,
+    pub virtual_services: Box<[ResourceId]>,
     /// A rejected resource would change it, but the last good plan did not have it yet:
     /// compiled as if the resource were absent, and kept from the next update on.
     pub spoiled_without_last: bool,
 }
 
-/// The state of service `key`; `None` when no entry holds it any more.
+/// The plan and state of service `key`; `None` when no entry holds it any more.
 pub fn assemble(
     key: ServiceKey,
     registry: &Registry,
@@ -48,19 +48,19 @@ pub fn assemble(
     mut covering: Vec<Candidate<'_>>,
     last: Option<&ServicePlan>,
     rejected_vs: impl Fn(&ResourceId) -> bool,
-) -> Option<ServiceState> {
+) -> Option<(ServicePlan, ServiceState)> {
     let owner = registry.owner(&key)?;
     let entry = match owner {
         Owner::Kept(id) => {
             let last = last?;
-            return Some(ServiceState {
-                plan: last.clone(),
+            let state = ServiceState {
                 notes: vec![format!("kept last good state for {key}: {id} was rejected")],
                 kept: true,
-                hosts: Vec::new(),
-                virtual_services: Vec::new(),
+                hosts: Box::default(),
+                virtual_services: Box::default(),
                 spoiled_without_last: false,
-            });
+            };
+            return Some((last.clone(), state));
         }
         Owner::Entry(id) => registry.entries.get(id)?.entry()?,
     };
@@ -132,29 +132,37 @@ pub fn assemble(
     }
     let mut hosts = routed.hosts.clone();
     hosts.push(entry.host().clone());
+    hosts.sort_unstable();
+    hosts.dedup();
+    let hosts: Box<[Arc<str>]> = hosts.into();
+    let virtual_services: Box<[ResourceId]> = virtual_services.into();
     let spoiled_without_last = spoiled_by.is_some() && last.is_none();
     match (spoiled_by, last) {
-        (Some(by), Some(last)) => Some(ServiceState {
-            plan: last.clone(),
-            notes: {
-                notes.push(format!("kept last good state for {key}: {by} was rejected"));
-                notes
-            },
-            kept: true,
-            hosts,
-            virtual_services,
-            spoiled_without_last,
-        }),
+        (Some(by), Some(last)) => {
+            notes.push(format!("kept last good state for {key}: {by} was rejected"));
+            Some((
+                last.clone(),
+                ServiceState {
+                    notes,
+                    kept: true,
+                    hosts,
+                    virtual_services,
+                    spoiled_without_last,
+                },
+            ))
+        }
         _ => {
             notes.extend(routed.notes);
-            Some(ServiceState {
-                plan: routed.plan,
-                notes,
-                kept: false,
-                hosts,
-                virtual_services,
-                spoiled_without_last,
-            })
+            Some((
+                routed.plan,
+                ServiceState {
+                    notes,
+                    kept: false,
+                    hosts,
+                    virtual_services,
+                    spoiled_without_last,
+                },
+            ))
         }
     }
 }

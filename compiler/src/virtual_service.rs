@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
+use vsteer_model::intern::Interner;
 use vsteer_model::istio::{Destination, VirtualServiceSpec};
 use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::{Section, ServiceKey};
@@ -75,15 +76,47 @@ pub enum VirtualServiceError {
     },
 }
 
+/// Where a destination is written in the spec.
+#[derive(Debug, Clone, Copy)]
+pub enum Place {
+    /// `spec.<section>[rule].route[index].destination`.
+    Route {
+        section: Section,
+        rule: usize,
+        index: usize,
+    },
+    /// `spec.http[rule].mirror`.
+    Mirror { rule: usize },
+    /// `spec.http[rule].mirrors[index].destination`.
+    Mirrors { rule: usize, index: usize },
+}
+
 /// One destination of one rule, with its host resolved in the rule's namespace.
 #[derive(Debug, Clone)]
 pub struct DestinationRef {
-    /// `spec.http[0].route[1].destination`.
-    pub field: String,
+    pub place: Place,
     pub host: Arc<str>,
     pub subset: Option<String>,
     pub port: Option<u32>,
     pub weight: Option<i32>,
+}
+
+impl DestinationRef {
+    /// The field path, e.g. `spec.http[0].route[1].destination` (built for messages only:
+    /// one string per destination of every VirtualService would be much of its memory).
+    pub fn field(&self) -> String {
+        match self.place {
+            Place::Route {
+                section,
+                rule,
+                index,
+            } => format!("spec.{section}[{rule}].route[{index}].destination"),
+            Place::Mirror { rule } => format!("spec.http[{rule}].mirror"),
+            Place::Mirrors { rule, index } => {
+                format!("spec.http[{rule}].mirrors[{index}].destination")
+            }
+        }
+    }
 }
 
 /// A VirtualService, checked on its own.
@@ -168,7 +201,7 @@ impl VirtualService {
 }
 
 /// Stage A: what can be judged from the VirtualService alone.
-pub fn compile(resource: &Arc<Resource>) -> VirtualService {
+pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService {
     let mut vs = VirtualService {
         id: resource.id.clone(),
         precedence: resource.precedence.clone(),
@@ -203,7 +236,7 @@ pub fn compile(resource: &Arc<Resource>) -> VirtualService {
     vs.hosts = spec
         .hosts
         .iter()
-        .map(|h| Arc::from(resolve_host(h, resource.namespace())))
+        .map(|h| interner.get(&resolve_host(h, resource.namespace())))
         .collect();
     let mut problems = Problems::new(resource);
     // Istio's own rule: `*` would capture every service of the mesh.
@@ -237,8 +270,13 @@ pub fn compile(resource: &Arc<Resource>) -> VirtualService {
             vs.destinations.push(destination_ref(
                 &d.destination,
                 d.weight,
-                format!("{field}.route[{j}].destination"),
+                Place::Route {
+                    section: Section::Http,
+                    rule: i,
+                    index: j,
+                },
                 resource.namespace(),
+                interner,
             ));
         }
         vs.http_destinations.push(start..vs.destinations.len());
@@ -253,8 +291,9 @@ pub fn compile(resource: &Arc<Resource>) -> VirtualService {
                 destination: destination_ref(
                     mirror,
                     None,
-                    format!("{field}.mirror"),
+                    Place::Mirror { rule: i },
                     resource.namespace(),
+                    interner,
                 ),
                 percent: legacy,
             });
@@ -265,8 +304,9 @@ pub fn compile(resource: &Arc<Resource>) -> VirtualService {
                 destination: destination_ref(
                     &mirror.destination,
                     None,
-                    format!("{field}.mirrors[{m}].destination"),
+                    Place::Mirrors { rule: i, index: m },
                     resource.namespace(),
+                    interner,
                 ),
                 percent: mirror.percentage.map(|p| p.value).unwrap_or(100.0),
             });
@@ -303,25 +343,33 @@ pub fn compile(resource: &Arc<Resource>) -> VirtualService {
             vs.destinations.push(destination_ref(
                 &d.destination,
                 d.weight,
-                format!("{field}.route[{j}].destination"),
+                Place::Route {
+                    section: Section::Tcp,
+                    rule: i,
+                    index: j,
+                },
                 resource.namespace(),
+                interner,
             ));
         }
         vs.tcp_destinations.push(start..vs.destinations.len());
     }
     vs.errors = problems.errors;
+    vs.destinations.shrink_to_fit();
+    vs.mirrors.shrink_to_fit();
     vs
 }
 
 fn destination_ref(
     destination: &Destination,
     weight: Option<i32>,
-    field: String,
+    place: Place,
     namespace: &str,
+    interner: &Interner,
 ) -> DestinationRef {
     DestinationRef {
-        field,
-        host: Arc::from(resolve_host(&destination.host, namespace)),
+        place,
+        host: interner.get(&resolve_host(&destination.host, namespace)),
         subset: destination.subset.clone(),
         port: destination.port.map(|p| p.number),
         weight,
@@ -395,8 +443,15 @@ pub struct Target {
     pub entry: Arc<Entry>,
     pub rules: ForHost,
     pub subset: Option<vsteer_model::istio::Subset>,
-    /// `destination.port`, when set.
-    pub port: Option<Port>,
+    /// `destination.port`, when set (a port of `entry`).
+    pub port: Option<u16>,
+}
+
+impl Target {
+    /// The entry's port `destination.port` names.
+    pub fn named_port(&self) -> Option<&Port> {
+        self.port.and_then(|n| self.entry.port(n))
+    }
 }
 
 /// Stage C: a VirtualService against the registry and the DestinationRules.
@@ -469,6 +524,9 @@ pub fn resolve(vs: &VirtualService, registry: &Registry, rules: &Rules) -> Resol
             }
         }
     }
+    resolved.targets.shrink_to_fit();
+    resolved.mirror_targets.shrink_to_fit();
+    resolved.covered.shrink_to_fit();
     resolved.valid = vs.errors.is_empty() && problems.is_empty();
     resolved.errors = problems.errors;
     if resolved.valid && resolved.covered.is_empty() {
@@ -513,7 +571,7 @@ fn target(
     registry: &Registry,
     rules: &Rules,
 ) -> Result<Target, Vec<(String, VirtualServiceError)>> {
-    let field = &destination.field;
+    let field = &destination.field();
     if destination.host.is_empty() {
         return Err(vec![(
             format!("{field}.host"),
@@ -557,7 +615,7 @@ fn target(
     let port = match destination.port {
         None => None,
         Some(number) => {
-            let port = port_number(number).and_then(|n| entry.port(n)).cloned();
+            let port = port_number(number).filter(|&n| entry.port(n).is_some());
             if port.is_none() {
                 errors.push((
                     format!("{field}.port.number"),

@@ -94,7 +94,7 @@ mod tests {
             address: address.parse().unwrap(),
             port: 80,
             weight: 0,
-            labels: std::sync::Arc::new(BTreeMap::new()),
+            labels: vsteer_model::Labels::default(),
             subsets: Vec::new(),
         }
     }

@@ -34,15 +34,15 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
     let installed = tables::read_installed(&services, &backends)?;
     Ok(installed
         .iter()
-        .map(|(key, installed)| ServiceStatus {
+        .map(|(key, (first, spec))| ServiceStatus {
             service: describe(key),
-            mode: if installed.spec.mode == mode::SOURCE_HASH {
+            mode: if spec.mode == mode::SOURCE_HASH {
                 "SOURCE_IP_HASH"
             } else {
                 "WEIGHTED_RANDOM"
             },
-            first: installed.first,
-            backends: shares(&installed.spec)
+            first: *first,
+            backends: shares(spec)
                 .into_iter()
                 .map(|(a, share)| (show(&a), share, counts.get(&a).copied().unwrap_or(0)))
                 .collect(),

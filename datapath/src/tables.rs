@@ -7,7 +7,7 @@
 //! to read its slots.
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
+    hash::{DefaultHasher, Hash, Hasher},
     time::{Duration, Instant},
 };
 
@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use aya::maps::{Array, HashMap, MapData};
 use rustc_hash::{FxHashMap, FxHashSet};
 use vsteer_common::{MAX_BACKEND_SLOTS, ServiceValue, Slot, VipKey};
-use vsteer_plan::{LoadBalancer, Plan, ServiceKey, ServicePlan};
+use vsteer_plan::{Plan, ServiceKey, ServicePlan};
 
 use crate::keys::{describe, vip_key};
 use crate::ranges::SlotRanges;
@@ -36,65 +36,50 @@ pub struct ApplyStats {
 /// The per-service differences between what is installed and what a plan wants.
 #[derive(Debug, Default, PartialEq)]
 pub struct Changes {
-    /// New or different tables, with the inputs they come from.
-    pub upserts: Vec<(VipKey, TableSpec, Inputs)>,
+    /// New or different tables.
+    pub upserts: Vec<(VipKey, TableSpec)>,
     pub removals: Vec<VipKey>,
     pub unchanged: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A service's table in the kernel: where it is, and a digest of what it holds (the slots
+/// themselves are in the kernel; keeping copies of every table cost more than the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {
     /// The table's first slot in the array.
     pub first: u32,
-    pub spec: TableSpec,
+    pub count: u32,
+    pub digest: Digest,
 }
 
-/// What a service's table is computed from: its load balancer and its backends with their
-/// weights. Equal inputs, equal tables.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inputs {
-    load_balancer: LoadBalancer,
-    backends: Vec<(IpAddr, u16, u32)>,
-}
+/// 128 bits of two independent SipHash digests of a table: equal digests, equal tables, to
+/// a chance of about 2^-128.
+pub type Digest = u128;
 
-impl Inputs {
-    fn of(service: &ServicePlan) -> Inputs {
-        Inputs {
-            load_balancer: service.load_balancer,
-            backends: service
-                .backends
-                .iter()
-                .map(|b| (b.address, b.port, b.weight))
-                .collect(),
+pub fn digest(spec: &TableSpec) -> Digest {
+    let half = |salt: u8| {
+        let mut hasher = DefaultHasher::new();
+        salt.hash(&mut hasher);
+        spec.mode.hash(&mut hasher);
+        for slot in &spec.slots {
+            slot.threshold.hash(&mut hasher);
+            slot.primary.hash(&mut hasher);
+            slot.alias.hash(&mut hasher);
         }
-    }
-
-    /// Whether `service` has these inputs; compares in place, allocating nothing.
-    fn matches(&self, service: &ServicePlan) -> bool {
-        self.load_balancer == service.load_balancer
-            && self.backends.len() == service.backends.len()
-            && self
-                .backends
-                .iter()
-                .zip(&service.backends)
-                .all(|(a, b)| *a == (b.address, b.port, b.weight))
-    }
+        hasher.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
-/// Compares the installed tables with what `plan` wants. A service that is installed from
-/// the very inputs recorded in `applied` is unchanged without computing its table, so with
-/// tens of thousands of services a one-service change costs one table.
-pub fn diff(
-    installed: &FxHashMap<VipKey, Installed>,
-    applied: &mut FxHashMap<VipKey, Inputs>,
-    plan: &Plan,
-) -> Changes {
+/// Compares the installed tables with what `plan` wants: only tables that differ are
+/// written.
+pub fn diff(installed: &FxHashMap<VipKey, Installed>, plan: &Plan) -> Changes {
     let mut changes = Changes::default();
     let mut wanted = FxHashSet::with_capacity_and_hasher(plan.len(), Default::default());
     for service in plan.services() {
         let key = vip_key(&service.key);
         wanted.insert(key);
-        compare(installed, applied, key, service, &mut changes);
+        compare(installed, key, service, &mut changes);
     }
     changes.removals = installed
         .keys()
@@ -108,7 +93,6 @@ pub fn diff(
 /// one-service change costs, whatever the number of services.
 pub fn diff_keys(
     installed: &FxHashMap<VipKey, Installed>,
-    applied: &mut FxHashMap<VipKey, Inputs>,
     plan: &Plan,
     keys: &[ServiceKey],
 ) -> Changes {
@@ -116,7 +100,7 @@ pub fn diff_keys(
     for key in keys {
         let map_key = vip_key(key);
         match plan.service(key) {
-            Some(service) => compare(installed, applied, map_key, service, &mut changes),
+            Some(service) => compare(installed, map_key, service, &mut changes),
             None if installed.contains_key(&map_key) => changes.removals.push(map_key),
             None => {}
         }
@@ -126,23 +110,19 @@ pub fn diff_keys(
 
 fn compare(
     installed: &FxHashMap<VipKey, Installed>,
-    applied: &mut FxHashMap<VipKey, Inputs>,
     key: VipKey,
     service: &ServicePlan,
     changes: &mut Changes,
 ) {
-    let current = installed.get(&key);
-    if current.is_some() && applied.get(&key).is_some_and(|i| i.matches(service)) {
-        changes.unchanged += 1;
-        return;
-    }
     let spec = table_spec(service);
-    if current.is_some_and(|c| c.spec == spec) {
-        // Adopted from an earlier agent, or a change that leaves the table as it is.
-        applied.insert(key, Inputs::of(service));
+    // Adopted from an earlier agent, or a change that leaves the table as it is.
+    if installed
+        .get(&key)
+        .is_some_and(|c| c.digest == digest(&spec))
+    {
         changes.unchanged += 1;
     } else {
-        changes.upserts.push((key, spec, Inputs::of(service)));
+        changes.upserts.push((key, spec));
     }
 }
 
@@ -150,8 +130,6 @@ pub struct Tables {
     services: HashMap<MapData, VipKey, ServiceValue>,
     slots: Array<MapData, Slot>,
     installed: FxHashMap<VipKey, Installed>,
-    /// The inputs each installed table was written from.
-    applied: FxHashMap<VipKey, Inputs>,
     /// Replaced tables: (first slot, slot count, when replaced).
     retired: Vec<(u32, u32, Instant)>,
     ranges: SlotRanges,
@@ -165,18 +143,28 @@ impl Tables {
         services: HashMap<MapData, VipKey, ServiceValue>,
         slots: Array<MapData, Slot>,
     ) -> Result<Self> {
-        let installed = read_installed(&services, &slots)?;
+        let tables = read_installed(&services, &slots)?;
         let ranges = SlotRanges::with_used(
             MAX_BACKEND_SLOTS,
-            installed
+            tables
                 .values()
-                .map(|i| (i.first, i.spec.slots.len() as u32)),
+                .map(|(first, spec)| (*first, spec.slots.len() as u32)),
         );
+        let installed = tables
+            .into_iter()
+            .map(|(key, (first, spec))| {
+                let installed = Installed {
+                    first,
+                    count: spec.slots.len() as u32,
+                    digest: digest(&spec),
+                };
+                (key, installed)
+            })
+            .collect();
         Ok(Self {
             services,
             slots,
-            installed: installed.into_iter().collect(),
-            applied: FxHashMap::default(),
+            installed,
             retired: Vec::new(),
             ranges,
         })
@@ -189,14 +177,14 @@ impl Tables {
     /// Writes only what differs between the kernel's maps and `plan`.
     pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
         self.sweep();
-        let changes = diff(&self.installed, &mut self.applied, plan);
+        let changes = diff(&self.installed, plan);
         self.write(changes)
     }
 
     /// Writes what differs for the services `keys` only.
     pub fn apply_keys(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
         self.sweep();
-        let changes = diff_keys(&self.installed, &mut self.applied, plan, keys);
+        let changes = diff_keys(&self.installed, plan, keys);
         self.write(changes)
     }
 
@@ -205,7 +193,7 @@ impl Tables {
             unchanged: changes.unchanged,
             ..ApplyStats::default()
         };
-        for (key, spec, inputs) in changes.upserts {
+        for (key, spec) in changes.upserts {
             let first = self.write_table(&key, &spec.slots)?;
             let value = ServiceValue {
                 first,
@@ -216,8 +204,12 @@ impl Tables {
             self.services
                 .insert(key, value, 0)
                 .with_context(|| format!("writing service {}", describe(&key)))?;
-            self.applied.insert(key, inputs);
-            match self.installed.insert(key, Installed { first, spec }) {
+            let installed = Installed {
+                first,
+                count: spec.slots.len() as u32,
+                digest: digest(&spec),
+            };
+            match self.installed.insert(key, installed) {
                 Some(old) => {
                     stats.changed += 1;
                     self.retire(&old);
@@ -232,7 +224,6 @@ impl Tables {
             if let Some(old) = self.installed.remove(&key) {
                 self.retire(&old);
             }
-            self.applied.remove(&key);
             stats.removed += 1;
         }
         Ok(stats)
@@ -252,8 +243,7 @@ impl Tables {
     }
 
     fn retire(&mut self, old: &Installed) {
-        self.retired
-            .push((old.first, old.spec.slots.len() as u32, Instant::now()));
+        self.retired.push((old.first, old.count, Instant::now()));
     }
 
     /// Writes `slots` into a free range; returns its first slot.
@@ -276,11 +266,11 @@ impl Tables {
     }
 }
 
-/// Reads every service and its table from the maps.
+/// Reads every service and its table (first slot, contents) from the maps.
 pub fn read_installed(
     services: &HashMap<MapData, VipKey, ServiceValue>,
     slots: &Array<MapData, Slot>,
-) -> Result<BTreeMap<VipKey, Installed>> {
+) -> Result<BTreeMap<VipKey, (u32, TableSpec)>> {
     let mut installed = BTreeMap::new();
     for entry in services.iter() {
         let (key, value) = entry.context("reading the service map")?;
@@ -292,13 +282,13 @@ pub fn read_installed(
         }
         installed.insert(
             key,
-            Installed {
-                first: value.first,
-                spec: TableSpec {
+            (
+                value.first,
+                TableSpec {
                     mode: value.mode,
                     slots: table,
                 },
-            },
+            ),
         );
     }
     Ok(installed)
@@ -308,11 +298,9 @@ pub fn read_installed(
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use std::sync::Arc;
-
     use vsteer_common::{PROTO_TCP, mode};
-    use vsteer_model::{Kind, ResourceId};
-    use vsteer_plan::{BackendPlan, Decision, Protocol};
+    use vsteer_model::{Kind, Labels, ResourceId};
+    use vsteer_plan::{BackendPlan, Decision, LoadBalancer, Protocol};
 
     use super::*;
     use crate::keys::address;
@@ -333,14 +321,16 @@ mod tests {
         }
     }
 
+    fn installed(first: u32, backends: &[u8]) -> Installed {
+        let spec = spec(backends);
+        Installed {
+            first,
+            count: spec.slots.len() as u32,
+            digest: digest(&spec),
+        }
+    }
+
     fn service(last: u8, backends: &[u8]) -> ServicePlan {
-        let plan = BackendPlan {
-            address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
-            port: 8080,
-            weight: 0,
-            labels: Arc::new(BTreeMap::new()),
-            subsets: Vec::new(),
-        };
         ServicePlan {
             key: ServiceKey::new(
                 IpAddr::V4(Ipv4Addr::new(127, 100, 0, last)),
@@ -355,8 +345,10 @@ mod tests {
                 .iter()
                 .map(|b| BackendPlan {
                     address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, *b)),
+                    port: 8080,
                     weight: 1,
-                    ..plan.clone()
+                    labels: Labels::default(),
+                    subsets: Vec::new(),
                 })
                 .collect(),
             decision: Decision::Kernel,
@@ -368,70 +360,37 @@ mod tests {
     fn diff_writes_only_what_changed() {
         let installed: FxHashMap<_, _> = [(1, 0, &[1][..]), (2, 1, &[2]), (3, 2, &[3])]
             .into_iter()
-            .map(|(k, first, b)| {
-                (
-                    key(k),
-                    Installed {
-                        first,
-                        spec: spec(b),
-                    },
-                )
-            })
+            .map(|(k, first, b)| (key(k), installed(first, b)))
             .collect();
         let plan: Plan = [service(1, &[1]), service(2, &[2, 4]), service(5, &[5])]
             .into_iter()
             .collect();
-        let mut applied = FxHashMap::default();
-        let changes = diff(&installed, &mut applied, &plan);
+        let changes = diff(&installed, &plan);
         assert_eq!(changes.unchanged, 1);
-        let upserts: Vec<_> = changes
-            .upserts
-            .iter()
-            .map(|(k, s, _)| (*k, s.clone()))
-            .collect();
-        assert_eq!(upserts, vec![(key(2), spec(&[2, 4])), (key(5), spec(&[5]))]);
+        assert_eq!(
+            changes.upserts,
+            vec![(key(2), spec(&[2, 4])), (key(5), spec(&[5]))]
+        );
         assert_eq!(changes.removals, vec![key(3)]);
-        // The unchanged one is remembered: next time its table is not even computed.
-        assert!(applied.contains_key(&key(1)));
     }
 
     #[test]
-    fn recorded_inputs_skip_the_table() {
-        let installed: FxHashMap<_, _> = [(
-            key(1),
-            Installed {
-                first: 0,
-                spec: spec(&[9]),
-            },
-        )]
-        .into_iter()
-        .collect();
-        let plan: Plan = [service(1, &[1])].into_iter().collect();
-        let first = plan.services().next().unwrap();
-        let mut applied = FxHashMap::from_iter([(key(1), Inputs::of(first))]);
-        // The installed table differs, but it was recorded as written from these very
-        // inputs: trusted, not recomputed.
-        assert_eq!(diff(&installed, &mut applied, &plan).unchanged, 1);
-        applied.clear();
-        assert_eq!(diff(&installed, &mut applied, &plan).upserts.len(), 1);
+    fn equal_tables_have_equal_digests_and_others_not() {
+        assert_eq!(digest(&spec(&[1, 2])), digest(&spec(&[1, 2])));
+        assert_ne!(digest(&spec(&[1, 2])), digest(&spec(&[1, 3])));
+        assert_ne!(digest(&spec(&[1, 2])), digest(&spec(&[1])));
+        let mut hashed = spec(&[1, 2]);
+        hashed.mode = mode::SOURCE_HASH;
+        assert_ne!(digest(&hashed), digest(&spec(&[1, 2])));
     }
 
     #[test]
     fn a_keyed_diff_looks_at_the_named_services_only() {
         let installed: FxHashMap<_, _> = [(1, 0, &[1][..]), (3, 2, &[3])]
             .into_iter()
-            .map(|(k, first, b)| {
-                (
-                    key(k),
-                    Installed {
-                        first,
-                        spec: spec(b),
-                    },
-                )
-            })
+            .map(|(k, first, b)| (key(k), installed(first, b)))
             .collect();
         let plan: Plan = [service(1, &[9]), service(2, &[2])].into_iter().collect();
-        let mut applied = FxHashMap::default();
         let named = |last: u8| {
             ServiceKey::new(
                 IpAddr::V4(Ipv4Addr::new(127, 100, 0, last)),
@@ -440,8 +399,8 @@ mod tests {
             )
         };
         // 1 changed but is not named; 2 is new; 3 is gone from the plan.
-        let changes = diff_keys(&installed, &mut applied, &plan, &[named(2), named(3)]);
-        let upserts: Vec<_> = changes.upserts.iter().map(|(k, _, _)| *k).collect();
+        let changes = diff_keys(&installed, &plan, &[named(2), named(3)]);
+        let upserts: Vec<_> = changes.upserts.iter().map(|(k, _)| *k).collect();
         assert_eq!(upserts, [key(2)]);
         assert_eq!(changes.removals, [key(3)]);
     }

@@ -5,8 +5,6 @@
 //! source an object converted to a [`Value`]. It decides what is read, skipped with a
 //! warning, or rejected with an error naming the resource and field.
 
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 
 use crate::diagnostic::{Diagnostic, Subject};
@@ -208,7 +206,7 @@ pub fn decode_object(
         id: ResourceId::new(kind, &namespace, &name),
         origin: origin.clone(),
         precedence,
-        api_version: Arc::from(api_version),
+        api_version: crate::intern::shared(&api_version),
         spec,
     }))
 }
@@ -370,7 +368,7 @@ mod tests {
     }
 
     fn precedence() -> Precedence {
-        Precedence::position(&Arc::from("t.yaml"), 0, 0)
+        Precedence::position(&std::sync::Arc::from("t.yaml"), 0, 0)
     }
 
     #[test]

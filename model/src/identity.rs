@@ -48,7 +48,7 @@ impl fmt::Display for Kind {
 }
 
 /// A resource's identity, as a Kubernetes API server holds at most one of each.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceId {
     pub kind: Kind,
     pub namespace: Arc<str>,
@@ -59,9 +59,35 @@ impl ResourceId {
     pub fn new(kind: Kind, namespace: &str, name: &str) -> ResourceId {
         ResourceId {
             kind,
-            namespace: namespace.into(),
+            namespace: crate::intern::shared(namespace),
             name: name.into(),
         }
+    }
+}
+
+/// Kind, then namespace, then name. Namespaces are shared strings (interned), so equal ones
+/// are usually the same allocation: compared by address first.
+impl Ord for ResourceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.kind
+            .cmp(&other.kind)
+            .then_with(|| shared_cmp(&self.namespace, &other.namespace))
+            .then_with(|| self.name.cmp(&other.name))
+    }
+}
+
+impl PartialOrd for ResourceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Shared strings compare equal by address, without reading them.
+fn shared_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
     }
 }
 
@@ -82,7 +108,7 @@ impl serde::Serialize for ResourceId {
 /// The order in which resources win ties (VIP ownership, the VirtualService that applies,
 /// the subset definition that counts): earlier wins. It depends only on the resource itself,
 /// so an error elsewhere never changes who wins.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Precedence {
     /// File mode: the file's path, then the document's index in it, then the item's index
     /// in a `kind: List` document.
@@ -91,12 +117,47 @@ pub enum Precedence {
         document: u32,
         item: u32,
     },
-    /// Kubernetes: creation time, then namespace and name, as Istio orders conflicts.
-    Created {
-        seconds: i64,
-        namespace: Arc<str>,
-        name: Arc<str>,
-    },
+    /// Kubernetes: creation time, then namespace and name, as Istio orders conflicts (boxed:
+    /// precedences are kept in every index, and file mode's is half the size).
+    Created(Box<Created>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Created {
+    pub seconds: i64,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+/// File path, then document, then item; the resources of one file share the path's
+/// allocation, so most comparisons never read it.
+impl Ord for Precedence {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (
+                Precedence::Position {
+                    file: a,
+                    document: da,
+                    item: ia,
+                },
+                Precedence::Position {
+                    file: b,
+                    document: db,
+                    item: ib,
+                },
+            ) => shared_cmp(a, b).then(da.cmp(db)).then(ia.cmp(ib)),
+            (Precedence::Created(a), Precedence::Created(b)) => a.cmp(b),
+            (Precedence::Position { .. }, Precedence::Created(_)) => Ordering::Less,
+            (Precedence::Created(_), Precedence::Position { .. }) => Ordering::Greater,
+        }
+    }
+}
+
+impl PartialOrd for Precedence {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Precedence {
@@ -125,6 +186,11 @@ mod tests {
     fn ids_display_as_messages_name_them() {
         let id = ResourceId::new(Kind::VirtualService, "shop", "reviews");
         assert_eq!(id.to_string(), "VirtualService shop/reviews");
+    }
+
+    #[test]
+    fn precedence_stays_small() {
+        assert!(std::mem::size_of::<Precedence>() <= 24);
     }
 
     #[test]

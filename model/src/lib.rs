@@ -7,7 +7,9 @@
 pub mod decode;
 pub mod diagnostic;
 pub mod identity;
+pub mod intern;
 pub mod istio;
+pub mod labels;
 pub mod parse;
 pub mod resource;
 pub mod store;
@@ -15,4 +17,5 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Subject};
 pub use identity::{Kind, Precedence, ResourceId};
+pub use labels::Labels;
 pub use resource::{Origin, Resource, ResourceSpec};

@@ -67,50 +67,54 @@ pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Parsed {
 /// steering none of them.
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let file: Arc<str> = Arc::from(file);
-    let documents = match yaml::documents(text) {
-        Ok(documents) => documents,
-        Err(e) => return unreadable(syntax_error(&file, &e)),
-    };
     let mut parsed = Parsed::default();
-    for (index, mut value) in documents.into_iter().enumerate() {
-        // Empty documents (a stray `---`, a file of comments) are not mistakes.
-        if value.is_null() {
-            continue;
-        }
-        let origin = Origin {
-            file: file.clone(),
-            document: index,
-        };
-        if let Err(e) = value.apply_merge() {
-            parsed.errors.push(
-                Diagnostic::new(
-                    file.clone(),
-                    ParseError::MergeKey {
-                        message: e.to_string(),
-                    },
-                )
-                .about(Subject::Document {
-                    kind: None,
-                    document: index,
-                }),
-            );
-            parsed.failed.push(Failed {
-                document: index,
-                item: 0,
-                id: None,
-            });
-            continue;
-        }
-        match list_items(value) {
-            Ok(items) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    decode_into(&mut parsed, &origin, i, &format!("items[{i}]"), item);
-                }
-            }
-            Err(object) => decode_into(&mut parsed, &origin, 0, "", object),
-        }
+    let result = yaml::for_each_document(text, |index, value| {
+        document_into(&mut parsed, &file, index, value)
+    });
+    match result {
+        Ok(()) => parsed,
+        // What was decoded before the error is dropped: the whole file is unreadable.
+        Err(e) => unreadable(syntax_error(&file, &e)),
     }
-    parsed
+}
+
+fn document_into(parsed: &mut Parsed, file: &Arc<str>, index: usize, mut value: Value) {
+    // Empty documents (a stray `---`, a file of comments) are not mistakes.
+    if value.is_null() {
+        return;
+    }
+    let origin = Origin {
+        file: file.clone(),
+        document: index,
+    };
+    if let Err(e) = value.apply_merge() {
+        parsed.errors.push(
+            Diagnostic::new(
+                file.clone(),
+                ParseError::MergeKey {
+                    message: e.to_string(),
+                },
+            )
+            .about(Subject::Document {
+                kind: None,
+                document: index,
+            }),
+        );
+        parsed.failed.push(Failed {
+            document: index,
+            item: 0,
+            id: None,
+        });
+        return;
+    }
+    match list_items(value) {
+        Ok(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                decode_into(parsed, &origin, i, &format!("items[{i}]"), item);
+            }
+        }
+        Err(object) => decode_into(parsed, &origin, 0, "", object),
+    }
 }
 
 fn unreadable(error: Diagnostic) -> Parsed {
@@ -284,8 +288,8 @@ spec:
         let ResourceSpec::DestinationRule(dr) = &loaded.resources[0].spec else {
             panic!("not a DestinationRule");
         };
-        assert_eq!(dr.subsets[1].name, "v2");
-        assert_eq!(dr.subsets[1].labels["version"], "v1");
+        assert_eq!(&*dr.subsets[1].name, "v2");
+        assert_eq!(&dr.subsets[1].labels["version"], "v1");
     }
 
     #[test]

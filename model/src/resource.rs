@@ -36,12 +36,13 @@ pub struct Origin {
     pub document: usize,
 }
 
-/// The spec of a resource, by kind.
+/// The spec of a resource, by kind. Boxed: the kinds differ in size, and an inline enum
+/// would give every resource the largest one's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceSpec {
-    ServiceEntry(ServiceEntrySpec),
-    VirtualService(VirtualServiceSpec),
-    DestinationRule(DestinationRuleSpec),
+    ServiceEntry(Box<ServiceEntrySpec>),
+    VirtualService(Box<VirtualServiceSpec>),
+    DestinationRule(Box<DestinationRuleSpec>),
 }
 
 impl ResourceSpec {

@@ -5,7 +5,9 @@
 //! of the input side; the compiler keeps the last good plan of a service whose resource is
 //! rejected on semantic grounds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::diagnostic::Diagnostic;
@@ -69,8 +71,10 @@ struct FileState {
 #[derive(Default)]
 pub struct Store {
     files: BTreeMap<Arc<str>, FileState>,
-    /// Every copy of each resource, by precedence; the first is in force.
-    copies: HashMap<ResourceId, BTreeMap<Precedence, Arc<Resource>>>,
+    /// The copy of each resource in force: the first by precedence.
+    in_force: HashMap<ResourceId, Arc<Resource>>,
+    /// The other copies of resources defined more than once (rare), by precedence.
+    duplicates: HashMap<ResourceId, Vec<Arc<Resource>>>,
 }
 
 impl Store {
@@ -78,7 +82,7 @@ impl Store {
     pub fn apply(&mut self, updates: impl IntoIterator<Item = FileUpdate>) -> Changes {
         let mut changes = Changes::default();
         let mut touched: BTreeSet<ResourceId> = BTreeSet::new();
-        let mut before: HashMap<ResourceId, Option<Arc<Resource>>> = HashMap::new();
+        let mut before: HashMap<ResourceId, Option<Arc<Resource>>> = HashMap::default();
         for update in updates {
             let (file, next) = match update {
                 FileUpdate::Read { file, parsed } => {
@@ -109,12 +113,7 @@ impl Store {
                     .entry(id.clone())
                     .or_insert_with(|| self.in_force(id).cloned());
                 touched.insert(id.clone());
-                if let Some(copies) = self.copies.get_mut(id) {
-                    copies.remove(&resource.precedence);
-                    if copies.is_empty() {
-                        self.copies.remove(id);
-                    }
-                }
+                self.remove_copy(resource);
             }
             if let Some(state) = &next {
                 for resource in state.resources.values() {
@@ -123,10 +122,7 @@ impl Store {
                         .entry(id.clone())
                         .or_insert_with(|| self.in_force(id).cloned());
                     touched.insert(id.clone());
-                    self.copies
-                        .entry(id.clone())
-                        .or_default()
-                        .insert(resource.precedence.clone(), resource.clone());
+                    self.add_copy(resource);
                 }
                 changes.errors.extend(state.errors.iter().cloned());
                 changes.warnings.extend(state.warnings.iter().cloned());
@@ -151,16 +147,43 @@ impl Store {
 
     /// The version of `id` in force.
     pub fn in_force(&self, id: &ResourceId) -> Option<&Arc<Resource>> {
-        self.copies.get(id).and_then(|c| c.values().next())
+        self.in_force.get(id)
+    }
+
+    fn add_copy(&mut self, resource: &Arc<Resource>) {
+        let id = &resource.id;
+        self.remove_copy(resource);
+        let mut copies = self.duplicates.remove(id).unwrap_or_default();
+        copies.extend(self.in_force.remove(id));
+        let at = copies.partition_point(|c| c.precedence < resource.precedence);
+        copies.insert(at, resource.clone());
+        self.settle(id, copies);
+    }
+
+    fn remove_copy(&mut self, resource: &Resource) {
+        let id = &resource.id;
+        let mut copies = self.duplicates.remove(id).unwrap_or_default();
+        copies.extend(self.in_force.remove(id));
+        copies.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        copies.retain(|c| c.precedence != resource.precedence);
+        self.settle(id, copies);
+    }
+
+    /// `copies` sorted by precedence: the first in force, the rest kept aside.
+    fn settle(&mut self, id: &ResourceId, copies: Vec<Arc<Resource>>) {
+        let mut copies = copies.into_iter();
+        if let Some(first) = copies.next() {
+            self.in_force.insert(id.clone(), first);
+        }
+        let rest: Vec<Arc<Resource>> = copies.collect();
+        if !rest.is_empty() {
+            self.duplicates.insert(id.clone(), rest);
+        }
     }
 
     /// Every resource in force, by precedence.
     pub fn resources(&self) -> Vec<Arc<Resource>> {
-        let mut all: Vec<Arc<Resource>> = self
-            .copies
-            .values()
-            .filter_map(|c| c.values().next().cloned())
-            .collect();
+        let mut all: Vec<Arc<Resource>> = self.in_force.values().cloned().collect();
         all.sort_by(|a, b| a.precedence.cmp(&b.precedence));
         all
     }
@@ -172,7 +195,7 @@ impl Store {
             .values()
             .flat_map(|f| f.errors.iter().cloned())
             .collect();
-        let mut ids: Vec<&ResourceId> = self.copies.keys().collect();
+        let mut ids: Vec<&ResourceId> = self.duplicates.keys().collect();
         ids.sort();
         for id in ids {
             errors.extend(self.duplicates_of(id));
@@ -193,21 +216,17 @@ impl Store {
     }
 
     fn duplicates_of(&self, id: &ResourceId) -> Vec<Diagnostic> {
-        let Some(copies) = self.copies.get(id) else {
+        let (Some(first), Some(rest)) = (self.in_force.get(id), self.duplicates.get(id)) else {
             return Vec::new();
         };
-        let mut copies = copies.values();
-        let Some(first) = copies.next() else {
-            return Vec::new();
-        };
-        copies.map(|copy| duplicate(first, copy)).collect()
+        rest.iter().map(|copy| duplicate(first, copy)).collect()
     }
 }
 
 /// The first copy of each resource in `resources` (by precedence), and an error for every
 /// other copy: for callers that hold a plain list rather than a store.
 pub fn first_copies(resources: &[Resource]) -> (Vec<&Resource>, Vec<Diagnostic>) {
-    let mut by_id: HashMap<&ResourceId, &Resource> = HashMap::new();
+    let mut by_id: HashMap<&ResourceId, &Resource> = HashMap::default();
     let mut sorted: Vec<&Resource> = resources.iter().collect();
     sorted.sort_by(|a, b| a.precedence.cmp(&b.precedence));
     let mut kept = Vec::new();
@@ -239,7 +258,7 @@ fn duplicate(first: &Resource, copy: &Resource) -> Diagnostic {
 fn slot(resource: &Resource) -> Slot {
     match &resource.precedence {
         Precedence::Position { document, item, .. } => (*document, *item),
-        Precedence::Created { .. } => (0, 0),
+        Precedence::Created(_) => (0, 0),
     }
 }
 

@@ -4,15 +4,15 @@
 
 pub use serde_yaml::{Error, Mapping, Value};
 
-/// The documents of a multi-document YAML stream, each as a [`Value`]; stops at the first
-/// syntax error (after which the stream's documents cannot be found reliably).
-pub fn documents(text: &str) -> Result<Vec<Value>, Error> {
+/// Hands each document of a multi-document YAML stream to `each` as a [`Value`] (one at a
+/// time: a file of thousands of documents never holds them all as values); stops at the
+/// first syntax error, after which the stream's documents cannot be found reliably.
+pub fn for_each_document(text: &str, mut each: impl FnMut(usize, Value)) -> Result<(), Error> {
     use serde::Deserialize;
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        documents.push(Value::deserialize(document)?);
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        each(index, Value::deserialize(document)?);
     }
-    Ok(documents)
+    Ok(())
 }
 
 /// Parses one YAML (or JSON, a subset of YAML) value.

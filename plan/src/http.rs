@@ -97,7 +97,7 @@ pub struct Cluster {
     /// `reviews.default.svc.cluster.local|v2|9080`, as Envoy names it (without direction).
     pub name: String,
     pub host: Arc<str>,
-    pub subset: Option<String>,
+    pub subset: Option<Arc<str>>,
     pub port: u16,
     /// HTTP/2 to the endpoints (the destination port is HTTP2 or GRPC), else HTTP/1.1.
     pub http2: bool,

@@ -106,9 +106,7 @@ mod tests {
     use super::*;
     use crate::route::{RouteRef, RuleRef, Section};
     use crate::service::{BackendPlan, Decision, LoadBalancer, Protocol, ServiceKey};
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use vsteer_model::{Kind, ResourceId};
+    use vsteer_model::{Kind, Labels, ResourceId};
 
     fn vs() -> ResourceId {
         ResourceId::new(Kind::VirtualService, "default", "web")
@@ -119,11 +117,8 @@ mod tests {
             address: address.parse().unwrap(),
             port,
             weight,
-            labels: Arc::new(BTreeMap::from([(
-                "version".to_string(),
-                version.to_string(),
-            )])),
-            subsets: vec![version.to_string()],
+            labels: [("version", version)].into_iter().collect(),
+            subsets: vec![version.into()],
         }
     }
 
@@ -157,7 +152,7 @@ mod tests {
             "fd00::1",
             53,
             vec![BackendPlan {
-                labels: Arc::new(BTreeMap::new()),
+                labels: Labels::default(),
                 subsets: Vec::new(),
                 ..backend("fd00::53", 53, WEIGHT_SCALE, "x")
             }],

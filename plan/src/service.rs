@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
-use vsteer_model::ResourceId;
+use vsteer_model::{Labels, ResourceId};
 
 use crate::http::HttpRouteTable;
 use crate::route::RouteRef;
@@ -105,21 +105,23 @@ pub enum Decision {
 /// and load balancers as `"ROUND_ROBIN"` etc.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
-    services: BTreeMap<ServiceKey, ServicePlan>,
+    /// Boxed: filled in key order, a B-tree's leaves end half full, which with the plans
+    /// inline would waste half of the largest structure of the agent.
+    services: BTreeMap<ServiceKey, Box<ServicePlan>>,
 }
 
 impl Plan {
     pub fn get(&self, vip: IpAddr, port: u16, protocol: Protocol) -> Option<&ServicePlan> {
-        self.services.get(&ServiceKey::new(vip, port, protocol))
+        self.service(&ServiceKey::new(vip, port, protocol))
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<&ServicePlan> {
-        self.services.get(key)
+        self.services.get(key).map(|s| &**s)
     }
 
     /// In key order: (vip, port, protocol).
     pub fn services(&self) -> impl ExactSizeIterator<Item = &ServicePlan> + '_ {
-        self.services.values()
+        self.services.values().map(|s| &**s)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &ServiceKey> + '_ {
@@ -136,18 +138,18 @@ impl Plan {
 
     /// Adds or replaces the service of `plan.key`; returns the one it replaced.
     pub fn insert(&mut self, plan: ServicePlan) -> Option<ServicePlan> {
-        self.services.insert(plan.key, plan)
+        self.services.insert(plan.key, Box::new(plan)).map(|s| *s)
     }
 
     pub fn remove(&mut self, key: &ServiceKey) -> Option<ServicePlan> {
-        self.services.remove(key)
+        self.services.remove(key).map(|s| *s)
     }
 }
 
 impl FromIterator<ServicePlan> for Plan {
     fn from_iter<I: IntoIterator<Item = ServicePlan>>(iter: I) -> Self {
         Plan {
-            services: iter.into_iter().map(|s| (s.key, s)).collect(),
+            services: iter.into_iter().map(|s| (s.key, Box::new(s))).collect(),
         }
     }
 }
@@ -159,7 +161,7 @@ impl Serialize for Plan {
             services: Vec<&'a ServicePlan>,
         }
         Services {
-            services: self.services.values().collect(),
+            services: self.services().collect(),
         }
         .serialize(serializer)
     }
@@ -197,10 +199,10 @@ pub struct BackendPlan {
     /// Parts per million ([`WEIGHT_SCALE`]) of the service's connects.
     pub weight: u32,
     /// The endpoint's labels (shared with every other backend planned from that endpoint).
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Labels,
     /// Names of the DestinationRule subsets (for the backend's host) whose labels this
-    /// endpoint matches.
-    pub subsets: Vec<String>,
+    /// endpoint matches (shared with the rule).
+    pub subsets: Vec<Arc<str>>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,10 @@ enum Command {
         /// A tiny run that only checks every scenario works (CI's smoke test).
         #[arg(long)]
         smoke: bool,
+        /// Run only these scenarios (comma-separated: connect, update, load, memory); the
+        /// report then covers only them.
+        #[arg(long, value_delimiter = ',', value_name = "SCENARIOS")]
+        only: Vec<bench::Scenario>,
     },
 }
 
@@ -65,6 +69,6 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test { args } => test::run(&args),
         Command::Lint => lint::run(),
         Command::Demo => demo::run(),
-        Command::Bench { quick, smoke } => bench::run(quick, smoke),
+        Command::Bench { quick, smoke, only } => bench::run(quick, smoke, &only),
     }
 }

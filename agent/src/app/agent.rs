@@ -160,7 +160,9 @@ impl<S: Sink> Agent<S> {
     /// The store and the compiler take what was read; everything worth saying is logged.
     fn compile(&mut self, reading: Reading) -> (Update, usize) {
         let Reading { updates, warnings } = reading;
+        let started = Instant::now();
         let changes: Changes = self.store.apply(updates);
+        let stored = started.elapsed();
         report::source(&warnings, &changes);
         let mut batch: Vec<Change> = changes
             .upserted
@@ -169,6 +171,13 @@ impl<S: Sink> Agent<S> {
             .collect();
         batch.extend(changes.removed.iter().map(|id| (id.clone(), None)));
         let update = self.compiler.update(&batch);
+        tracing::debug!(
+            store_us = stored.as_micros() as u64,
+            compiler_us = (started.elapsed() - stored).as_micros() as u64,
+            resources = batch.len(),
+            services = update.recompiled_services,
+            "compiled"
+        );
         report::compiled(&update);
         (update, batch.len())
     }
@@ -286,7 +295,9 @@ spec:
         let original = ResourceId::new(vsteer_model::Kind::ServiceEntry, "default", "original");
         assert_eq!(rejected, Some(original));
         assert!(
-            errors[0].message().contains("already claimed by ServiceEntry default/newcomer"),
+            errors[0]
+                .message()
+                .contains("already claimed by ServiceEntry default/newcomer"),
             "{}",
             errors[0]
         );

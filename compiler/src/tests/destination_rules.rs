@@ -238,7 +238,7 @@ fn destination_rules_resolve_short_names_in_their_namespace() {
     let subsets: Vec<_> = services(&compiled.plan)[0]
         .backends
         .iter()
-        .map(|b| b.subsets.clone())
+        .map(|b| b.subsets.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .collect();
     assert_eq!(subsets, [vec!["one", "all"], vec!["all"]]);
     assert!(

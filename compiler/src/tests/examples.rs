@@ -92,8 +92,8 @@ fn examples_compile_to_the_expected_plan() {
         backends(&compiled, "127.100.0.1", 9080),
         expect(&[("127.0.1.3:9080", 1_000_000)])
     );
-    assert_eq!(reviews.backends[0].subsets, ["v3"]);
-    assert_eq!(reviews.backends[0].labels["app"], "reviews");
+    assert_eq!(names(&reviews.backends[0].subsets), ["v3"]);
+    assert_eq!(&reviews.backends[0].labels["app"], "reviews");
     assert_eq!(
         compiled.notes,
         [

@@ -171,3 +171,8 @@ fn services(plan: &Plan) -> Vec<&ServicePlan> {
 fn key(vip: &str, port: u16, protocol: Protocol) -> ServiceKey {
     ServiceKey::new(ip(vip), port, protocol)
 }
+
+/// Subset names as plain strings, to compare with literals.
+fn names(subsets: &[std::sync::Arc<str>]) -> Vec<&str> {
+    subsets.iter().map(|s| &**s).collect()
+}

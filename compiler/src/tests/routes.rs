@@ -51,8 +51,8 @@ fn canary_80_20_over_two_subsets() {
         .plan
         .get(ip("10.0.0.1"), 9080, Protocol::Tcp)
         .unwrap();
-    assert_eq!(service.backends[0].subsets, ["v1"]);
-    assert_eq!(service.backends[2].subsets, ["v2"]);
+    assert_eq!(names(&service.backends[0].subsets), ["v1"]);
+    assert_eq!(names(&service.backends[2].subsets), ["v2"]);
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //! detection) and the named subsets of its endpoints.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::PortSelector;
+use crate::labels::Labels;
 use crate::yaml::Value;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -36,10 +38,11 @@ pub struct LabelSelector {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subset {
+    /// Shared: every backend of the subset names it.
     #[serde(default)]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     #[serde(default)]
     pub traffic_policy: Option<Box<TrafficPolicy>>,
 }

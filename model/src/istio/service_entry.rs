@@ -1,12 +1,11 @@
 //! `ServiceEntry`: adds a service (hosts, virtual addresses, ports, endpoints) to the mesh's
 //! registry.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 use super::WorkloadSelector;
+use crate::labels::Labels;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,24 +47,25 @@ pub struct ServicePort {
     pub target_port: Option<u32>,
 }
 
-/// An endpoint of a ServiceEntry (Istio's `WorkloadEntry` message, inlined).
+/// An endpoint of a ServiceEntry (Istio's `WorkloadEntry` message, inlined). Strings that
+/// are rarely set are boxed: a node holds tens of thousands of endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadEntry {
     #[serde(default)]
-    pub address: String,
+    pub address: Box<str>,
     /// Endpoint port by service port name, when it differs from the service port.
     #[serde(default)]
     pub ports: BTreeMap<String, u32>,
-    /// Shared: every backend planned from this endpoint points at the same map.
+    /// Shared: every backend planned from this endpoint points at the same labels.
     #[serde(default)]
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Labels,
     #[serde(default)]
-    pub network: Option<String>,
+    pub network: Option<Box<str>>,
     #[serde(default)]
-    pub locality: Option<String>,
+    pub locality: Option<Box<str>>,
     #[serde(default)]
     pub weight: Option<u32>,
     #[serde(default)]
-    pub service_account: Option<String>,
+    pub service_account: Option<Box<str>>,
 }

@@ -98,7 +98,7 @@ fn seed_example_reads_into_the_typed_model() {
     let subsets: Vec<_> = dr
         .subsets
         .iter()
-        .map(|s| (s.name.as_str(), s.labels.get("version").map(String::as_str)))
+        .map(|s| (&*s.name, s.labels.get("version")))
         .collect();
     assert_eq!(
         subsets,
@@ -124,7 +124,7 @@ fn seed_example_reads_into_the_typed_model() {
     );
 }
 
-/// A Kubernetes source will hand over JSON; the same types must read it (serde_yaml reads
+/// A Kubernetes source will hand over JSON; the same types must read it (YAML reads
 /// JSON text as YAML, so this needs no JSON crate).
 #[test]
 fn specs_read_from_kubernetes_json_too() {

@@ -84,7 +84,17 @@ pub struct Bench {
     pub interrupt: Interrupt,
 }
 
-pub fn run(quick: bool, smoke: bool) -> Result<()> {
+/// The scenarios, to pick some with `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Connect,
+    Update,
+    Load,
+    Memory,
+}
+
+pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
+    let wanted = |scenario| only.is_empty() || only.contains(&scenario);
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the bench loads eBPF programs, creates network namespaces and runs iptables: run it as root"
@@ -127,25 +137,33 @@ pub fn run(quick: bool, smoke: bool) -> Result<()> {
             .push("one core only: client and servers share it".into());
     }
     let largest = bench.scale.services.iter().copied().max().unwrap_or(1);
-    for &services in &bench.scale.services {
-        println!("bench: connect path with {services} services");
-        scenarios::connect_path(&bench, services, services == largest, &mut results)?;
+    if wanted(Scenario::Connect) {
+        for &services in &bench.scale.services {
+            println!("bench: connect path with {services} services");
+            scenarios::connect_path(&bench, services, services == largest, &mut results)?;
+        }
     }
-    println!(
-        "bench: one-service change with {} services",
-        bench.scale.update_services
-    );
-    scenarios::update_cost(&bench, &mut results)?;
-    println!(
-        "bench: compile and load {} VirtualServices",
-        bench.scale.load_virtual_services
-    );
-    scenarios::load_cost(&bench, &mut results)?;
-    println!(
-        "bench: memory with {} services, {} one-service changes",
-        bench.scale.memory_services, bench.scale.memory_reloads
-    );
-    scenarios::memory_at_scale(&bench, &mut results)?;
+    if wanted(Scenario::Update) {
+        println!(
+            "bench: one-service change with {} services",
+            bench.scale.update_services
+        );
+        scenarios::update_cost(&bench, &mut results)?;
+    }
+    if wanted(Scenario::Load) {
+        println!(
+            "bench: compile and load {} VirtualServices",
+            bench.scale.load_virtual_services
+        );
+        scenarios::load_cost(&bench, &mut results)?;
+    }
+    if wanted(Scenario::Memory) {
+        println!(
+            "bench: memory with {} services, {} one-service changes",
+            bench.scale.memory_services, bench.scale.memory_reloads
+        );
+        scenarios::memory_at_scale(&bench, &mut results)?;
+    }
 
     let report = report::markdown(&results);
     fs::write(out_dir.join("report.md"), &report).context("writing target/bench/report.md")?;

@@ -1,0 +1,105 @@
+//! Labels (of an endpoint, or a subset's selector): few short pairs, held as one sorted
+//! slice behind an `Arc`. A map with one entry costs a whole B-tree node (over 500 bytes);
+//! tens of thousands of endpoints made that most of the agent's memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Sorted by key, each key once. Cloning shares the pairs.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Arc<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// In key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether every pair of `selector` is among these labels (an empty selector selects
+    /// everything), as a subset's labels select endpoints.
+    pub fn contains_all(&self, selector: &Labels) -> bool {
+        selector.iter().all(|(k, v)| self.get(k) == Some(v))
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let map: BTreeMap<Box<str>, Box<str>> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Labels(map.into_iter().collect())
+    }
+}
+
+impl std::ops::Index<&str> for Labels {
+    type Output = str;
+
+    fn index(&self, key: &str) -> &str {
+        match self.get(key) {
+            Some(value) => value,
+            None => panic!("no label {key:?}"),
+        }
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(deserializer)?;
+        Ok(map.into_iter().collect())
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_lookup_and_selection() {
+        let labels: Labels = [("version", "v1"), ("app", "reviews")]
+            .into_iter()
+            .collect();
+        assert_eq!(labels.get("app"), Some("reviews"));
+        assert_eq!(&labels["version"], "v1");
+        assert_eq!(labels.get("zone"), None);
+        let keys: Vec<&str> = labels.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["app", "version"]);
+        let v1: Labels = [("version", "v1")].into_iter().collect();
+        let v2: Labels = [("version", "v2")].into_iter().collect();
+        assert!(labels.contains_all(&v1));
+        assert!(!labels.contains_all(&v2));
+        assert!(labels.contains_all(&Labels::default()));
+        let yaml: Labels = crate::yaml::from_str("{version: v1, app: reviews}").unwrap();
+        assert_eq!(yaml, labels);
+    }
+}

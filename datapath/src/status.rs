@@ -95,6 +95,9 @@ pub fn render(status: &[ServiceStatus]) -> String {
             ]);
         }
     }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     for index in [3, 4] {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
@@ -136,7 +139,7 @@ mod tests {
         let text = render(&status);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].starts_with(" SERVICE"), "{text}");
+        assert!(lines[0].starts_with("SERVICE"), "{text}");
         assert!(lines[1].contains("127.100.0.1:9080/TCP") && lines[1].contains("80.000%"));
         assert!(lines[2].contains("20.000%") && lines[2].trim_end().ends_with("188"));
         assert!(lines[3].contains("(none: connects refused)"));

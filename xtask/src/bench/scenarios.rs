@@ -378,14 +378,14 @@ pub fn update_cost(bench: &Bench, results: &mut Results) -> Result<()> {
     });
     let timing = if from == "read_us+compile_us+apply_us" {
         "this agent logs no total_us, so end to end is its read_us + compile_us + apply_us \
-         (reading the changed file, compiling all services, writing the diff; without the \
-         bookkeeping around them)"
+         (reading the changed file, recompiling what it touches, writing the diff; without \
+         the bookkeeping around them)"
             .to_string()
     } else {
         format!(
             "end to end is the agent's own total_us ({from}): from the debounced file event to \
-             the kernel maps written (reading the changed file, compiling all {services} \
-             services, writing the diff, bookkeeping)"
+             the kernel maps written (reading the changed file, recompiling the services it \
+             touches among {services}, writing the diff, bookkeeping)"
         )
     };
     let settle_note = if settle.median.is_finite() {

@@ -290,7 +290,8 @@ pub fn table(
     targets: &[Option<Target>],
     mirror_targets: &[Option<Target>],
     key: ServiceKey,
-) -> (HttpRouteTable, Decision) {
+) -> (HttpRouteTable, Decision, Vec<String>) {
+    let mut notes = Vec::new();
     let mut table = HttpRouteTable {
         rules: Vec::new(),
         clusters: Vec::new(),
@@ -298,7 +299,7 @@ pub fn table(
     let mut decision: Option<Decision> = None;
     let spec = vs.spec();
     for (index, rule) in spec.http.iter().enumerate() {
-        if matching::http_rule(rule, key.port) == matching::Decision::NoMatch {
+        if !matching::http_applies(rule, key.port) {
             continue;
         }
         if decision.is_none() {
@@ -372,6 +373,19 @@ pub fn table(
                 allow_credentials: c.allow_credentials,
             }),
         });
+        let pending = matching::without_effect(rule);
+        if !pending.is_empty() {
+            notes.push(format!(
+                "{}: spec.http[{index}]: {} not applied yet: the proxy serves these requests as if {} absent",
+                vs.id,
+                pending.join(", "),
+                if pending.len() == 1 { "it were" } else { "they were" }
+            ));
+        }
+        if matching::takes_every_request(rule, key.port) {
+            // Istio never reaches the rules after one that takes every request.
+            break;
+        }
     }
     // A consistent hash on a header, cookie or query parameter needs the requests too.
     let decision = match decision.unwrap_or(Decision::Kernel) {
@@ -388,7 +402,7 @@ pub fn table(
             .unwrap_or(Decision::Kernel),
         proxy => proxy,
     };
-    (table, decision)
+    (table, decision, notes)
 }
 
 fn action(

@@ -1,8 +1,9 @@
-//! Whether a routing rule applies to a service, decided once at compile time.
+//! Whether a routing rule applies to a service, and whether the kernel can serve it, decided
+//! once at compile time.
 //!
 //! A `connect()` tells the kernel only the destination address and port, so the datapath
-//! can honour conditions on those and nothing else; a rule that looks into HTTP requests
-//! needs the L7 proxy.
+//! can honour conditions on those and nothing else; a rule that looks into HTTP requests or
+//! acts on them needs the L7 proxy.
 
 use std::net::IpAddr;
 
@@ -13,42 +14,22 @@ use crate::subnet;
 /// The gateway name that stands for the sidecars (here: the node's own connects).
 pub(crate) const MESH: &str = "mesh";
 
-/// What to do with an HTTP rule for one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
-    /// The rule takes every connection to the service.
-    Matches,
-    /// The rule takes no connection to the service.
-    NoMatch,
-    /// The rule could take some connections, but only a proxy that reads the requests can
-    /// tell which or act on them; the reason names what needs it.
-    NeedsL7(String),
+/// Whether an HTTP rule can take any request to a service on `port`: it has no matches, or
+/// one of them can hold on that port (and for the mesh).
+pub(crate) fn http_applies(rule: &HttpRoute, port: u16) -> bool {
+    rule.matches.is_empty() || rule.matches.iter().any(|m| http_l4_holds(m, port))
 }
 
-/// Decides an HTTP rule for connections to a service on `port`. The one place that knows
-/// what the L4 datapath cannot do.
-pub(crate) fn http_rule(rule: &HttpRoute, port: u16) -> Decision {
-    // Only the match conditions that can hold on this port matter for it.
-    let (l4, l7): (Vec<&HttpMatchRequest>, Vec<&HttpMatchRequest>) = rule
-        .matches
-        .iter()
-        .filter(|m| http_l4_holds(m, port))
-        .partition(|m| l7_conditions(m).is_empty());
-    let matches_all = rule.matches.is_empty() || !l4.is_empty();
-    if !matches_all && l7.is_empty() {
-        return Decision::NoMatch;
-    }
-    let actions = l7_actions(rule);
-    if !actions.is_empty() {
-        return Decision::NeedsL7(actions.join(", "));
-    }
-    if matches_all {
-        return Decision::Matches;
-    }
-    let mut conditions: Vec<&str> = l7.iter().flat_map(|m| l7_conditions(m)).collect();
-    conditions.sort_unstable();
-    conditions.dedup();
-    Decision::NeedsL7(format!("match on {}", conditions.join(", ")))
+/// Whether an HTTP rule takes every request to a service on `port`, so that no later rule is
+/// ever reached: it has no matches, or one that holds on the port has no request condition.
+/// The first such rule is also where the kernel sends a proxied service's connections when
+/// the proxy cannot take them (its actions do not apply there).
+pub(crate) fn takes_every_request(rule: &HttpRoute, port: u16) -> bool {
+    rule.matches.is_empty()
+        || rule
+            .matches
+            .iter()
+            .any(|m| http_l4_holds(m, port) && l7_conditions(m).is_empty())
 }
 
 /// The first field of HTTP rule `index` that only a proxy can serve for a service on
@@ -161,12 +142,27 @@ fn l7_actions(rule: &HttpRoute) -> Vec<&'static str> {
     .collect()
 }
 
-/// Settings of a rule that the L4 datapath cannot apply but that do not change where
-/// connections go, so the rule still routes.
+/// Settings of a rule that need the proxy but that it serves without their effect so far
+/// (they change how a request fares, not where it goes).
 pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
     [
         ("timeout", rule.timeout.is_some()),
         ("retries", rule.retries.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+/// What the proxy serves without its effect until L7 resilience is built: the request is
+/// routed as if the setting were absent.
+pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
+    [
+        ("timeout", rule.timeout.is_some()),
+        ("retries", rule.retries.is_some()),
+        ("fault", rule.fault.is_some()),
+        ("mirror", rule.mirror.is_some() || !rule.mirrors.is_empty()),
+        ("corsPolicy", rule.cors_policy.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -192,38 +188,40 @@ mod tests {
     #[test]
     fn http_rules_by_port_are_decided_at_compile_time() {
         let any = http("route: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&any, 80), Decision::Matches);
+        assert!(http_applies(&any, 80) && takes_every_request(&any, 80));
         let port = http("match: [{port: 80}]\nroute: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&port, 80), Decision::Matches);
-        assert_eq!(http_rule(&port, 81), Decision::NoMatch);
+        assert!(http_applies(&port, 80) && takes_every_request(&port, 80));
+        assert!(!http_applies(&port, 81) && !takes_every_request(&port, 81));
     }
 
     #[test]
-    fn http_rules_on_requests_need_l7() {
+    fn http_rules_on_requests_take_only_some_requests() {
         let header = http(
             "match: [{headers: {end-user: {exact: jason}}}]\nroute: [{destination: {host: a}}]",
         );
-        assert_eq!(
-            http_rule(&header, 80),
-            Decision::NeedsL7("match on headers".into())
-        );
-        // A header match for another port cannot hold here, so the rule simply does not match.
+        assert!(http_applies(&header, 80));
+        assert!(!takes_every_request(&header, 80));
+        // A uri match for another port cannot hold here, so the rule simply does not apply.
         let elsewhere =
             http("match: [{port: 81, uri: {prefix: /a}}]\nroute: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&elsewhere, 80), Decision::NoMatch);
-        // One match that takes the whole port is enough: the rule matches every connection.
+        assert!(!http_applies(&elsewhere, 80));
+        // One match that takes the whole port is enough: the rule takes every request.
         let either =
             http("match: [{uri: {prefix: /a}}, {port: 80}]\nroute: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&either, 80), Decision::Matches);
+        assert!(takes_every_request(&either, 80));
+        assert!(!takes_every_request(&either, 81));
+        // Actions do not narrow what a rule takes.
         let redirect = http("redirect: {uri: /b}");
-        assert_eq!(
-            http_rule(&redirect, 80),
-            Decision::NeedsL7("redirect".into())
-        );
+        assert!(takes_every_request(&redirect, 80));
         let timeout =
             http("timeout: 5s\nretries: {attempts: 3}\nroute: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&timeout, 80), Decision::Matches);
+        assert!(takes_every_request(&timeout, 80));
         assert_eq!(unapplied(&timeout), ["timeout", "retries"]);
+        assert_eq!(without_effect(&timeout), ["timeout", "retries"]);
+        let mirror = http(
+            "mirror: {host: b}\nfault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]",
+        );
+        assert_eq!(without_effect(&mirror), ["fault", "mirror"]);
     }
 
     #[test]
@@ -251,7 +249,7 @@ mod tests {
     #[test]
     fn gateways_of_a_match_decide_statically() {
         let gw = http("match: [{gateways: [ingress]}]\nroute: [{destination: {host: a}}]");
-        assert_eq!(http_rule(&gw, 80), Decision::NoMatch);
+        assert!(!http_applies(&gw, 80));
         let mesh = tcp("match: [{gateways: [mesh, ingress]}]");
         assert!(tcp_rule(&mesh, vip(), 80));
     }

@@ -10,7 +10,7 @@ use vsteer_plan::{
 };
 
 use crate::destination_rule::{ForHost, Rules, selects};
-use crate::matching::{self, Decision as RuleDecision};
+use crate::matching;
 use crate::service_entry::{Entry, Port, PortKind};
 use crate::virtual_service::{Target, VirtualService, VirtualServiceError, port_list};
 use crate::weights::{Share, spread};
@@ -59,11 +59,10 @@ pub fn default_route(entry: &Entry, key: ServiceKey, rules: &Rules) -> Routed {
     }
 }
 
-/// The rule of `vs` that takes a service's connections, with notes on the rules skipped.
+/// The rule of `vs` that takes a service's connections at connect time.
 pub struct Chosen {
     pub section: Section,
     pub index: usize,
-    pub notes: Vec<String>,
 }
 
 /// Which section of `vs` routes a port of this kind, and the first rule of it that takes
@@ -90,43 +89,18 @@ pub fn choose(
             section.as_str().to_uppercase()
         ));
     }
-    let mut notes = Vec::new();
-    if section == Section::Tcp {
-        let chosen = spec
-            .tcp
+    let chosen = if section == Section::Tcp {
+        spec.tcp
             .iter()
-            .position(|tcp| matching::tcp_rule(tcp, key.vip, key.port));
-        return Ok(chosen.map(|index| Chosen {
-            section,
-            index,
-            notes,
-        }));
-    }
-    for (index, http) in spec.http.iter().enumerate() {
-        match matching::http_rule(http, key.port) {
-            RuleDecision::NoMatch => continue,
-            RuleDecision::NeedsL7(reason) => {
-                notes.push(format!(
-                    "{id}: spec.http[{index}] ({reason}) needs the L7 proxy, not available yet: skipped for {key}"
-                ));
-                continue;
-            }
-            RuleDecision::Matches => {}
-        }
-        let unapplied = matching::unapplied(http);
-        if !unapplied.is_empty() {
-            notes.push(format!(
-                "{id}: spec.http[{index}]: {} not applied (no proxy), connections are still routed",
-                unapplied.join(" and ")
-            ));
-        }
-        return Ok(Some(Chosen {
-            section,
-            index,
-            notes,
-        }));
-    }
-    Ok(None)
+            .position(|tcp| matching::tcp_rule(tcp, key.vip, key.port))
+    } else {
+        // Rules that look into requests are the proxy's (see `http::table`); at connect time
+        // the first rule that takes every request decides, whatever its actions.
+        spec.http
+            .iter()
+            .position(|http| matching::takes_every_request(http, key.port))
+    };
+    Ok(chosen.map(|index| Chosen { section, index }))
 }
 
 /// The errors of the rule `vs` chooses for `key` that only show for that service: a
@@ -215,7 +189,7 @@ pub fn route(
             )],
         };
     };
-    let mut notes = chosen.notes;
+    let mut notes = Vec::new();
     let rule = format!("{}[{}]", chosen.section, chosen.index);
     let range = vs.rule_destinations(chosen.section, chosen.index);
     let count = range.len();

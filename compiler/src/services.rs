@@ -88,10 +88,11 @@ pub fn assemble(
     };
     let kind = entry.port(key.port).map(|p| p.kind);
     if let (Some(c), Some(PortKind::Http)) = (winner, kind) {
-        let (table, decision) =
+        let (table, decision, notes) =
             http::table(c.vs, &c.resolved.targets, &c.resolved.mirror_targets, key);
         routed.plan.http = Some(Arc::new(table));
         routed.plan.decision = decision;
+        routed.notes.extend(notes);
     } else if kind == Some(PortKind::Http)
         && !matches!(
             rules

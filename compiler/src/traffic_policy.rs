@@ -256,7 +256,7 @@ fn read(settings: &LoadBalancerSettings) -> Read {
             } else if let Some(key) = l7_keys.first() {
                 read.notes.push((
                     ".consistentHash",
-                    format!("hashing on {key} needs the L7 proxy, not supported yet; connections are spread at random"),
+                    format!("hashing on {key} needs the requests: the proxy serves it on HTTP ports; on TCP ports connections are spread at random"),
                 ));
                 read.request_key = request_key(hash, &mut read.errors);
             } else if source_ip {
@@ -370,7 +370,9 @@ mod tests {
         let read = read(&settings("consistentHash: {httpHeaderName: x-user}"));
         assert_eq!(read.policy, LoadBalancer::Random);
         assert!(
-            read.notes[0].1.contains("needs the L7 proxy"),
+            read.notes[0]
+                .1
+                .contains("the proxy serves it on HTTP ports"),
             "{:?}",
             read.notes
         );

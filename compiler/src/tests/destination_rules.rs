@@ -171,7 +171,10 @@ fn l7_hash_keys_and_passthrough() {
     let compiled = compile_ok(&two_hosts(&rule));
     assert_eq!(lb(&compiled, "10.0.0.1", 80), LoadBalancer::Random);
     assert!(
-        has_note(&compiled, "httpCookie needs the L7 proxy"),
+        has_note(
+            &compiled,
+            "httpCookie needs the requests: the proxy serves it on HTTP ports"
+        ),
         "{:?}",
         compiled.notes
     );

@@ -78,12 +78,50 @@ fn examples_compile_to_the_expected_plan() {
         ])
     );
 
-    // The "end-user: jason" rule needs the L7 proxy and is skipped; the default rule sends
-    // everything to v3.
+    // The "end-user: jason" rule reads a header: the proxy serves reviews, with both rules;
+    // at connect time (when the proxy does not take a connection) the default rule decides.
     let reviews = compiled
         .plan
         .get(ip("127.100.0.1"), 9080, Protocol::Tcp)
         .unwrap();
+    assert_eq!(
+        reviews.decision,
+        Decision::Proxy {
+            reason: "VirtualService default/reviews http[0].match[0].headers[end-user]".into()
+        }
+    );
+    let table = reviews.http.as_ref().expect("an HTTP route table");
+    assert_eq!(table.rules.len(), 2);
+    let cluster_of = |rule: usize| match &table.rules[rule].action {
+        vsteer_plan::http::HttpAction::Route(d) => {
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].weight, WEIGHT_SCALE);
+            let c = &table.clusters[d[0].cluster];
+            let endpoints: Vec<String> = c
+                .endpoints
+                .iter()
+                .map(|e| std::net::SocketAddr::new(e.address, e.port).to_string())
+                .collect();
+            (c.subset.as_deref().map(String::from), endpoints)
+        }
+        other => panic!("rule {rule}: {other:?}"),
+    };
+    assert_eq!(
+        cluster_of(0),
+        (Some("v2".to_string()), vec!["127.0.1.2:9080".to_string()])
+    );
+    assert_eq!(
+        cluster_of(1),
+        (Some("v3".to_string()), vec!["127.0.1.3:9080".to_string()])
+    );
+    assert_eq!(
+        table.rules[0].matches[0].headers,
+        [(
+            "end-user".to_string(),
+            vsteer_plan::http::StrMatch::Exact("jason".into())
+        )]
+    );
+    assert!(table.rules[1].matches.is_empty());
     assert_eq!(
         reviews.route.as_ref().map(ToString::to_string).as_deref(),
         Some("VirtualService default/reviews http[1]")
@@ -94,12 +132,7 @@ fn examples_compile_to_the_expected_plan() {
     );
     assert_eq!(names(&reviews.backends[0].subsets), ["v3"]);
     assert_eq!(&reviews.backends[0].labels["app"], "reviews");
-    assert_eq!(
-        compiled.notes,
-        [
-            "VirtualService default/reviews: spec.http[0] (match on headers) needs the L7 proxy, not available yet: skipped for 127.100.0.1:9080/TCP"
-        ]
-    );
+    assert!(compiled.notes.is_empty(), "{:?}", compiled.notes);
 
     assert_eq!(
         backends(&compiled, "127.100.0.2", 9080),
@@ -117,21 +150,20 @@ fn examples_compile_to_the_expected_plan() {
     let table = vsteer_plan::render(&compiled.plan);
     let lines: Vec<&str> = table.lines().collect();
     let squash = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(lines.len(), 9, "{table}");
-    assert_eq!(
-        squash(lines[0]),
-        "127.100.0.1:9080 TCP reviews.default.svc.cluster.local route: VirtualService default/reviews http[1] lb: RANDOM"
-    );
-    assert_eq!(
-        squash(lines[1]),
-        "127.0.1.3:9080 100.0% subsets: v3 labels: app=reviews,version=v3"
-    );
-    assert_eq!(
-        squash(lines[3]),
-        "127.100.0.2:9080 TCP ratings.default.svc.cluster.local route: VirtualService default/ratings tcp[0] lb: RANDOM"
-    );
-    assert_eq!(
-        squash(lines[5]),
-        "127.0.2.2:9080 20.0% subsets: v2 labels: app=ratings,version=v2"
-    );
+    assert_eq!(lines.len(), 13, "{table}");
+    let expected = [
+        "127.100.0.1:9080 TCP reviews.default.svc.cluster.local route: VirtualService default/reviews http[1] lb: RANDOM",
+        "proxy: VirtualService default/reviews http[0].match[0].headers[end-user]",
+        r#"http[0] headers[end-user] = "jason" -> outbound|9080|v2|reviews.default.svc.cluster.local 100.0%"#,
+        "http[1] any request -> outbound|9080|v3|reviews.default.svc.cluster.local 100.0%",
+        "at connect time, when the proxy does not take it:",
+        "127.0.1.3:9080 100.0% subsets: v3 labels: app=reviews,version=v3",
+        "",
+        "127.100.0.2:9080 TCP ratings.default.svc.cluster.local route: VirtualService default/ratings tcp[0] lb: RANDOM",
+        "127.0.2.1:9080 80.0% subsets: v1 labels: app=ratings,version=v1",
+        "127.0.2.2:9080 20.0% subsets: v2 labels: app=ratings,version=v2",
+    ];
+    for (i, line) in expected.iter().enumerate() {
+        assert_eq!(squash(lines[i]), *line, "line {i} of\n{table}");
+    }
 }

@@ -12,7 +12,7 @@ pub(crate) use std::net::IpAddr;
 
 use super::*;
 use vsteer_model::parse::{Parsed, parse_str};
-use vsteer_plan::{Protocol, ServicePlan, WEIGHT_SCALE};
+use vsteer_plan::{Decision, Protocol, ServicePlan, WEIGHT_SCALE};
 
 /// Parses `text` as file `t.yaml` and compiles it from scratch; parse and compile errors
 /// together.

@@ -262,8 +262,19 @@ fn destination_port_selects_the_port_of_the_destination() {
     );
 }
 
+/// The rule names of a service's HTTP route table and its decision.
+fn served(compiled: &Compiled, vip: &str, port: u16) -> (Vec<String>, Decision) {
+    let service = compiled.plan.get(ip(vip), port, Protocol::Tcp).unwrap();
+    let rules = service
+        .http
+        .as_ref()
+        .map(|t| t.rules.iter().map(|r| r.route.rule.to_string()).collect())
+        .unwrap_or_default();
+    (rules, service.decision.clone())
+}
+
 #[test]
-fn http_rules_on_the_port_route_and_l7_rules_are_skipped() {
+fn http_rules_that_read_requests_go_to_the_proxy_and_the_first_take_all_rule_is_the_fallback() {
     let compiled = compile_ok(&reviews_vs(
         "  http:
   - match: [{uri: {prefix: /api}}]
@@ -276,20 +287,103 @@ fn http_rules_on_the_port_route_and_l7_rules_are_skipped() {
     route: [{destination: {host: reviews, subset: v2}}]
 ",
     ));
+    // The redirect takes every request the /api rule leaves: Istio never reaches http[3].
+    let (rules, decision) = served(&compiled, "10.0.0.1", 9080);
+    assert_eq!(rules, ["http[0]", "http[1]"]);
+    assert_eq!(
+        decision,
+        Decision::Proxy {
+            reason: "VirtualService default/reviews http[0].match[0].uri".into()
+        }
+    );
+    // At connect time (the proxy's own connects, no proxy reachable) the redirect decides,
+    // and it has no destination.
     assert_eq!(
         route(&compiled, "10.0.0.1", 9080).as_deref(),
-        Some("VirtualService default/reviews http[3]")
+        Some("VirtualService default/reviews http[1]")
+    );
+    assert_eq!(backends(&compiled, "10.0.0.1", 9080), expect(&[]));
+
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{port: 9081}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{port: 9080}]
+    timeout: 5s
+    route: [{destination: {host: reviews, subset: v2}}]
+",
+    ));
+    let (rules, _) = served(&compiled, "10.0.0.1", 9080);
+    assert_eq!(rules, ["http[0]", "http[2]"]);
+    assert_eq!(
+        route(&compiled, "10.0.0.1", 9080).as_deref(),
+        Some("VirtualService default/reviews http[2]")
     );
     assert_eq!(
         backends(&compiled, "10.0.0.1", 9080),
         expect(&[("10.1.2.1:9080", 500_000), ("10.1.2.2:9080", 500_000)])
     );
-    for part in [
-        "spec.http[0] (match on uri) needs the L7 proxy, not available yet: skipped",
-        "spec.http[1] (redirect) needs the L7 proxy",
-        "spec.http[3]: timeout not applied (no proxy), connections are still routed",
+    assert!(
+        has_note(
+            &compiled,
+            "VirtualService default/reviews: spec.http[2]: timeout not applied yet: the proxy serves these requests as if it were absent"
+        ),
+        "{:?}",
+        compiled.notes
+    );
+}
+
+#[test]
+fn a_service_whose_first_rule_takes_everything_plainly_stays_in_the_kernel() {
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{port: 9080}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    ));
+    let (rules, decision) = served(&compiled, "10.0.0.1", 9080);
+    assert_eq!(rules, ["http[0]"]);
+    assert_eq!(decision, Decision::Kernel);
+    assert!(compiled.notes.is_empty(), "{:?}", compiled.notes);
+}
+
+#[test]
+fn an_action_on_a_rule_that_takes_every_request_needs_the_proxy() {
+    for (rule, field) in [
+        (
+            "fault: {abort: {httpStatus: 500, percentage: {value: 10}}}",
+            "fault",
+        ),
+        ("headers: {request: {set: {x-a: b}}}", "headers"),
+        ("rewrite: {uri: /v2}", "rewrite"),
+        ("mirror: {host: reviews, subset: v1}", "mirror"),
+        ("retries: {attempts: 2}", "retries"),
     ] {
-        assert!(has_note(&compiled, part), "{part}: {:?}", compiled.notes);
+        let compiled = compile_ok(&reviews_vs(&format!(
+            "  http:
+  - {rule}
+    route: [{{destination: {{host: reviews, subset: v2}}}}]
+"
+        )));
+        let (rules, decision) = served(&compiled, "10.0.0.1", 9080);
+        assert_eq!(rules, ["http[0]"], "{rule}");
+        assert_eq!(
+            decision,
+            Decision::Proxy {
+                reason: format!("VirtualService default/reviews http[0].{field}")
+            },
+            "{rule}"
+        );
+        // Without the proxy the connections still go where the rule routes them.
+        assert_eq!(
+            backends(&compiled, "10.0.0.1", 9080),
+            expect(&[("10.1.2.1:9080", 500_000), ("10.1.2.2:9080", 500_000)]),
+            "{rule}"
+        );
     }
 }
 
@@ -494,4 +588,32 @@ fn bad_destination_subnet_is_rejected() {
         "VirtualService default/db",
         "spec.tcp[0].match[0].destinationSubnets[0]",
     );
+}
+
+#[test]
+fn plan_text_shows_each_rule_of_a_proxied_service() {
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match:
+    - {uri: {prefix: /old}, method: {exact: GET}}
+    - {queryParams: {v: {regex: '[0-9]+'}}}
+    redirect: {uri: /new, redirectCode: 308, port: 8443}
+  - match: [{withoutHeaders: {x-trace: {}}, ignoreUriCase: true, uri: {exact: /Health}}]
+    directResponse: {status: 204}
+  - fault: {abort: {httpStatus: 500, percentage: {value: 1}}}
+    headers: {request: {set: {x-a: b}}}
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v2}, weight: 10}
+",
+    ));
+    let text = vsteer_plan::render(&compiled.plan);
+    for line in [
+        r#"    http[0]  uri starts with "/old" and method = "GET" or queryParams[v] ~ "[0-9]+"  redirect 308 uri=/new port=8443"#,
+        r#"    http[1]  uri (any case) = "/Health" and not headers[x-trace] present  respond 204"#,
+        "    http[2]  any request  -> outbound|9080|v1|reviews.default.svc.cluster.local 90.0%, outbound|9080|v2|reviews.default.svc.cluster.local 10.0%  [headers, fault]",
+        "  proxy: VirtualService default/reviews http[0].match[0].uri",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
+    }
 }

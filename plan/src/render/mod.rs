@@ -1,15 +1,18 @@
 //! The plan as text, for `vsteer plan` and logs: a block per service, its backends in
-//! columns aligned across the whole plan.
+//! columns aligned across the whole plan; for a proxied service, why, and its HTTP rules.
+mod http;
 
 use std::net::SocketAddr;
 
 use comfy_table::{CellAlignment, ColumnConstraint, Table, presets::NOTHING};
 
-use crate::service::{Plan, ServicePlan, WEIGHT_SCALE};
+use crate::service::{Decision, Plan, ServicePlan, WEIGHT_SCALE};
 
 /// A block per service: a line with the service, its host, the rule that routes it and its
 /// load balancer, then one indented line per backend with its share of connections,
-/// subsets and labels. Depends only on the plan.
+/// subsets and labels. A proxied service shows, between the two, why it is proxied and its
+/// HTTP rules; its route and backends are then what the kernel does when the proxy does not
+/// take a connection. Depends only on the plan.
 pub fn render(plan: &Plan) -> String {
     if plan.is_empty() {
         return "no services\n".to_string();
@@ -44,6 +47,13 @@ pub fn render(plan: &Plan) -> String {
             service.host,
             service.load_balancer
         ));
+        if let Decision::Proxy { reason } = &service.decision {
+            out.push_str(&format!("  proxy: {reason}\n"));
+            for rule in service.http.iter().flat_map(|t| http::rules(t)) {
+                out.push_str(&format!("    {rule}\n"));
+            }
+            out.push_str("  at connect time, when the proxy does not take it:\n");
+        }
         if service.backends.is_empty() {
             out.push_str("  no backend: connects refused\n");
         }

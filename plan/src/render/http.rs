@@ -1,0 +1,152 @@
+//! A proxied service's HTTP route table as text: one line per rule, what it matches, what it
+//! does with the request, and the settings it carries.
+
+use std::fmt::Write;
+
+use super::share;
+use crate::http::{
+    HttpAction, HttpRouteTable, HttpRule, Redirect, RedirectPort, RequestMatch, StrMatch,
+};
+
+/// `http[0]  headers[end-user] = "jason"  -> reviews...|v2|9080 100.0%`, a line per rule.
+pub fn rules(table: &HttpRouteTable) -> Vec<String> {
+    table
+        .rules
+        .iter()
+        .map(|rule| {
+            let mut line = format!("{}  {}  ", rule.route.rule, matches(&rule.matches));
+            line.push_str(&action(table, &rule.action));
+            let settings = settings(rule);
+            if !settings.is_empty() {
+                let _ = write!(line, "  [{}]", settings.join(", "));
+            }
+            line
+        })
+        .collect()
+}
+
+/// Any of the blocks (or), each all of its conditions (and); `any request` when empty.
+fn matches(matches: &[RequestMatch]) -> String {
+    if matches.is_empty() {
+        return "any request".to_string();
+    }
+    let blocks: Vec<String> = matches.iter().map(block).collect();
+    blocks.join(" or ")
+}
+
+fn block(m: &RequestMatch) -> String {
+    let mut conditions = Vec::new();
+    let uri = if m.ignore_uri_case {
+        "uri (any case)"
+    } else {
+        "uri"
+    };
+    for (name, value) in [
+        (uri, &m.uri),
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ] {
+        if let Some(value) = value {
+            conditions.push(condition(name, value));
+        }
+    }
+    for (name, value) in &m.headers {
+        conditions.push(condition(&format!("headers[{name}]"), value));
+    }
+    for (name, value) in &m.query_params {
+        conditions.push(condition(&format!("queryParams[{name}]"), value));
+    }
+    for (name, value) in &m.without_headers {
+        conditions.push(format!(
+            "not {}",
+            condition(&format!("headers[{name}]"), value)
+        ));
+    }
+    if conditions.is_empty() {
+        return "any request".to_string();
+    }
+    conditions.join(" and ")
+}
+
+fn condition(name: &str, value: &StrMatch) -> String {
+    match value {
+        StrMatch::Exact(v) => format!("{name} = {v:?}"),
+        StrMatch::Prefix(v) => format!("{name} starts with {v:?}"),
+        StrMatch::Regex(v) => format!("{name} ~ {v:?}"),
+        StrMatch::Present => format!("{name} present"),
+    }
+}
+
+fn action(table: &HttpRouteTable, action: &HttpAction) -> String {
+    match action {
+        HttpAction::Route(destinations) if destinations.is_empty() => {
+            "-> no endpoint: 503".to_string()
+        }
+        HttpAction::Route(destinations) => {
+            let parts: Vec<String> = destinations
+                .iter()
+                .map(|d| {
+                    let name = table
+                        .clusters
+                        .get(d.cluster)
+                        .map_or("?", |c| c.name.as_str());
+                    format!("{name} {}", share(d.weight))
+                })
+                .collect();
+            format!("-> {}", parts.join(", "))
+        }
+        HttpAction::Redirect(redirect) => format!("redirect {}", self::redirect(redirect)),
+        HttpAction::DirectResponse { status, body } => match body {
+            Some(body) => format!("respond {status} ({} byte body)", body.len()),
+            None => format!("respond {status}"),
+        },
+    }
+}
+
+fn redirect(r: &Redirect) -> String {
+    let mut parts = vec![r.code.to_string()];
+    for (name, value) in [
+        ("scheme", &r.scheme),
+        ("authority", &r.authority),
+        ("uri", &r.uri),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{name}={value}"));
+        }
+    }
+    match r.port {
+        Some(RedirectPort::Fixed(port)) => parts.push(format!("port={port}")),
+        Some(RedirectPort::FromProtocolDefault) => parts.push("port=protocol default".into()),
+        Some(RedirectPort::FromRequestPort) => parts.push("port=request port".into()),
+        None => {}
+    }
+    parts.join(" ")
+}
+
+/// What else the rule does to a request, by Istio field name.
+fn settings(rule: &HttpRule) -> Vec<&'static str> {
+    let destination_headers = match &rule.action {
+        HttpAction::Route(destinations) => destinations
+            .iter()
+            .any(|d| !d.request_headers.is_empty() || !d.response_headers.is_empty()),
+        _ => false,
+    };
+    [
+        ("rewrite", rule.rewrite.is_some()),
+        (
+            "headers",
+            !rule.request_headers.is_empty()
+                || !rule.response_headers.is_empty()
+                || destination_headers,
+        ),
+        ("timeout", rule.timeout.is_some()),
+        ("retries", rule.retries.is_some()),
+        ("fault", rule.fault.is_some()),
+        ("mirror", !rule.mirrors.is_empty()),
+        ("corsPolicy", rule.cors.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}

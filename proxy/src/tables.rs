@@ -3,6 +3,7 @@
 //! requests at once while in-flight ones finish on the table they started with.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,6 +27,8 @@ struct Inner {
     current: ArcSwap<TableMap>,
     /// Serialises writers (readers never wait).
     write: Mutex<()>,
+    /// Times `current` was replaced.
+    generation: AtomicU64,
     pools: Pools,
 }
 
@@ -65,8 +68,7 @@ impl RouteTables {
                 map.insert(vip, self.compiled(old.get(&vip), table, vip.port()));
             }
         }
-        self.inner.current.store(Arc::new(map));
-        self.inner.pools.prune();
+        self.store(map);
     }
 
     /// Looks only at `changed` keys of `plan`: cheap when none of them is or was proxied (no
@@ -105,8 +107,19 @@ impl RouteTables {
                 }
             }
         }
+        self.store(map);
+    }
+
+    fn store(&self, map: TableMap) {
         self.inner.current.store(Arc::new(map));
+        self.inner.generation.fetch_add(1, Relaxed);
         self.inner.pools.prune();
+    }
+
+    /// How many times the served tables changed (an update touching no proxied service
+    /// changes nothing, and leaves this as it was).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Relaxed)
     }
 
     /// Proxied services served now.

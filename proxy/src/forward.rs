@@ -94,7 +94,6 @@ async fn serve(
         .as_ref()
         .map(|r| r.apply(view.path_and_query, matched));
     let authority = authority(target, view.authority, conn);
-    drop(view);
 
     let upgrade = parts.version <= Version::HTTP_11 && is_upgrade(&parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade, true);

@@ -28,11 +28,9 @@ impl Ring {
             .fold(0, gcd)
             .max(1);
         let total: u64 = endpoints.iter().map(|(_, w)| u64::from(*w) / g).sum();
-        let per_weight = if total == 0 {
-            0
-        } else {
-            POINTS_PER_WEIGHT.min((MAX_POINTS / total).max(1))
-        };
+        let per_weight = MAX_POINTS
+            .checked_div(total)
+            .map_or(0, |per| POINTS_PER_WEIGHT.min(per.max(1)));
         let mut points = Vec::new();
         for (index, (addr, weight)) in endpoints.iter().enumerate() {
             let count = (u64::from(*weight) / g * per_weight).max(u64::from(*weight > 0));

@@ -184,7 +184,8 @@ async fn every_match_kind_or_and_first_match_and_404() {
     let (_backends, plan) = reviews(MATCHES, "").await;
     let proxy = Harness::start(&plan, fixed(VIP)).await;
     let mut client = H1::connect(proxy.addr).await;
-    let cases: &[(&str, &str, &[(&str, &str)], Option<&str>)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: &[Case] = &[
         ("GET", "/exact", &[], Some("exact")),
         ("GET", "/exact?x=1", &[], Some("exact")),
         ("GET", "/exactly", &[], None),
@@ -406,7 +407,7 @@ async fn least_request_prefers_the_idle_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hash_on_header_stays_and_moves_few_keys() {
-    let backends = vec![
+    let backends = [
         Backend::start("a").await,
         Backend::start("b").await,
         Backend::start("c").await,

@@ -265,6 +265,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body as received.
+    pub bytes: Bytes,
     pub trailers: Option<HeaderMap>,
 }
 
@@ -295,10 +297,12 @@ async fn read(response: Response<Incoming>) -> Reply {
     let (head, body) = response.into_parts();
     let collected = body.collect().await.expect("read the response body");
     let trailers = collected.trailers().cloned();
+    let bytes = collected.to_bytes();
     Reply {
         status: head.status,
         headers: head.headers,
-        body: String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
         trailers,
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-pub struct ProxyBody(Kind);
+pub(crate) struct ProxyBody(Kind);
 
 enum Kind {
     Empty,

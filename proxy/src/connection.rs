@@ -21,6 +21,8 @@ use crate::stats::ProxyStats;
 /// What a request handler knows of its connection.
 pub(crate) struct ConnContext {
     pub peer: SocketAddr,
+    /// `peer`'s IP as an `x-forwarded-for` entry.
+    pub forwarded_for: http::HeaderValue,
     /// The original destination the client dialed.
     pub vip: SocketAddr,
     pub shared: Arc<Shared>,
@@ -95,6 +97,7 @@ pub(crate) async fn serve(
     let activity = Arc::new(Activity::new());
     let ctx = Arc::new(ConnContext {
         peer,
+        forwarded_for: crate::headers::forwarded_for(peer.ip()),
         vip,
         shared: shared.clone(),
         activity: activity.clone(),

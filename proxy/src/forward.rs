@@ -97,7 +97,7 @@ async fn serve(
 
     let upgrade = parts.version <= Version::HTTP_11 && is_upgrade(&parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade, true);
-    add_forwarding(&mut parts.headers, conn.peer.ip());
+    add_forwarding(&mut parts.headers, &conn.forwarded_for);
     for level in &target.request_ops {
         level.apply(&mut parts.headers);
     }

@@ -177,38 +177,49 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The headers Envoy's connection manager adds before routing: `x-forwarded-proto` (the
 /// downstream is plaintext) and `x-request-id` when absent; and `x-forwarded-for` with the
-/// client's address appended, because the backend sees the node's address where a sidecar
-/// would have shown the pod's.
-pub(crate) fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr) {
+/// client's address (`peer`, formatted once per connection) appended, because the backend
+/// sees the node's address where a sidecar would have shown the pod's.
+pub(crate) fn add_forwarding(headers: &mut HeaderMap, peer: &HeaderValue) {
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
-    let peer = peer.to_canonical().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing},{peer}"),
-        _ => peer,
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) if !existing.is_empty() => {
+            let mut joined = Vec::with_capacity(existing.len() + 1 + peer.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.push(b',');
+            joined.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| peer.clone())
+        }
+        _ => peer.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+}
+
+/// The client address as an `x-forwarded-for` entry.
+pub(crate) fn forwarded_for(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// A random UUID (version 4), as Envoy generates for `x-request-id`.
 fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{n:032x}");
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+            continue;
+        }
+        *slot = HEX[((n >> (124 - 4 * nibble)) & 0xf) as usize];
+        nibble += 1;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

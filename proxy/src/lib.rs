@@ -29,7 +29,6 @@ mod tables;
 mod upgrade;
 mod upstream;
 
-pub use body::ProxyBody;
 pub use options::{DEFAULT_LISTEN, ProxyOptions};
 pub use original::OriginalDestination;
 pub use proxy::Proxy;

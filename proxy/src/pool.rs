@@ -25,6 +25,9 @@ pub(crate) struct EndpointPool {
     /// Held while the HTTP/2 connection is (re)established, so concurrent requests wait for
     /// one connection instead of each opening their own.
     pub(crate) connecting: tokio::sync::Mutex<()>,
+    /// Failed HTTP/2 connects: a request that waited for another's attempt, which failed,
+    /// fails at once rather than trying again in turn.
+    pub(crate) h2_failures: std::sync::atomic::AtomicU64,
 }
 
 impl EndpointPool {
@@ -36,6 +39,7 @@ impl EndpointPool {
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            h2_failures: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -121,13 +122,27 @@ impl Upstream {
         if let Some(sender) = pool.h2() {
             return Ok(sender);
         }
+        let failures = pool.h2_failures.load(Relaxed);
         let _one = pool.connecting.lock().await;
         if let Some(sender) = pool.h2() {
             return Ok(sender);
         }
-        let sender = self.open_h2(pool.addr).await?;
-        pool.set_h2(Some(sender.clone()));
-        Ok(sender)
+        if pool.h2_failures.load(Relaxed) != failures {
+            return Err(UpstreamError::Connect(anyhow!(
+                "HTTP/2 to endpoint {}: the connect this request waited for failed",
+                pool.addr
+            )));
+        }
+        match self.open_h2(pool.addr).await {
+            Ok(sender) => {
+                pool.set_h2(Some(sender.clone()));
+                Ok(sender)
+            }
+            Err(e) => {
+                pool.h2_failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
     }
 
     pub(crate) async fn send(

@@ -358,3 +358,40 @@ async fn shutdown_lets_in_flight_requests_finish() {
     // Stopped: nothing listens any more.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listener_vip_and_endpoints() {
+    let backends = [
+        Backend::start_at("v1", "[::1]:0".parse().unwrap()).await,
+        Backend::start_at("v2", "[::1]:0".parse().unwrap()).await,
+    ];
+    let yaml = service_entry(
+        "reviews",
+        "fd00::1",
+        9080,
+        "HTTP",
+        &[(&backends[0], "v1"), (&backends[1], "v2")],
+    ) + &destination_rule("reviews", &["v1", "v2"], "")
+        + &virtual_service(
+            "reviews",
+            "  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+",
+        );
+    let plan = plan_from_yaml(&yaml);
+    let options = vsteer_proxy::ProxyOptions {
+        listen: vec!["[::1]:0".parse().unwrap()],
+        ..test_options()
+    };
+    let proxy = Harness::with_options(&plan, fixed("[fd00::1]:9080"), options).await;
+    assert!(proxy.addr.is_ipv6());
+    let mut client = H1::connect(proxy.addr).await;
+    let jason = client
+        .get("reviews:9080", "/", &[("end-user", "jason")])
+        .await;
+    assert_eq!(jason.backend(), "v2");
+    assert_eq!(jason.seen_header("x-forwarded-for"), ["::1"]);
+    assert_eq!(client.get("reviews:9080", "/", &[]).await.backend(), "v1");
+    proxy.stop().await;
+}

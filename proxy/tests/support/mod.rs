@@ -77,6 +77,12 @@ impl Backend {
         Self::serve(name, listener)
     }
 
+    /// A backend on `addr` (e.g. `[::1]:0`).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind a backend");
+        Self::serve(name, listener)
+    }
+
     fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("backend address");
         let release = Arc::new(Semaphore::new(0));

@@ -1,7 +1,7 @@
 //! The proxy's settings: where it listens, the mark of its own sockets, and the limits that
 //! keep one bad client from holding resources (with defaults chosen after Envoy and nginx).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +40,13 @@ pub struct ProxyOptions {
 
 /// The agent's default listen address: reachable by host processes only (a DaemonSet passes
 /// the node IP so pods in their own network namespaces can reach it).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 15001));
 
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            listen: vec![
-                DEFAULT_LISTEN
-                    .parse()
-                    .expect("a valid socket address literal"),
-            ],
+            listen: vec![DEFAULT_LISTEN],
             mark: None,
             header_read_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,

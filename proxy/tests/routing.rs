@@ -727,3 +727,56 @@ spec:
     assert_eq!(stats.responses[4], 2);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_rule_hash_without_a_virtual_service_is_served() {
+    // Istio's sticky sessions: only a DestinationRule; the default route takes every request.
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let eps: Vec<(&Backend, &str)> = backends.iter().map(|b| (b, "x")).collect();
+    let yaml = service_entry("reviews", "127.100.0.1", 9080, "HTTP", &eps)
+        + "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+";
+    let plan = plan_from_yaml(&yaml);
+    let service = plan
+        .service(&ServiceKey::new(
+            "127.100.0.1".parse().unwrap(),
+            9080,
+            Protocol::Tcp,
+        ))
+        .unwrap();
+    assert!(matches!(
+        service.decision,
+        vsteer_plan::Decision::Proxy { .. }
+    ));
+    assert!(service.http.is_some(), "a proxied service needs a table");
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut used = std::collections::BTreeSet::new();
+    for user in 0..30 {
+        let user = format!("u{user}");
+        let first = client
+            .get(HOST, "/", &[("x-user", &user)])
+            .await
+            .backend()
+            .to_string();
+        for _ in 0..3 {
+            assert_eq!(
+                client.get(HOST, "/", &[("x-user", &user)]).await.backend(),
+                first
+            );
+        }
+        used.insert(first);
+    }
+    assert!(used.len() >= 2, "{used:?}");
+    proxy.stop().await;
+}

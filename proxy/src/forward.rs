@@ -46,22 +46,23 @@ async fn serve(
     let Some(table) = shared.tables.get(conn.vip) else {
         // The service left the proxy since this connection came: close it, so the client
         // reconnects and the kernel serves it.
-        let mut response = respond::local(StatusCode::SERVICE_UNAVAILABLE, None);
+        let mut response = respond::error(StatusCode::SERVICE_UNAVAILABLE, "", is_grpc(&req));
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     };
+    let grpc = is_grpc(&req);
     if req.method() == Method::CONNECT {
         // Envoy routes CONNECT only with a connect matcher, which Istio does not configure.
         ProxyStats::add(&stats.no_route);
-        return respond::no_route();
+        return respond::no_route(grpc);
     }
     let (mut parts, body) = req.into_parts();
     let view = RequestView::new(&parts);
     let Some((rule, matched)) = table.route(&view) else {
         ProxyStats::add(&stats.no_route);
-        return respond::no_route();
+        return respond::no_route(grpc);
     };
     let route = match &rule.action {
         Action::Direct { status, body } => {
@@ -76,12 +77,12 @@ async fn serve(
     };
     let Some(target) = route.pick() else {
         // No destination could be resolved (Envoy: cluster not found).
-        return respond::local(StatusCode::SERVICE_UNAVAILABLE, None);
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "", grpc);
     };
     let cluster = &table.clusters[target.cluster];
     if cluster.endpoints.is_empty() {
         ProxyStats::add(&stats.no_healthy_upstream);
-        return with_ops(respond::no_healthy_upstream(), &target.response_ops);
+        return with_ops(respond::no_healthy_upstream(grpc), &target.response_ops);
     }
     let hashed = cluster
         .balancer
@@ -103,7 +104,7 @@ async fn serve(
     }
     let http2 = cluster.http2 && !upgrade;
     let Some(uri) = upstream_uri(&parts.uri, path, &authority, http2) else {
-        return respond::local(StatusCode::BAD_REQUEST, None);
+        return respond::error(StatusCode::BAD_REQUEST, "", grpc);
     };
     parts.uri = uri;
     if http2 {
@@ -142,18 +143,12 @@ async fn serve(
         Err(UpstreamError::Connect(e)) => {
             ProxyStats::add(&stats.upstream_connect_errors);
             tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
-            return with_ops(
-                respond::upstream_failure("connection failure"),
-                &target.response_ops,
-            );
+            return with_ops(respond::upstream_failure(true, grpc), &target.response_ops);
         }
         Err(UpstreamError::Reset(e)) => {
             ProxyStats::add(&stats.upstream_resets);
             tracing::debug!("{} ({}): {e}", cluster.name, endpoint.addr);
-            return with_ops(
-                respond::upstream_failure("connection termination"),
-                &target.response_ops,
-            );
+            return with_ops(respond::upstream_failure(false, grpc), &target.response_ops);
         }
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -181,6 +176,13 @@ async fn serve(
         head,
         ProxyBody::upstream(body, Box::new((in_flight, pooled, guard))),
     )
+}
+
+/// Whether a request is gRPC (its local error replies then take gRPC's form).
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The authority to send: the rewrite's, else the request's, else the VIP the client dialed.

@@ -1,8 +1,8 @@
 //! Replies the proxy makes itself, with Envoy's status codes and bodies: 404 with no body when
 //! no rule matches, 503 `no healthy upstream` for a destination without endpoints, 503
 //! `upstream connect error or disconnect/reset before headers. reset reason: ...` when the
-//! upstream fails, redirects with an empty body, and direct responses (`text/plain` when they
-//! have a body).
+//! upstream fails (for gRPC requests all of these in gRPC's form), redirects with an empty
+//! body, and direct responses (`text/plain` when they have a body).
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
@@ -24,25 +24,48 @@ pub(crate) fn local(status: StatusCode, body: Option<Bytes>) -> Response<ProxyBo
     response
 }
 
-pub(crate) fn no_route() -> Response<ProxyBody> {
-    local(StatusCode::NOT_FOUND, None)
+/// A reply for a request that failed in the proxy; for a gRPC request in gRPC's form, as
+/// Envoy sends it: HTTP 200 with `grpc-status` (the gRPC spec's mapping of the HTTP status)
+/// and `grpc-message`, no body (a trailers-only response).
+pub(crate) fn error(status: StatusCode, message: &'static str, grpc: bool) -> Response<ProxyBody> {
+    if !grpc {
+        let body = (!message.is_empty()).then(|| Bytes::from_static(message.as_bytes()));
+        return local(status, body);
+    }
+    let code = match status.as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502..=504 => "14",
+        _ => "2",
+    };
+    let mut response = Response::new(ProxyBody::empty());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static(code));
+    if !message.is_empty() {
+        headers.insert("grpc-message", HeaderValue::from_static(message));
+    }
+    response
 }
 
-pub(crate) fn no_healthy_upstream() -> Response<ProxyBody> {
-    local(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some(Bytes::from_static(b"no healthy upstream")),
-    )
+pub(crate) fn no_route(grpc: bool) -> Response<ProxyBody> {
+    error(StatusCode::NOT_FOUND, "", grpc)
 }
 
-/// `reason`: Envoy's reset reason, `connection failure` (connect) or `connection termination`.
-pub(crate) fn upstream_failure(reason: &str) -> Response<ProxyBody> {
-    local(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some(Bytes::from(format!(
-            "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
-        ))),
-    )
+pub(crate) fn no_healthy_upstream(grpc: bool) -> Response<ProxyBody> {
+    error(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", grpc)
+}
+
+/// The upstream failed before its response headers: Envoy's reply, with its reset reason.
+pub(crate) fn upstream_failure(connect: bool, grpc: bool) -> Response<ProxyBody> {
+    let message = if connect {
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    } else {
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+    };
+    error(StatusCode::SERVICE_UNAVAILABLE, message, grpc)
 }
 
 pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {

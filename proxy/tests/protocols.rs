@@ -305,3 +305,52 @@ async fn slow_and_silent_clients_are_closed_within_the_bound() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_local_replies_take_grpc_form() {
+    let backends = [Backend::start("v1").await];
+    let yaml = service_entry(
+        "reviews",
+        "127.100.0.1",
+        9080,
+        "GRPC",
+        &[(&backends[0], "v1")],
+    ) + &destination_rule("reviews", &["v1", "v9"], "")
+        + &virtual_service(
+            "reviews",
+            "  - match: [{headers: {x-route: {exact: none}}}]
+    route: [{destination: {host: reviews, subset: v9}}]
+  - match: [{uri: {prefix: /pkg.}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+        );
+    let plan = plan_from_yaml(&yaml);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H2::connect(proxy.addr).await;
+    let call = |path: &str, route: &str| {
+        request(
+            "POST",
+            &format!("http://{HOST}{path}"),
+            &[
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("x-route", route),
+            ],
+            full(Bytes::from_static(b"\x00\x00\x00\x00\x00")),
+        )
+    };
+    // No endpoint: UNAVAILABLE (14), trailers-only, as Envoy answers a gRPC request.
+    let reply = client.send(call("/pkg.S/M", "none")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["grpc-status"], "14");
+    assert_eq!(reply.headers["grpc-message"], "no healthy upstream");
+    assert!(reply.bytes.is_empty());
+    // No route: UNIMPLEMENTED (12).
+    let reply = client.send(call("/other.S/M", "x")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["grpc-status"], "12");
+    // And a routed call still works.
+    let reply = client.send(call("/pkg.S/M", "x")).await.unwrap();
+    assert_eq!(reply.trailers.unwrap()["grpc-status"], "0");
+    proxy.stop().await;
+}

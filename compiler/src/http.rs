@@ -15,13 +15,14 @@ use vsteer_plan::http::{
     HttpLoadBalancer, HttpRouteTable, HttpRule, Mirror, Redirect, RedirectPort, RequestMatch,
     RetryPolicy, Rewrite, StrMatch, WeightedCluster,
 };
-use vsteer_plan::{Decision, RouteRef, Section, ServiceKey};
+use vsteer_plan::{Decision, RouteRef, RuleRef, Section, ServiceKey};
 
-use crate::destination_rule::selects;
+use crate::destination_rule::{ForHost, selects};
 use crate::duration::parse_duration;
 use crate::matching;
 use crate::problems::Problems;
 use crate::routes::infer_port;
+use crate::service_entry::Entry;
 use crate::virtual_service::{Target, VirtualService};
 use crate::weights::largest_remainder;
 
@@ -403,6 +404,49 @@ pub fn table(
         proxy => proxy,
     };
     (table, decision, notes)
+}
+
+/// The HTTP route table of a service no VirtualService routes, for when the proxy serves it
+/// anyway (a DestinationRule hashes on a header, cookie or query parameter): Istio's default
+/// route, every request to all endpoints of the host, balanced by `rules`.
+pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> HttpRouteTable {
+    let target = Target {
+        host: entry.host().clone(),
+        entry: entry.clone(),
+        rules,
+        subset: None,
+        port: None,
+    };
+    let mut clusters = Vec::new();
+    let route = match cluster_of(&target, key, &mut clusters) {
+        Some(cluster) => vec![WeightedCluster {
+            cluster,
+            weight: vsteer_plan::WEIGHT_SCALE,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+        }],
+        None => Vec::new(),
+    };
+    HttpRouteTable {
+        rules: vec![HttpRule {
+            route: RouteRef {
+                resource: entry.id.clone(),
+                rule: RuleRef::Default,
+            },
+            name: None,
+            matches: Vec::new(),
+            action: HttpAction::Route(route),
+            rewrite: None,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+            timeout: None,
+            retries: None,
+            fault: None,
+            mirrors: Vec::new(),
+            cors: None,
+        }],
+        clusters,
+    }
 }
 
 fn action(

@@ -101,6 +101,9 @@ pub fn assemble(
             HttpLoadBalancer::Simple(_)
         )
     {
+        // The proxy needs a table to serve it: the default route.
+        let table = http::default_table(entry, key, rules.for_host(entry.host()));
+        routed.plan.http = Some(Arc::new(table));
         routed.plan.decision = Decision::Proxy {
             reason: format!(
                 "a consistent hash on request data for {} (DestinationRule trafficPolicy.loadBalancer.consistentHash)",

@@ -71,8 +71,9 @@ pub enum StrMatch {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HttpAction {
-    /// Forward it to one of these, by weight (parts per million, summing to 1,000,000 over
-    /// the destinations that have endpoints; empty: no endpoint, answered 503).
+    /// Forward it to one of these, by weight (parts per million, summing to 1,000,000). A
+    /// destination without endpoints keeps its weight and its share is answered 503 (`no
+    /// healthy upstream`, as Envoy); empty: no destination resolved, every request 503.
     Route(Vec<WeightedCluster>),
     Redirect(Redirect),
     DirectResponse {

@@ -36,6 +36,9 @@ pub enum RuleRef {
     Rule { section: Section, index: usize },
     /// The VirtualService applies, but none of its rules matches the service.
     NoMatch,
+    /// No VirtualService applies: Istio's default route, every request to all endpoints of
+    /// the host (the rule of an HTTP route table the proxy serves without a VirtualService).
+    Default,
 }
 
 impl fmt::Display for RuleRef {
@@ -43,6 +46,7 @@ impl fmt::Display for RuleRef {
         match self {
             RuleRef::Rule { section, index } => write!(f, "{section}[{index}]"),
             RuleRef::NoMatch => f.write_str("(no rule matches)"),
+            RuleRef::Default => f.write_str("(default route)"),
         }
     }
 }

@@ -1,0 +1,211 @@
+//! A route table compiled for serving: matchers with their regexes built once, actions with
+//! their header operations in Envoy's order, and per cluster its endpoints (with their
+//! connection pools) and load balancer state. Built once per table change.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule};
+
+use crate::balance::{Balancer, EndpointState};
+use crate::headers::HeaderOps;
+use crate::matching::{PathMatch, RequestMatcher, RequestView};
+use crate::pool::Pools;
+use crate::redirect::RedirectAction;
+use crate::rewrite::PathRewrite;
+
+#[derive(Debug)]
+pub(crate) struct CompiledTable {
+    /// What this was compiled from: an unchanged table is not compiled again.
+    pub source: Arc<HttpRouteTable>,
+    pub rules: Vec<CompiledRule>,
+    pub clusters: Vec<ClusterState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    /// Any one must match (OR).
+    pub matches: Vec<RequestMatcher>,
+    pub action: Action,
+    pub rewrite: Option<PathRewrite>,
+    /// The rule's response header operations (for redirects and direct responses; routes
+    /// carry them per destination, in order).
+    pub response_ops: HeaderOps,
+}
+
+#[derive(Debug)]
+pub(crate) enum Action {
+    Route(RouteAction),
+    Redirect(RedirectAction),
+    Direct {
+        status: StatusCode,
+        body: Option<Bytes>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct RouteAction {
+    pub targets: Vec<Target>,
+    /// Sum of the targets' weights (parts per million).
+    pub total: u64,
+}
+
+/// One weighted destination of a route, with what applies when it is chosen.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub cluster: usize,
+    /// Running sum of weights up to and including this target.
+    pub upto: u64,
+    /// Request header operations, level by level in the order Envoy applies them: a single
+    /// destination's operations join the rule's level (after the rule's own); a weighted
+    /// destination's are a level of their own, applied before the rule's.
+    pub request_ops: Vec<HeaderOps>,
+    pub response_ops: Vec<HeaderOps>,
+    /// The `Host`/`:authority` to send: `rewrite.authority` or a `host` header operation;
+    /// the rule's wins for a single destination, the destination's for weighted ones (as
+    /// Istio configures Envoy).
+    pub authority: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    pub name: Box<str>,
+    pub http2: bool,
+    pub endpoints: Vec<EndpointState>,
+    pub balancer: Balancer,
+}
+
+impl CompiledTable {
+    /// Compiles `table` of the service on `service_port`; endpoints take their pools from
+    /// `pools`.
+    pub(crate) fn compile(
+        table: &Arc<HttpRouteTable>,
+        service_port: u16,
+        pools: &Pools,
+    ) -> CompiledTable {
+        let clusters = table
+            .clusters
+            .iter()
+            .map(|c| {
+                let endpoints: Vec<EndpointState> = c
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let addr = std::net::SocketAddr::new(e.address, e.port);
+                        EndpointState {
+                            addr,
+                            weight: e.weight.max(1),
+                            pool: pools.get(addr, c.http2),
+                        }
+                    })
+                    .collect();
+                ClusterState {
+                    name: c.name.as_str().into(),
+                    http2: c.http2,
+                    balancer: Balancer::new(&c.load_balancer, &endpoints),
+                    endpoints,
+                }
+            })
+            .collect();
+        let rules = table
+            .rules
+            .iter()
+            .map(|r| compile_rule(r, service_port))
+            .collect();
+        CompiledTable {
+            source: table.clone(),
+            rules,
+            clusters,
+        }
+    }
+
+    /// The first rule with a match block that holds for `req` (and how much of the path its
+    /// path condition matched).
+    pub(crate) fn route(&self, req: &RequestView<'_>) -> Option<(&CompiledRule, PathMatch)> {
+        self.rules.iter().find_map(|rule| {
+            rule.matches
+                .iter()
+                .find_map(|m| m.matches(req))
+                .map(|matched| (rule, matched))
+        })
+    }
+}
+
+fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
+    let what = rule.route.to_string();
+    let matches = if rule.matches.is_empty() {
+        vec![RequestMatcher::any()]
+    } else {
+        rule.matches.iter().map(RequestMatcher::compile).collect()
+    };
+    let (rule_request, header_authority) = HeaderOps::compile(&rule.request_headers, &what);
+    let (rule_response, _) = HeaderOps::compile(&rule.response_headers, &what);
+    let rule_authority = rule
+        .rewrite
+        .as_ref()
+        .and_then(|r| r.authority.as_deref())
+        .filter(|a| !a.is_empty())
+        .and_then(|a| HeaderValue::from_str(a).ok())
+        .or(header_authority);
+    let action = match &rule.action {
+        HttpAction::Redirect(r) => Action::Redirect(RedirectAction::compile(r, service_port)),
+        HttpAction::DirectResponse { status, body } => Action::Direct {
+            status: StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: body.as_ref().map(|b| Bytes::copy_from_slice(b)),
+        },
+        HttpAction::Route(weighted) => {
+            let single = weighted.len() == 1;
+            let mut upto = 0u64;
+            let targets = weighted
+                .iter()
+                .map(|w| {
+                    upto += u64::from(w.weight);
+                    let (dest_request, dest_authority) =
+                        HeaderOps::compile(&w.request_headers, &what);
+                    let (dest_response, _) = HeaderOps::compile(&w.response_headers, &what);
+                    let levels = |rule_ops: &HeaderOps, dest_ops: HeaderOps| -> Vec<HeaderOps> {
+                        let levels = if single {
+                            vec![HeaderOps::merged(rule_ops, &dest_ops)]
+                        } else {
+                            vec![dest_ops, rule_ops.clone()]
+                        };
+                        levels.into_iter().filter(|l| !l.is_empty()).collect()
+                    };
+                    Target {
+                        cluster: w.cluster,
+                        upto,
+                        request_ops: levels(&rule_request, dest_request),
+                        response_ops: levels(&rule_response, dest_response),
+                        authority: if single {
+                            rule_authority.clone().or(dest_authority)
+                        } else {
+                            dest_authority.or(rule_authority.clone())
+                        },
+                    }
+                })
+                .collect();
+            Action::Route(RouteAction {
+                targets,
+                total: upto,
+            })
+        }
+    };
+    CompiledRule {
+        matches,
+        action,
+        rewrite: rule.rewrite.as_ref().and_then(PathRewrite::compile),
+        response_ops: rule_response,
+    }
+}
+
+impl RouteAction {
+    /// One destination, by weight.
+    pub(crate) fn pick(&self) -> Option<&Target> {
+        if self.total == 0 {
+            return None;
+        }
+        let r = fastrand::u64(..self.total);
+        self.targets.iter().find(|t| r < t.upto)
+    }
+}

@@ -1,0 +1,223 @@
+//! One request, start to end: find the service's table (loaded once, kept for the whole
+//! request), the first matching rule, and act: a direct response, a redirect, or a route to
+//! a weighted destination and one of its endpoints, with the request rewritten (hop-by-hop
+//! headers out, forwarding headers and header operations in, path and authority rewritten,
+//! the URI and version the upstream protocol needs) and the response passed back streaming.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::compiled::{Action, Target};
+use crate::connection::{ConnContext, RequestGuard};
+use crate::headers::{HeaderOps, add_forwarding, is_upgrade, strip_hop_by_hop};
+use crate::matching::RequestView;
+use crate::pool::InFlight;
+use crate::respond;
+use crate::stats::ProxyStats;
+use crate::upgrade;
+use crate::upstream::{Sent, UpstreamError};
+
+pub(crate) async fn handle(conn: Arc<ConnContext>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let guard = conn.activity.begin();
+    let response = serve(&conn, req, guard).await;
+    conn.shared.stats.response(response.status());
+    response
+}
+
+fn with_ops(mut response: Response<ProxyBody>, levels: &[HeaderOps]) -> Response<ProxyBody> {
+    for level in levels {
+        level.apply(response.headers_mut());
+    }
+    response
+}
+
+async fn serve(
+    conn: &ConnContext,
+    req: Request<Incoming>,
+    guard: RequestGuard,
+) -> Response<ProxyBody> {
+    let shared = &conn.shared;
+    let stats = &shared.stats;
+    let Some(table) = shared.tables.get(conn.vip) else {
+        // The service left the proxy since this connection came: close it, so the client
+        // reconnects and the kernel serves it.
+        let mut response = respond::error(StatusCode::SERVICE_UNAVAILABLE, "", is_grpc(&req));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    };
+    let grpc = is_grpc(&req);
+    if req.method() == Method::CONNECT {
+        // Envoy routes CONNECT only with a connect matcher, which Istio does not configure.
+        ProxyStats::add(&stats.no_route);
+        return respond::no_route(grpc);
+    }
+    let (mut parts, body) = req.into_parts();
+    let view = RequestView::new(&parts);
+    let Some((rule, matched)) = table.route(&view) else {
+        ProxyStats::add(&stats.no_route);
+        return respond::no_route(grpc);
+    };
+    let route = match &rule.action {
+        Action::Direct { status, body } => {
+            let response = respond::local(*status, body.clone());
+            return with_ops(response, std::slice::from_ref(&rule.response_ops));
+        }
+        Action::Redirect(redirect) => {
+            let response = respond::redirect(redirect.status, &redirect.location(&view));
+            return with_ops(response, std::slice::from_ref(&rule.response_ops));
+        }
+        Action::Route(route) => route,
+    };
+    let Some(target) = route.pick() else {
+        // No destination could be resolved (Envoy: cluster not found).
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "", grpc);
+    };
+    let cluster = &table.clusters[target.cluster];
+    if cluster.endpoints.is_empty() {
+        ProxyStats::add(&stats.no_healthy_upstream);
+        return with_ops(respond::no_healthy_upstream(grpc), &target.response_ops);
+    }
+    let hashed = cluster
+        .balancer
+        .hash_key()
+        .map(|key| key.hash(&parts.headers, view.query, conn.peer))
+        .unwrap_or_default();
+    let endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, hashed.hash)];
+    let path = rule
+        .rewrite
+        .as_ref()
+        .map(|r| r.apply(view.path_and_query, matched));
+    let authority = authority(target, view.authority, conn);
+
+    let upgrade = parts.version <= Version::HTTP_11 && is_upgrade(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers, upgrade, true);
+    add_forwarding(&mut parts.headers, &conn.forwarded_for);
+    for level in &target.request_ops {
+        level.apply(&mut parts.headers);
+    }
+    let http2 = cluster.http2 && !upgrade;
+    let Some(uri) = upstream_uri(&parts.uri, path, &authority, http2) else {
+        return respond::error(StatusCode::BAD_REQUEST, "", grpc);
+    };
+    parts.uri = uri;
+    if http2 {
+        parts.version = Version::HTTP_2;
+        parts.headers.remove(header::HOST);
+    } else {
+        parts.version = Version::HTTP_11;
+        parts.headers.insert(header::HOST, authority);
+    }
+    let downstream_upgrade = if upgrade {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    // Nothing of the downstream connection's extensions belongs upstream.
+    parts.extensions.clear();
+    let in_flight = InFlight::new(&endpoint.pool);
+    let request = Request::from_parts(parts, body);
+    let sent = if upgrade {
+        shared
+            .upstream
+            .send_upgrade(endpoint.addr, request)
+            .await
+            .map(|response| Sent {
+                response,
+                pooled: None,
+            })
+    } else {
+        shared.upstream.send(&endpoint.pool, request).await
+    };
+    let Sent {
+        mut response,
+        pooled,
+    } = match sent {
+        Ok(sent) => sent,
+        Err(UpstreamError::Connect(e)) => {
+            ProxyStats::add(&stats.upstream_connect_errors);
+            tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
+            return with_ops(respond::upstream_failure(true, grpc), &target.response_ops);
+        }
+        Err(UpstreamError::Reset(e)) => {
+            ProxyStats::add(&stats.upstream_resets);
+            tracing::debug!("{} ({}): {e}", cluster.name, endpoint.addr);
+            return with_ops(respond::upstream_failure(false, grpc), &target.response_ops);
+        }
+    };
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let tunnel = if switching {
+        downstream_upgrade.map(|down| (down, hyper::upgrade::on(&mut response)))
+    } else {
+        None
+    };
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers, switching, false);
+    for level in &target.response_ops {
+        level.apply(&mut head.headers);
+    }
+    if let Some(cookie) = hashed.set_cookie {
+        head.headers.append(header::SET_COOKIE, cookie);
+    }
+    head.version = Version::HTTP_11;
+    head.extensions.clear();
+    if let Some((downstream, upstream)) = tunnel {
+        let hold = Box::new((in_flight, guard, conn.open.clone()));
+        upgrade::tunnel(downstream, upstream, hold, shared.shutdown.clone());
+        return Response::from_parts(head, ProxyBody::empty());
+    }
+    Response::from_parts(
+        head,
+        ProxyBody::upstream(body, Box::new((in_flight, pooled, guard))),
+    )
+}
+
+/// Whether a request is gRPC (its local error replies then take gRPC's form).
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The authority to send: the rewrite's, else the request's, else the VIP the client dialed.
+fn authority(target: &Target, request: Option<&str>, conn: &ConnContext) -> HeaderValue {
+    if let Some(a) = &target.authority {
+        return a.clone();
+    }
+    request
+        .and_then(|a| HeaderValue::from_str(a).ok())
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&conn.vip.to_string())
+                .unwrap_or(HeaderValue::from_static("localhost"))
+        })
+}
+
+/// The request target for the upstream: origin-form for HTTP/1.1, absolute (scheme and
+/// authority, which HTTP/2 sends as `:scheme` and `:authority`) for HTTP/2.
+fn upstream_uri(
+    uri: &Uri,
+    path: Option<String>,
+    authority: &HeaderValue,
+    http2: bool,
+) -> Option<Uri> {
+    let path_and_query = match path {
+        Some(p) => PathAndQuery::try_from(p).ok()?,
+        None => uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(path_and_query);
+    if http2 {
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(Authority::try_from(authority.as_bytes()).ok()?);
+    }
+    Uri::from_parts(parts).ok()
+}

@@ -1,0 +1,293 @@
+//! Header handling on the way through: Istio's header operations (remove first, then set and
+//! add in Istio's order; `host`/`:authority` become an authority rewrite, as Istio turns them
+//! into Envoy's host_rewrite_literal), the hop-by-hop headers a proxy must not forward
+//! (RFC 9110 section 7.6.1), and the forwarding headers the proxy adds.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use vsteer_plan::http as plan;
+
+/// One Envoy header-mutation level: removals, then additions in order (`append`: add one
+/// more value; else replace every value).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderOps {
+    remove: Vec<HeaderName>,
+    add: Vec<(HeaderName, HeaderValue, bool)>,
+}
+
+/// Whether Istio hands this header to Envoy as a header operation; `host` and pseudo-headers
+/// are internal (only an authority rewrite may change them).
+fn is_internal(name: &str) -> bool {
+    name.starts_with(':') || name.eq_ignore_ascii_case("host")
+}
+
+fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
+}
+
+impl HeaderOps {
+    /// Compiles `ops` (`what` names them in warnings); also returns the authority they set
+    /// (`set` wins over `add`, as in Istio).
+    pub(crate) fn compile(ops: &plan::HeaderOps, what: &str) -> (HeaderOps, Option<HeaderValue>) {
+        let mut out = HeaderOps::default();
+        let (mut set_authority, mut add_authority) = (None, None);
+        // Istio sorts each list by name, `set` entries before `add` entries.
+        for (list, append) in [(&ops.set, false), (&ops.add, true)] {
+            for (name, value) in list {
+                if is_authority(name) {
+                    let slot = if append {
+                        &mut add_authority
+                    } else {
+                        &mut set_authority
+                    };
+                    *slot = HeaderValue::from_str(value).ok();
+                    continue;
+                }
+                if is_internal(name) {
+                    continue;
+                }
+                match (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    (Ok(n), Ok(v)) => out.add.push((n, v, append)),
+                    _ => tracing::warn!(
+                        "{what}: header {name:?}: {value:?} is not a valid header; skipped"
+                    ),
+                }
+            }
+        }
+        let authority = set_authority.or(add_authority);
+        for name in &ops.remove {
+            if is_internal(name) {
+                continue;
+            }
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => out.remove.push(n),
+                Err(_) => tracing::warn!("{what}: {name:?} is not a valid header name; skipped"),
+            }
+        }
+        (out, authority)
+    }
+
+    /// One level holding `first`'s and then `second`'s operations (Istio puts a single
+    /// destination's operations into its rule's level).
+    pub(crate) fn merged(first: &HeaderOps, second: &HeaderOps) -> HeaderOps {
+        HeaderOps {
+            remove: first.remove.iter().chain(&second.remove).cloned().collect(),
+            add: first.add.iter().chain(&second.add).cloned().collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value, append) in &self.add {
+            if *append {
+                headers.append(name.clone(), value.clone());
+            } else {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Whether a request asks to switch protocols (`Connection: upgrade` and an `Upgrade`
+/// header, HTTP/1.1 only), e.g. a WebSocket handshake.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Removes the hop-by-hop headers of one side of the proxy: those `Connection` names, and the
+/// standard ones. `upgrade`: the message is (a response to) an upgrade request, whose
+/// `Connection: upgrade` and `Upgrade` headers must pass. `request`: also drops `Expect`
+/// (hyper answers `100-continue` itself, as Envoy does by default) and any `TE` but
+/// `trailers` (which gRPC needs upstream).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            if name != header::TE {
+                headers.remove(name);
+            }
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TRANSFER_ENCODING,
+        &HTTP2_SETTINGS,
+    ] {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    if request {
+        headers.remove(header::EXPECT);
+        let trailers_only = headers
+            .get_all(header::TE)
+            .iter()
+            .all(|v| has_token(v, "trailers"));
+        if !trailers_only {
+            headers.remove(header::TE);
+        } else if headers.contains_key(header::TE) {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    } else {
+        headers.remove(header::TE);
+    }
+}
+
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The headers Envoy's connection manager adds before routing: `x-forwarded-proto` (the
+/// downstream is plaintext) and `x-request-id` when absent; and `x-forwarded-for` with the
+/// client's address (`peer`, formatted once per connection) appended, because the backend
+/// sees the node's address where a sidecar would have shown the pod's.
+pub(crate) fn add_forwarding(headers: &mut HeaderMap, peer: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) if !existing.is_empty() => {
+            let mut joined = Vec::with_capacity(existing.len() + 1 + peer.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.push(b',');
+            joined.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| peer.clone())
+        }
+        _ => peer.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+}
+
+/// The client address as an `x-forwarded-for` entry.
+pub(crate) fn forwarded_for(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// A random UUID (version 4), as Envoy generates for `x-request-id`.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+            continue;
+        }
+        *slot = HEX[((n >> (124 - 4 * nibble)) & 0xf) as usize];
+        nibble += 1;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_te_trailers_kept() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false, true);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["te", "x-kept"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_headers() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn set_replaces_add_appends_remove_first_and_host_is_an_authority() {
+        let ops = plan::HeaderOps {
+            set: [
+                ("x-a".to_string(), "1".to_string()),
+                ("host".to_string(), "h".to_string()),
+            ]
+            .into(),
+            add: [("x-b".to_string(), "2".to_string())].into(),
+            remove: vec!["x-a".into(), "x-c".into()],
+        };
+        let (ops, authority) = HeaderOps::compile(&ops, "test");
+        assert_eq!(authority.unwrap(), "h");
+        let mut h = map(&[("x-a", "0"), ("x-b", "0"), ("x-c", "0")]);
+        ops.apply(&mut h);
+        assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["1"]);
+        assert_eq!(h.get_all("x-b").iter().collect::<Vec<_>>(), ["0", "2"]);
+        assert!(!h.contains_key("x-c"));
+        assert!(!h.contains_key("host"));
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = request_id();
+        let s = id.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+    }
+}

@@ -1,0 +1,36 @@
+//! vsteer's L7 path: an HTTP proxy inside the agent for the services whose rules need to see
+//! requests. The kernel redirects a client's `connect()` to a proxied VIP:port here and
+//! records the original destination; per accepted connection the proxy looks it up
+//! (`original`), and per request serves that service's Istio HTTP route table (`tables`,
+//! compiled in `compiled`): matching (`matching`), actions (`redirect`, `rewrite`, `headers`,
+//! `respond`), load balancing (`balance`, `ring`, `hash_policy`), upstream connections
+//! (`upstream`, `pool`, `upgrade`), streaming bodies (`body`); `proxy` and `connection` accept
+//! and serve connections within the limits of `options`; `stats` counts.
+
+mod balance;
+mod body;
+mod compiled;
+mod connection;
+mod forward;
+mod hash_policy;
+mod hashing;
+mod headers;
+mod matching;
+mod options;
+mod original;
+mod pool;
+mod proxy;
+mod redirect;
+mod respond;
+mod rewrite;
+mod ring;
+mod stats;
+mod tables;
+mod upgrade;
+mod upstream;
+
+pub use options::{DEFAULT_LISTEN, ProxyOptions};
+pub use original::OriginalDestination;
+pub use proxy::Proxy;
+pub use stats::{ProxyStats, StatsSnapshot, register_metrics};
+pub use tables::RouteTables;

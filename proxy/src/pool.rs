@@ -1,0 +1,159 @@
+//! Upstream connections kept per endpoint (address and protocol), shared by every route
+//! table that names the endpoint, so a table change keeps warm connections: idle HTTP/1.1
+//! connections (last used first out), one multiplexed HTTP/2 connection, and the endpoint's
+//! count of requests in flight (what LEAST_REQUEST compares).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use rustc_hash::FxHashMap;
+
+pub(crate) type H1Sender = http1::SendRequest<Incoming>;
+pub(crate) type H2Sender = http2::SendRequest<Incoming>;
+
+#[derive(Debug)]
+pub(crate) struct EndpointPool {
+    pub addr: SocketAddr,
+    pub http2: bool,
+    active: AtomicU32,
+    idle: Mutex<Vec<(H1Sender, Instant)>>,
+    shared: Mutex<Option<H2Sender>>,
+    /// Held while the HTTP/2 connection is (re)established, so concurrent requests wait for
+    /// one connection instead of each opening their own.
+    pub(crate) connecting: tokio::sync::Mutex<()>,
+    /// Failed HTTP/2 connects: a request that waited for another's attempt, which failed,
+    /// fails at once rather than trying again in turn.
+    pub(crate) h2_failures: std::sync::atomic::AtomicU64,
+}
+
+impl EndpointPool {
+    fn new(addr: SocketAddr, http2: bool) -> EndpointPool {
+        EndpointPool {
+            addr,
+            http2,
+            active: AtomicU32::new(0),
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            h2_failures: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Requests sent to this endpoint whose response has not ended.
+    pub(crate) fn active(&self) -> u32 {
+        self.active.load(Relaxed)
+    }
+
+    /// An idle HTTP/1.1 connection ready for a request, not older than `max_age`.
+    pub(crate) fn checkout_h1(&self, max_age: Duration) -> Option<H1Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((sender, since)) = idle.pop() {
+            if sender.is_ready() && since.elapsed() < max_age {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put_h1(&self, sender: H1Sender, max_idle: usize) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < max_idle {
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// The shared HTTP/2 connection, if it still takes requests.
+    pub(crate) fn h2(&self) -> Option<H2Sender> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared.as_ref().filter(|s| s.is_ready()).cloned()
+    }
+
+    pub(crate) fn set_h2(&self, sender: Option<H2Sender>) {
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = sender;
+    }
+}
+
+/// Counts a request in flight to an endpoint until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<EndpointPool>);
+
+impl InFlight {
+    pub(crate) fn new(pool: &Arc<EndpointPool>) -> InFlight {
+        pool.active.fetch_add(1, Relaxed);
+        InFlight(pool.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// An HTTP/1.1 connection carrying a response; dropped (the response ended or was
+/// abandoned), it goes back to its pool once hyper has it ready for the next request.
+#[derive(Debug)]
+pub(crate) struct PooledH1 {
+    pool: Arc<EndpointPool>,
+    sender: Option<H1Sender>,
+    max_idle: usize,
+}
+
+impl PooledH1 {
+    pub(crate) fn new(pool: Arc<EndpointPool>, sender: H1Sender, max_idle: usize) -> PooledH1 {
+        PooledH1 {
+            pool,
+            sender: Some(sender),
+            max_idle,
+        }
+    }
+}
+
+impl Drop for PooledH1 {
+    fn drop(&mut self) {
+        let Some(mut sender) = self.sender.take() else {
+            return;
+        };
+        if sender.is_ready() {
+            self.pool.put_h1(sender, self.max_idle);
+        } else if !sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // hyper finishes the exchange on its connection task; wait for it there.
+            let (pool, max_idle) = (self.pool.clone(), self.max_idle);
+            runtime.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.put_h1(sender, max_idle);
+                }
+            });
+        }
+    }
+}
+
+/// Every endpoint's pool, by (address, HTTP/2); tables hold the pools, this only finds them.
+#[derive(Debug, Default)]
+pub(crate) struct Pools {
+    map: Mutex<FxHashMap<(SocketAddr, bool), Weak<EndpointPool>>>,
+}
+
+impl Pools {
+    pub(crate) fn get(&self, addr: SocketAddr, http2: bool) -> Arc<EndpointPool> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = map.get(&(addr, http2)).and_then(Weak::upgrade) {
+            return pool;
+        }
+        let pool = Arc::new(EndpointPool::new(addr, http2));
+        map.insert((addr, http2), Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Forgets pools no table holds any more.
+    pub(crate) fn prune(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, pool| pool.strong_count() > 0);
+    }
+}

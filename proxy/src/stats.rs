@@ -1,0 +1,182 @@
+//! What the proxy counts: connections accepted, refused (by reason) and active, requests by
+//! response class, local replies, upstream failures; and their Prometheus export, read from the
+//! same atomics at scrape time so the data path pays one relaxed add per event.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use http::StatusCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+/// The proxy's counters; public so the agent and the tests read them directly.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// Connections accepted and served (after the original destination was found).
+    pub connections_accepted: AtomicU64,
+    /// Downstream connections open now (upgraded tunnels included).
+    pub connections_active: AtomicU64,
+    /// Closed at once: no original destination recorded for the connection.
+    pub refused_no_original_destination: AtomicU64,
+    /// Closed at once: the original destination has no proxied route table.
+    pub refused_not_proxied: AtomicU64,
+    /// Closed at once: the original destination is the proxy's own address (a loop).
+    pub refused_own_address: AtomicU64,
+    /// Responses sent downstream, by class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub responses: [AtomicU64; 5],
+    /// 404s because no rule matched.
+    pub no_route: AtomicU64,
+    /// 503s because the chosen destination has no endpoint.
+    pub no_healthy_upstream: AtomicU64,
+    /// Upstream connects that failed (refused, timed out, SO_MARK denied, own address).
+    pub upstream_connect_errors: AtomicU64,
+    /// Upstream connections that failed after connecting, before the response headers.
+    pub upstream_resets: AtomicU64,
+}
+
+/// A copy of [`ProxyStats`] at one moment, for comparisons in tests and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub connections_accepted: u64,
+    pub connections_active: u64,
+    pub refused_no_original_destination: u64,
+    pub refused_not_proxied: u64,
+    pub refused_own_address: u64,
+    pub responses: [u64; 5],
+    pub no_route: u64,
+    pub no_healthy_upstream: u64,
+    pub upstream_connect_errors: u64,
+    pub upstream_resets: u64,
+}
+
+impl ProxyStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections_accepted: self.connections_accepted.load(Relaxed),
+            connections_active: self.connections_active.load(Relaxed),
+            refused_no_original_destination: self.refused_no_original_destination.load(Relaxed),
+            refused_not_proxied: self.refused_not_proxied.load(Relaxed),
+            refused_own_address: self.refused_own_address.load(Relaxed),
+            responses: std::array::from_fn(|i| self.responses[i].load(Relaxed)),
+            no_route: self.no_route.load(Relaxed),
+            no_healthy_upstream: self.no_healthy_upstream.load(Relaxed),
+            upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
+            upstream_resets: self.upstream_resets.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn response(&self, status: StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Registers the proxy's metrics (`vsteer_proxy_*`) on `registry`; they are read from `stats`
+/// at each scrape.
+pub fn register_metrics(registry: &mut Registry, stats: Arc<ProxyStats>) {
+    registry.register_collector(Box::new(StatsCollector(stats)));
+}
+
+struct StatsCollector(Arc<ProxyStats>);
+
+impl fmt::Debug for StatsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatsCollector")
+    }
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let s = self.0.snapshot();
+        counter(
+            &mut encoder,
+            "vsteer_proxy_accepted_connections",
+            "Downstream connections accepted and served",
+            s.connections_accepted,
+        )?;
+        let gauge = ConstGauge::new(i64::try_from(s.connections_active).unwrap_or(i64::MAX));
+        gauge.encode(encoder.encode_descriptor(
+            "vsteer_proxy_active_connections",
+            "Downstream connections open now",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        let refused = [
+            ("no_original_destination", s.refused_no_original_destination),
+            ("not_proxied", s.refused_not_proxied),
+            ("own_address", s.refused_own_address),
+        ];
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_refused_connections",
+            "Downstream connections closed at once, by reason",
+            "reason",
+            &refused,
+        )?;
+        let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+        let responses: Vec<(&str, u64)> = classes.into_iter().zip(s.responses).collect();
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_requests",
+            "Requests answered, by response class",
+            "class",
+            &responses,
+        )?;
+        let local = [
+            ("no_route", s.no_route),
+            ("no_healthy_upstream", s.no_healthy_upstream),
+        ];
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_local_replies",
+            "Requests answered by the proxy itself, by reason",
+            "reason",
+            &local,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_upstream_connect_errors",
+            "Upstream connects that failed",
+            s.upstream_connect_errors,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_upstream_resets",
+            "Upstream connections that failed before the response headers",
+            s.upstream_resets,
+        )
+    }
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn labelled(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (value, v) in values {
+        let labels = [(label, *value)];
+        ConstCounter::new(*v).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}

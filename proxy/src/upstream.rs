@@ -1,0 +1,218 @@
+//! Sending a request to one endpoint: connecting (with SO_MARK so the kernel never redirects
+//! the proxy's own connections back to it, TCP_NODELAY, a connect timeout), HTTP/1.1 over a
+//! pooled connection (a pooled one found closed before the request went out is retried on a
+//! fresh one) or HTTP/2 over the endpoint's shared connection, and a dedicated HTTP/1.1
+//! connection for protocol upgrades.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use socket2::SockRef;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::pool::{EndpointPool, H1Sender, H2Sender, PooledH1};
+
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub mark: Option<u32>,
+    pub connect_timeout: Duration,
+    pub max_idle: usize,
+    pub idle_age: Duration,
+    /// The proxy's listen addresses: never a destination.
+    pub own: Arc<[SocketAddr]>,
+}
+
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// No connection (refused, timed out, SO_MARK denied, the proxy's own address).
+    Connect(anyhow::Error),
+    /// The connection failed before the response headers arrived.
+    Reset(hyper::Error),
+}
+
+/// A response, and the HTTP/1.1 connection to give back when its body is done.
+pub(crate) struct Sent {
+    pub response: Response<Incoming>,
+    pub pooled: Option<PooledH1>,
+}
+
+/// Whether `addr` is one of the proxy's listen addresses (a wildcard listener owns its port
+/// on every address).
+pub(crate) fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
+    own.iter().any(|o| {
+        o.port() == addr.port()
+            && (o.ip() == addr.ip().to_canonical()
+                || o.ip() == addr.ip()
+                || o.ip().is_unspecified())
+    })
+}
+
+impl Upstream {
+    async fn connect(&self, addr: SocketAddr) -> anyhow::Result<TcpStream> {
+        if is_own(&self.own, addr) {
+            return Err(anyhow!(
+                "endpoint {addr} is the proxy's own listen address: refusing to send a request to itself"
+            ));
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .with_context(|| format!("socket for endpoint {addr}"))?;
+        if let Some(mark) = self.mark {
+            SockRef::from(&socket).set_mark(mark).with_context(|| {
+                format!("SO_MARK {mark:#x} on the socket to endpoint {addr} (needs CAP_NET_ADMIN)")
+            })?;
+        }
+        socket
+            .set_nodelay(true)
+            .with_context(|| format!("TCP_NODELAY on the socket to endpoint {addr}"))?;
+        match tokio::time::timeout(self.connect_timeout, socket.connect(addr)).await {
+            Ok(stream) => stream.with_context(|| format!("connect to endpoint {addr}")),
+            Err(_) => Err(anyhow!(
+                "connect to endpoint {addr}: no answer within {:?}",
+                self.connect_timeout
+            )),
+        }
+    }
+
+    async fn open_h1(&self, addr: SocketAddr) -> Result<H1Sender, UpstreamError> {
+        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                UpstreamError::Connect(anyhow!(e).context(format!("HTTP/1.1 to endpoint {addr}")))
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream HTTP/1.1 connection to {addr}: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn open_h2(&self, addr: SocketAddr) -> Result<H2Sender, UpstreamError> {
+        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                UpstreamError::Connect(anyhow!(e).context(format!("HTTP/2 to endpoint {addr}")))
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream HTTP/2 connection to {addr}: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The endpoint's HTTP/2 connection, opened by one request while the others wait.
+    async fn h2(&self, pool: &EndpointPool) -> Result<H2Sender, UpstreamError> {
+        if let Some(sender) = pool.h2() {
+            return Ok(sender);
+        }
+        let failures = pool.h2_failures.load(Relaxed);
+        let _one = pool.connecting.lock().await;
+        if let Some(sender) = pool.h2() {
+            return Ok(sender);
+        }
+        if pool.h2_failures.load(Relaxed) != failures {
+            return Err(UpstreamError::Connect(anyhow!(
+                "HTTP/2 to endpoint {}: the connect this request waited for failed",
+                pool.addr
+            )));
+        }
+        match self.open_h2(pool.addr).await {
+            Ok(sender) => {
+                pool.set_h2(Some(sender.clone()));
+                Ok(sender)
+            }
+            Err(e) => {
+                pool.h2_failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        pool: &Arc<EndpointPool>,
+        mut req: Request<Incoming>,
+    ) -> Result<Sent, UpstreamError> {
+        if pool.http2 {
+            let mut sender = self.h2(pool).await?;
+            return match sender.try_send_request(req).await {
+                Ok(response) => Ok(Sent {
+                    response,
+                    pooled: None,
+                }),
+                Err(mut e) => match e.take_message() {
+                    // The shared connection closed under us before the request left.
+                    Some(req) => {
+                        pool.set_h2(None);
+                        let mut sender = self.h2(pool).await?;
+                        let response = sender
+                            .send_request(req)
+                            .await
+                            .map_err(UpstreamError::Reset)?;
+                        Ok(Sent {
+                            response,
+                            pooled: None,
+                        })
+                    }
+                    None => Err(UpstreamError::Reset(e.into_error())),
+                },
+            };
+        }
+        loop {
+            let (mut sender, reused) = match pool.checkout_h1(self.idle_age) {
+                Some(sender) => (sender, true),
+                None => (self.open_h1(pool.addr).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    return Ok(Sent {
+                        response,
+                        pooled: Some(PooledH1::new(pool.clone(), sender, self.max_idle)),
+                    });
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(UpstreamError::Reset(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Sends an upgrade request on a connection of its own, which becomes the tunnel.
+    pub(crate) async fn send_upgrade(
+        &self,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                UpstreamError::Connect(anyhow!(e).context(format!("HTTP/1.1 to endpoint {addr}")))
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream upgrade connection to {addr}: {e}");
+            }
+        });
+        sender.send_request(req).await.map_err(UpstreamError::Reset)
+    }
+}

@@ -1,0 +1,782 @@
+//! Routing as Istio specifies it, through the real proxy on loopback: the seed example over
+//! HTTP/1.1 and HTTP/2, every match kind, weighted routes, load balancers, redirects,
+//! rewrites, header operations, direct responses and the 503s.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::*;
+use vsteer_plan::{Protocol, ServiceKey};
+
+const VIP: &str = "127.100.0.1:9080";
+const HOST: &str = "reviews.default.svc.cluster.local:9080";
+
+async fn reviews(vs_http: &str, policy: &str) -> (Vec<Backend>, vsteer_plan::Plan) {
+    let backends = vec![
+        Backend::start("v1").await,
+        Backend::start("v2").await,
+        Backend::start("v3").await,
+    ];
+    let yaml = service_entry(
+        "reviews",
+        "127.100.0.1",
+        9080,
+        "HTTP",
+        &[
+            (&backends[0], "v1"),
+            (&backends[1], "v2"),
+            (&backends[2], "v3"),
+        ],
+    ) + &destination_rule("reviews", &["v1", "v2", "v3"], policy)
+        + &virtual_service("reviews", vs_http);
+    (backends, plan_from_yaml(&yaml))
+}
+
+const SEED: &str = "  - match:
+    - headers:
+        end-user:
+          exact: jason
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - route:
+    - destination:
+        host: reviews
+        subset: v3
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_alternates_on_one_http1_connection() {
+    let (_backends, plan) = reviews(SEED, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for i in 0..20 {
+        let jason = i % 2 == 0;
+        let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
+        let reply = client.get(HOST, "/reviews/1", headers).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            reply.backend(),
+            if jason { "v2" } else { "v3" },
+            "request {i}"
+        );
+    }
+    let stats = proxy.stats.snapshot();
+    assert_eq!(
+        stats.connections_accepted, 1,
+        "one keep-alive connection: {stats:?}"
+    );
+    assert_eq!(stats.responses[1], 20);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_over_http2_prior_knowledge() {
+    let (_backends, plan) = reviews(SEED, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H2::connect(proxy.addr).await;
+    for i in 0..20 {
+        let jason = i % 2 == 0;
+        let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
+        let reply = client.get(HOST, "/reviews/1", headers).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            reply.backend(),
+            if jason { "v2" } else { "v3" },
+            "stream {i}"
+        );
+        // An HTTP/1.1 port: the upstream request is HTTP/1.1 with the authority as Host.
+        assert_eq!(reply.seen("version"), Some("HTTP/1.1"));
+        assert_eq!(reply.seen("authority"), Some(HOST));
+    }
+    // Concurrent streams on the one connection are routed one by one too.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let jason = i % 2 == 0;
+            let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
+            let reply = c.get(HOST, "/", headers).await;
+            (jason, reply.backend().to_string())
+        }));
+    }
+    for t in tasks {
+        let (jason, backend) = t.await.unwrap();
+        assert_eq!(backend, if jason { "v2" } else { "v3" });
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_and_hop_by_hop_headers() {
+    let (_backends, plan) = reviews(SEED, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let reply = client
+        .get(
+            HOST,
+            "/",
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-kept", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.seen_header("x-forwarded-proto"), ["http"]);
+    assert_eq!(reply.seen_header("x-forwarded-for"), ["127.0.0.1"]);
+    let id = reply.seen_header("x-request-id");
+    assert_eq!(id.len(), 1);
+    assert_eq!(id[0].len(), 36, "a UUID: {id:?}");
+    assert!(reply.seen_header("x-secret").is_empty(), "{}", reply.body);
+    assert!(reply.seen_header("keep-alive").is_empty(), "{}", reply.body);
+    assert_eq!(reply.seen_header("x-kept"), ["yes"]);
+    // A request id the client sent is kept.
+    let reply = client.get(HOST, "/", &[("x-request-id", "mine")]).await;
+    assert_eq!(reply.seen_header("x-request-id"), ["mine"]);
+    proxy.stop().await;
+}
+
+/// Every match kind, each rule answering its name with a direct response.
+const MATCHES: &str = r#"  - match: [{uri: {exact: /exact}}]
+    directResponse: {status: 200, body: {string: exact}}
+  - match: [{uri: {prefix: /prefix}}]
+    directResponse: {status: 200, body: {string: prefix}}
+  - match: [{uri: {regex: "/re/[0-9]+"}}]
+    directResponse: {status: 200, body: {string: regex}}
+  - match: [{uri: {exact: /case}, ignoreUriCase: true}]
+    directResponse: {status: 200, body: {string: ignorecase}}
+  - match: [{method: {exact: POST}, uri: {prefix: /m}}]
+    directResponse: {status: 200, body: {string: post}}
+  - match: [{authority: {prefix: other}}]
+    directResponse: {status: 200, body: {string: authority}}
+  - match: [{scheme: {exact: http}, uri: {prefix: /scheme}}]
+    directResponse: {status: 200, body: {string: scheme}}
+  - match: [{headers: {x-exact: {exact: a}}}]
+    directResponse: {status: 200, body: {string: h-exact}}
+  - match: [{headers: {x-prefix: {prefix: pre}}}]
+    directResponse: {status: 200, body: {string: h-prefix}}
+  - match: [{headers: {x-regex: {regex: "v[0-9]"}}}]
+    directResponse: {status: 200, body: {string: h-regex}}
+  - match: [{headers: {x-present: {}}}]
+    directResponse: {status: 200, body: {string: h-present}}
+  - match: [{queryParams: {q: {exact: "1"}}}]
+    directResponse: {status: 200, body: {string: q-exact}}
+  - match: [{queryParams: {r: {regex: "[a-c]+"}}}]
+    directResponse: {status: 200, body: {string: q-regex}}
+  - match: [{uri: {prefix: /without}, withoutHeaders: {x-deny: {exact: "yes"}}}]
+    directResponse: {status: 200, body: {string: without}}
+  - match: [{headers: {x-a: {exact: "1"}, x-b: {exact: "2"}}}]
+    directResponse: {status: 200, body: {string: and}}
+  - match: [{headers: {x-or: {exact: one}}}, {headers: {x-or: {exact: two}}}]
+    directResponse: {status: 200, body: {string: or}}
+  - match: [{uri: {prefix: /first}}]
+    directResponse: {status: 200, body: {string: first}}
+  - match: [{uri: {prefix: /first}}]
+    directResponse: {status: 200, body: {string: second}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_match_kind_or_and_first_match_and_404() {
+    let (_backends, plan) = reviews(MATCHES, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: &[Case] = &[
+        ("GET", "/exact", &[], Some("exact")),
+        ("GET", "/exact?x=1", &[], Some("exact")),
+        ("GET", "/exactly", &[], None),
+        ("GET", "/prefix/abc", &[], Some("prefix")),
+        ("GET", "/re/123", &[], Some("regex")),
+        // Anchored: the regex must match the whole path.
+        ("GET", "/re/123x", &[], None),
+        ("GET", "/x/re/1", &[], None),
+        ("GET", "/case", &[], Some("ignorecase")),
+        ("GET", "/CaSe", &[], Some("ignorecase")),
+        ("POST", "/m", &[], Some("post")),
+        ("GET", "/m", &[], None),
+        ("GET", "/scheme", &[], Some("scheme")),
+        ("GET", "/", &[("x-exact", "a")], Some("h-exact")),
+        ("GET", "/", &[("x-exact", "ab")], None),
+        ("GET", "/", &[("x-prefix", "prefix1")], Some("h-prefix")),
+        ("GET", "/", &[("x-regex", "v1")], Some("h-regex")),
+        ("GET", "/", &[("x-regex", "xv1")], None),
+        ("GET", "/", &[("x-present", "")], Some("h-present")),
+        ("GET", "/?q=1", &[], Some("q-exact")),
+        ("GET", "/?q=12", &[], None),
+        ("GET", "/?z=0&r=abc", &[], Some("q-regex")),
+        ("GET", "/?r=abcd", &[], None),
+        ("GET", "/without", &[], Some("without")),
+        ("GET", "/without", &[("x-deny", "no")], Some("without")),
+        ("GET", "/without", &[("x-deny", "yes")], None),
+        ("GET", "/", &[("x-a", "1"), ("x-b", "2")], Some("and")),
+        ("GET", "/", &[("x-a", "1")], None),
+        ("GET", "/", &[("x-or", "one")], Some("or")),
+        ("GET", "/", &[("x-or", "two")], Some("or")),
+        ("GET", "/", &[("x-or", "three")], None),
+        ("GET", "/first", &[], Some("first")),
+        ("GET", "/nothing", &[], None),
+    ];
+    for (method, path, headers, expected) in cases {
+        let mut all = vec![("host", HOST)];
+        all.extend_from_slice(headers);
+        let reply = client
+            .send(request(method, path, &all, empty()))
+            .await
+            .expect("a response");
+        match expected {
+            Some(name) => {
+                assert_eq!(reply.status, 200, "{method} {path} {headers:?}");
+                assert_eq!(reply.body, *name, "{method} {path} {headers:?}");
+                assert_eq!(reply.headers["content-type"], "text/plain");
+            }
+            None => {
+                assert_eq!(
+                    reply.status, 404,
+                    "{method} {path} {headers:?}: {}",
+                    reply.body
+                );
+                assert_eq!(reply.body, "", "Envoy's 404 has no body");
+            }
+        }
+    }
+    let reply = client.get("other.example", "/zzz", &[]).await;
+    assert_eq!(reply.body, "authority");
+    let misses = cases.iter().filter(|c| c.3.is_none()).count() as u64;
+    assert_eq!(proxy.stats.snapshot().no_route, misses);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_90_10_route_passes_chi_square_over_keep_alive_connections() {
+    let vs = "  - match: [{uri: {prefix: /}}]
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 90
+    - destination: {host: reviews, subset: v2}
+      weight: 10
+";
+    let (_backends, plan) = reviews(vs, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    const CONNECTIONS: usize = 4;
+    const PER_CONNECTION: usize = 2_500;
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let addr = proxy.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut client = H1::connect(addr).await;
+            let mut counts = [0u64; 2];
+            for _ in 0..PER_CONNECTION {
+                match client.get(HOST, "/", &[]).await.backend() {
+                    "v1" => counts[0] += 1,
+                    "v2" => counts[1] += 1,
+                    other => panic!("unexpected backend {other:?}"),
+                }
+            }
+            counts
+        }));
+    }
+    let mut counts = [0u64; 2];
+    for t in tasks {
+        let c = t.await.unwrap();
+        counts[0] += c[0];
+        counts[1] += c[1];
+    }
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        (CONNECTIONS * PER_CONNECTION) as u64
+    );
+    vsteer_testkit::stats::assert_split(&counts, &[90.0, 10.0]).unwrap();
+    assert_eq!(
+        proxy.stats.snapshot().connections_accepted,
+        CONNECTIONS as u64
+    );
+    proxy.stop().await;
+}
+
+/// One subset `all` with every endpoint, and a rule the kernel cannot serve.
+fn all_to_one_subset(extra: &str) -> String {
+    format!(
+        "  - match: [{{uri: {{prefix: /}}}}]
+    route:
+    - destination: {{host: reviews, subset: all}}
+{extra}"
+    )
+}
+
+async fn three_in_one_subset(policy: &str) -> (Vec<Backend>, vsteer_plan::Plan) {
+    let backends = vec![
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let yaml = service_entry(
+        "reviews",
+        "127.100.0.1",
+        9080,
+        "HTTP",
+        &[
+            (&backends[0], "x"),
+            (&backends[1], "x"),
+            (&backends[2], "x"),
+        ],
+    ) + &format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - name: all
+    labels: {{version: x}}
+    trafficPolicy:
+{policy}---
+"
+    ) + &virtual_service("reviews", &all_to_one_subset(""));
+    (backends, plan_from_yaml(&yaml))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_is_an_exact_rotation() {
+    let (_b, plan) = three_in_one_subset("      loadBalancer: {simple: ROUND_ROBIN}\n").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        seen.push(client.get(HOST, "/", &[]).await.backend().to_string());
+    }
+    let first: Vec<&String> = seen[..3].iter().collect();
+    assert!(
+        first[0] != first[1] && first[1] != first[2] && first[0] != first[2],
+        "{seen:?}"
+    );
+    for (i, name) in seen.iter().enumerate() {
+        assert_eq!(name, &seen[i % 3], "request {i}: {seen:?}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_prefers_the_idle_endpoint() {
+    let backends = vec![Backend::start("a").await, Backend::start("b").await];
+    let yaml = service_entry(
+        "reviews",
+        "127.100.0.1",
+        9080,
+        "HTTP",
+        &[(&backends[0], "x"), (&backends[1], "x")],
+    ) + &destination_rule(
+        "reviews",
+        &["x"],
+        "    loadBalancer: {simple: LEAST_REQUEST}\n",
+    ) + &virtual_service(
+        "reviews",
+        "  - match: [{uri: {prefix: /}}]\n    route:\n    - destination: {host: reviews, subset: x}\n",
+    );
+    let plan = plan_from_yaml(&yaml);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    // One request held on whichever endpoint it reaches.
+    let addr = proxy.addr;
+    let held = tokio::spawn(async move {
+        let mut client = H1::connect(addr).await;
+        client.get(HOST, "/hold", &[]).await.backend().to_string()
+    });
+    eventually("a request is held", || {
+        backends.iter().map(Backend::held).sum::<usize>() == 1
+    })
+    .await;
+    let busy = if backends[0].held() == 1 { "a" } else { "b" };
+    let idle = if busy == "a" { "b" } else { "a" };
+    let mut client = H1::connect(proxy.addr).await;
+    for i in 0..50 {
+        assert_eq!(
+            client.get(HOST, "/", &[]).await.backend(),
+            idle,
+            "request {i}"
+        );
+    }
+    for b in &backends {
+        b.release(1);
+    }
+    assert_eq!(held.await.unwrap(), busy);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_on_header_stays_and_moves_few_keys() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+    ];
+    let yaml = |n: usize| {
+        let eps: Vec<(&Backend, &str)> = backends[..n].iter().map(|b| (b, "x")).collect();
+        service_entry("reviews", "127.100.0.1", 9080, "HTTP", &eps)
+            + &destination_rule(
+                "reviews",
+                &["x"],
+                "    loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n",
+            )
+            + &virtual_service(
+                "reviews",
+                "  - route:\n    - destination: {host: reviews, subset: x}\n",
+            )
+    };
+    let plan = plan_from_yaml(&yaml(4));
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut owner = BTreeMap::new();
+    for user in 0..60 {
+        let user = format!("user-{user}");
+        let first = client
+            .get(HOST, "/", &[("x-user", &user)])
+            .await
+            .backend()
+            .to_string();
+        for _ in 0..3 {
+            assert_eq!(
+                client.get(HOST, "/", &[("x-user", &user)]).await.backend(),
+                first,
+                "{user}"
+            );
+        }
+        owner.insert(user, first);
+    }
+    let used: std::collections::BTreeSet<&String> = owner.values().collect();
+    assert!(
+        used.len() >= 3,
+        "60 keys spread over the endpoints: {owner:?}"
+    );
+    // Endpoint d leaves: only its keys move.
+    let smaller = plan_from_yaml(&yaml(3));
+    proxy.tables.update(
+        &smaller,
+        &[ServiceKey::new(
+            "127.100.0.1".parse().unwrap(),
+            9080,
+            Protocol::Tcp,
+        )],
+    );
+    for (user, before) in &owner {
+        let now = client
+            .get(HOST, "/", &[("x-user", user)])
+            .await
+            .backend()
+            .to_string();
+        if before != "d" {
+            assert_eq!(&now, before, "{user} moved off a remaining endpoint");
+        } else {
+            assert_ne!(now, "d");
+        }
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_on_cookie_query_and_source_ip() {
+    // Cookie: set when absent, with its ttl, and followed afterwards.
+    let (_b, plan) = three_in_one_subset(
+        "      loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 60s}}}\n",
+    )
+    .await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..10 {
+        let first = client.get(HOST, "/", &[]).await;
+        let cookie = first.headers["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.starts_with("session=\""), "{cookie}");
+        assert!(
+            cookie.ends_with("; Max-Age=60; Path=/; HttpOnly"),
+            "{cookie}"
+        );
+        let value = cookie.split(';').next().unwrap().to_string();
+        for _ in 0..3 {
+            let again = client.get(HOST, "/", &[("cookie", &value)]).await;
+            assert_eq!(again.backend(), first.backend(), "{value}");
+            assert!(again.headers.get("set-cookie").is_none());
+        }
+    }
+    proxy.stop().await;
+
+    let (_b, plan) = three_in_one_subset(
+        "      loadBalancer: {consistentHash: {httpQueryParameterName: uid}}\n",
+    )
+    .await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for uid in 0..20 {
+        let path = format!("/items?uid={uid}");
+        let first = client.get(HOST, &path, &[]).await.backend().to_string();
+        for _ in 0..3 {
+            assert_eq!(client.get(HOST, &path, &[]).await.backend(), first);
+        }
+    }
+    proxy.stop().await;
+
+    let (_b, plan) =
+        three_in_one_subset("      loadBalancer: {consistentHash: {useSourceIp: true}}\n").await;
+    let proxy = Harness::start(&plan, by_peer_ip(&[("127.0.2.1", VIP), ("127.0.2.2", VIP)])).await;
+    for from in ["127.0.2.1", "127.0.2.2"] {
+        let mut first = None;
+        // New connections (new source ports) from one IP keep their endpoint.
+        for _ in 0..5 {
+            let mut client = H1::connect_from(Some(from.parse().unwrap()), proxy.addr).await;
+            let got = client.get(HOST, "/", &[]).await.backend().to_string();
+            assert_eq!(first.get_or_insert(got.clone()), &got, "{from}");
+        }
+    }
+    proxy.stop().await;
+}
+
+const ACTIONS: &str = r#"  - match: [{uri: {prefix: /r1}}]
+    redirect: {uri: /new}
+  - match: [{uri: {prefix: /r2}}]
+    redirect: {authority: other.example, redirectCode: 302}
+  - match: [{uri: {prefix: /r3}}]
+    redirect: {scheme: https, redirectCode: 307}
+  - match: [{uri: {prefix: /r4}}]
+    redirect: {port: 8443, redirectCode: 308}
+  - match: [{uri: {prefix: /r5}}]
+    redirect: {derivePort: FROM_REQUEST_PORT}
+  - match: [{uri: {prefix: /r6}}]
+    redirect: {uri: /six, redirectCode: 303}
+  - match: [{uri: {prefix: /old/}}]
+    rewrite: {uri: /new/}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /exact}}]
+    rewrite: {uri: /replaced}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /re/}}]
+    rewrite: {uriRegexRewrite: {match: "^/re/([^/]+)/(.*)$", rewrite: "/\\2/\\1"}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /auth}}]
+    rewrite: {authority: new-host}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /teapot}}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+    headers: {response: {set: {x-direct: "yes"}}}
+  - match: [{uri: {prefix: /empty}}]
+    route: [{destination: {host: reviews, subset: v9}}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_rewrites_and_direct_responses() {
+    let (_backends, mut_plan) = {
+        let backends = vec![Backend::start("v1").await];
+        let yaml = service_entry(
+            "reviews",
+            "127.100.0.1",
+            9080,
+            "HTTP",
+            &[(&backends[0], "v1")],
+        ) + &destination_rule("reviews", &["v1", "v9"], "")
+            + &virtual_service("reviews", ACTIONS);
+        (backends, plan_from_yaml(&yaml))
+    };
+    let proxy = Harness::start(&mut_plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let redirects = [
+        (
+            "/r1?q=1",
+            "reviews:9080",
+            301,
+            "http://reviews:9080/new?q=1",
+        ),
+        ("/r2", "reviews:9080", 302, "http://other.example/r2"),
+        ("/r3", "reviews:9080", 307, "https://reviews:9080/r3"),
+        ("/r3", "reviews:80", 307, "https://reviews/r3"),
+        ("/r4", "reviews:9080", 308, "http://reviews:8443/r4"),
+        ("/r5", "reviews", 301, "http://reviews:9080/r5"),
+        ("/r6?x=1", "reviews", 303, "http://reviews/six?x=1"),
+    ];
+    for (path, host, code, location) in redirects {
+        let reply = client.get(host, path, &[]).await;
+        assert_eq!(reply.status, code, "{path}");
+        assert_eq!(reply.headers["location"], location, "{path}");
+        assert_eq!(reply.body, "");
+    }
+    let rewrites = [
+        ("/old/x?y=1", "path", "/new/x?y=1"),
+        ("/exact", "path", "/replaced"),
+        ("/re/a/b/c?k=v", "path", "/b/c/a?k=v"),
+        ("/auth", "authority", "new-host"),
+    ];
+    for (path, what, expected) in rewrites {
+        let reply = client.get(HOST, path, &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.seen(what), Some(expected), "{path}: {}", reply.body);
+    }
+    let teapot = client.get(HOST, "/teapot", &[]).await;
+    assert_eq!(teapot.status, 418);
+    assert_eq!(teapot.body, "short and stout");
+    assert_eq!(teapot.headers["content-type"], "text/plain");
+    assert_eq!(teapot.headers["x-direct"], "yes");
+    let empty = client.get(HOST, "/empty", &[]).await;
+    assert_eq!(empty.status, 503);
+    assert_eq!(empty.body, "no healthy upstream");
+    assert_eq!(proxy.stats.snapshot().no_healthy_upstream, 1);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_operations_at_rule_and_destination_level() {
+    let single = r#"  - match: [{uri: {prefix: /single}}]
+    headers:
+      request:
+        set: {x-rule: r, x-both: rule, host: from-op}
+        add: {x-multi: rule}
+        remove: [x-drop]
+      response:
+        set: {x-resp-rule: r}
+        remove: [x-upstream-set]
+    route:
+    - destination: {host: reviews, subset: v1}
+      headers:
+        request:
+          set: {x-dest: d, x-both: dest}
+          add: {x-multi: dest}
+        response:
+          add: {x-resp-dest: d}
+  - match: [{uri: {prefix: /weighted}}]
+    headers:
+      request: {set: {x-both: rule}}
+      response: {set: {x-resp-both: rule}}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 50
+      headers:
+        request: {set: {x-both: dest}}
+        response: {set: {x-resp-both: dest}}
+    - destination: {host: reviews, subset: v2}
+      weight: 50
+      headers:
+        request: {set: {x-both: dest}}
+        response: {set: {x-resp-both: dest}}
+"#;
+    let (_backends, plan) = reviews(single, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let reply = client
+        .get(HOST, "/single", &[("x-drop", "1"), ("x-multi", "client")])
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.seen_header("x-rule"), ["r"]);
+    assert_eq!(reply.seen_header("x-dest"), ["d"]);
+    // A single destination's operations join the rule's level after the rule's own.
+    assert_eq!(reply.seen_header("x-both"), ["dest"]);
+    assert_eq!(reply.seen_header("x-multi"), ["client", "rule", "dest"]);
+    assert!(reply.seen_header("x-drop").is_empty());
+    // `host` in a header operation is an authority rewrite.
+    assert_eq!(reply.seen("authority"), Some("from-op"));
+    assert_eq!(reply.headers["x-resp-rule"], "r");
+    assert_eq!(reply.headers["x-resp-dest"], "d");
+    assert!(reply.headers.get("x-upstream-set").is_none());
+    assert_eq!(reply.headers["x-backend"], "v1");
+    // Weighted destinations are a level of their own, applied before the rule's: the rule's
+    // `set` wins (Envoy's default order, which Istio keeps).
+    for _ in 0..10 {
+        let reply = client.get(HOST, "/weighted", &[]).await;
+        assert_eq!(reply.seen_header("x-both"), ["rule"], "{}", reply.body);
+        assert_eq!(reply.headers["x-resp-both"], "rule");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connect_failure_is_503() {
+    // A port with nothing behind it: bind one, note it, let it go.
+    let closed = std::net::TcpListener::bind("127.0.1.250:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [127.100.0.1]
+  ports: [{{number: 9080, name: web, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.1.250
+    ports: {{web: {port}}}
+---
+"
+    ) + &virtual_service(
+        "reviews",
+        "  - match: [{uri: {prefix: /}}]\n    route: [{destination: {host: reviews}}]\n",
+    );
+    let plan = plan_from_yaml(&yaml);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let reply = client.get(HOST, "/", &[]).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.body,
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    );
+    // The proxy keeps serving the connection.
+    let again = client.get(HOST, "/", &[]).await;
+    assert_eq!(again.status, 503);
+    let stats = proxy.stats.snapshot();
+    assert_eq!(stats.upstream_connect_errors, 2, "{stats:?}");
+    assert_eq!(stats.responses[4], 2);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_rule_hash_without_a_virtual_service_is_served() {
+    // Istio's sticky sessions: only a DestinationRule; the default route takes every request.
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let eps: Vec<(&Backend, &str)> = backends.iter().map(|b| (b, "x")).collect();
+    let yaml = service_entry("reviews", "127.100.0.1", 9080, "HTTP", &eps)
+        + "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+";
+    let plan = plan_from_yaml(&yaml);
+    let service = plan
+        .service(&ServiceKey::new(
+            "127.100.0.1".parse().unwrap(),
+            9080,
+            Protocol::Tcp,
+        ))
+        .unwrap();
+    assert!(matches!(
+        service.decision,
+        vsteer_plan::Decision::Proxy { .. }
+    ));
+    assert!(service.http.is_some(), "a proxied service needs a table");
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut used = std::collections::BTreeSet::new();
+    for user in 0..30 {
+        let user = format!("u{user}");
+        let first = client
+            .get(HOST, "/", &[("x-user", &user)])
+            .await
+            .backend()
+            .to_string();
+        for _ in 0..3 {
+            assert_eq!(
+                client.get(HOST, "/", &[("x-user", &user)]).await.backend(),
+                first
+            );
+        }
+        used.insert(first);
+    }
+    assert!(used.len() >= 2, "{used:?}");
+    proxy.stop().await;
+}

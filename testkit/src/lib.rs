@@ -7,6 +7,7 @@ pub mod agent;
 pub mod backend;
 pub mod cgroup;
 pub mod client;
+pub mod http;
 pub mod netns;
 pub mod pins;
 pub mod stats;

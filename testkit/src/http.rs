@@ -1,0 +1,449 @@
+//! HTTP for tests: hyper backends that answer with their name and what they saw (HTTP/1.1
+//! and HTTP/2 prior knowledge, gRPC-shaped exchanges with trailers, WebSocket echo, held
+//! and streamed requests), and HTTP/1.1 and HTTP/2 clients over any TCP stream. Backends
+//! bind on loopback or inside a test's network namespace; each is stopped (its task
+//! aborted) on drop.
+#![allow(clippy::missing_panics_doc)]
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::NetNs;
+
+pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|e| match e {}).boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+/// The next loopback address for a backend (127.0.1.1, 127.0.1.2, ...).
+fn next_ip() -> IpAddr {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    IpAddr::from([127, 0, 1, n.max(1)])
+}
+
+/// A backend: HTTP/1.1 and HTTP/2 (prior knowledge), answering with its name on the first
+/// line of the body and, one per line, what it saw (`method`, `path`, `authority`,
+/// `version`, `header NAME: VALUE`). Paths: `/hold` waits for [`Backend::release`]; `/echo`
+/// streams the request body back; gRPC requests get their body back with trailers; a
+/// WebSocket upgrade is accepted and each message echoed as `NAME: message`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    release: Arc<Semaphore>,
+    held: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind(SocketAddr::new(next_ip(), 0))
+            .await
+            .expect("bind a backend");
+        Self::serve(name, listener)
+    }
+
+    /// A backend on `addr` (e.g. `[::1]:0`).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind a backend");
+        Self::serve(name, listener)
+    }
+
+    /// A backend on `addr` inside `ns` (served by the calling runtime: the socket, not the
+    /// thread, belongs to the namespace).
+    pub fn start_in(ns: &NetNs, name: &str, addr: SocketAddr) -> anyhow::Result<Backend> {
+        use anyhow::Context;
+        let listener = ns
+            .run(move || std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("binding HTTP backend {addr}"))?;
+        listener
+            .set_nonblocking(true)
+            .context("non-blocking listener")?;
+        let listener = TcpListener::from_std(listener).context("registering the listener")?;
+        Ok(Self::serve(name, listener))
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Backend {
+        let addr = listener.local_addr().expect("backend address");
+        let release = Arc::new(Semaphore::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
+        let (name2, release2, held2) = (name.to_string(), release.clone(), held.clone());
+        let task = tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (name, release, held) = (name2.clone(), release2.clone(), held2.clone());
+                let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
+                tasks.spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (name, release, held, up_tx) =
+                            (name.clone(), release.clone(), held.clone(), up_tx.clone());
+                        async move {
+                            Ok::<_, Infallible>(answer(&name, &release, &held, &up_tx, req).await)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                    // Upgraded connections echo on in this task.
+                    let mut echoes = JoinSet::new();
+                    while let Ok(fut) = up_rx.try_recv() {
+                        echoes.spawn(fut);
+                    }
+                    while echoes.join_next().await.is_some() {}
+                });
+                while let Some(done) = tasks.try_join_next() {
+                    let _ = done;
+                }
+            }
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            release,
+            held,
+            task,
+        }
+    }
+
+    /// Requests waiting in `/hold` now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets `n` held requests (`/hold`) answer.
+    pub fn release(&self, n: usize) {
+        self.release.add_permits(n);
+    }
+}
+
+type Echo = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn answer(
+    name: &str,
+    release: &Semaphore,
+    held: &AtomicUsize,
+    upgrades: &tokio::sync::mpsc::UnboundedSender<Echo>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v == "websocket")
+    {
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+            .unwrap_or_default();
+        let on = hyper::upgrade::on(&mut req);
+        let name = name.to_string();
+        let echo: Echo = Box::pin(async move {
+            use futures_util::{SinkExt, StreamExt};
+            let Ok(upgraded) = on.await else { return };
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() {
+                    let text = format!("{name}: {}", msg.into_text().unwrap_or_default());
+                    if ws.send(text.into()).await.is_err() {
+                        break;
+                    }
+                } else if msg.is_close() {
+                    break;
+                }
+            }
+        });
+        let _ = upgrades.send(echo);
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-accept", key)
+            .body(empty())
+            .unwrap();
+    }
+    if req
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    {
+        return grpc(name, req).await;
+    }
+    if path == "/hold" {
+        held.fetch_add(1, Ordering::SeqCst);
+        let _ = release.acquire().await.map(|p| p.forget());
+        held.fetch_sub(1, Ordering::SeqCst);
+    }
+    if path == "/echo" {
+        let body = req
+            .into_body()
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+        return Response::builder()
+            .header("x-backend", name)
+            .body(body.boxed())
+            .unwrap();
+    }
+    let mut text = format!(
+        "{name}\nmethod {}\npath {}\nauthority {}\nversion {:?}\n",
+        req.method(),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        req.uri()
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(String::from))
+            .unwrap_or_default(),
+        req.version()
+    );
+    for (k, v) in req.headers() {
+        text.push_str(&format!("header {}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    Response::builder()
+        .header("x-backend", name)
+        .header("x-upstream-set", "backend")
+        .body(full(text))
+        .unwrap()
+}
+
+/// A gRPC-shaped exchange: the request's messages come back, then trailers with
+/// `grpc-status: 0`, the backend's name, and the client's `x-client` trailer.
+async fn grpc(name: &str, req: Request<Incoming>) -> Response<Body> {
+    let version = format!("{:?}", req.version());
+    let collected = req.into_body().collect().await;
+    let (data, client_trailer) = match collected {
+        Ok(c) => {
+            let trailer = c
+                .trailers()
+                .and_then(|t| t.get("x-client"))
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("none"));
+            (c.to_bytes(), trailer)
+        }
+        Err(_) => (Bytes::new(), HeaderValue::from_static("error")),
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers.insert("x-backend", HeaderValue::from_str(name).unwrap());
+    trailers.insert("x-client-echo", client_trailer);
+    trailers.insert("x-version", HeaderValue::from_str(&version).unwrap());
+    let frames: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> =
+        vec![Ok(Frame::data(data)), Ok(Frame::trailers(trailers))];
+    Response::builder()
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+        .unwrap()
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    /// The body as received.
+    pub bytes: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Reply {
+    /// The backend that answered (the body's first line).
+    pub fn backend(&self) -> &str {
+        self.body.lines().next().unwrap_or("")
+    }
+
+    /// What the backend saw of `what` (`path`, `authority`, `method`, `version`).
+    pub fn seen(&self, what: &str) -> Option<&str> {
+        self.body
+            .lines()
+            .find_map(|l| l.strip_prefix(what).and_then(|r| r.strip_prefix(' ')))
+    }
+
+    /// Every value of request header `name` the backend saw.
+    pub fn seen_header(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("header {name}: ");
+        self.body
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect()
+    }
+}
+
+async fn read(response: Response<Incoming>) -> Reply {
+    let (head, body) = response.into_parts();
+    let collected = body.collect().await.expect("read the response body");
+    let trailers = collected.trailers().cloned();
+    let bytes = collected.to_bytes();
+    Reply {
+        status: head.status,
+        headers: head.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+        trailers,
+    }
+}
+
+pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: Body) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body).expect("a valid request")
+}
+
+/// One HTTP/1.1 keep-alive connection.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for H1 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TCP connection to `addr` from source address `from` (port chosen by the kernel).
+pub async fn connect_from(from: Option<IpAddr>, addr: SocketAddr) -> TcpStream {
+    match from {
+        None => TcpStream::connect(addr)
+            .await
+            .expect("connect to the proxy"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the client");
+            socket.connect(addr).await.expect("connect to the proxy")
+        }
+    }
+}
+
+impl H1 {
+    pub async fn connect(addr: SocketAddr) -> H1 {
+        Self::connect_from(None, addr).await
+    }
+
+    pub async fn connect_from(from: Option<IpAddr>, addr: SocketAddr) -> H1 {
+        Self::over(connect_from(from, addr).await).await
+    }
+
+    /// HTTP/1.1 over a connected stream (e.g. one made in a pod's namespace).
+    pub async fn over(stream: TcpStream) -> H1 {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP/1.1 handshake");
+        let task = tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        H1 { sender, task }
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(req).await?;
+        Ok(read(response).await)
+    }
+
+    pub async fn send_raw(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        self.sender.ready().await?;
+        self.sender.send_request(req).await
+    }
+
+    /// GET `path` with a `Host` of `host` and extra headers.
+    pub async fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("host", host)];
+        all.extend_from_slice(headers);
+        self.send(request("GET", path, &all, empty()))
+            .await
+            .expect("a response")
+    }
+}
+
+/// Aborts its task when the last clone goes.
+struct Abort(JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One HTTP/2 connection (prior knowledge); clones open streams on the same connection.
+#[derive(Clone)]
+pub struct H2 {
+    sender: hyper::client::conn::http2::SendRequest<Body>,
+    _task: Arc<Abort>,
+}
+
+impl H2 {
+    pub async fn connect(addr: SocketAddr) -> H2 {
+        Self::over(connect_from(None, addr).await).await
+    }
+
+    /// HTTP/2 prior knowledge over a connected stream.
+    pub async fn over(stream: TcpStream) -> H2 {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("HTTP/2 handshake");
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2 {
+            sender,
+            _task: Arc::new(Abort(task)),
+        }
+    }
+
+    pub async fn send(&mut self, req: Request<Body>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(req).await?;
+        Ok(read(response).await)
+    }
+
+    /// GET `http://{authority}{path}`.
+    pub async fn get(&mut self, authority: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let uri = format!("http://{authority}{path}");
+        self.send(request("GET", &uri, headers, empty()))
+            .await
+            .expect("a response")
+    }
+}

@@ -37,6 +37,7 @@ impl Fixture {
         let mut datapath = Datapath::start(&DatapathOptions {
             cgroup: Some(cgroup.path().to_path_buf()),
             pin_dir: pins.path().to_path_buf(),
+            proxy: None,
         })
         .expect("load and attach the datapath");
         datapath.apply(plan).expect("apply the plan");

@@ -7,7 +7,7 @@ use core::ptr::{null_mut, read_volatile};
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
-        BPF_TCP_CLOSE, bpf_sock,
+        BPF_TCP_CLOSE, bpf_sock, bpf_sockopt,
     },
     helpers::generated::bpf_sk_storage_get,
     programs::{SockOpsContext, SockoptContext},
@@ -37,6 +37,10 @@ const SOL_IPV6: i32 = 41;
 const SO_ORIGINAL_DST: i32 = 80;
 const SOCKADDR_IN: usize = 16;
 const SOCKADDR_IN6: usize = 28;
+/// The smallest page: the part of a getsockopt buffer a program is sure to see.
+const PAGE_SIZE: i32 = 4096;
+/// A cgroup sockopt program's verdict that lets the call complete.
+const ALLOW: i32 = 1;
 
 /// sockops: record a redirected connection once established, forget it once closed.
 /// Everything else returns after one comparison or two.
@@ -161,19 +165,35 @@ fn bytes(w: &[u32; 4]) -> [u8; 16] {
 /// recorded connection get the VIP; every other call, and a miss, keeps the kernel's answer.
 #[inline(always)]
 pub fn answer(ctx: &SockoptContext) -> i32 {
-    const PASS: i32 = 1;
     // SAFETY: the kernel hands the program a valid bpf_sockopt for its whole run.
     let opt = unsafe { &mut *ctx.sockopt };
-    if opt.optname != SO_ORIGINAL_DST || (opt.level != SOL_IP && opt.level != SOL_IPV6) {
-        return PASS;
+    if opt.optname == SO_ORIGINAL_DST
+        && (opt.level == SOL_IP || opt.level == SOL_IPV6)
+        && original_dst(opt)
+    {
+        return ALLOW;
     }
+    // Not ours: the kernel's answer stands. Past a page the program sees only part of the
+    // buffer; optlen 0 tells the kernel to keep its own (kernels before 6.5 fail the call
+    // with EFAULT otherwise, e.g. iptables' large getsockopt calls).
+    if opt.optlen > PAGE_SIZE {
+        opt.optlen = 0;
+    }
+    ALLOW
+}
+
+/// Answers SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST from the map; `false` when it has nothing
+/// for this socket (or the caller's buffer is too small, as the kernel's own would refuse).
+#[inline(always)]
+fn original_dst(opt: &mut bpf_sockopt) -> bool {
+    const MISS: bool = false;
     // SAFETY: getsockopt programs always have their socket.
     let Some(key) = accepted_key(unsafe { opt.__bindgen_anon_1.sk }) else {
-        return PASS;
+        return MISS;
     };
     // SAFETY: copied out at once.
     let Some(vip) = (unsafe { VSTEER_ORIGINAL.get(&key) }).copied() else {
-        return PASS;
+        return MISS;
     };
     // SAFETY: reading the buffer bounds the kernel gave.
     let (start, end) = unsafe {
@@ -186,10 +206,10 @@ pub fn answer(ctx: &SockoptContext) -> i32 {
     if opt.level == SOL_IP {
         // SO_ORIGINAL_DST answers an IPv4 destination only.
         let Some(ip4) = v4_unmapped(&vip.addr) else {
-            return PASS;
+            return MISS;
         };
         if opt.optlen < SOCKADDR_IN as i32 || start + SOCKADDR_IN > end {
-            return PASS;
+            return MISS;
         }
         // struct sockaddr_in: family, port and address in network order, zero padding.
         let mut sin = [0u8; SOCKADDR_IN];
@@ -201,7 +221,7 @@ pub fn answer(ctx: &SockoptContext) -> i32 {
         opt.optlen = SOCKADDR_IN as i32;
     } else {
         if opt.optlen < SOCKADDR_IN6 as i32 || start + SOCKADDR_IN6 > end {
-            return PASS;
+            return MISS;
         }
         // struct sockaddr_in6: family, port, flow info 0, address (an IPv4 VIP as
         // IPv4-mapped), scope 0.
@@ -215,7 +235,7 @@ pub fn answer(ctx: &SockoptContext) -> i32 {
     }
     // The kernel's own answer (no conntrack entry) was an error: this one succeeds.
     opt.retval = 0;
-    PASS
+    true
 }
 
 /// (client, proxy) of an accepted socket: remote and local.

@@ -51,7 +51,7 @@ pub fn on_sock_op(ctx: &SockOpsContext) {
         // Only sockets this program asked state callbacks for (or another program did).
         BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
             if let Some(key) = key_of(ctx) {
-                let _ = VSTEER_ORIGINAL.remove(&key);
+                let _ = VSTEER_ORIGINAL.remove(key);
             }
         }
         _ => {}
@@ -79,7 +79,7 @@ fn established(ctx: &SockOpsContext) {
     if key.proxy != redirected.proxy {
         return;
     }
-    if VSTEER_ORIGINAL.insert(&key, &redirected.vip, 0).is_ok() {
+    if VSTEER_ORIGINAL.insert(key, redirected.vip, 0).is_ok() {
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG;
         let _ = ctx.set_cb_flags(flags as i32);
     }
@@ -192,7 +192,7 @@ fn original_dst(opt: &mut bpf_sockopt) -> bool {
         return MISS;
     };
     // SAFETY: copied out at once.
-    let Some(vip) = (unsafe { VSTEER_ORIGINAL.get(&key) }).copied() else {
+    let Some(vip) = (unsafe { VSTEER_ORIGINAL.get(key) }).copied() else {
         return MISS;
     };
     // SAFETY: reading the buffer bounds the kernel gave.

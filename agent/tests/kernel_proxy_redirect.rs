@@ -706,3 +706,44 @@ fn a_connection_the_hook_did_not_redirect_has_no_original_destination() {
     // tcpi_state of a new socket: TCP_CLOSE.
     assert_eq!(info[0], 7);
 }
+
+#[test]
+fn a_restarted_datapath_keeps_live_connections_original_destinations() {
+    if !kernel_tests_enabled("a_restarted_datapath_keeps_live_connections_original_destinations") {
+        return;
+    }
+    let vip = "127.100.0.1:9080";
+    let plan: Plan = [proxied(vip, &["127.0.1.1:9080"])].into_iter().collect();
+    let proxy = redirect(Some(PROXY4), None);
+    let mut fx = Fixture::with_proxy(&plan, Some(proxy.clone()));
+    let listener = listen_on(one_socket(&fx.ns, &fx.cgroup, addr(PROXY4)), addr(PROXY4));
+    let client = one_socket(&fx.ns, &fx.cgroup, addr(vip));
+    connect(client.as_raw_fd(), &storage(addr(vip))).expect("connect to the VIP");
+    let (accepted, peer) = listener.accept().expect("the proxy accepts");
+    let local = accepted.local_addr().unwrap();
+
+    // A new agent: the programs are replaced, the pinned maps adopted.
+    let options = vsteer_datapath::DatapathOptions {
+        cgroup: Some(fx.cgroup.path().to_path_buf()),
+        pin_dir: fx.pins.path().to_path_buf(),
+        proxy: Some(proxy),
+    };
+    fx.datapath = fx
+        .ns
+        .run(move || vsteer_datapath::Datapath::start(&options))
+        .unwrap()
+        .expect("restart the datapath");
+    fx.datapath.apply(&plan).unwrap();
+    let original = fx.datapath.original_destinations().unwrap();
+    assert_eq!(original.lookup(peer, local), Some(addr(vip)));
+    assert_eq!(original_dst(&accepted, local), Ok(addr(vip)));
+    let shown: SockaddrStorage = getpeername(client.as_raw_fd()).unwrap();
+    assert_eq!(
+        shown.as_sockaddr_in().map(|s| SocketAddr::V4((*s).into())),
+        Some(addr(vip))
+    );
+    // The new sockops program deletes the entry the old one wrote.
+    drop(client);
+    wait_empty(&original);
+    drop(accepted);
+}

@@ -6,6 +6,12 @@
 //! links under `links/`), so the datapath
 //! outlives the agent: traffic keeps flowing on the last config while no agent runs, and a
 //! new agent adopts the pinned maps and swaps in its programs without a gap.
+//!
+//! The L7 path (`proxy`, `original`): services the compiler gives to the proxy are flagged in
+//! the service map; the connect hooks send them to the proxy named by `set_proxy` (a map of
+//! the running agent's own, not pinned), and the proxy reads each accepted connection's
+//! original destination through `OriginalDestinations` (a pinned map, so connections made
+//! under one agent keep theirs under the next).
 mod keys;
 mod logs;
 mod mounts;

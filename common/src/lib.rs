@@ -16,8 +16,19 @@ pub mod map_names {
     pub const BACKENDS: &str = "VSTEER_BACKENDS";
     pub const COUNTERS: &str = "VSTEER_COUNTERS";
     pub const REVERSE: &str = "VSTEER_REVERSE";
-    /// Every map whose state outlives an agent process (pinned, adopted on restart).
-    pub const PINNED: [&str; 4] = [SERVICES, BACKENDS, COUNTERS, REVERSE];
+    /// The proxy the connect hooks redirect to (one [`ProxyConfig`](crate::ProxyConfig)).
+    /// Not pinned: it is the running agent's own (its proxy's address, its network
+    /// namespace), written by every agent at start.
+    pub const PROXY: &str = "VSTEER_PROXY";
+    /// Socket-local storage of a redirected socket: the VIP it dialed (getpeername, sockops).
+    pub const REDIRECTED: &str = "VSTEER_REDIRECTED";
+    /// (client, proxy) of an established redirected connection -> the VIP it dialed: what the
+    /// proxy and SO_ORIGINAL_DST read.
+    pub const ORIGINAL: &str = "VSTEER_ORIGINAL";
+    /// Every map whose state outlives an agent process (pinned, adopted on restart). The two
+    /// redirect maps are among them so that connections made under one agent keep their
+    /// original destination (and their VIP in getpeername) under the next.
+    pub const PINNED: [&str; 6] = [SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL];
 }
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
@@ -32,6 +43,10 @@ pub const MAX_COUNTERS: u32 = 65_536;
 /// backend's address.
 pub const REVERSE_SLOTS: u32 = 262_144;
 
+/// Capacity of the original-destination map: established proxied connections on the node at
+/// once (entries are deleted when the client's socket closes; memory is allocated per entry).
+pub const MAX_ORIGINAL: u32 = 262_144;
+
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
@@ -43,6 +58,26 @@ pub mod mode {
     /// Consistent hash of the client (its network namespace): slot = hash % slot_count of a
     /// Maglev table, so one client stays on one backend while the set is unchanged.
     pub const SOURCE_HASH: u8 = 1;
+}
+
+/// Bits of `ServiceValue::flags`.
+pub mod service_flags {
+    /// Served by the agent's proxy: TCP connects are redirected to it (see
+    /// [`ProxyConfig`](crate::ProxyConfig)); the backend table is the fallback for sockets
+    /// that are not redirected (the proxy's own, or a netns that cannot reach the proxy).
+    pub const PROXY: u8 = 1;
+}
+
+/// Bits of `ProxyConfig::flags`.
+pub mod proxy_flags {
+    /// `ProxyConfig::v4` is set: IPv4 VIPs are redirected to it.
+    pub const V4: u32 = 1;
+    /// `ProxyConfig::v6` is set: IPv6 VIPs are redirected to it.
+    pub const V6: u32 = 2;
+    /// `v4` is a loopback address: only sockets of the agent's network namespace reach it.
+    pub const V4_LOOPBACK: u32 = 4;
+    /// `v6` is a loopback address: as `V4_LOOPBACK`.
+    pub const V6_LOOPBACK: u32 = 8;
 }
 
 /// A virtual service address as the socket layer sees it.
@@ -72,7 +107,9 @@ pub struct ServiceValue {
     pub first: u32,
     pub slot_count: u32,
     pub mode: u8,
-    pub _pad: [u8; 3],
+    /// [`service_flags`] bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
 }
 
 /// A socket address (a backend, or a VIP to restore). Same byte orders as [`VipKey`].
@@ -105,6 +142,41 @@ pub struct ReverseEntry {
     pub vip: Address,
     pub check: u32,
     pub _pad: u32,
+}
+
+/// The agent's proxy, as the connect hooks need it (an array of one; all zero: no proxy).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Where IPv4 VIPs go (when [`proxy_flags::V4`]).
+    pub v4: Address,
+    /// Where IPv6 VIPs go (when [`proxy_flags::V6`]).
+    pub v6: Address,
+    /// The agent's network namespace (SO_NETNS_COOKIE): the one netns where a loopback
+    /// proxy address reaches the proxy.
+    pub netns_cookie: u64,
+    /// SO_MARK of the proxy's own sockets: never redirected.
+    pub mark: u32,
+    /// [`proxy_flags`] bits.
+    pub flags: u32,
+}
+
+/// What a redirected socket carries (socket-local storage) from connect() to its
+/// establishment and for getpeername(): the VIP it dialed and the proxy it was sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redirected {
+    pub vip: Address,
+    pub proxy: Address,
+}
+
+/// An established redirected connection as both ends see it: the client's address and the
+/// proxy's. Unique among live connections, so concurrent clients never share an entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OriginalKey {
+    pub client: Address,
+    pub proxy: Address,
 }
 
 impl VipKey {
@@ -155,6 +227,9 @@ mod pod {
     unsafe impl aya::Pod for super::Address {}
     unsafe impl aya::Pod for super::Slot {}
     unsafe impl aya::Pod for super::ReverseEntry {}
+    unsafe impl aya::Pod for super::ProxyConfig {}
+    unsafe impl aya::Pod for super::Redirected {}
+    unsafe impl aya::Pod for super::OriginalKey {}
 }
 
 #[cfg(test)]
@@ -170,6 +245,11 @@ mod tests {
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);
         assert_eq!(size_of::<ReverseEntry>(), 56);
+        assert_eq!(size_of::<ProxyConfig>(), 56);
+        assert_eq!(core::mem::offset_of!(ProxyConfig, netns_cookie), 40);
+        assert_eq!(size_of::<Redirected>(), 40);
+        assert_eq!(size_of::<OriginalKey>(), 40);
+        assert_eq!(core::mem::offset_of!(ServiceValue, flags), 9);
     }
 
     #[test]

@@ -63,7 +63,12 @@ pub fn describe(key: &VipKey) -> String {
 
 /// `127.0.0.1:8080` or `[fd00::1]:53`.
 pub fn show(a: &Address) -> String {
-    std::net::SocketAddr::new(ip(&a.addr), a.port).to_string()
+    socket_addr(a).to_string()
+}
+
+/// A map address as a socket address (IPv4-mapped as IPv4).
+pub fn socket_addr(a: &Address) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip(&a.addr), a.port)
 }
 
 #[cfg(test)]

@@ -6,12 +6,21 @@
 //! links under `links/`), so the datapath
 //! outlives the agent: traffic keeps flowing on the last config while no agent runs, and a
 //! new agent adopts the pinned maps and swaps in its programs without a gap.
+//!
+//! The L7 path (`proxy`, `original`): services the compiler gives to the proxy are flagged in
+//! the service map; the connect hooks send them to the proxy named by `set_proxy` (a map of
+//! the running agent's own, not pinned), and the proxy reads each accepted connection's
+//! original destination through `OriginalDestinations` (a pinned map, so connections made
+//! under one agent keep theirs under the next).
 mod keys;
 mod logs;
 mod mounts;
 mod object;
+mod original;
 mod pins;
+mod proxy;
 mod ranges;
+mod raw_link;
 mod slots;
 pub mod status;
 mod tables;
@@ -23,13 +32,15 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap},
 };
-use vsteer_common::map_names;
+use vsteer_common::{Address, OriginalKey, ProxyConfig, map_names};
 use vsteer_plan::{Plan, ServiceKey};
 
 pub use keys::{address, describe, vip_key};
 pub use mounts::cgroup2_root;
-pub use object::{CONNECT4, PROGRAMS};
+pub use object::{CONNECT4, GETSOCKOPT, PROGRAMS, SOCKOPS};
+pub use original::OriginalDestinations;
 pub use pins::uninstall;
+pub use proxy::ProxyRedirect;
 pub use slots::{TableSpec, shares, table_spec};
 pub use tables::ApplyStats;
 
@@ -45,6 +56,9 @@ pub struct DatapathOptions {
     pub cgroup: Option<PathBuf>,
     /// bpffs directory where the maps and links are pinned.
     pub pin_dir: PathBuf,
+    /// Where proxied services' connects go (`None`: nowhere, they get their L4 table). Give
+    /// it once the proxy listens, or call [`Datapath::set_proxy`] then.
+    pub proxy: Option<ProxyRedirect>,
 }
 
 /// The loaded, attached programs and their maps.
@@ -52,6 +66,11 @@ pub struct Datapath {
     // Keeps the programs' log ring buffer and map handles alive.
     _ebpf: Ebpf,
     tables: tables::Tables,
+    proxy: HashMap<aya::maps::MapData, u32, ProxyConfig>,
+    original: OriginalDestinations,
+    /// The network namespace `start` ran in: where a loopback proxy address reaches the
+    /// proxy.
+    netns_cookie: u64,
     cgroup: PathBuf,
     adopted: usize,
     _logs: Option<tokio::task::JoinHandle<()>>,
@@ -60,6 +79,9 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the embedded programs (reusing maps pinned by an earlier agent), attaches them,
     /// and pins links and maps. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN).
+    ///
+    /// The calling thread's network namespace is taken as the agent's: a loopback proxy
+    /// address is used only for sockets of that namespace.
     pub fn start(options: &DatapathOptions) -> Result<Self> {
         if object::EBPF_OBJECT.is_empty() {
             bail!(
@@ -107,6 +129,14 @@ impl Datapath {
                 }
             },
         };
+        let netns_cookie = proxy::own_netns_cookie()?;
+        let mut proxy = take_hash_map(&mut ebpf, map_names::PROXY)?;
+        // Before the programs are attached: the new ones redirect as told from their start.
+        write_proxy(&mut proxy, options.proxy.as_ref(), netns_cookie)?;
+        let original = OriginalDestinations::new(take_hash_map::<OriginalKey, Address>(
+            &mut ebpf,
+            map_names::ORIGINAL,
+        )?);
         for name in PROGRAMS {
             attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
         }
@@ -121,6 +151,9 @@ impl Datapath {
         Ok(Self {
             _ebpf: ebpf,
             tables,
+            proxy,
+            original,
+            netns_cookie,
             cgroup,
             adopted,
             _logs: logs,
@@ -152,6 +185,32 @@ impl Datapath {
     pub fn sweep(&mut self) {
         self.tables.sweep()
     }
+
+    /// A handle the proxy uses per accepted connection; Send + Sync + Clone.
+    pub fn original_destinations(&self) -> Result<OriginalDestinations> {
+        Ok(self.original.clone())
+    }
+
+    /// Stops (None) or restarts redirecting, e.g. on agent exit so proxied services fall back
+    /// to L4 while no proxy runs. Takes effect for the next connect on every CPU.
+    pub fn set_proxy(&mut self, proxy: Option<&ProxyRedirect>) -> Result<()> {
+        write_proxy(&mut self.proxy, proxy, self.netns_cookie)
+    }
+
+    /// The cookie of the network namespace the datapath was started in (SO_NETNS_COOKIE).
+    pub fn netns_cookie(&self) -> u64 {
+        self.netns_cookie
+    }
+}
+
+fn write_proxy(
+    map: &mut HashMap<aya::maps::MapData, u32, ProxyConfig>,
+    proxy: Option<&ProxyRedirect>,
+    netns_cookie: u64,
+) -> Result<()> {
+    let config = proxy::config(proxy, netns_cookie)?;
+    map.insert(0, config, 0)
+        .context("writing the proxy redirect (map VSTEER_PROXY)")
 }
 
 fn take_hash_map<K: aya::Pod, V: aya::Pod>(

@@ -8,8 +8,14 @@ pub static EBPF_OBJECT: &[u8] =
 /// Program names as the kernel (and `bpftool prog show`) lists them.
 pub const CONNECT4: &str = "vsteer_connect4";
 
+/// The L7 path's programs: original destinations recorded (sockops) and answered
+/// (getsockopt).
+pub const SOCKOPS: &str = "vsteer_sockops";
+/// (Kernel program names stop at 15 characters, hence the short form.)
+pub const GETSOCKOPT: &str = "vsteer_getsopt";
+
 /// Every program; each one's section names its cgroup hook.
-pub const PROGRAMS: [&str; 8] = [
+pub const PROGRAMS: [&str; 10] = [
     CONNECT4,
     "vsteer_connect6",
     "vsteer_sendmsg4",
@@ -18,4 +24,6 @@ pub const PROGRAMS: [&str; 8] = [
     "vsteer_recvmsg6",
     "vsteer_getpeer4",
     "vsteer_getpeer6",
+    SOCKOPS,
+    GETSOCKOPT,
 ];

@@ -4,15 +4,18 @@
 
 use std::{
     fs::File,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+    programs::{CgroupAttachMode, Program, links::FdLink},
 };
 use vsteer_common::map_names;
+
+use crate::raw_link;
 
 /// Sub-directories of the pin directory holding the program links and the programs.
 pub const LINKS_DIR: &str = "links";
@@ -21,28 +24,63 @@ pub const PROGRAMS_DIR: &str = "programs";
 /// Attaches one program to the cgroup and pins it and its link. The new link is attached
 /// before the pin of an earlier agent's link is replaced (by rename), so some program always
 /// runs: for that moment both run, and the second finds the first's rewritten address is no
-/// VIP.
+/// VIP (and the sockops and getsockopt programs of both find the same pinned maps).
 pub fn attach_and_pin(ebpf: &mut Ebpf, name: &str, cgroup: &Path, pin_dir: &Path) -> Result<()> {
-    let program: &mut CgroupSockAddr = ebpf
+    let program = ebpf
         .program_mut(name)
-        .with_context(|| format!("program {name} is missing from the eBPF object"))?
-        .try_into()
-        .with_context(|| format!("program {name} is not a cgroup_sock_addr program"))?;
-    program
-        .load()
-        .with_context(|| format!("loading {name} (rejected by the verifier?)"))?;
-    replace_pin(&pin_dir.join(PROGRAMS_DIR).join(name), |fresh| {
-        program.pin(fresh).map_err(anyhow::Error::from)
-    })
-    .with_context(|| format!("pinning program {name}"))?;
+        .with_context(|| format!("program {name} is missing from the eBPF object"))?;
     let dir = File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-    // With BPF links (Linux 5.7+) the attachment coexists with other programs on the cgroup
-    // (a CNI, systemd); `Single` is what passes the flags 0 that link_create requires.
-    let id = program
-        .attach(&dir, CgroupAttachMode::Single)
-        .with_context(|| format!("attaching {name} to cgroup {}", cgroup.display()))?;
-    let link = FdLink::try_from(program.take_link(id)?)
-        .with_context(|| format!("{name}: the kernel has no BPF links (needs Linux 5.7+)"))?;
+    // Every kind has the same steps under its own types.
+    macro_rules! attach {
+        ($program:expr) => {{
+            let program = $program;
+            program
+                .load()
+                .with_context(|| format!("loading {name} (rejected by the verifier?)"))?;
+            replace_pin(&pin_dir.join(PROGRAMS_DIR).join(name), |fresh| {
+                program.pin(fresh).map_err(anyhow::Error::from)
+            })
+            .with_context(|| format!("pinning program {name}"))?;
+            // With BPF links (Linux 5.7+) the attachment coexists with other programs on the
+            // cgroup (a CNI, systemd); `Single` is what passes the flags 0 that link_create
+            // requires.
+            let id = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to cgroup {}", cgroup.display()))?;
+            FdLink::try_from(program.take_link(id)?).with_context(|| {
+                format!("{name}: the kernel has no BPF links (needs Linux 5.7+)")
+            })?
+        }};
+    }
+    let link = match program {
+        Program::CgroupSockAddr(program) => attach!(program),
+        Program::SockOps(program) => attach!(program),
+        Program::CgroupSockopt(program) => {
+            // aya 0.14 cannot hand out a getsockopt link as an FdLink (to pin it): create
+            // and pin that one by hand.
+            program
+                .load()
+                .with_context(|| format!("loading {name} (rejected by the verifier?)"))?;
+            replace_pin(&pin_dir.join(PROGRAMS_DIR).join(name), |fresh| {
+                program.pin(fresh).map_err(anyhow::Error::from)
+            })
+            .with_context(|| format!("pinning program {name}"))?;
+            let link = raw_link::create(
+                program.fd()?.as_fd(),
+                dir.as_fd(),
+                raw_link::CGROUP_GETSOCKOPT,
+            )
+            .with_context(|| format!("attaching {name} to cgroup {}", cgroup.display()))?;
+            return replace_pin(&pin_dir.join(LINKS_DIR).join(name), |fresh| {
+                raw_link::pin(link.as_fd(), fresh)
+            })
+            .with_context(|| format!("pinning the {name} link"));
+        }
+        other => anyhow::bail!(
+            "program {name} is a {:?} program, not a cgroup socket hook",
+            other.prog_type()
+        ),
+    };
     // The pin alone holds the link from now on: the returned handle may go.
     replace_pin(&pin_dir.join(LINKS_DIR).join(name), |fresh| {
         link.pin(fresh).map(drop).map_err(anyhow::Error::from)

@@ -1,8 +1,8 @@
 //! From a planned service to the slots of its backend table: Walker's alias method for
 //! weighted random choice (O(1) per connect, exact to 2^-32), or a weighted Maglev table for
 //! consistent hashing of the client.
-use vsteer_common::{Address, Slot, mode};
-use vsteer_plan::{BackendPlan, LoadBalancer, ServicePlan};
+use vsteer_common::{Address, Slot, mode, service_flags};
+use vsteer_plan::{BackendPlan, Decision, LoadBalancer, ServicePlan};
 
 use crate::keys::address;
 
@@ -10,6 +10,9 @@ use crate::keys::address;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     pub mode: u8,
+    /// `service_flags` bits: PROXY for a service the proxy serves (its slots are then the
+    /// fallback for sockets that are not redirected).
+    pub flags: u8,
     pub slots: Vec<Slot>,
 }
 
@@ -20,9 +23,15 @@ pub fn table_spec(service: &ServicePlan) -> TableSpec {
         .filter(|b| b.weight > 0)
         .map(|b: &BackendPlan| (address(b.address, b.port), u64::from(b.weight)))
         .collect();
+    // Set also when the backends are empty: a proxied service is redirected all the same.
+    let flags = match service.decision {
+        Decision::Kernel => 0,
+        Decision::Proxy { .. } => service_flags::PROXY,
+    };
     match service.load_balancer {
         LoadBalancer::SourceIpHash => TableSpec {
             mode: mode::SOURCE_HASH,
+            flags,
             slots: maglev(&backends),
         },
         // Round robin and least request have no connect-time equivalent worth its cost (a
@@ -30,6 +39,7 @@ pub fn table_spec(service: &ServicePlan) -> TableSpec {
         // CPU); weighted random gives the same long-run shares. See the README.
         LoadBalancer::Random | LoadBalancer::RoundRobin | LoadBalancer::LeastRequest => TableSpec {
             mode: mode::WEIGHTED,
+            flags,
             slots: alias_table(&backends),
         },
     }
@@ -184,6 +194,7 @@ mod tests {
     fn weighted(backends: &[(Address, u64)]) -> TableSpec {
         TableSpec {
             mode: mode::WEIGHTED,
+            flags: 0,
             slots: alias_table(backends),
         }
     }
@@ -236,6 +247,7 @@ mod tests {
         assert_eq!(first.len(), 1_021);
         let spec = TableSpec {
             mode: mode::SOURCE_HASH,
+            flags: 0,
             slots: first,
         };
         let heavy = share_of(&spec, a(1));

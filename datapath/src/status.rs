@@ -1,12 +1,12 @@
 //! `vsteer status`: the kernel's side of the story, read from the pinned maps (no agent
-//! needed): every service, its backends with the share the kernel gives them, and how many
-//! connections each backend got.
+//! needed): every service, whether the kernel or the proxy serves it, its backends with the
+//! share the kernel gives them, and how many connections each backend got.
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
 use comfy_table::{CellAlignment, Table, presets::NOTHING};
-use vsteer_common::{Address, ServiceValue, Slot, VipKey, map_names, mode};
+use vsteer_common::{Address, ServiceValue, Slot, VipKey, map_names, mode, service_flags};
 
 use crate::keys::{describe, show};
 use crate::{slots::shares, tables};
@@ -14,6 +14,8 @@ use crate::{slots::shares, tables};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
     pub service: String,
+    /// Served by the proxy (connects redirected to it); the backends are the L4 fallback.
+    pub proxied: bool,
     pub mode: &'static str,
     /// The service's first slot in the backend slot array.
     pub first: u32,
@@ -36,6 +38,7 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
         .iter()
         .map(|(key, (first, spec))| ServiceStatus {
             service: describe(key),
+            proxied: spec.flags & service_flags::PROXY != 0,
             mode: if spec.mode == mode::SOURCE_HASH {
                 "SOURCE_IP_HASH"
             } else {
@@ -69,25 +72,35 @@ pub fn render(status: &[ServiceStatus]) -> String {
     }
     let mut table = Table::new();
     table.load_style(NOTHING);
-    table.set_header(["SERVICE", "SELECTION", "BACKEND", "SHARE", "CONNECTIONS"]);
+    table.set_header([
+        "SERVICE",
+        "PATH",
+        "SELECTION",
+        "BACKEND",
+        "SHARE",
+        "CONNECTIONS",
+    ]);
     for s in status {
+        // A proxied service's backends are what sockets the proxy does not get (its own
+        // upstream connects, namespaces that cannot reach it) are steered to.
+        let path = if s.proxied { "proxy" } else { "kernel" };
         if s.backends.is_empty() {
-            table.add_row([
-                s.service.as_str(),
-                s.mode,
-                "(none: connects refused)",
-                "",
-                "",
-            ]);
+            let none = if s.proxied {
+                "(none: L4 fallback refused)"
+            } else {
+                "(none: connects refused)"
+            };
+            table.add_row([s.service.as_str(), path, s.mode, none, "", ""]);
         }
         for (i, (backend, share, count)) in s.backends.iter().enumerate() {
-            let (service, mode) = if i == 0 {
-                (s.service.as_str(), s.mode)
+            let (service, path, mode) = if i == 0 {
+                (s.service.as_str(), path, s.mode)
             } else {
-                ("", "")
+                ("", "", "")
             };
             table.add_row([
                 service.to_string(),
+                path.to_string(),
                 mode.to_string(),
                 backend.clone(),
                 format!("{:.3}%", share * 100.0),
@@ -98,7 +111,7 @@ pub fn render(status: &[ServiceStatus]) -> String {
     for column in table.column_iter_mut() {
         column.set_padding((0, 2));
     }
-    for index in [3, 4] {
+    for index in [4, 5] {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
         }
@@ -122,6 +135,7 @@ mod tests {
         let status = [
             ServiceStatus {
                 service: "127.100.0.1:9080/TCP".into(),
+                proxied: false,
                 mode: "WEIGHTED_RANDOM",
                 first: 0,
                 backends: vec![
@@ -131,14 +145,22 @@ mod tests {
             },
             ServiceStatus {
                 service: "127.100.0.9:80/TCP".into(),
+                proxied: false,
                 mode: "WEIGHTED_RANDOM",
                 first: 2,
                 backends: Vec::new(),
             },
+            ServiceStatus {
+                service: "127.100.0.7:80/TCP".into(),
+                proxied: true,
+                mode: "WEIGHTED_RANDOM",
+                first: 2,
+                backends: vec![("127.0.1.7:80".into(), 1.0, 0)],
+            },
         ];
         let text = render(&status);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert!(lines[0].starts_with("SERVICE"), "{text}");
         assert!(lines[1].contains("127.100.0.1:9080/TCP") && lines[1].contains("80.000%"));
         assert!(lines[2].contains("20.000%") && lines[2].trim_end().ends_with("188"));
@@ -146,6 +168,11 @@ mod tests {
         // Columns line up: every backend starts at the same offset.
         let at = |line: &str, what: &str| line.find(what).unwrap();
         assert_eq!(at(lines[1], "127.0.1.1"), at(lines[2], "127.0.1.2"));
+        assert_eq!(at(lines[1], "127.0.1.1"), at(lines[4], "127.0.1.7"));
+        // The path column: the kernel's services and the proxy's.
+        assert_eq!(at(lines[0], "PATH"), at(lines[1], "kernel"), "{text}");
+        assert_eq!(at(lines[0], "PATH"), at(lines[4], "proxy"), "{text}");
+        assert!(!lines[2].contains("kernel"), "{text}");
         assert_eq!(render(&[]), "no services in the kernel maps\n");
     }
 }

@@ -61,6 +61,7 @@ pub fn digest(spec: &TableSpec) -> Digest {
         let mut hasher = DefaultHasher::new();
         salt.hash(&mut hasher);
         spec.mode.hash(&mut hasher);
+        spec.flags.hash(&mut hasher);
         for slot in &spec.slots {
             slot.threshold.hash(&mut hasher);
             slot.primary.hash(&mut hasher);
@@ -199,7 +200,8 @@ impl Tables {
                 first,
                 slot_count: spec.slots.len() as u32,
                 mode: spec.mode,
-                _pad: [0; 3],
+                flags: spec.flags,
+                _pad: [0; 2],
             };
             self.services
                 .insert(key, value, 0)
@@ -286,6 +288,7 @@ pub fn read_installed(
                 value.first,
                 TableSpec {
                     mode: value.mode,
+                    flags: value.flags,
                     slots: table,
                 },
             ),
@@ -317,6 +320,7 @@ mod tests {
             .collect();
         TableSpec {
             mode: mode::WEIGHTED,
+            flags: 0,
             slots: alias_table(&backends),
         }
     }
@@ -382,6 +386,32 @@ mod tests {
         let mut hashed = spec(&[1, 2]);
         hashed.mode = mode::SOURCE_HASH;
         assert_ne!(digest(&hashed), digest(&spec(&[1, 2])));
+        let mut proxied = spec(&[1, 2]);
+        proxied.flags = vsteer_common::service_flags::PROXY;
+        assert_ne!(digest(&proxied), digest(&spec(&[1, 2])));
+    }
+
+    #[test]
+    fn a_decision_change_rewrites_the_service() {
+        let installed: FxHashMap<_, _> = [(key(1), installed(0, &[1]))].into_iter().collect();
+        let mut proxied = service(1, &[1]);
+        proxied.decision = Decision::Proxy {
+            reason: "http[0].match[0].headers[end-user]".into(),
+        };
+        let plan: Plan = [proxied].into_iter().collect();
+        let changes = diff(&installed, &plan);
+        assert_eq!(changes.unchanged, 0);
+        assert_eq!(changes.upserts.len(), 1);
+        assert_eq!(
+            changes.upserts[0].1.flags,
+            vsteer_common::service_flags::PROXY
+        );
+        // Proxied with no backend at all: still flagged, so it is still redirected.
+        let mut empty = service(2, &[]);
+        empty.decision = Decision::Proxy { reason: "r".into() };
+        let spec = table_spec(&empty);
+        assert!(spec.slots.is_empty());
+        assert_eq!(spec.flags, vsteer_common::service_flags::PROXY);
     }
 
     #[test]

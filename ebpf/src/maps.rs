@@ -1,12 +1,13 @@
 //! The maps the agent fills and reads. BTF maps, so bpftool prints their keys and values by
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuHashMap},
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{Array, HashMap, PerCpuHashMap, SkStorage},
     macros::btf_map,
 };
 use vsteer_common::{
-    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_SERVICES, REVERSE_SLOTS, ReverseEntry,
-    ServiceValue, Slot, VipKey,
+    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ORIGINAL, MAX_SERVICES, OriginalKey, ProxyConfig,
+    REVERSE_SLOTS, Redirected, ReverseEntry, ServiceValue, Slot, VipKey,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
@@ -29,3 +30,26 @@ pub static VSTEER_COUNTERS: PerCpuHashMap<Address, u64, { MAX_COUNTERS as usize 
 /// bucket lock and element allocation) cost several hundred ns per connect.
 #[btf_map]
 pub static VSTEER_REVERSE: Array<ReverseEntry, { REVERSE_SLOTS as usize }> = Array::new();
+
+/// The agent's proxy, under key 0 (absent: no proxy). A hash map without preallocation
+/// rather than an array: an update swaps in a whole new value (freed after an RCU grace
+/// period), so a connect never reads half an old address and half a new one.
+#[btf_map]
+pub static VSTEER_PROXY: HashMap<u32, ProxyConfig, 1, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
+
+/// Per redirected socket: the VIP it dialed and the proxy it went to. Lives and dies with
+/// the socket, so concurrent clients cannot see each other's VIP and nothing leaks.
+#[btf_map]
+pub static VSTEER_REDIRECTED: SkStorage<Redirected> = SkStorage::new();
+
+/// (client, proxy) of an established redirected connection -> the VIP it dialed. Written by
+/// sockops when the client's connection is established, deleted when that socket closes;
+/// allocated per entry (no preallocation: the map is mostly empty).
+#[btf_map]
+pub static VSTEER_ORIGINAL: HashMap<
+    OriginalKey,
+    Address,
+    { MAX_ORIGINAL as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();

@@ -1,11 +1,15 @@
 //! Backend selection for one new connection (or one unconnected UDP datagram).
+use aya_ebpf::programs::SockAddrContext;
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, VipKey, mode};
+use vsteer_common::{Address, PROTO_TCP, VipKey, mode, service_flags};
 
-use crate::maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES};
+use crate::{
+    maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES},
+    redirect,
+};
 
 pub enum Choice {
     /// Not a service: leave the socket call alone.
@@ -13,14 +17,31 @@ pub enum Choice {
     /// A service with no backend: fail the call.
     NoBackend,
     Backend(Address),
+    /// A proxied service: to the agent's proxy (the VIP is recorded on the socket).
+    Proxy(Address),
 }
 
 #[inline(always)]
-pub fn choose<C: EbpfContext>(ctx: &C, key: &VipKey) -> Choice {
+pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
     // SAFETY: values are copied out at once; the agent never edits a table in place.
     let Some(service) = (unsafe { VSTEER_SERVICES.get(key) }).copied() else {
         return Choice::NotAService;
     };
+    // A kernel-path service pays one test of a byte it already has. Only TCP is proxied, and
+    // connect is the one TCP hook that steers.
+    if service.flags & service_flags::PROXY != 0
+        && key.proto == PROTO_TCP
+        && let Some(proxy) = redirect::to_proxy(
+            ctx,
+            &Address {
+                addr: key.addr,
+                port: key.port,
+                _pad: 0,
+            },
+        )
+    {
+        return Choice::Proxy(proxy);
+    }
     if service.slot_count == 0 {
         return Choice::NoBackend;
     }

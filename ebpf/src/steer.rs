@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_set_retval, programs::SockA
 use aya_log_ebpf::debug;
 use vsteer_common::{Address, VipKey};
 
-use crate::{reverse, select, select::Choice, sockaddr};
+use crate::{redirect, reverse, select, select::Choice, sockaddr};
 
 /// Verdict that lets the socket call go on.
 const ALLOW: i32 = 1;
@@ -43,6 +43,15 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
             return DENY;
         }
         Choice::Backend(backend) => backend,
+        Choice::Proxy(proxy) => {
+            // The VIP is on the socket already (getpeername and sockops read it there).
+            write(sa, family, &proxy);
+            debug!(
+                ctx,
+                "to the proxy {:i}:{} -> {:i}:{}", vip.addr, vip.port, proxy.addr, proxy.port
+            );
+            return ALLOW;
+        }
     };
     let written = match family {
         Family::V4 => sockaddr::write4(sa, &backend),
@@ -60,10 +69,19 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
     ALLOW
 }
 
-/// Shows the application the VIP it addressed instead of the backend it reached: as the
-/// peer of a connected socket (getpeername) or the source of a UDP reply (recvmsg).
+/// Which call shows the application an address.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Shown {
+    /// getpeername(): a connected socket's peer (maybe a proxied one).
+    Peer,
+    /// recvmsg(): the source of a UDP datagram.
+    Source,
+}
+
+/// Shows the application the VIP it addressed instead of the backend (or proxy) it reached:
+/// as the peer of a connected socket (getpeername) or the source of a UDP reply (recvmsg).
 #[inline(always)]
-pub fn restore_vip(ctx: &SockAddrContext, family: Family) -> i32 {
+pub fn restore_vip(ctx: &SockAddrContext, family: Family, shown: Shown) -> i32 {
     // SAFETY: as in `steer`.
     let sa: &mut bpf_sock_addr = unsafe { &mut *ctx.sock_addr };
     let from = match family {
@@ -71,6 +89,10 @@ pub fn restore_vip(ctx: &SockAddrContext, family: Family) -> i32 {
         Family::V6 => sockaddr::read6(sa),
     };
     if let Some(vip) = reverse::recall(ctx, &from) {
+        write(sa, family, &vip);
+    } else if shown == Shown::Peer
+        && let Some(vip) = redirect::recall(ctx, &from)
+    {
         write(sa, family, &vip);
     }
     ALLOW

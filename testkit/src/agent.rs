@@ -27,7 +27,26 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `vsteer <args>` and waits until it reports ready (or fails, or `timeout` passes).
     pub fn start(binary: &Path, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<Self> {
-        let mut child = Command::new(binary)
+        Self::launch(Command::new(binary), args, timeout)
+    }
+
+    /// [`AgentProcess::start`] inside `ns` and `cgroup`: the agent's own sockets (its
+    /// proxy's listener and upstream connects) then live there and meet the cgroup's hooks.
+    pub fn start_in(
+        binary: &Path,
+        args: &[&std::ffi::OsStr],
+        timeout: Duration,
+        ns: &crate::NetNs,
+        cgroup: Option<&crate::TestCgroup>,
+    ) -> Result<Self> {
+        let mut cmd = Command::new(binary);
+        crate::spawn::place(&mut cmd, ns, cgroup)?;
+        Self::launch(cmd, args, timeout)
+    }
+
+    fn launch(mut cmd: Command, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<Self> {
+        let binary = cmd.get_program().to_owned();
+        let mut child = cmd
             .args(args)
             .env(
                 "RUST_LOG",
@@ -36,7 +55,7 @@ impl AgentProcess {
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", binary.to_string_lossy()))?;
         let stderr = child.stderr.take().context("agent stderr")?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -1,6 +1,7 @@
 //! Kernel test harness for vsteer: a private network namespace, a throwaway cgroup v2
 //! directory, backends that say who they are, clients that connect from inside the cgroup,
-//! and the agent as a child process. Everything it creates is removed on drop, also when a
+//! veth pairs between namespaces (a pod and its node), processes and sockets placed in a
+//! namespace and cgroup, and the agent as a child process. Everything it creates is removed on drop, also when a
 //! test fails; every process it starts is stopped by its id.
 
 pub mod agent;
@@ -10,7 +11,9 @@ pub mod client;
 pub mod http;
 pub mod netns;
 pub mod pins;
+pub mod spawn;
 pub mod stats;
+pub mod veth;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -25,6 +28,8 @@ pub use client::{
 };
 pub use netns::NetNs;
 pub use pins::PinDir;
+pub use spawn::{Spawned, place, tcp_sockets_in};
+pub use veth::Veth;
 
 /// Set (to 1) in CI: a kernel test that cannot run is then a failure, not a skip.
 pub const REQUIRE_ENV: &str = "VSTEER_REQUIRE_KERNEL_TESTS";

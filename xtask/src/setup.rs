@@ -150,20 +150,34 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// bpftool is how operators (and the kernel tests) look at what vsteer loaded.
+/// System tools the kernel tests use, by command and Debian package: bpftool is how
+/// operators (and the kernel tests) look at what vsteer loaded; `ip` (iproute2) builds the
+/// veth pairs between test namespaces.
+const SYSTEM_TOOLS: [(&str, &str); 2] = [("bpftool", "bpftool"), ("ip", "iproute2")];
+
 fn ensure_system_tools() -> Result<()> {
-    if have("bpftool") {
+    let missing: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .filter(|(tool, _)| !have(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     if !geteuid().is_root() || !have("apt-get") {
-        println!("setup: bpftool is missing; install it (Debian: apt-get install bpftool)");
+        println!(
+            "setup: missing {}; install (Debian: apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        );
         return Ok(());
     }
-    println!("setup: installing bpftool");
+    println!("setup: installing {}", missing.join(", "));
     run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
     run_cmd(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "bpftool"])
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

@@ -50,6 +50,8 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let datapath = Datapath::start(&DatapathOptions {
         cgroup: options.cgroup.clone(),
         pin_dir: options.pin_dir.clone(),
+        // The L7 path is wired up by the agent integration (issue 7): no redirect yet.
+        proxy: None,
     })?;
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();

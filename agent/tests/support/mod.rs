@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use vsteer_compiler as compiler;
-use vsteer_datapath::{Datapath, DatapathOptions};
+use vsteer_datapath::{Datapath, DatapathOptions, ProxyRedirect};
 use vsteer_model::parse::parse_str;
 use vsteer_plan::Plan;
 use vsteer_testkit::{Backend, ConnectReport, NetNs, PinDir, TestCgroup, unique_name};
@@ -37,8 +37,34 @@ impl Fixture {
         let mut datapath = Datapath::start(&DatapathOptions {
             cgroup: Some(cgroup.path().to_path_buf()),
             pin_dir: pins.path().to_path_buf(),
+            proxy: None,
         })
         .expect("load and attach the datapath");
+        datapath.apply(plan).expect("apply the plan");
+        Fixture {
+            datapath,
+            pins,
+            cgroup,
+            ns,
+        }
+    }
+
+    /// Like [`Fixture::new`] with the datapath started inside the fixture's namespace (the
+    /// agent's: where a loopback proxy address reaches the proxy) and redirecting proxied
+    /// services to `proxy`.
+    pub fn with_proxy(plan: &Plan, proxy: Option<ProxyRedirect>) -> Fixture {
+        let ns = NetNs::new().expect("network namespace");
+        let cgroup = TestCgroup::new().expect("cgroup");
+        let pins = PinDir::new();
+        let options = DatapathOptions {
+            cgroup: Some(cgroup.path().to_path_buf()),
+            pin_dir: pins.path().to_path_buf(),
+            proxy,
+        };
+        let mut datapath = ns
+            .run(move || Datapath::start(&options))
+            .expect("thread in the namespace")
+            .expect("load and attach the datapath");
         datapath.apply(plan).expect("apply the plan");
         Fixture {
             datapath,

@@ -87,7 +87,8 @@ impl AgentProcess {
     }
 
     /// Starts `vsteer run [--config CONFIG] --cgroup CGROUP --pin-dir PIN_DIR`: the agent
-    /// attached to a cgroup and a pin directory of the caller's own.
+    /// attached to a cgroup and a pin directory of the caller's own, its proxy on a free
+    /// loopback port and no admin listener (nothing shared with another test).
     pub fn run(
         binary: &Path,
         config: Option<&Path>,
@@ -104,6 +105,10 @@ impl AgentProcess {
             cgroup.as_os_str(),
             "--pin-dir".as_ref(),
             pin_dir.as_os_str(),
+            "--proxy-addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--admin-addr".as_ref(),
+            "off".as_ref(),
         ]);
         Self::start(binary, &args, timeout)
     }

@@ -1,11 +1,17 @@
 //! The agent: what it holds between changes (`agent`: the source, the store of resources
-//! in force, the incremental compiler and the datapath it feeds), the loop that drives it
-//! (`run`: start-up, file events, SIGHUP, signals to stop) and what it tells the operator
-//! (`report`). The L7 proxy and the Kubernetes source plug in here.
+//! in force, the incremental compiler and the sink it feeds), where the plan goes on a node
+//! (`node`: the kernel maps and the proxy's route tables), the L7 proxy it runs (`proxy`),
+//! the loop that drives it (`run`: start-up, file events, SIGHUP, signals to stop), its
+//! metrics listener (`admin`) and what it tells the operator (`report`). The Kubernetes
+//! source plugs in here.
 
+mod admin;
 mod agent;
+mod node;
+mod proxy;
 mod report;
 mod run;
 
 pub use agent::{Agent, Applied, PassError, Sink};
+pub use proxy::ProxySettings;
 pub use run::{RunOptions, run};

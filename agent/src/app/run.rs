@@ -1,7 +1,9 @@
-//! `vsteer run`: load the config, fill the kernel maps, then follow config changes (file
-//! events, SIGHUP) until SIGINT/SIGTERM. The datapath stays in place when the agent exits;
-//! `vsteer uninstall` removes it.
+//! `vsteer run`: load the config, start the L7 proxy, fill the kernel maps and the proxy's
+//! route tables, then follow config changes (file events, SIGHUP) until SIGINT/SIGTERM. The
+//! datapath stays in place when the agent exits, with proxied services back on the kernel
+//! path (no proxy runs then); `vsteer uninstall` removes it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,8 +13,12 @@ use tokio::{
     sync::mpsc,
 };
 use vsteer_datapath::{Datapath, DatapathOptions};
+use vsteer_proxy::RouteTables;
 
+use super::admin;
 use super::agent::{Agent, Applied, PassError};
+use super::node::Node;
+use super::proxy::{ProxySettings, RunningProxy, list};
 use crate::sources::{Source, watch};
 
 /// Everything `vsteer run` is told.
@@ -23,6 +29,10 @@ pub struct RunOptions {
     /// The cgroup v2 directory whose processes are steered; `None`: the hierarchy's root.
     pub cgroup: Option<PathBuf>,
     pub pin_dir: PathBuf,
+    /// `None`: no proxy; services that need one stay on the kernel path.
+    pub proxy: Option<ProxySettings>,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub admin: Option<SocketAddr>,
 }
 
 pub fn run(options: &RunOptions) -> Result<i32> {
@@ -47,18 +57,46 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     };
 
     let started = Instant::now();
+    // Redirecting starts only once the proxy listens and holds its tables (below).
     let datapath = Datapath::start(&DatapathOptions {
         cgroup: options.cgroup.clone(),
         pin_dir: options.pin_dir.clone(),
-        // The L7 path is wired up by the agent integration (issue 7): no redirect yet.
         proxy: None,
     })?;
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();
-    let mut agent = Agent::new(source, datapath);
+    let routes = options.proxy.as_ref().map(|_| RouteTables::new());
+    let proxy = match (&options.proxy, &routes) {
+        (Some(settings), Some(routes)) => Some(
+            RunningProxy::start(settings, datapath.original_destinations()?, routes.clone())
+                .await?,
+        ),
+        _ => None,
+    };
+    let mut agent = Agent::new(source, Node { datapath, routes });
     let applied = agent.start()?;
+    if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
+        agent
+            .sink_mut()
+            .datapath
+            .set_proxy(Some(&settings.redirect(&proxy.listening)))?;
+    }
+    let mut registry = prometheus_client::registry::Registry::with_prefix("vsteer");
+    if let Some(proxy) = &proxy {
+        vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
+    }
+    let admin = match options.admin {
+        Some(addr) => Some(admin::serve(addr, registry).await?),
+        None => None,
+    };
+    let proxied = agent
+        .plan()
+        .services()
+        .filter(|s| matches!(s.decision, vsteer_plan::Decision::Proxy { .. }))
+        .count();
     tracing::info!(
         services = agent.plan().len(),
+        proxied,
         adopted,
         written = applied.stats.added + applied.stats.changed + applied.stats.removed,
         unchanged = applied.stats.unchanged,
@@ -66,8 +104,10 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         read_ms = applied.read.as_millis() as u64,
         compile_ms = applied.compile.as_millis() as u64,
         apply_ms = applied.apply.as_millis() as u64,
-        cgroup = %agent.sink().cgroup().display(),
+        cgroup = %agent.sink().datapath.cgroup().display(),
         pin_dir = %options.pin_dir.display(),
+        proxy = %proxy.as_ref().map_or_else(|| "off".to_string(), |p| list(&p.listening)),
+        admin = %admin.as_ref().map_or_else(|| "off".to_string(), |(a, _)| a.to_string()),
         "datapath ready"
     );
 
@@ -100,6 +140,16 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             }
             _ = tick.tick() => agent.sweep(),
         }
+    }
+    if let Some(proxy) = proxy {
+        // The kernel first, so that no new connection is sent to a proxy that is going away.
+        if let Err(err) = agent.sink_mut().datapath.set_proxy(None) {
+            tracing::error!("proxied services could not be put back on the kernel path: {err:#}");
+        }
+        proxy.stop().await;
+    }
+    if let Some((_, task)) = admin {
+        task.abort();
     }
     tracing::info!(
         pin_dir = %options.pin_dir.display(),

@@ -1,13 +1,22 @@
 //! `vsteer run`'s arguments; the agent itself is `app::run`.
 
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use vsteer_datapath::DEFAULT_PIN_DIR;
 
 use super::SourceArgs;
-use crate::app::{self, RunOptions};
+use crate::app::{self, ProxySettings, RunOptions};
+
+/// Where the proxy listens unless told: loopback, so only the node's own processes (host
+/// network namespace) are redirected to it; pods in their own namespaces keep the kernel
+/// path. A DaemonSet passes the node's IP (`--proxy-addr $(NODE_IP):15001`) so pods reach it.
+pub const DEFAULT_PROXY_ADDRS: &str = "127.0.0.1:15001,[::1]:15001";
+/// The mark on the proxy's own sockets: a bit that kube-proxy (0x4000, 0x8000), Cilium
+/// (0x0F00) and Calico (0xFFFF0000) leave alone.
+pub const DEFAULT_PROXY_MARK: &str = "0x2000";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -20,12 +29,134 @@ pub struct RunArgs {
     /// bpffs directory for vsteer's pinned maps and program links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Where the L7 proxy listens, at most one IPv4 and one IPv6 address (port 0: any free
+    /// port). It must be reachable from the clients' network namespaces: loopback serves the
+    /// node's own processes only, the node's IP serves pods too.
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR6]",
+        value_delimiter = ',',
+        conflicts_with = "no_proxy"
+    )]
+    proxy_addr: Vec<SocketAddr>,
+    /// Runs no proxy: services that need one are served by the kernel alone (their L4
+    /// route, without the HTTP rules).
+    #[arg(long)]
+    no_proxy: bool,
+    /// SO_MARK of the proxy's upstream sockets; the kernel never redirects a socket with it.
+    #[arg(long, value_name = "MARK", default_value = DEFAULT_PROXY_MARK, value_parser = parse_mark)]
+    proxy_mark: u32,
+    /// Worker threads of the proxy.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    proxy_threads: usize,
+    /// Where Prometheus metrics are served (`/metrics`); `off` serves none.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020", value_parser = parse_admin)]
+    admin_addr: Admin,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Admin {
+    Off,
+    At(SocketAddr),
 }
 
 pub fn run(args: &RunArgs) -> Result<i32> {
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        Some(ProxySettings {
+            listen: proxy_addrs(&args.proxy_addr)?,
+            mark: args.proxy_mark,
+            threads: args.proxy_threads,
+        })
+    };
     app::run(&RunOptions {
         config: args.source.config.clone(),
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
+        proxy,
+        admin: match args.admin_addr {
+            Admin::Off => None,
+            Admin::At(addr) => Some(addr),
+        },
     })
+}
+
+/// The given addresses, checked; or the defaults, without IPv6 on a node that has none.
+fn proxy_addrs(given: &[SocketAddr]) -> Result<Vec<SocketAddr>> {
+    if given.is_empty() {
+        let mut addrs: Vec<SocketAddr> = DEFAULT_PROXY_ADDRS
+            .split(',')
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
+            tracing::info!("no IPv6 loopback here: the proxy listens on IPv4 only");
+            addrs.retain(SocketAddr::is_ipv4);
+        }
+        return Ok(addrs);
+    }
+    let v4 = given.iter().filter(|a| a.is_ipv4()).count();
+    let v6 = given.len() - v4;
+    if v4 > 1 || v6 > 1 {
+        bail!(
+            "--proxy-addr takes at most one IPv4 and one IPv6 address, got {}",
+            given
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    Ok(given.to_vec())
+}
+
+fn parse_mark(text: &str) -> Result<u32, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(0) => Err("the mark must not be 0: every socket has mark 0".into()),
+        Ok(mark) => Ok(mark),
+        Err(err) => Err(format!(
+            "{text:?} is not a number (decimal or 0x hex): {err}"
+        )),
+    }
+}
+
+fn parse_admin(text: &str) -> Result<Admin, String> {
+    if text == "off" {
+        return Ok(Admin::Off);
+    }
+    text.parse()
+        .map(Admin::At)
+        .map_err(|err| format!("{text:?} is not an address (or `off`): {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_decimal_or_hex_and_never_zero() {
+        assert_eq!(parse_mark("0x2000"), Ok(0x2000));
+        assert_eq!(parse_mark("1337"), Ok(1337));
+        assert!(parse_mark("0").is_err());
+        assert!(parse_mark("0xzz").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn proxy_addresses_are_one_per_family() {
+        let two_v4: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.2:1".parse().unwrap(),
+        ];
+        let err = proxy_addrs(&two_v4).unwrap_err().to_string();
+        assert!(err.contains("at most one IPv4"), "{err}");
+        let dual: Vec<SocketAddr> =
+            vec!["127.0.0.1:1".parse().unwrap(), "[::1]:1".parse().unwrap()];
+        assert_eq!(proxy_addrs(&dual).unwrap(), dual);
+        let defaults = proxy_addrs(&[]).unwrap();
+        assert!(defaults.contains(&"127.0.0.1:15001".parse().unwrap()));
+    }
 }

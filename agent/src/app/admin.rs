@@ -1,0 +1,80 @@
+//! The admin listener: Prometheus metrics at `/metrics` (the proxy's counters today; the
+//! agent's own come with Kubernetes mode). Loopback by default: it is the node's, not the
+//! mesh's.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{encoding::text::encode, registry::Registry};
+use tokio::net::TcpListener;
+
+/// Binds `addr` and serves until the task is dropped; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the admin address {addr} (--admin-addr)"))?;
+    let bound = listener
+        .local_addr()
+        .context("the admin listener's address")?;
+    let registry = Arc::new(registry);
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::debug!("admin accept: {err}");
+                    continue;
+                }
+            };
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let registry = registry.clone();
+                    async move { Ok::<_, Infallible>(respond(&registry, &request)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+fn respond(registry: &Registry, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, kind: &'static str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+        response
+    };
+    match request.uri().path() {
+        "/metrics" => {
+            let mut text = String::new();
+            match encode(&mut text, registry) {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                Err(err) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("encoding the metrics: {err}\n"),
+                ),
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into()),
+    }
+}

@@ -39,7 +39,7 @@ enum Command {
     Lint,
     /// Build, then steer connections in a private network namespace and cgroup (needs root).
     Demo,
-    /// Measure vsteer against direct connections, iptables DNAT and haproxy (needs root);
+    /// Measure vsteer against direct connections, iptables DNAT, haproxy and nginx (needs root);
     /// writes target/bench/report.md and SVG plots.
     Bench {
         /// A shorter run (fewer connections and repetitions), under 10 minutes on 2 cores.
@@ -48,7 +48,7 @@ enum Command {
         /// A tiny run that only checks every scenario works (CI's smoke test).
         #[arg(long)]
         smoke: bool,
-        /// Run only these scenarios (comma-separated: connect, update, load, memory); the
+        /// Run only these scenarios (comma-separated: connect, update, load, memory, l7); the
         /// report then covers only them.
         #[arg(long, value_delimiter = ',', value_name = "SCENARIOS")]
         only: Vec<bench::Scenario>,

@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: vsteer against what a user would pick instead (connecting straight to
 //! the backend, kube-proxy-style iptables DNAT, haproxy), on the same machine, in the same run,
 //! inside a network namespace of the bench's own.
+mod l7;
+mod l7_workload;
+mod loadgen;
 mod measure;
 mod peers;
 pub mod plot;
@@ -31,6 +34,8 @@ pub struct Scale {
     /// scenario, and its one-service changes per agent.
     pub memory_services: usize,
     pub memory_reloads: usize,
+    /// Seconds of load per L7 run (one variant, one load, one round).
+    pub l7_secs: u32,
 }
 
 impl Scale {
@@ -45,6 +50,7 @@ impl Scale {
                 load_virtual_services: 100,
                 memory_services: 300,
                 memory_reloads: 10,
+                l7_secs: 1,
             }
         } else if quick {
             Scale {
@@ -56,6 +62,7 @@ impl Scale {
                 load_virtual_services: 10_000,
                 memory_services: 30_000,
                 memory_reloads: 10,
+                l7_secs: 3,
             }
         } else {
             Scale {
@@ -67,6 +74,7 @@ impl Scale {
                 load_virtual_services: 10_000,
                 memory_services: 30_000,
                 memory_reloads: 10,
+                l7_secs: 5,
             }
         }
     }
@@ -91,6 +99,7 @@ pub enum Scenario {
     Update,
     Load,
     Memory,
+    L7,
 }
 
 pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
@@ -129,6 +138,7 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
         load: Vec::new(),
         memory: Vec::new(),
         kernel: Vec::new(),
+        l7: results::L7Results::default(),
         notes: Vec::new(),
     };
     if cores < 2 {
@@ -163,6 +173,13 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
             bench.scale.memory_services, bench.scale.memory_reloads
         );
         scenarios::memory_at_scale(&bench, &mut results)?;
+    }
+    if wanted(Scenario::L7) {
+        println!(
+            "bench: L7 proxies (vsteer, nginx, haproxy), {} s per run",
+            bench.scale.l7_secs
+        );
+        l7::l7_proxies(&bench, &mut results)?;
     }
 
     let report = report::markdown(&results);

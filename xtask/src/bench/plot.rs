@@ -1,6 +1,7 @@
 //! The bench plots as SVG files: `connect.svg` (short connections, rate relative to direct:
-//! median and min–max of the per-round ratios) and `update.svg` (one-service change,
-//! milliseconds on a log scale).
+//! median and min–max of the per-round ratios), `update.svg` (one-service change,
+//! milliseconds on a log scale) and `l7.svg` (the L7 proxies' requests/s relative to nginx,
+//! per load).
 //!
 //! SVG text needs no fonts on this machine: plotters estimates the text extent itself and the
 //! viewer renders it. A scenario without data still gets its file, saying "no data", so the
@@ -13,7 +14,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::results::{Results, UpdateCost, Variant};
+use super::results::{L7Load, L7Variant, Results, UpdateCost, Variant};
 
 const SIZE: (u32, u32) = (900, 560);
 const TITLE_FONT: (&str, u32) = ("sans-serif", 24);
@@ -26,7 +27,9 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
     write_connect(results, &connect).with_context(|| format!("writing {}", connect.display()))?;
     let update = dir.join("update.svg");
     write_update(results, &update).with_context(|| format!("writing {}", update.display()))?;
-    Ok(vec![connect, update])
+    let l7 = dir.join("l7.svg");
+    write_l7(results, &l7).with_context(|| format!("writing {}", l7.display()))?;
+    Ok(vec![connect, update, l7])
 }
 
 /// One plotted point: median with min and max, at category `x` (shifted per series).
@@ -169,6 +172,107 @@ fn write_connect(results: &Results, path: &Path) -> Result<()> {
     legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     root.present()?;
     Ok(())
+}
+
+fn l7_color(variant: L7Variant) -> RGBColor {
+    match variant {
+        L7Variant::Direct => color(Variant::Direct),
+        L7Variant::Vsteer => color(Variant::Vsteer),
+        L7Variant::Nginx => RGBColor(255, 127, 14),
+        L7Variant::Haproxy => color(Variant::Haproxy),
+    }
+}
+
+/// Each L7 variant's requests/s relative to nginx under the same load, round by round.
+fn l7_series(results: &Results, loads: &[L7Load]) -> Vec<Series> {
+    let variants = [L7Variant::Direct, L7Variant::Vsteer, L7Variant::Haproxy];
+    let mut series = Vec::new();
+    for (index, &variant) in variants.iter().enumerate() {
+        let points: Vec<Point> = loads
+            .iter()
+            .enumerate()
+            .filter_map(|(x, &load)| {
+                let stat = results.l7_run(load, variant)?.vs_nginx.conns_per_sec;
+                Some(Point {
+                    x: x as f64 + shift(index, variants.len()),
+                    min: stat.min,
+                    median: stat.median,
+                    max: stat.max,
+                })
+            })
+            .filter(finite)
+            .collect();
+        if !points.is_empty() {
+            series.push(Series {
+                label: variant.label().to_string(),
+                color: l7_color(variant),
+                points,
+            });
+        }
+    }
+    series
+}
+
+fn write_l7(results: &Results, path: &Path) -> Result<()> {
+    const TITLE: &str = "L7 proxies: requests/s relative to nginx";
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut loads: Vec<L7Load> = results.l7.runs.iter().map(|run| run.load).collect();
+    loads.sort_unstable();
+    loads.dedup();
+    let series = l7_series(results, &loads);
+    if series.is_empty() {
+        no_data(&root, TITLE)?;
+        root.present()?;
+        return Ok(());
+    }
+    let top = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.max.max(p.median)))
+        .fold(1.2_f64, f64::max);
+    let y_max = if top > 1.2 { top * 1.05 } else { 1.2 };
+    let labels: Vec<String> = loads.iter().map(|l| l.label().to_string()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(TITLE, TITLE_FONT)
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(Categories(loads.len()), 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("load")
+        .max_light_lines(1)
+        .y_desc("requests/s relative to nginx, per round (bars: min–max)")
+        .axis_desc_style(LABEL_FONT)
+        .label_style(LABEL_FONT)
+        .x_label_formatter(&|x| text_label(&labels, *x))
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()?;
+    let reference = [(-0.5, 1.0), (loads.len().max(1) as f64 - 0.5, 1.0)];
+    let nginx = l7_color(L7Variant::Nginx);
+    chart
+        .draw_series(DashedLineSeries::new(
+            reference,
+            8,
+            6,
+            nginx.stroke_width(2),
+        ))?
+        .label("nginx = 1.0")
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], nginx.stroke_width(2)));
+    draw_series(&mut chart, &series)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The label of category `x`, empty between categories.
+fn text_label(labels: &[String], x: f64) -> String {
+    let index = x.round();
+    if (x - index).abs() > 1e-6 || index < 0.0 {
+        return String::new();
+    }
+    labels.get(index as usize).cloned().unwrap_or_default()
 }
 
 fn update_series(results: &Results, services: &[usize]) -> Vec<Series> {
@@ -371,7 +475,9 @@ fn no_data(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str) -> Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::super::results::{ConnectRun, Machine, RoundSample, Stat};
+    use super::super::results::{
+        ConnectRun, L7Results, L7Run, L7Sample, Machine, RoundSample, Stat,
+    };
     use super::*;
 
     fn stat(median: f64) -> Stat {
@@ -431,7 +537,52 @@ mod tests {
             load: vec![],
             memory: vec![],
             kernel: vec![],
+            l7: l7_sample(),
             notes: vec![],
+        }
+    }
+
+    fn l7_sample() -> L7Results {
+        let rounds = |rps: f64| -> Vec<L7Sample> {
+            [0.9, 1.0, 1.1]
+                .map(|d| L7Sample {
+                    requests_per_sec: rps * d,
+                    p50_us: 32e6 / (rps * d),
+                    p99_us: 64e6 / (rps * d),
+                    requests: (rps * d * 5.0) as u64,
+                    proxy_cores: 1.0,
+                    proxy_rss_kib: 10_000,
+                    proxy_hwm_kib: 12_000,
+                    backend_cores: 0.3,
+                })
+                .to_vec()
+        };
+        let mut runs = Vec::new();
+        for load in [L7Load::Http1, L7Load::Http2] {
+            let direct = rounds(100_000.0);
+            let nginx = rounds(40_000.0);
+            for (variant, rps) in [
+                (L7Variant::Direct, 100_000.0),
+                (L7Variant::Vsteer, 44_000.0),
+                (L7Variant::Nginx, 40_000.0),
+                (L7Variant::Haproxy, 36_000.0),
+            ] {
+                runs.push(L7Run::from_rounds(
+                    load,
+                    variant,
+                    rounds(rps),
+                    &direct,
+                    &nginx,
+                ));
+            }
+        }
+        L7Results {
+            runs,
+            kernel_path: vec![],
+            wrk_connections: 32,
+            h2load_clients: 4,
+            h2load_streams: 4,
+            secs: 5,
         }
     }
 
@@ -478,7 +629,14 @@ mod tests {
     fn writes_both_plots_with_every_series() {
         let dir = TempDir::new("full");
         let paths = write_all(&sample(), &dir.0).unwrap();
-        assert_eq!(paths, [dir.0.join("connect.svg"), dir.0.join("update.svg")]);
+        assert_eq!(
+            paths,
+            [
+                dir.0.join("connect.svg"),
+                dir.0.join("update.svg"),
+                dir.0.join("l7.svg")
+            ]
+        );
         let connect = read_svg(&paths[0]);
         for needle in [
             "Short connections: rate relative to direct",
@@ -505,6 +663,18 @@ mod tests {
         ] {
             assert!(update.contains(needle), "{needle:?} missing in update.svg");
         }
+        let l7 = read_svg(&paths[2]);
+        for needle in [
+            "L7 proxies: requests/s relative to nginx",
+            "nginx = 1.0",
+            "vsteer",
+            "haproxy (HTTP)",
+            "direct",
+            "wrk HTTP/1.1",
+            "h2load HTTP/2",
+        ] {
+            assert!(l7.contains(needle), "{needle:?} missing in l7.svg");
+        }
     }
 
     #[test]
@@ -512,10 +682,11 @@ mod tests {
         let dir = TempDir::new("empty");
         let mut results = sample();
         results.update.clear();
+        results.l7 = L7Results::default();
         // No direct run: no ratio to plot.
         results.connect.retain(|run| run.variant != Variant::Direct);
         let paths = write_all(&results, &dir.0).unwrap();
-        assert_eq!(paths.len(), 2);
+        assert_eq!(paths.len(), 3);
         for path in &paths {
             assert!(read_svg(path).contains("no data"), "{}", path.display());
         }

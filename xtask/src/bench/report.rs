@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use super::results::{
-    ConnectRun, KernelCost, LoadCost, MemoryAtScale, MemorySample, Results, Stat, Throughput,
-    Variant,
+    ConnectRun, KernelCost, KernelPathVariant, L7Load, L7Variant, LoadCost, MemoryAtScale,
+    MemorySample, Results, Stat, Throughput, Variant,
 };
 
 /// The service count the scale targets are named for when nothing larger than 1 was measured.
@@ -29,6 +29,12 @@ const MEMORY_TARGET_RELOADS: usize = 10;
 /// repetition. The slack absorbs allocator noise on a small heap; the factor, on a large one.
 const GROWTH_FACTOR: f64 = 1.05;
 const GROWTH_SLACK_KIB: f64 = 5.0 * 1024.0;
+/// vsteer's proxy against nginx: requests/s at least nginx's, p99 at most nginx's.
+const L7_MIN_RPS_VS_NGINX: f64 = 1.0;
+const L7_MAX_P99_VS_NGINX: f64 = 1.0;
+/// A kernel-path service with the proxy running: as the connect target, against direct and
+/// against an agent without the proxy.
+const KERNEL_PATH_MIN_RATIO: f64 = 0.98;
 /// The program whose in-kernel cost the per-call target is about.
 const CONNECT4_PROGRAM: &str = "vsteer_connect4";
 
@@ -45,13 +51,15 @@ pub fn markdown(results: &Results) -> String {
     load_table(&mut out, results);
     memory_table(&mut out, results);
     kernel_table(&mut out, results);
+    l7_section(&mut out, results);
     notes(&mut out, results);
     out.push_str(
         "## Plots\n\n\
          - [connect.svg](connect.svg): short connections, rate relative to direct, by service \
          count.\n\
          - [update.svg](update.svg): one-service change, milliseconds (log scale), by service \
-         count.\n",
+         count.\n\
+         - [l7.svg](l7.svg): L7 proxies, requests/s relative to nginx, by load.\n",
     );
     out
 }
@@ -131,7 +139,104 @@ fn targets(results: &Results) -> Vec<Target> {
         memory_rss_target(results),
         memory_growth_target(results),
         throughput_target(results),
+        l7_rps_target(results, L7Load::Http1),
+        l7_p99_target(results, L7Load::Http1),
+        l7_rps_target(results, L7Load::Http2),
+        l7_p99_target(results, L7Load::Http2),
+        kernel_path_target(results, KernelPathVariant::Direct),
+        kernel_path_target(results, KernelPathVariant::VsteerNoProxy),
     ]
+}
+
+/// vsteer's proxy's requests/s over nginx's under `load`, per round.
+fn l7_rps_target(results: &Results, load: L7Load) -> Target {
+    let name = format!(
+        "L7 ({}): vsteer ≥ {L7_MIN_RPS_VS_NGINX:.2}x nginx requests/s",
+        load.label()
+    );
+    let Some(run) = results.l7_run(load, L7Variant::Vsteer) else {
+        return Target::not_measured(name);
+    };
+    let ratios = run.vs_nginx.conns_per_sec;
+    let verdict = Verdict::of(ratios.median, |r| r >= L7_MIN_RPS_VS_NGINX);
+    if verdict == Verdict::NotMeasured {
+        return Target::not_measured(name);
+    }
+    let nginx = results
+        .l7_run(load, L7Variant::Nginx)
+        .map_or(f64::NAN, |n| n.requests_per_sec.median);
+    Target {
+        name,
+        measured: format!(
+            "{} nginx (per round {}; {} vs {} req/s)",
+            fmt_ratio(ratios.median),
+            fmt_range(&ratios, fmt_ratio),
+            fmt_thousands(run.requests_per_sec.median),
+            fmt_thousands(nginx),
+        ),
+        verdict,
+    }
+}
+
+/// vsteer's proxy's p99 over nginx's under `load`, per round.
+fn l7_p99_target(results: &Results, load: L7Load) -> Target {
+    let name = format!(
+        "L7 ({}): vsteer p99 ≤ {L7_MAX_P99_VS_NGINX:.2}x nginx's",
+        load.label()
+    );
+    let Some(run) = results.l7_run(load, L7Variant::Vsteer) else {
+        return Target::not_measured(name);
+    };
+    let ratios = run.vs_nginx.p99_us;
+    let verdict = Verdict::of(ratios.median, |r| r <= L7_MAX_P99_VS_NGINX);
+    if verdict == Verdict::NotMeasured {
+        return Target::not_measured(name);
+    }
+    let nginx = results
+        .l7_run(load, L7Variant::Nginx)
+        .map_or(f64::NAN, |n| n.p99_us.median);
+    Target {
+        name,
+        measured: format!(
+            "{} nginx (per round {}; {} vs {} µs)",
+            fmt_ratio(ratios.median),
+            fmt_range(&ratios, fmt_ratio),
+            fmt_fixed(run.p99_us.median, 0),
+            fmt_fixed(nginx, 0),
+        ),
+        verdict,
+    }
+}
+
+/// The kernel-path service's connections/s through the agent with its proxy running, over
+/// `baseline`'s (direct, or the `--no-proxy` agent), per round.
+fn kernel_path_target(results: &Results, baseline: KernelPathVariant) -> Target {
+    let name = format!(
+        "kernel-path service with the proxy running ≥ {KERNEL_PATH_MIN_RATIO:.2}x {} \
+         connections/s",
+        baseline.label()
+    );
+    let Some(run) = results.kernel_path_run(KernelPathVariant::VsteerProxy) else {
+        return Target::not_measured(name);
+    };
+    let ratios = match baseline {
+        KernelPathVariant::VsteerNoProxy => run.vs_no_proxy.conns_per_sec,
+        _ => run.vs_direct.conns_per_sec,
+    };
+    let verdict = Verdict::of(ratios.median, |r| r >= KERNEL_PATH_MIN_RATIO);
+    if verdict == Verdict::NotMeasured {
+        return Target::not_measured(name);
+    }
+    Target {
+        name,
+        measured: format!(
+            "{} {} (per round {})",
+            fmt_ratio(ratios.median),
+            baseline.label(),
+            fmt_range(&ratios, fmt_ratio)
+        ),
+        verdict,
+    }
 }
 
 /// A verdict on a target named for `nominal` (services, VirtualServices), measured at
@@ -715,6 +820,159 @@ fn kernel_table(out: &mut String, results: &Results) {
     out.push('\n');
 }
 
+fn l7_section(out: &mut String, results: &Results) {
+    let l7 = &results.l7;
+    out.push_str("## L7 proxy\n\n");
+    let _ = writeln!(
+        out,
+        "The seed's `reviews` rule (requests with `end-user: jason` to v2, all others to v3) \
+         served by vsteer's proxy (the client dials the VIP; the connect hook sends it to the \
+         agent's proxy), by nginx (`map $http_end_user`, upstream keepalive) and by haproxy \
+         (`use_backend` on an acl on the header, `http-reuse always`); direct is the client \
+         straight to the v3 backend. Same CPU budget for every proxy: nginx's one worker, \
+         haproxy's one thread, the agent with `--proxy-threads 1`, each pinned to the server \
+         CPU (the agent whole: its control loop idles); clients and the backends share the \
+         other CPU. wrk: one thread, {} keep-alive connections, every connection alternating a \
+         request with the header and one without (each request routed on its own). h2load \
+         (HTTP/2 prior knowledge): two processes side by side, one sending the header and one \
+         not, each {} connections of {} concurrent streams. {} s per run. Ratios are the \
+         median of the per-round ratios (min–max after); \"added\" is the variant's latency \
+         minus direct's in the same round, µs. The proxy's CPU is `utime + stime` of its \
+         process (the agent's, for vsteer) over the run, in cores; its RSS is VmRSS in the \
+         middle of the run (for vsteer the whole agent: its control plane too).\n",
+        l7.wrk_connections, l7.h2load_clients, l7.h2load_streams, l7.secs
+    );
+    if l7.runs.is_empty() {
+        out.push_str("Not measured.\n\n");
+        return;
+    }
+    out.push_str(
+        "| Load | Variant | req/s | min–max | vs nginx | per round | vs direct | p50 µs \
+         | p99 µs | p50 vs nginx | p99 vs nginx | added p50 µs | added p99 µs |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
+         | ---: |\n",
+    );
+    let mut runs: Vec<_> = l7.runs.iter().collect();
+    runs.sort_by_key(|run| (run.load, run.variant));
+    for run in &runs {
+        let direct = run.variant == L7Variant::Direct;
+        let added = |stat: &Stat| {
+            if direct {
+                "-".to_string()
+            } else {
+                fmt_signed(stat.median)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.load.label(),
+            run.variant.label(),
+            fmt_thousands(run.requests_per_sec.median),
+            fmt_range(&run.requests_per_sec, fmt_thousands),
+            fmt_ratio(run.vs_nginx.conns_per_sec.median),
+            fmt_range(&run.vs_nginx.conns_per_sec, fmt_ratio),
+            fmt_ratio(run.vs_direct.conns_per_sec.median),
+            fmt_fixed(run.p50_us.median, 0),
+            fmt_fixed(run.p99_us.median, 0),
+            fmt_ratio(run.vs_nginx.p50_us.median),
+            fmt_ratio(run.vs_nginx.p99_us.median),
+            added(&run.added_p50_us),
+            added(&run.added_p99_us),
+        );
+    }
+    out.push('\n');
+    out.push_str(
+        "| Load | Variant | proxy CPU (cores) | CPU per 1,000 req/s (% of a core) | RSS MiB \
+         | VmHWM MiB | RSS per 1,000 req/s (KiB) | backends' CPU (cores) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in &runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.load.label(),
+            run.variant.label(),
+            fmt_fixed(run.proxy_cores.median, 2),
+            fmt_fixed(run.cpu_percent_per_krps.median, 2),
+            fmt_fixed(run.proxy_rss_kib.median / 1024.0, 1),
+            fmt_fixed(run.proxy_hwm_kib.median / 1024.0, 1),
+            fmt_fixed(run.rss_kib_per_krps.median, 0),
+            fmt_fixed(run.backend_cores.median, 2),
+        );
+    }
+    out.push('\n');
+    if let Some(direct) = results.l7_run(L7Load::Http1, L7Variant::Direct) {
+        let rps = direct.requests_per_sec.median;
+        let cores = direct.backend_cores.median;
+        let capacity = ratio(rps, cores);
+        let fastest = runs
+            .iter()
+            .filter(|run| run.variant != L7Variant::Direct)
+            .map(|run| run.requests_per_sec.median)
+            .filter(|r| r.is_finite())
+            .fold(f64::NAN, f64::max);
+        if capacity.is_finite() && fastest.is_finite() {
+            let _ = writeln!(
+                out,
+                "Backends: one nginx worker (`return 200` of a fixed 11-byte body, keep-alive) \
+                 serving v1, v2 and v3, pinned with the clients. Under direct's HTTP/1.1 load \
+                 it used {} cores at {} req/s: about {} req/s per core of its own, {} the \
+                 fastest proxy's {} req/s.\n",
+                fmt_fixed(cores, 2),
+                fmt_thousands(rps),
+                fmt_thousands(capacity),
+                fmt_ratio(capacity / fastest),
+                fmt_thousands(fastest),
+            );
+        }
+    }
+    out.push_str(
+        "Kernel path with the proxy running: short connections (as in the connect scenario: 4 \
+         backends, 40/30/20/10) to a TCP service of the same agent while its proxy serves \
+         `reviews`, against direct and against a second agent started with `--no-proxy`, round \
+         by round.\n\n",
+    );
+    if l7.kernel_path.is_empty() {
+        out.push_str("Not measured.\n\n");
+        return;
+    }
+    out.push_str(
+        "| Variant | conns/s | min–max | vs direct | per round | vs --no-proxy | per round \
+         | p50 µs | p99 µs |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let mut kernel: Vec<_> = l7.kernel_path.iter().collect();
+    kernel.sort_by_key(|run| run.variant);
+    for run in kernel {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(run.variant.label()),
+            fmt_thousands(run.conns_per_sec.median),
+            fmt_range(&run.conns_per_sec, fmt_thousands),
+            fmt_ratio(run.vs_direct.conns_per_sec.median),
+            fmt_range(&run.vs_direct.conns_per_sec, fmt_ratio),
+            fmt_ratio(run.vs_no_proxy.conns_per_sec.median),
+            fmt_range(&run.vs_no_proxy.conns_per_sec, fmt_ratio),
+            fmt_fixed(run.p50_us.median, 1),
+            fmt_fixed(run.p99_us.median, 1),
+        );
+    }
+    out.push('\n');
+}
+
+/// `+12`, `-3`: a difference in whole units; `-` when missing.
+fn fmt_signed(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.round() > 0.0 {
+        format!("+{}", fmt_thousands(x))
+    } else {
+        fmt_thousands(x)
+    }
+}
+
 fn notes(out: &mut String, results: &Results) {
     out.push_str("## Notes\n\n");
     if results.notes.is_empty() {
@@ -1015,6 +1273,7 @@ mod tests {
                     ns_per_call: f64::NAN,
                 },
             ],
+            l7: Default::default(),
             notes: vec!["haproxy skipped at 30,000 services:\nnot installed".into()],
         }
     }
@@ -1238,7 +1497,7 @@ mod tests {
         results.notes.clear();
         let report = markdown(&results);
         let table = ratio_table(&results);
-        assert_eq!(table.matches("| not measured |").count(), 12, "{table}");
+        assert_eq!(table.matches("| not measured |").count(), 18, "{table}");
         assert!(table.contains("at 30,000 services"), "{table}");
         assert_no_nan(&report);
 
@@ -1368,6 +1627,144 @@ mod tests {
         assert!(report.contains("| vsteer_sendmsg4 | 0 | - |"));
     }
 
+    fn l7_results() -> super::super::results::L7Results {
+        use super::super::results::{KernelPathRun, L7Results, L7Run, L7Sample};
+        // Round speeds drift alike for every variant of a round.
+        let rounds = |rps: f64, p99: f64| -> Vec<L7Sample> {
+            DRIFT
+                .map(|d| L7Sample {
+                    requests_per_sec: rps * d,
+                    p50_us: 32e6 / (rps * d),
+                    p99_us: p99 / d,
+                    requests: (rps * d * 5.0) as u64,
+                    proxy_cores: 0.9,
+                    proxy_rss_kib: 20 * 1024,
+                    proxy_hwm_kib: 24 * 1024,
+                    backend_cores: 0.25,
+                })
+                .to_vec()
+        };
+        let mut runs = Vec::new();
+        for load in [L7Load::Http1, L7Load::Http2] {
+            let direct = rounds(100_000.0, 400.0);
+            let nginx = rounds(40_000.0, 2_000.0);
+            for (variant, rps, p99) in [
+                (L7Variant::Direct, 100_000.0, 400.0),
+                (L7Variant::Vsteer, 44_000.0, 2_200.0),
+                (L7Variant::Nginx, 40_000.0, 2_000.0),
+                (L7Variant::Haproxy, 36_000.0, 1_800.0),
+            ] {
+                let mut mine = rounds(rps, p99);
+                if variant == L7Variant::Direct {
+                    for r in &mut mine {
+                        r.proxy_cores = f64::NAN;
+                        r.proxy_rss_kib = 0;
+                        r.proxy_hwm_kib = 0;
+                    }
+                }
+                runs.push(L7Run::from_rounds(load, variant, mine, &direct, &nginx));
+            }
+        }
+        let kernel = |rate: f64| -> Vec<RoundSample> {
+            DRIFT
+                .map(|d| RoundSample {
+                    conns_per_sec: rate * d,
+                    p50_us: 80.0 / d,
+                    p99_us: 170.0 / d,
+                })
+                .to_vec()
+        };
+        let direct = kernel(11_000.0);
+        let no_proxy = kernel(10_600.0);
+        let kernel_path = [
+            (KernelPathVariant::Direct, 11_000.0),
+            (KernelPathVariant::VsteerProxy, 10_494.0),
+            (KernelPathVariant::VsteerNoProxy, 10_600.0),
+        ]
+        .map(|(variant, rate)| {
+            KernelPathRun::from_rounds(variant, kernel(rate), &direct, &no_proxy)
+        })
+        .to_vec();
+        L7Results {
+            runs,
+            kernel_path,
+            wrk_connections: 32,
+            h2load_clients: 4,
+            h2load_streams: 4,
+            secs: 5,
+        }
+    }
+
+    #[test]
+    fn l7_targets_and_tables() {
+        let mut results = sample();
+        results.l7 = l7_results();
+        let table = ratio_table(&results);
+        let rps = row(&table, "L7 (wrk HTTP/1.1): vsteer ≥ 1.00x nginx requests/s");
+        assert_eq!(
+            rps[1],
+            "1.10x nginx (per round 1.10x–1.10x; 44,000 vs 40,000 req/s)"
+        );
+        assert_eq!(rps[2], "meets");
+        let p99 = row(&table, "L7 (h2load HTTP/2): vsteer p99 ≤ 1.00x nginx's");
+        assert_eq!(
+            p99[1],
+            "1.10x nginx (per round 1.10x–1.10x; 2200 vs 2000 µs)"
+        );
+        assert_eq!(p99[2], "falls short");
+        let direct = row(
+            &table,
+            "kernel-path service with the proxy running ≥ 0.98x direct connections/s",
+        );
+        assert_eq!(direct[1], "0.95x direct (per round 0.95x–0.95x)");
+        assert_eq!(direct[2], "falls short");
+        let no_proxy = row(
+            &table,
+            "kernel-path service with the proxy running ≥ 0.98x vsteer --no-proxy connections/s",
+        );
+        assert_eq!(
+            no_proxy[1],
+            "0.99x vsteer --no-proxy (per round 0.99x–0.99x)"
+        );
+        assert_eq!(no_proxy[2], "meets");
+
+        let report = markdown(&results);
+        assert_no_nan(&report);
+        assert!(report.find("## L7 proxy") < report.find("## Notes"));
+        // 44,000 in the median round; added p99 per round: 2,200 - 400 µs (/ the drift).
+        assert!(
+            report.contains(
+                "| wrk HTTP/1.1 | vsteer | 44,000 | 22,000–74,800 | 1.10x | 1.10x–1.10x | 0.44x \
+                 | 727 | 2200 | 0.91x | 1.10x | +407 | +1,800 |"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("| h2load HTTP/2 | direct | 100,000 |"));
+        // 0.9 cores at 44,000 req/s: 2.05% of a core per 1,000 req/s; 20 MiB / 44.
+        assert!(
+            report.contains("| wrk HTTP/1.1 | vsteer | 0.90 | 2.05 | 20.0 | 24.0 | 465 | 0.25 |"),
+            "{report}"
+        );
+        assert!(report.contains("| wrk HTTP/1.1 | direct | - | - | - | - | - | 0.25 |"));
+        assert!(report.contains(
+            "used 0.25 cores at 100,000 req/s: about 400,000 req/s per core of its own, 9.09x the \
+             fastest proxy's 44,000 req/s."
+        ));
+        assert!(report.contains(
+            "| vsteer, proxy running | 10,494 | 5,247–17,840 | 0.95x | 0.95x–0.95x | 0.99x \
+             | 0.99x–0.99x | 80.0 | 170.0 |"
+        ));
+
+        // Nothing measured: "not measured" rows, no table, no NaN.
+        results.l7 = Default::default();
+        let report = markdown(&results);
+        assert_no_nan(&report);
+        assert_eq!(
+            row(&ratio_table(&results), "L7 (wrk HTTP/1.1)")[2],
+            "not measured"
+        );
+    }
+
     #[test]
     fn formats() {
         assert_eq!(fmt_thousands(10_500.4), "10,500");
@@ -1392,6 +1789,10 @@ mod tests {
         assert_eq!(count(5, "round"), "5 rounds");
         assert_eq!(code_span("a `b` c"), "`` a `b` c ``");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(fmt_signed(1_800.4), "+1,800");
+        assert_eq!(fmt_signed(-3.0), "-3");
+        assert_eq!(fmt_signed(0.2), "0");
+        assert_eq!(fmt_signed(f64::NAN), "-");
     }
 
     fn assert_no_nan(text: &str) {

@@ -61,6 +61,236 @@ impl Variant {
     }
 }
 
+/// The ways a client reaches the L7 scenario's service (the seed's `reviews`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L7Variant {
+    /// Straight to the v3 backend: no proxy, the baseline.
+    Direct,
+    /// The client dials the VIP; the connect hook sends it to the agent's proxy.
+    Vsteer,
+    /// nginx as a reverse proxy, `map $http_end_user` picking the upstream.
+    Nginx,
+    /// haproxy in HTTP mode, `use_backend` on an acl on the header.
+    Haproxy,
+}
+
+impl L7Variant {
+    pub fn label(self) -> &'static str {
+        match self {
+            L7Variant::Direct => "direct",
+            L7Variant::Vsteer => "vsteer",
+            L7Variant::Nginx => "nginx",
+            L7Variant::Haproxy => "haproxy (HTTP)",
+        }
+    }
+}
+
+/// The L7 scenario's load generators.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L7Load {
+    /// wrk, keep-alive HTTP/1.1.
+    Http1,
+    /// h2load, HTTP/2 prior knowledge (h2c).
+    Http2,
+}
+
+impl L7Load {
+    pub fn label(self) -> &'static str {
+        match self {
+            L7Load::Http1 => "wrk HTTP/1.1",
+            L7Load::Http2 => "h2load HTTP/2",
+        }
+    }
+}
+
+/// One round's numbers of one L7 variant under one load.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct L7Sample {
+    pub requests_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub requests: u64,
+    /// The proxy process's CPU over the load window, in cores (1.0: one core busy the whole
+    /// time); NaN for direct.
+    pub proxy_cores: f64,
+    /// The proxy's VmRSS in the middle of the window and its VmHWM after it, KiB; 0 for
+    /// direct.
+    pub proxy_rss_kib: u64,
+    pub proxy_hwm_kib: u64,
+    /// The backends' nginx over the same window, in cores.
+    pub backend_cores: f64,
+}
+
+impl L7Sample {
+    /// The proxy's CPU per 1,000 requests/s, in percent of a core.
+    pub fn cpu_percent_per_krps(&self) -> f64 {
+        if self.requests_per_sec > 0.0 {
+            self.proxy_cores * 100.0 / (self.requests_per_sec / 1_000.0)
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The proxy's RSS per 1,000 requests/s, KiB; NaN when not measured.
+    pub fn rss_kib_per_krps(&self) -> f64 {
+        if self.proxy_rss_kib > 0 && self.requests_per_sec > 0.0 {
+            self.proxy_rss_kib as f64 / (self.requests_per_sec / 1_000.0)
+        } else {
+            f64::NAN
+        }
+    }
+
+    fn as_round(&self) -> RoundSample {
+        RoundSample {
+            conns_per_sec: self.requests_per_sec,
+            p50_us: self.p50_us,
+            p99_us: self.p99_us,
+        }
+    }
+}
+
+/// The L7 scenario: one variant under one load; every variant and load ran in the same
+/// rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct L7Run {
+    pub load: L7Load,
+    pub variant: L7Variant,
+    pub requests_per_sec: Stat,
+    pub p50_us: Stat,
+    pub p99_us: Stat,
+    pub proxy_cores: Stat,
+    pub cpu_percent_per_krps: Stat,
+    pub proxy_rss_kib: Stat,
+    pub proxy_hwm_kib: Stat,
+    pub rss_kib_per_krps: Stat,
+    pub backend_cores: Stat,
+    /// Each measured round, in round order.
+    pub rounds: Vec<L7Sample>,
+    /// Per-round ratios to direct and to nginx under the same load (`conns_per_sec` holds
+    /// requests/s); latencies too: above 1 is slower.
+    pub vs_direct: RoundRatios,
+    pub vs_nginx: RoundRatios,
+    /// Per-round latency added over direct (variant minus direct, µs).
+    pub added_p50_us: Stat,
+    pub added_p99_us: Stat,
+}
+
+impl L7Run {
+    pub fn from_rounds(
+        load: L7Load,
+        variant: L7Variant,
+        rounds: Vec<L7Sample>,
+        direct: &[L7Sample],
+        nginx: &[L7Sample],
+    ) -> L7Run {
+        let stat =
+            |f: &dyn Fn(&L7Sample) -> f64| Stat::of(&rounds.iter().map(f).collect::<Vec<_>>());
+        let as_rounds = |s: &[L7Sample]| s.iter().map(L7Sample::as_round).collect::<Vec<_>>();
+        let mine = as_rounds(&rounds);
+        let added = |f: fn(&L7Sample) -> f64| {
+            let diffs: Vec<f64> = rounds
+                .iter()
+                .zip(direct)
+                .map(|(r, d)| f(r) - f(d))
+                .filter(|d| d.is_finite())
+                .collect();
+            Stat::of(&diffs)
+        };
+        L7Run {
+            load,
+            variant,
+            requests_per_sec: stat(&|r| r.requests_per_sec),
+            p50_us: stat(&|r| r.p50_us),
+            p99_us: stat(&|r| r.p99_us),
+            proxy_cores: stat(&|r| r.proxy_cores),
+            cpu_percent_per_krps: stat(&L7Sample::cpu_percent_per_krps),
+            proxy_rss_kib: stat(&|r| positive(r.proxy_rss_kib)),
+            proxy_hwm_kib: stat(&|r| positive(r.proxy_hwm_kib)),
+            rss_kib_per_krps: stat(&L7Sample::rss_kib_per_krps),
+            backend_cores: stat(&|r| r.backend_cores),
+            vs_direct: RoundRatios::between(&mine, &as_rounds(direct)),
+            vs_nginx: RoundRatios::between(&mine, &as_rounds(nginx)),
+            added_p50_us: added(|r| r.p50_us),
+            added_p99_us: added(|r| r.p99_us),
+            rounds,
+        }
+    }
+}
+
+/// 0 (not measured) as NaN.
+fn positive(kib: u64) -> f64 {
+    if kib > 0 { kib as f64 } else { f64::NAN }
+}
+
+/// The L7 scenario's results: the proxies under load, and a kernel-path service's short
+/// connections with the proxy running.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct L7Results {
+    pub runs: Vec<L7Run>,
+    /// Short connections to a kernel-path service of the same agent (its proxy running and
+    /// serving `reviews`), direct, and through an agent started with `--no-proxy`, round by
+    /// round.
+    pub kernel_path: Vec<KernelPathRun>,
+    /// wrk's connections, h2load's clients and streams per client (per process), seconds per
+    /// run.
+    pub wrk_connections: u32,
+    pub h2load_clients: u32,
+    pub h2load_streams: u32,
+    pub secs: u32,
+}
+
+/// The ways a client reaches the kernel-path service.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KernelPathVariant {
+    Direct,
+    /// The agent with its proxy running (the L7 variant's agent).
+    VsteerProxy,
+    /// An agent started with `--no-proxy`.
+    VsteerNoProxy,
+}
+
+impl KernelPathVariant {
+    pub fn label(self) -> &'static str {
+        match self {
+            KernelPathVariant::Direct => "direct",
+            KernelPathVariant::VsteerProxy => "vsteer, proxy running",
+            KernelPathVariant::VsteerNoProxy => "vsteer --no-proxy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelPathRun {
+    pub variant: KernelPathVariant,
+    pub conns_per_sec: Stat,
+    pub p50_us: Stat,
+    pub p99_us: Stat,
+    pub rounds: Vec<RoundSample>,
+    pub vs_direct: RoundRatios,
+    /// Per-round ratios to the `--no-proxy` agent.
+    pub vs_no_proxy: RoundRatios,
+}
+
+impl KernelPathRun {
+    pub fn from_rounds(
+        variant: KernelPathVariant,
+        rounds: Vec<RoundSample>,
+        direct: &[RoundSample],
+        no_proxy: &[RoundSample],
+    ) -> KernelPathRun {
+        let stat = |f: fn(&RoundSample) -> f64| Stat::of(&rounds.iter().map(f).collect::<Vec<_>>());
+        KernelPathRun {
+            variant,
+            conns_per_sec: stat(|r| r.conns_per_sec),
+            p50_us: stat(|r| r.p50_us),
+            p99_us: stat(|r| r.p99_us),
+            vs_direct: RoundRatios::between(&rounds, direct),
+            vs_no_proxy: RoundRatios::between(&rounds, no_proxy),
+            rounds,
+        }
+    }
+}
+
 /// One round's numbers of one variant's short connections.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct RoundSample {
@@ -243,6 +473,7 @@ pub struct Results {
     pub load: Vec<LoadCost>,
     pub memory: Vec<MemoryAtScale>,
     pub kernel: Vec<KernelCost>,
+    pub l7: L7Results,
     /// Anything the reader must know: skipped variants, why a number is missing.
     pub notes: Vec<String>,
 }
@@ -265,6 +496,22 @@ impl Results {
         let run = self.connect_run(services, variant)?;
         let base = self.connect_run(services, baseline)?;
         Some(RoundRatios::between(&run.rounds, &base.rounds))
+    }
+
+    /// The L7 run of `variant` under `load`, if measured.
+    pub fn l7_run(&self, load: L7Load, variant: L7Variant) -> Option<&L7Run> {
+        self.l7
+            .runs
+            .iter()
+            .find(|run| run.load == load && run.variant == variant)
+    }
+
+    /// The kernel-path run of `variant`, if measured.
+    pub fn kernel_path_run(&self, variant: KernelPathVariant) -> Option<&KernelPathRun> {
+        self.l7
+            .kernel_path
+            .iter()
+            .find(|run| run.variant == variant)
     }
 
     /// Throughput of `variant` over direct's, round by round; None when either is missing.
@@ -336,6 +583,59 @@ mod tests {
     }
 
     #[test]
+    fn l7_runs_pair_rounds_with_direct_and_nginx() {
+        let sample = |rps: f64, p99: f64, cores: f64, rss: u64| L7Sample {
+            requests_per_sec: rps,
+            p50_us: p99 / 2.0,
+            p99_us: p99,
+            requests: rps as u64 * 5,
+            proxy_cores: cores,
+            proxy_rss_kib: rss,
+            proxy_hwm_kib: rss * 2,
+            backend_cores: 0.2,
+        };
+        // The machine is twice as fast in round 1.
+        let direct = [
+            sample(100e3, 300.0, f64::NAN, 0),
+            sample(200e3, 150.0, f64::NAN, 0),
+        ];
+        let nginx = [
+            sample(40e3, 2000.0, 1.0, 8000),
+            sample(80e3, 1000.0, 1.0, 8000),
+        ];
+        let vsteer = vec![
+            sample(44e3, 1800.0, 0.99, 22_000),
+            sample(88e3, 900.0, 1.0, 22_000),
+        ];
+        let run = L7Run::from_rounds(L7Load::Http1, L7Variant::Vsteer, vsteer, &direct, &nginx);
+        let r = run.vs_nginx.conns_per_sec;
+        assert!(
+            (r.min - 1.1).abs() < 1e-12 && (r.max - 1.1).abs() < 1e-12,
+            "{r:?}"
+        );
+        assert!((run.vs_nginx.p99_us.median - 0.9).abs() < 1e-12);
+        assert!((run.vs_direct.conns_per_sec.median - 0.44).abs() < 1e-12);
+        // 1,800 - 300 and 900 - 150: the lower median of two.
+        assert_eq!(run.added_p99_us.median, 750.0);
+        assert_eq!(run.added_p99_us.max, 1500.0);
+        // 0.99 cores at 44,000 req/s: 2.25% of a core per 1,000 req/s; 22,000 KiB / 44.
+        assert!((run.cpu_percent_per_krps.max - 2.25).abs() < 1e-12);
+        assert!((run.rss_kib_per_krps.max - 500.0).abs() < 1e-12);
+        assert_eq!(run.proxy_hwm_kib.median, 44_000.0);
+        // Direct has no proxy: NaN (null), not 0.
+        let d = L7Run::from_rounds(
+            L7Load::Http1,
+            L7Variant::Direct,
+            direct.to_vec(),
+            &direct,
+            &nginx,
+        );
+        assert!(d.proxy_cores.median.is_nan() && d.proxy_rss_kib.median.is_nan());
+        assert!(d.cpu_percent_per_krps.median.is_nan() && d.rss_kib_per_krps.median.is_nan());
+        assert_eq!(d.added_p50_us.median, 0.0);
+    }
+
+    #[test]
     fn results_pair_variants_by_round() {
         let direct: Vec<RoundSample> = [100.0, 200.0, 100.0].map(round).to_vec();
         let vsteer: Vec<RoundSample> = [99.0, 198.0, 99.0].map(round).to_vec();
@@ -359,6 +659,7 @@ mod tests {
             load: vec![],
             memory: vec![],
             kernel: vec![],
+            l7: L7Results::default(),
             notes: vec![],
         };
         let direct = results.connect_run(1, Variant::Direct).map(|r| r.vs_direct);

@@ -56,7 +56,7 @@ impl Stage {
 
 /// Short connections to `targets` in turn from a client pinned to its CPU, inside `ns` and
 /// `cgroup`.
-fn short(
+pub(super) fn short(
     bench: &Bench,
     ns: &NetNs,
     cgroup: &TestCgroup,
@@ -166,7 +166,13 @@ pub fn connect_path(
     let haproxy = if services == 1 {
         let cfg = bench.work.join("haproxy.cfg");
         std::fs::write(&cfg, workload::haproxy_config()).context("writing haproxy.cfg")?;
-        Some(peers::Haproxy::start(&stage.ns, &cfg, bench.server_cpu)?)
+        let frontend = SocketAddr::new(IpAddr::V4(workload::HAPROXY_VIP), workload::PORT);
+        Some(peers::haproxy(
+            &stage.ns,
+            &cfg,
+            bench.server_cpu,
+            &[frontend],
+        )?)
     } else {
         None
     };

@@ -76,6 +76,30 @@ pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
+/// CPU time process `pid` used so far, all its threads, user and system, in seconds
+/// (`utime + stime` of `/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = stat_ticks(&stat).with_context(|| format!("no utime/stime in {path}"))?;
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .context("sysconf(CLK_TCK)")?
+        .filter(|&t| t > 0)
+        .context("no CLK_TCK")?;
+    Ok(ticks as f64 / per_sec as f64)
+}
+
+/// `utime + stime` (fields 14 and 15) of `/proc/PID/stat` text, in clock ticks. The command
+/// name (field 2) may hold spaces and parentheses: fields are counted after its last `)`.
+pub fn stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// The value of `key` (e.g. `VmRSS`) in `/proc/PID/status` text, KiB.
 pub fn status_kib(status: &str, key: &str) -> Option<u64> {
     status
@@ -88,6 +112,15 @@ pub fn status_kib(status: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_ticks_after_the_command_name() {
+        let stat = "4242 (vsteer (x) y) S 1 4242 4242 0 -1 4194560 1519 0 0 0 250 75 0 0 20 0 \
+                    9 0 1000 100000000 5000 18446744073709551615";
+        assert_eq!(stat_ticks(stat), Some(325));
+        assert_eq!(stat_ticks("4242 (vsteer) S 1"), None);
+        assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+    }
 
     #[test]
     fn status_fields_in_kib() {

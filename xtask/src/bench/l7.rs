@@ -219,7 +219,6 @@ pub fn l7_proxies(bench: &Bench, results: &mut Results) -> Result<()> {
     for way in &ways {
         check_routing(at(way.cgroup), way)?;
     }
-
     let secs = bench.scale.l7_secs;
     let samples = super::measure::rounds(ways.len(), bench.scale.repeats, |k| {
         bench.interrupt.check()?;
@@ -345,6 +344,7 @@ fn measure(
         },
     };
     let cpu = |pid: Option<u32>| pid.map(system::cpu_seconds).transpose();
+    let idle = way.proxy.map(system::memory_kib).transpose()?;
     let proxy_before = cpu(way.proxy)?;
     let backend_before = system::cpu_seconds(backends.pid())?;
     let running = loadgen::start(generator, at, way.target, secs, work)?;
@@ -355,7 +355,11 @@ fn measure(
     let backend_after = system::cpu_seconds(backends.pid())?;
     let hwm = way.proxy.map(system::memory_kib).transpose()?;
     // The load's own duration is the window: the proxies idle before and after it.
-    let window = f64::from(secs);
+    let window = if numbers.secs > 0.0 {
+        numbers.secs
+    } else {
+        f64::from(secs)
+    };
     Ok(L7Sample {
         requests_per_sec: numbers.requests_per_sec,
         p50_us: numbers.p50_us,
@@ -366,6 +370,7 @@ fn measure(
             _ => f64::NAN,
         },
         proxy_rss_kib: rss.map_or(0, |(rss, _)| rss),
+        proxy_idle_rss_kib: idle.map_or(0, |(rss, _)| rss),
         proxy_hwm_kib: hwm.map_or(0, |(_, hwm)| hwm),
         backend_cores: (backend_after - backend_before) / window,
     })

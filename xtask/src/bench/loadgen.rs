@@ -45,6 +45,9 @@ pub struct LoadNumbers {
     pub requests_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// How long the load ran by the generator's own clock, seconds (the longer of h2load's
+    /// two).
+    pub secs: f64,
 }
 
 /// The load generators of the scenario.
@@ -147,10 +150,12 @@ impl Running {
                 let mut latencies = Vec::new();
                 let mut requests = 0;
                 let mut rate = 0.0;
+                let mut secs: f64 = 0.0;
                 for (output, log) in outputs.iter().zip(&self.logs) {
                     let summary = parse_h2load(output)?;
                     requests += summary.succeeded;
                     rate += summary.requests_per_sec;
+                    secs = secs.max(summary.secs);
                     let text = std::fs::read_to_string(log)
                         .with_context(|| format!("reading {}", log.display()))?;
                     latencies.extend(h2load_latencies(&text)?);
@@ -162,6 +167,7 @@ impl Running {
                     requests_per_sec: rate,
                     p50_us: percentile(&latencies, 0.50),
                     p99_us: percentile(&latencies, 0.99),
+                    secs,
                 })
             }
         }?;
@@ -267,6 +273,7 @@ pub fn parse_wrk(output: &str) -> Result<LoadNumbers> {
         requests_per_sec: requests as f64 * 1e6 / duration_us as f64,
         p50_us: field("p50_us")? as f64,
         p99_us: field("p99_us")? as f64,
+        secs: duration_us as f64 / 1e6,
     })
 }
 
@@ -275,6 +282,7 @@ pub fn parse_wrk(output: &str) -> Result<LoadNumbers> {
 pub struct H2loadSummary {
     pub requests_per_sec: f64,
     pub succeeded: u64,
+    pub secs: f64,
 }
 
 /// Reads `finished in 3.00s, 60534.00 req/s, ...`, `requests: ... N succeeded, N failed, N
@@ -305,7 +313,13 @@ pub fn parse_h2load(output: &str) -> Result<H2loadSummary> {
             .map(|(_, n)| *n)
             .with_context(|| format!("no {word:?} count in h2load's output: {output}"))
     };
-    let finished = counts(line("finished in")?);
+    let finished_line = line("finished in")?;
+    let finished = counts(finished_line);
+    let secs = finished_line
+        .strip_prefix("finished in")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|t| duration_secs(t.trim()))
+        .with_context(|| format!("no duration in {finished_line:?}"))?;
     let requests = counts(line("requests:")?);
     let statuses = counts(line("status codes:")?);
     let mut bad = Vec::new();
@@ -327,7 +341,20 @@ pub fn parse_h2load(output: &str) -> Result<H2loadSummary> {
     Ok(H2loadSummary {
         requests_per_sec: get(&finished, "req/s")?,
         succeeded: get(&requests, "succeeded")? as u64,
+        secs,
     })
+}
+
+/// h2load's durations: `3.00s`, `999.93ms`, `850.12us`.
+fn duration_secs(text: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else {
+        (text.strip_suffix('s')?, 1.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// Each request's time (µs) from h2load's log: `start µs<TAB>status<TAB>duration µs` lines.
@@ -368,6 +395,7 @@ vsteer-bench-wrk requests=191530 duration_us=3005844 p50_us=373 p99_us=826 conne
         assert_eq!(n.requests, 191_530);
         assert!((n.requests_per_sec - 191_530.0 / 3.005844).abs() < 1e-6);
         assert_eq!((n.p50_us, n.p99_us), (373.0, 826.0));
+        assert_eq!(n.secs, 3.005844);
         let broken = WRK.replace("status=0", "status=12");
         let err = parse_wrk(&broken).unwrap_err().to_string();
         assert!(err.contains("12 status"), "{err}");
@@ -387,6 +415,7 @@ traffic: 13.50MB (14155012) total, 532.11KB (544875) headers (space savings 95.1
         let s = parse_h2load(H2LOAD).unwrap();
         assert_eq!(s.requests_per_sec, 60_534.0);
         assert_eq!(s.succeeded, 181_602);
+        assert_eq!(s.secs, 3.0);
         let err = parse_h2load(&H2LOAD.replace("0 4xx", "7 4xx"))
             .unwrap_err()
             .to_string();
@@ -396,6 +425,10 @@ traffic: 13.50MB (14155012) total, 532.11KB (544875) headers (space savings 95.1
             .to_string();
         assert!(err.contains("3 errored"), "{err}");
         assert!(parse_h2load("finished in 3.00s, 1 req/s\n").is_err());
+        let short = H2LOAD.replace("3.00s", "999.93ms");
+        assert!((parse_h2load(&short).unwrap().secs - 0.99993).abs() < 1e-12);
+        assert_eq!(duration_secs("850us"), Some(850e-6));
+        assert_eq!(duration_secs("3 weeks"), None);
     }
 
     #[test]

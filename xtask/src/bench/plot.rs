@@ -553,6 +553,7 @@ mod tests {
                     proxy_cores: 1.0,
                     proxy_rss_kib: 10_000,
                     proxy_hwm_kib: 12_000,
+                    proxy_idle_rss_kib: 9_000,
                     backend_cores: 0.3,
                 })
                 .to_vec()

@@ -839,7 +839,10 @@ fn l7_section(out: &mut String, results: &Results) {
          median of the per-round ratios (min–max after); \"added\" is the variant's latency \
          minus direct's in the same round, µs. The proxy's CPU is `utime + stime` of its \
          process (the agent's, for vsteer) over the run, in cores; its RSS is VmRSS in the \
-         middle of the run (for vsteer the whole agent: its control plane too).\n",
+         middle of the run (for vsteer the whole agent: its control plane too), \"idle\" \
+         just before the run. vsteer does what Envoy does to every request (`x-request-id`, \
+         `x-forwarded-for`, `x-forwarded-proto` added); the nginx and haproxy configs add \
+         nothing.\n",
         l7.wrk_connections, l7.h2load_clients, l7.h2load_streams, l7.secs
     );
     if l7.runs.is_empty() {
@@ -884,18 +887,19 @@ fn l7_section(out: &mut String, results: &Results) {
     out.push('\n');
     out.push_str(
         "| Load | Variant | proxy CPU (cores) | CPU per 1,000 req/s (% of a core) | RSS MiB \
-         | VmHWM MiB | RSS per 1,000 req/s (KiB) | backends' CPU (cores) |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | RSS idle MiB | VmHWM MiB | RSS per 1,000 req/s (KiB) | backends' CPU (cores) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for run in &runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             run.load.label(),
             run.variant.label(),
             fmt_fixed(run.proxy_cores.median, 2),
             fmt_fixed(run.cpu_percent_per_krps.median, 2),
             fmt_fixed(run.proxy_rss_kib.median / 1024.0, 1),
+            fmt_fixed(run.proxy_idle_rss_kib.median / 1024.0, 1),
             fmt_fixed(run.proxy_hwm_kib.median / 1024.0, 1),
             fmt_fixed(run.rss_kib_per_krps.median, 0),
             fmt_fixed(run.backend_cores.median, 2),
@@ -1640,6 +1644,7 @@ mod tests {
                     proxy_cores: 0.9,
                     proxy_rss_kib: 20 * 1024,
                     proxy_hwm_kib: 24 * 1024,
+                    proxy_idle_rss_kib: 15 * 1024,
                     backend_cores: 0.25,
                 })
                 .to_vec()
@@ -1660,6 +1665,7 @@ mod tests {
                         r.proxy_cores = f64::NAN;
                         r.proxy_rss_kib = 0;
                         r.proxy_hwm_kib = 0;
+                        r.proxy_idle_rss_kib = 0;
                     }
                 }
                 runs.push(L7Run::from_rounds(load, variant, mine, &direct, &nginx));
@@ -1742,10 +1748,12 @@ mod tests {
         assert!(report.contains("| h2load HTTP/2 | direct | 100,000 |"));
         // 0.9 cores at 44,000 req/s: 2.05% of a core per 1,000 req/s; 20 MiB / 44.
         assert!(
-            report.contains("| wrk HTTP/1.1 | vsteer | 0.90 | 2.05 | 20.0 | 24.0 | 465 | 0.25 |"),
+            report.contains(
+                "| wrk HTTP/1.1 | vsteer | 0.90 | 2.05 | 20.0 | 15.0 | 24.0 | 465 | 0.25 |"
+            ),
             "{report}"
         );
-        assert!(report.contains("| wrk HTTP/1.1 | direct | - | - | - | - | - | 0.25 |"));
+        assert!(report.contains("| wrk HTTP/1.1 | direct | - | - | - | - | - | - | 0.25 |"));
         assert!(report.contains(
             "used 0.25 cores at 100,000 req/s: about 400,000 req/s per core of its own, 9.09x the \
              fastest proxy's 44,000 req/s."

@@ -117,6 +117,9 @@ pub struct L7Sample {
     /// direct.
     pub proxy_rss_kib: u64,
     pub proxy_hwm_kib: u64,
+    /// The proxy's VmRSS just before the run, after the idle time since its previous one,
+    /// KiB; 0 for direct.
+    pub proxy_idle_rss_kib: u64,
     /// The backends' nginx over the same window, in cores.
     pub backend_cores: f64,
 }
@@ -162,6 +165,7 @@ pub struct L7Run {
     pub cpu_percent_per_krps: Stat,
     pub proxy_rss_kib: Stat,
     pub proxy_hwm_kib: Stat,
+    pub proxy_idle_rss_kib: Stat,
     pub rss_kib_per_krps: Stat,
     pub backend_cores: Stat,
     /// Each measured round, in round order.
@@ -206,6 +210,7 @@ impl L7Run {
             cpu_percent_per_krps: stat(&L7Sample::cpu_percent_per_krps),
             proxy_rss_kib: stat(&|r| positive(r.proxy_rss_kib)),
             proxy_hwm_kib: stat(&|r| positive(r.proxy_hwm_kib)),
+            proxy_idle_rss_kib: stat(&|r| positive(r.proxy_idle_rss_kib)),
             rss_kib_per_krps: stat(&L7Sample::rss_kib_per_krps),
             backend_cores: stat(&|r| r.backend_cores),
             vs_direct: RoundRatios::between(&mine, &as_rounds(direct)),
@@ -592,6 +597,7 @@ mod tests {
             proxy_cores: cores,
             proxy_rss_kib: rss,
             proxy_hwm_kib: rss * 2,
+            proxy_idle_rss_kib: rss / 2,
             backend_cores: 0.2,
         };
         // The machine is twice as fast in round 1.

@@ -81,7 +81,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             .datapath
             .set_proxy(Some(&settings.redirect(&proxy.listening)))?;
     }
-    let mut registry = prometheus_client::registry::Registry::with_prefix("vsteer");
+    let mut registry = prometheus_client::registry::Registry::default();
     if let Some(proxy) = &proxy {
         vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
     }

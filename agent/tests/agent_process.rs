@@ -179,3 +179,50 @@ fn vsteer(args: &[&str]) -> String {
     );
     stdout
 }
+
+/// A port the agent needs is taken (another process, an old agent still draining): the
+/// agent says which and exits before it touches the kernel, so whatever steers the node now
+/// keeps doing so. Kernel test: `run` needs root to get that far.
+#[test]
+fn run_with_a_taken_port_exits_before_touching_the_kernel() {
+    if !kernel_tests_enabled("run_with_a_taken_port_exits_before_touching_the_kernel") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let ns = NetNs::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    // Taken inside the namespace the agent will run in.
+    let taken = ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap()
+        .unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let free = "127.0.0.1:0";
+    for (proxy, admin, flag) in [
+        (&*port, "off", "--proxy-addr"),
+        (free, &*port, "--admin-addr"),
+    ] {
+        let mut cmd = Command::new(VSTEER);
+        cmd.args(["run", "--config"])
+            .arg(config.path())
+            .arg("--cgroup")
+            .arg(cgroup.path())
+            .arg("--pin-dir")
+            .arg(pins.path())
+            .args(["--proxy-addr", proxy, "--admin-addr", admin]);
+        vsteer_testkit::spawn::place(&mut cmd, &ns, None).unwrap();
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {port}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(&port),
+            "{flag}: the error names the flag and the address: {stderr}"
+        );
+        assert!(
+            !pins.path().join("VSTEER_SERVICES").exists(),
+            "{flag}: the agent pinned maps before failing: {stderr}"
+        );
+    }
+    drop(taken);
+}

@@ -92,6 +92,18 @@ pub fn assemble(
             http::table(c.vs, &c.resolved.targets, &c.resolved.mirror_targets, key);
         routed.plan.http = Some(Arc::new(table));
         routed.plan.decision = decision;
+        if matches!(routed.plan.decision, Decision::Proxy { .. }) {
+            // The route at connect time is only the fallback of a proxied service.
+            for note in &mut routed.notes {
+                if let Some(head) = note.strip_suffix(": no backend, connects are refused") {
+                    let head =
+                        head.replace(": no rule matches ", ": no rule takes every request to ");
+                    *note = format!(
+                        "{head}: the proxy serves its HTTP rules; at connect time (no proxy running, or the proxy's own connects) there is no backend and connects are refused"
+                    );
+                }
+            }
+        }
         routed.notes.extend(notes);
     } else if kind == Some(PortKind::Http)
         && !matches!(

@@ -26,6 +26,18 @@ impl OriginalDestinations {
         Self { map: Arc::new(map) }
     }
 
+    /// The map pinned in `pin_dir` by a running agent (for `status` and tests, which are not
+    /// the agent).
+    pub fn open_pinned(pin_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = pin_dir.join(vsteer_common::map_names::ORIGINAL);
+        let data = MapData::from_pin(&path)
+            .with_context(|| format!("opening the pinned map {}", path.display()))?;
+        let map = HashMap::try_from(aya::maps::Map::HashMap(data))
+            .with_context(|| format!("{} has an unexpected type or layout", path.display()))?;
+        Ok(Self::new(map))
+    }
+
     /// The VIP:port the client at `peer` dialed, for a connection the proxy accepted on
     /// `local`. `None` for a connection the hooks did not redirect (or one whose client has
     /// closed already): the proxy must refuse it, never fall back to its own address.

@@ -8,10 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
+use nix::sys::signal::Signal;
 
 /// The log line `vsteer run` prints once its maps are filled.
 pub const READY: &str = "datapath ready";
@@ -153,24 +150,7 @@ impl AgentProcess {
         timeout: Duration,
     ) -> Result<Option<i32>> {
         let signal = signal.try_into().context("not a signal")?;
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("pid out of range")?);
-        if self.child.try_wait()?.is_none() {
-            // Our own child, by its pid; not reaped yet, so the pid is still its own. An
-            // error (it exited meanwhile) shows in the wait below.
-            let _ = kill(pid, signal);
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("agent {pid} ignored {signal} for {timeout:?}; killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::spawn::stop_child(&mut self.child, signal, timeout)
     }
 }
 

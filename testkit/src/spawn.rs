@@ -73,23 +73,30 @@ impl Spawned {
 
     /// Sends SIGTERM, waits up to `timeout`, then SIGKILL; returns the exit code.
     pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("pid out of range")?);
-        if self.child.try_wait()?.is_none() {
-            // Our own unreaped child: the pid is still its.
-            let _ = kill(pid, Signal::SIGTERM);
+        stop_child(&mut self.child, Signal::SIGTERM, timeout)
+    }
+}
+
+/// Sends `signal` to our own child and waits (bounded) for it to exit, killing it when it
+/// does not; returns its exit code.
+pub fn stop_child(child: &mut Child, signal: Signal, timeout: Duration) -> Result<Option<i32>> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+    if child.try_wait()?.is_none() {
+        // Our own unreaped child: the pid is still its. An error (it exited meanwhile) shows
+        // in the wait below.
+        let _ = kill(pid, signal);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("{pid} ignored SIGTERM for {timeout:?}; killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{pid} ignored {signal} for {timeout:?}; killed");
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

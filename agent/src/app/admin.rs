@@ -10,9 +10,14 @@ use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::net::TcpListener;
+
+/// After a failed accept.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// A whole scrape: the request, the metrics, done.
+const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Binds `addr` and serves until the task is dropped; returns the bound address.
 pub async fn serve(
@@ -31,7 +36,10 @@ pub async fn serve(
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
+                    // E.g. out of file descriptors: wait rather than spin on the control
+                    // loop's thread.
                     tracing::debug!("admin accept: {err}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
@@ -41,9 +49,12 @@ pub async fn serve(
                     let registry = registry.clone();
                     async move { Ok::<_, Infallible>(respond(&registry, &request)) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let serving = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(CLIENT_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                // A scraper that stalls is dropped; metrics are small.
+                let _ = tokio::time::timeout(CLIENT_TIMEOUT, serving).await;
             });
         }
     });

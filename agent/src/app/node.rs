@@ -1,10 +1,11 @@
 //! The node's sink: the kernel maps and, when the proxy runs, its route tables, kept in step
-//! with the plan. Route tables change before the kernel so that a service the kernel starts
-//! sending to the proxy finds its table already there.
+//! with the plan. A service the kernel will send to the proxy gets its table before the
+//! kernel flips; a service leaving the proxy loses its table only after the kernel stopped
+//! sending it there (and not at all when that write failed: the kernel still redirects).
 
 use anyhow::Result;
 use vsteer_datapath::{ApplyStats, Datapath};
-use vsteer_plan::{Plan, ServiceKey};
+use vsteer_plan::{Decision, Plan, ServiceKey};
 use vsteer_proxy::RouteTables;
 
 use super::agent::Sink;
@@ -15,22 +16,139 @@ pub struct Node {
     pub routes: Option<RouteTables>,
 }
 
+fn proxied(plan: &Plan, key: &ServiceKey) -> bool {
+    plan.service(key)
+        .is_some_and(|s| matches!(s.decision, Decision::Proxy { .. }))
+}
+
 impl Sink for Node {
     fn apply_all(&mut self, plan: &Plan) -> Result<ApplyStats> {
+        let keys: Vec<ServiceKey> = plan.keys().copied().collect();
+        let datapath = &mut self.datapath;
+        let stats = in_order(self.routes.as_ref(), plan, &keys, || datapath.apply(plan))?;
         if let Some(routes) = &self.routes {
+            // Also drops tables of services the plan no longer has at all.
             routes.replace(plan);
         }
-        self.datapath.apply(plan)
+        Ok(stats)
     }
 
     fn apply_changes(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
-        if let Some(routes) = &self.routes {
-            routes.update(plan, keys);
-        }
-        self.datapath.apply_changes(plan, keys)
+        let datapath = &mut self.datapath;
+        in_order(self.routes.as_ref(), plan, keys, || {
+            datapath.apply_changes(plan, keys)
+        })
     }
 
     fn sweep(&mut self) {
         self.datapath.sweep()
+    }
+}
+
+/// Writes the kernel with `write` between the two halves of the route table update: tables
+/// of services that are proxied in `plan` before, the removal of the others after, and only
+/// if the kernel took the change.
+fn in_order<T>(
+    routes: Option<&RouteTables>,
+    plan: &Plan,
+    keys: &[ServiceKey],
+    write: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let (joining, leaving): (Vec<ServiceKey>, Vec<ServiceKey>) =
+        keys.iter().partition(|key| proxied(plan, key));
+    if let Some(routes) = routes {
+        routes.update(plan, &joining);
+    }
+    let written = write()?;
+    if let Some(routes) = routes {
+        routes.update(plan, &leaving);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use vsteer_model::parse::parse_str;
+
+    use super::*;
+
+    const VIP: &str = "10.0.0.1:80";
+
+    /// One HTTP service; proxied when `header` adds a header rule before the default.
+    fn plan(header: bool) -> Plan {
+        let rule = if header {
+            "  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: web}}]\n"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web}}
+spec:
+  hosts: [web.default.svc.cluster.local]
+  addresses: [10.0.0.1]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 10.1.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web}}
+spec:
+  hosts: [web]
+  http:
+{rule}  - route: [{{destination: {{host: web}}}}]
+"
+        );
+        let parsed = parse_str("web.yaml", &yaml);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let compiled = vsteer_compiler::compile(&parsed.resources, &Plan::default());
+        assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
+        compiled.plan
+    }
+
+    fn vip() -> SocketAddr {
+        VIP.parse().unwrap()
+    }
+
+    #[test]
+    fn a_table_is_in_place_before_the_kernel_sends_the_service_to_the_proxy() {
+        let routes = RouteTables::new();
+        let proxied = plan(true);
+        let keys: Vec<ServiceKey> = proxied.keys().copied().collect();
+        let seen = in_order(
+            Some(&routes),
+            &proxied,
+            &keys,
+            || Ok(routes.contains(vip())),
+        );
+        assert!(
+            seen.unwrap(),
+            "the kernel was written before the table was there"
+        );
+        assert!(routes.contains(vip()));
+    }
+
+    #[test]
+    fn a_table_stays_until_the_kernel_stopped_sending_the_service_to_the_proxy() {
+        let routes = RouteTables::new();
+        routes.replace(&plan(true));
+        let kernel = plan(false);
+        let keys: Vec<ServiceKey> = kernel.keys().copied().collect();
+        let seen = in_order(Some(&routes), &kernel, &keys, || Ok(routes.contains(vip())));
+        assert!(
+            seen.unwrap(),
+            "the table went before the kernel stopped redirecting"
+        );
+        assert!(!routes.contains(vip()), "the table outlived the change");
+        // A kernel write that fails leaves the kernel redirecting: the table must stay.
+        routes.replace(&plan(true));
+        let failed: Result<()> =
+            in_order(Some(&routes), &kernel, &keys, || anyhow::bail!("map full"));
+        assert!(failed.is_err());
+        assert!(routes.contains(vip()), "a failed write took the table away");
     }
 }

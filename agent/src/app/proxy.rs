@@ -3,7 +3,7 @@
 //! to it, drained on exit after the kernel stopped redirecting.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use vsteer_datapath::{OriginalDestinations, ProxyRedirect};
 use vsteer_proxy::{OriginalDestination, Proxy, ProxyOptions, ProxyStats, RouteTables};
 
-/// How long in-flight requests get to finish when the agent stops.
-const DRAIN: Duration = Duration::from_secs(5);
+/// Beyond the proxy's own drain timeout, how long the agent waits for it to end.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// What `vsteer run` is told about the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,21 @@ impl ProxySettings {
     }
 }
 
-/// The kernel's original-destination map, as the proxy asks it.
-struct FromKernel(OriginalDestinations);
+/// The kernel's original-destination map, as the proxy asks it. Set once the datapath is
+/// loaded: the proxy binds before, so that a port already taken fails the start before the
+/// kernel programs are touched; until then (no redirect is on yet) every lookup misses.
+#[derive(Clone, Default)]
+pub struct FromKernel(Arc<OnceLock<OriginalDestinations>>);
+
+impl FromKernel {
+    pub fn set(&self, map: OriginalDestinations) {
+        let _ = self.0.set(map);
+    }
+}
 
 impl OriginalDestination for FromKernel {
     fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<SocketAddr> {
-        self.0.lookup(peer, local)
+        self.0.get()?.lookup(peer, local)
     }
 }
 
@@ -60,6 +69,7 @@ pub struct RunningProxy {
     served: Option<tokio::task::JoinHandle<Result<()>>>,
     pub listening: Vec<SocketAddr>,
     pub stats: Arc<ProxyStats>,
+    drain: Duration,
 }
 
 impl RunningProxy {
@@ -67,7 +77,7 @@ impl RunningProxy {
     /// loop's runtime: the proxy's runtime is separate, and only tasks cross between them.
     pub async fn start(
         settings: &ProxySettings,
-        original: OriginalDestinations,
+        original: FromKernel,
         routes: RouteTables,
     ) -> Result<RunningProxy> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,9 +91,10 @@ impl RunningProxy {
             mark: Some(settings.mark),
             ..ProxyOptions::default()
         };
+        let drain = options.drain_timeout + DRAIN_MARGIN;
         let (bound_tx, bound) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let original: Arc<dyn OriginalDestination> = Arc::new(FromKernel(original));
+        let original: Arc<dyn OriginalDestination> = Arc::new(original);
         let served = runtime.spawn(async move {
             let proxy = Proxy::bind(options, original, routes).await?;
             let _ = bound_tx.send((proxy.local_addrs(), proxy.stats()));
@@ -114,6 +125,7 @@ impl RunningProxy {
             served: Some(served),
             listening,
             stats,
+            drain,
         })
     }
 
@@ -123,12 +135,13 @@ impl RunningProxy {
             let _ = stop.send(());
         }
         if let Some(served) = self.served.take() {
-            match tokio::time::timeout(DRAIN, served).await {
+            match tokio::time::timeout(self.drain, served).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(err))) => tracing::warn!("the proxy ended with an error: {err:#}"),
                 Ok(Err(err)) => tracing::warn!("the proxy task failed: {err}"),
                 Err(_) => tracing::warn!(
-                    "the proxy's requests did not finish within {DRAIN:?}; closing them"
+                    "the proxy's requests did not finish within {:?}; closing them",
+                    self.drain
                 ),
             }
         }

@@ -18,7 +18,7 @@ use vsteer_proxy::RouteTables;
 use super::admin;
 use super::agent::{Agent, Applied, PassError};
 use super::node::Node;
-use super::proxy::{ProxySettings, RunningProxy, list};
+use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
 use crate::sources::{Source, watch};
 
 /// Everything `vsteer run` is told.
@@ -56,6 +56,26 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         None => None,
     };
 
+    // Everything that can fail for reasons of the node (a port taken by another process, an
+    // old agent still running) fails here, before the kernel programs are touched: the proxy
+    // and admin listeners bind first.
+    let routes = options.proxy.as_ref().map(|_| RouteTables::new());
+    let original = FromKernel::default();
+    let proxy = match (&options.proxy, &routes) {
+        (Some(settings), Some(routes)) => {
+            Some(RunningProxy::start(settings, original.clone(), routes.clone()).await?)
+        }
+        _ => None,
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    if let Some(proxy) = &proxy {
+        vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
+    }
+    let admin = match options.admin {
+        Some(addr) => Some(admin::serve(addr, registry).await?),
+        None => None,
+    };
+
     let started = Instant::now();
     // Redirecting starts only once the proxy listens and holds its tables (below).
     let datapath = Datapath::start(&DatapathOptions {
@@ -65,30 +85,17 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     })?;
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();
-    let routes = options.proxy.as_ref().map(|_| RouteTables::new());
-    let proxy = match (&options.proxy, &routes) {
-        (Some(settings), Some(routes)) => Some(
-            RunningProxy::start(settings, datapath.original_destinations()?, routes.clone())
-                .await?,
-        ),
-        _ => None,
-    };
+    original.set(datapath.original_destinations()?);
     let mut agent = Agent::new(source, Node { datapath, routes });
     let applied = agent.start()?;
+    // The last fallible step of the start: from here on the kernel sends proxied services
+    // to the proxy, and only an orderly exit (below) turns that off again.
     if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
         agent
             .sink_mut()
             .datapath
             .set_proxy(Some(&settings.redirect(&proxy.listening)))?;
     }
-    let mut registry = prometheus_client::registry::Registry::with_prefix("vsteer");
-    if let Some(proxy) = &proxy {
-        vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
-    }
-    let admin = match options.admin {
-        Some(addr) => Some(admin::serve(addr, registry).await?),
-        None => None,
-    };
     let proxied = agent
         .plan()
         .services()

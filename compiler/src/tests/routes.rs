@@ -617,3 +617,22 @@ fn plan_text_shows_each_rule_of_a_proxied_service() {
         assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
     }
 }
+
+#[test]
+fn a_proxied_service_without_a_take_all_rule_says_what_happens_at_connect_time() {
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    ));
+    let (rules, decision) = served(&compiled, "10.0.0.1", 9080);
+    assert_eq!(rules, ["http[0]"]);
+    assert!(matches!(decision, Decision::Proxy { .. }));
+    assert_eq!(
+        compiled.notes,
+        [
+            "VirtualService default/reviews: no rule takes every request to 10.0.0.1:9080/TCP: the proxy serves its HTTP rules; at connect time (no proxy running, or the proxy's own connects) there is no backend and connects are refused"
+        ]
+    );
+}

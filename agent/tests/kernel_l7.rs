@@ -1,0 +1,728 @@
+//! The L7 path end to end: the real agent (its kernel programs and its proxy) in a "node"
+//! namespace, clients in a "pod" namespace of their own joined by a veth pair, dialing VIPs
+//! as an application would. The kernel redirects the connects of proxied services to the
+//! proxy on the node's veth address, the proxy recovers each connection's original
+//! destination and serves the service's Istio HTTP rules per request.
+//!
+//! Client sockets are made inside the pod's namespace and the agent's cgroup (by a
+//! short-lived child) and used from the test's threads: cgroup hooks judge a socket by the
+//! cgroup it was created in.
+//!
+//! They need root. Without it they skip loudly, unless VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
+mod support;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use support::{ConfigDir, addr};
+use vsteer_datapath::OriginalDestinations;
+use vsteer_testkit::http::{Backend, Body, H1, H2, Reply, request};
+use vsteer_testkit::{
+    AgentProcess, NetNs, PinDir, TestCgroup, Veth, kernel_tests_enabled, stats, tcp_sockets_in,
+};
+
+const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Any one exchange; a lost connection fails the test instead of stalling it.
+const TIMEOUT: Duration = Duration::from_secs(20);
+const NODE: &str = "198.18.0.1";
+const PROXY: &str = "198.18.0.1:15001";
+
+const REVIEWS: &str = "127.100.0.1:9080";
+const RATINGS: &str = "127.100.0.2:9080";
+const GRPC: &str = "127.100.0.4:50051";
+const WEB: &str = "127.100.0.5:80";
+const FRONT: &str = "127.100.0.6:80";
+const MIDDLE: &str = "127.100.0.7:80";
+
+/// Every backend: (name, address).
+const BACKENDS: [(&str, &str); 12] = [
+    ("reviews-v1", "127.0.1.1:9080"),
+    ("reviews-v2", "127.0.1.2:9080"),
+    ("reviews-v3", "127.0.1.3:9080"),
+    ("ratings-v1", "127.0.2.1:9080"),
+    ("ratings-v2", "127.0.2.2:9080"),
+    ("grpc-v1", "127.0.4.1:50051"),
+    ("grpc-v2", "127.0.4.2:50051"),
+    ("web-v1", "127.0.5.1:8080"),
+    ("web-v2", "127.0.5.2:8080"),
+    // The middle service's own backends: its L4 fallback, and the one only its proxy rule
+    // reaches.
+    ("middle-l4", "127.0.7.1:80"),
+    ("middle-l7", "127.0.7.2:80"),
+    ("unused", "127.0.9.1:80"),
+];
+
+/// ServiceEntry, DestinationRule (subsets by version) for one service.
+fn service(name: &str, vip: &str, port: &str, endpoints: &[(&str, &str)]) -> String {
+    let (ip, number) = vip.rsplit_once(':').unwrap();
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  addresses: [{ip}]
+  ports: [{{number: {number}, {port}}}]
+  resolution: STATIC
+  endpoints:
+"
+    );
+    let mut versions = Vec::new();
+    for (address, version) in endpoints {
+        let (ip, target) = address.rsplit_once(':').unwrap();
+        yaml.push_str(&format!(
+            "  - {{address: {ip}, ports: {{{}: {target}}}, labels: {{version: {version}}}}}\n",
+            port.split(',').next().unwrap().trim_start_matches("name: ")
+        ));
+        versions.push(*version);
+    }
+    yaml.push_str(&format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}}}
+spec:
+  host: {name}
+  subsets:
+"
+    ));
+    for version in versions {
+        yaml.push_str(&format!(
+            "  - {{name: {version}, labels: {{version: {version}}}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn virtual_service(name: &str, http: &str) -> String {
+    format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}]
+  http:
+{http}"
+    )
+}
+
+/// The seed's reviews, a weighted ratings canary behind a header rule, a gRPC service, a
+/// web service with every other action, and a front service whose only endpoint is the VIP
+/// of another proxied service.
+fn config() -> Vec<(&'static str, String)> {
+    let http = "name: http, protocol: HTTP";
+    vec![
+        (
+            "reviews.yaml",
+            service(
+                "reviews",
+                REVIEWS,
+                http,
+                &[
+                    ("127.0.1.1:9080", "v1"),
+                    ("127.0.1.2:9080", "v2"),
+                    ("127.0.1.3:9080", "v3"),
+                ],
+            ) + &virtual_service(
+                "reviews",
+                "  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v3}}]
+",
+            ),
+        ),
+        (
+            "ratings.yaml",
+            service(
+                "ratings",
+                RATINGS,
+                http,
+                &[("127.0.2.1:9080", "v1"), ("127.0.2.2:9080", "v2")],
+            ) + &virtual_service(
+                "ratings",
+                "  - match: [{headers: {x-canary: {exact: always}}}]
+    route: [{destination: {host: ratings, subset: v2}}]
+  - route:
+    - {destination: {host: ratings, subset: v1}, weight: 90}
+    - {destination: {host: ratings, subset: v2}, weight: 10}
+",
+            ),
+        ),
+        (
+            "grpc.yaml",
+            service(
+                "grpc",
+                GRPC,
+                "name: grpc, protocol: GRPC",
+                &[("127.0.4.1:50051", "v1"), ("127.0.4.2:50051", "v2")],
+            ) + &virtual_service(
+                "grpc",
+                "  - match: [{headers: {x-route: {exact: v2}}}]
+    route: [{destination: {host: grpc, subset: v2}}]
+  - route: [{destination: {host: grpc, subset: v1}}]
+",
+            ),
+        ),
+        (
+            "web.yaml",
+            service(
+                "web",
+                WEB,
+                http,
+                &[("127.0.5.1:8080", "v1"), ("127.0.5.2:8080", "v2")],
+            ) + &virtual_service(
+                "web",
+                "  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, redirectCode: 301}
+  - match: [{uri: {exact: /health}}]
+    directResponse: {status: 200, body: {string: healthy}}
+  - match: [{uri: {prefix: /api/}}]
+    rewrite: {uri: /v2/}
+    headers:
+      request: {set: {x-added: by-rule}, remove: [x-secret]}
+      response: {set: {x-served-by: vsteer}}
+    route: [{destination: {host: web, subset: v2}}]
+  - match: [{uri: {prefix: /app}}]
+    route: [{destination: {host: web, subset: v1}}]
+",
+            ),
+        ),
+        (
+            "front.yaml",
+            service("front", FRONT, http, &[(MIDDLE, "v1")])
+                + &virtual_service(
+                    "front",
+                    "  - match: [{headers: {x-via: {exact: front}}}]
+    route: [{destination: {host: front}}]
+",
+                ),
+        ),
+        (
+            "middle.yaml",
+            service(
+                "middle",
+                MIDDLE,
+                http,
+                &[("127.0.7.1:80", "l4"), ("127.0.7.2:80", "l7")],
+            ) + &virtual_service(
+                "middle",
+                "  - match: [{headers: {x-via: {exact: front}}}]
+    route: [{destination: {host: middle, subset: l7}}]
+  - route: [{destination: {host: middle, subset: l4}}]
+",
+            ),
+        ),
+    ]
+}
+
+/// The node (agent, proxy, backends) and a pod joined to it, with the agent running.
+struct Stage {
+    // Field order is drop order: the agent first (it stops by its pid), then the backends'
+    // runtime, the pins, the link, the cgroup and the namespaces.
+    agent: AgentProcess,
+    runtime: tokio::runtime::Runtime,
+    _backends: Vec<Backend>,
+    _config: ConfigDir,
+    pins: PinDir,
+    _veth: Veth,
+    cgroup: TestCgroup,
+    pod: NetNs,
+    _node: NetNs,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        let node = NetNs::new().expect("node namespace");
+        let pod = NetNs::new().expect("pod namespace");
+        let veth =
+            Veth::pair(&node, &format!("{NODE}/30"), &pod, "198.18.0.2/30").expect("veth pair");
+        let cgroup = TestCgroup::new().expect("cgroup");
+        let pins = PinDir::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let backends = {
+            let _in_runtime = runtime.enter();
+            BACKENDS
+                .iter()
+                .map(|(name, a)| Backend::start_in(&node, name, addr(a)).expect("backend"))
+                .collect()
+        };
+        let files = config();
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let config = ConfigDir::new(&files);
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.path().as_os_str(),
+            "--cgroup".as_ref(),
+            cgroup.path().as_os_str(),
+            "--pin-dir".as_ref(),
+            pins.path().as_os_str(),
+            "--proxy-addr".as_ref(),
+            PROXY.as_ref(),
+            "--admin-addr".as_ref(),
+            "127.0.0.1:15020".as_ref(),
+        ];
+        // The agent in the node's namespace and in the cgroup: its proxy's upstream connects
+        // meet the hooks (and must pass by their mark).
+        let agent = AgentProcess::start_in(
+            Path::new(VSTEER),
+            &args,
+            READY_TIMEOUT,
+            &node,
+            Some(&cgroup),
+        )
+        .expect("agent ready");
+        assert!(
+            agent.ready_line().contains("proxied=6"),
+            "{}",
+            agent.ready_line()
+        );
+        Stage {
+            agent,
+            runtime,
+            _backends: backends,
+            _config: config,
+            pins,
+            _veth: veth,
+            cgroup,
+            pod,
+            _node: node,
+        }
+    }
+
+    /// `count` TCP connections from the pod to `target`, as an application makes them.
+    fn connect(&self, target: &str, count: usize) -> Vec<tokio::net::TcpStream> {
+        let target = addr(target);
+        let sockets = tcp_sockets_in(&self.pod, &self.cgroup, libc::AF_INET, count)
+            .expect("sockets in the pod");
+        let _in_runtime = self.runtime.enter();
+        sockets
+            .into_iter()
+            .map(|fd| {
+                let socket = socket2::Socket::from(fd);
+                socket
+                    .set_read_timeout(Some(TIMEOUT))
+                    .expect("socket timeout");
+                socket
+                    .connect(&target.into())
+                    .unwrap_or_else(|e| panic!("connect from the pod to {target}: {e}"));
+                let stream: std::net::TcpStream = socket.into();
+                stream.set_nonblocking(true).expect("non-blocking");
+                tokio::net::TcpStream::from_std(stream).expect("tokio stream")
+            })
+            .collect()
+    }
+
+    fn h1(&self, target: &str) -> H1 {
+        let stream = self.connect(target, 1).pop().unwrap();
+        self.block(H1::over(stream))
+    }
+
+    fn h2(&self, target: &str) -> H2 {
+        let stream = self.connect(target, 1).pop().unwrap();
+        self.block(H2::over(stream))
+    }
+
+    /// Runs `f` on the test runtime, bounded by [`TIMEOUT`].
+    fn block<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime
+            .block_on(async { tokio::time::timeout(TIMEOUT, f).await })
+            .expect("an exchange took longer than the timeout")
+    }
+
+    fn original_entries(&self) -> usize {
+        OriginalDestinations::open_pinned(self.pins.path())
+            .expect("the pinned original-destination map")
+            .len()
+    }
+}
+
+async fn get(h1: &mut H1, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    h1.get(host, path, headers).await
+}
+
+#[test]
+fn the_seed_rule_over_http1_keep_alive_alternates_per_request() {
+    if !kernel_tests_enabled("the_seed_rule_over_http1_keep_alive_alternates_per_request") {
+        return;
+    }
+    let stage = Stage::new();
+    let mut h1 = stage.h1(REVIEWS);
+    let seen: Vec<String> = stage.block(async {
+        let mut seen = Vec::new();
+        for i in 0..40 {
+            let headers: &[(&str, &str)] = if i % 2 == 0 {
+                &[("end-user", "jason")]
+            } else {
+                &[]
+            };
+            let reply = get(&mut h1, "reviews:9080", "/reviews/0", headers).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            seen.push(reply.backend().to_string());
+        }
+        seen
+    });
+    for (i, backend) in seen.iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            "reviews-v2"
+        } else {
+            "reviews-v3"
+        };
+        assert_eq!(backend, expected, "request {i} of one connection: {seen:?}");
+    }
+    // Through the proxy, the backend saw the client's own request.
+    let reply = stage.block(get(&mut h1, "reviews:9080", "/x?y=1", &[]));
+    assert_eq!(reply.seen("path"), Some("/x?y=1"));
+    assert_eq!(reply.seen("authority"), Some("reviews:9080"));
+}
+
+#[test]
+fn the_seed_rule_over_http2_prior_knowledge_routes_each_stream() {
+    if !kernel_tests_enabled("the_seed_rule_over_http2_prior_knowledge_routes_each_stream") {
+        return;
+    }
+    let stage = Stage::new();
+    let h2 = stage.h2(REVIEWS);
+    let replies: Vec<(bool, String)> = stage.block(async {
+        let mut streams = Vec::new();
+        for i in 0..40 {
+            let mut h2 = h2.clone();
+            let jason = i % 3 == 0;
+            streams.push(tokio::spawn(async move {
+                let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
+                let reply = h2.get("reviews:9080", "/reviews/0", headers).await;
+                assert_eq!(reply.status, 200, "{reply:?}");
+                (jason, reply.backend().to_string())
+            }));
+        }
+        let mut replies = Vec::new();
+        for stream in streams {
+            replies.push(stream.await.expect("stream task"));
+        }
+        replies
+    });
+    for (jason, backend) in &replies {
+        let expected = if *jason { "reviews-v2" } else { "reviews-v3" };
+        assert_eq!(backend, expected, "{replies:?}");
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_clients_get_their_own_service_and_leave_no_entry() {
+    if !kernel_tests_enabled(
+        "two_hundred_concurrent_clients_get_their_own_service_and_leave_no_entry",
+    ) {
+        return;
+    }
+    let stage = Stage::new();
+    let reviews = stage.connect(REVIEWS, 100);
+    let web = stage.connect(WEB, 100);
+    // All 200 connections are open at once, each with its own original destination.
+    let entries = stage.original_entries();
+    assert_eq!(
+        entries, 200,
+        "original-destination entries while 200 are open"
+    );
+    let answers: Vec<(bool, String)> = stage.block(async {
+        let mut tasks = Vec::new();
+        for (is_reviews, stream) in reviews
+            .into_iter()
+            .map(|s| (true, s))
+            .chain(web.into_iter().map(|s| (false, s)))
+        {
+            tasks.push(tokio::spawn(async move {
+                let mut h1 = H1::over(stream).await;
+                let (host, path) = if is_reviews {
+                    ("reviews:9080", "/reviews/1")
+                } else {
+                    ("web", "/app/1")
+                };
+                let reply = h1.get(host, path, &[]).await;
+                assert_eq!(reply.status, 200, "{reply:?}");
+                (is_reviews, reply.backend().to_string())
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("client task"));
+        }
+        answers
+    });
+    for (is_reviews, backend) in &answers {
+        let expected = if *is_reviews { "reviews-v3" } else { "web-v1" };
+        assert_eq!(backend, expected, "a client got another service's answer");
+    }
+    // The clients are gone (their connections closed with their tasks): so are the entries.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut left = stage.original_entries();
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = stage.original_entries();
+    }
+    assert_eq!(
+        left, 0,
+        "original-destination entries left after every client closed"
+    );
+}
+
+#[test]
+fn a_90_10_route_splits_requests_on_keep_alive_connections() {
+    if !kernel_tests_enabled("a_90_10_route_splits_requests_on_keep_alive_connections") {
+        return;
+    }
+    const CONNECTIONS: usize = 8;
+    const PER_CONNECTION: usize = 1_500;
+    let stage = Stage::new();
+    let streams = stage.connect(RATINGS, CONNECTIONS);
+    let counts: BTreeMap<String, u64> = stage
+        .runtime
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), async {
+                let mut tasks = Vec::new();
+                for stream in streams {
+                    tasks.push(tokio::spawn(async move {
+                        let mut h1 = H1::over(stream).await;
+                        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                        for _ in 0..PER_CONNECTION {
+                            let reply = h1.get("ratings:9080", "/", &[]).await;
+                            assert_eq!(reply.status, 200, "{reply:?}");
+                            *counts.entry(reply.backend().to_string()).or_default() += 1;
+                        }
+                        counts
+                    }));
+                }
+                let mut total: BTreeMap<String, u64> = BTreeMap::new();
+                for task in tasks {
+                    for (name, n) in task.await.expect("client task") {
+                        *total.entry(name).or_default() += n;
+                    }
+                }
+                total
+            })
+            .await
+        })
+        .expect("12,000 requests within two minutes");
+    let observed = [
+        counts.get("ratings-v1").copied().unwrap_or(0),
+        counts.get("ratings-v2").copied().unwrap_or(0),
+    ];
+    assert_eq!(
+        observed.iter().sum::<u64>(),
+        (CONNECTIONS * PER_CONNECTION) as u64,
+        "{counts:?}"
+    );
+    stats::assert_split(&observed, &[90.0, 10.0]).unwrap();
+    // Each connection is split on its own: per request, not per connection.
+}
+
+#[test]
+fn a_grpc_call_is_routed_by_header_and_its_trailers_arrive() {
+    if !kernel_tests_enabled("a_grpc_call_is_routed_by_header_and_its_trailers_arrive") {
+        return;
+    }
+    let stage = Stage::new();
+    let h2 = stage.h2(GRPC);
+    for (route, expected) in [(Some("v2"), "grpc-v2"), (None, "grpc-v1")] {
+        let mut h2 = h2.clone();
+        let (message, trailers) =
+            stage.block(async move {
+                let mut client_trailers = HeaderMap::new();
+                client_trailers.insert("x-client", "sent".parse().unwrap());
+                // One length-prefixed gRPC message, then the client's trailers.
+                let frames: Vec<
+                    Result<Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+                > = vec![
+                    Ok(Frame::data(bytes::Bytes::from_static(b"\0\0\0\0\x05hello"))),
+                    Ok(Frame::trailers(client_trailers)),
+                ];
+                let body: Body =
+                    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+                let mut headers = vec![("content-type", "application/grpc"), ("te", "trailers")];
+                if let Some(route) = route {
+                    headers.push(("x-route", route));
+                }
+                let reply = h2
+                    .send(request(
+                        "POST",
+                        "http://grpc:50051/test.Echo/Say",
+                        &headers,
+                        body,
+                    ))
+                    .await
+                    .expect("a gRPC response");
+                assert_eq!(reply.status, 200, "{reply:?}");
+                (reply.bytes, reply.trailers.expect("trailers"))
+            });
+        assert_eq!(&message[..], b"\0\0\0\0\x05hello");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(trailers["x-backend"], expected);
+        // The client's trailers reached the backend, over HTTP/2 to the backend too.
+        assert_eq!(trailers["x-client-echo"], "sent");
+        assert_eq!(trailers["x-version"], "HTTP/2.0");
+    }
+}
+
+#[test]
+fn a_websocket_upgrade_passes_through_the_proxy() {
+    if !kernel_tests_enabled("a_websocket_upgrade_passes_through_the_proxy") {
+        return;
+    }
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let stage = Stage::new();
+    let stream = stage.connect(REVIEWS, 1).pop().unwrap();
+    let echoed = stage.block(async move {
+        let mut req = "ws://reviews:9080/chat".into_client_request().unwrap();
+        req.headers_mut()
+            .insert("end-user", "jason".parse().unwrap());
+        let (mut ws, response) = tokio_tungstenite::client_async(req, stream)
+            .await
+            .expect("WebSocket handshake through the proxy");
+        assert_eq!(response.status(), 101);
+        let mut echoed = Vec::new();
+        for text in ["one", "two"] {
+            ws.send(Message::text(text)).await.expect("send");
+            let reply = ws.next().await.expect("a reply").expect("a message");
+            echoed.push(reply.into_text().expect("text").to_string());
+        }
+        let _ = ws.close(None).await;
+        echoed
+    });
+    assert_eq!(echoed, ["reviews-v2: one", "reviews-v2: two"]);
+}
+
+#[test]
+fn redirect_rewrite_headers_direct_response_and_404() {
+    if !kernel_tests_enabled("redirect_rewrite_headers_direct_response_and_404") {
+        return;
+    }
+    let stage = Stage::new();
+    let mut h1 = stage.h1(WEB);
+    let (redirect, direct, rewritten, missing) = stage.block(async {
+        let redirect = get(&mut h1, "web", "/old/page", &[]).await;
+        let direct = get(&mut h1, "web", "/health", &[]).await;
+        let rewritten = get(
+            &mut h1,
+            "web",
+            "/api/items?id=7",
+            &[("x-secret", "s3cr3t"), ("x-kept", "yes")],
+        )
+        .await;
+        let missing = get(&mut h1, "web", "/nowhere", &[]).await;
+        (redirect, direct, rewritten, missing)
+    });
+    assert_eq!(redirect.status, 301, "{redirect:?}");
+    assert_eq!(redirect.headers["location"], "http://web/new");
+    assert_eq!(direct.status, 200);
+    assert_eq!(direct.body, "healthy");
+    assert_eq!(rewritten.status, 200, "{rewritten:?}");
+    assert_eq!(rewritten.backend(), "web-v2");
+    assert_eq!(rewritten.seen("path"), Some("/v2/items?id=7"));
+    assert_eq!(rewritten.seen_header("x-added"), ["by-rule"]);
+    assert_eq!(rewritten.seen_header("x-kept"), ["yes"]);
+    assert!(
+        rewritten.seen_header("x-secret").is_empty(),
+        "{rewritten:?}"
+    );
+    assert_eq!(rewritten.headers["x-served-by"], "vsteer");
+    assert_eq!(missing.status, 404, "no rule matches: {missing:?}");
+    // All of it on one keep-alive connection, and the connection still serves.
+    let again = stage.block(get(&mut h1, "web", "/app/x", &[]));
+    assert_eq!(again.backend(), "web-v1");
+}
+
+#[test]
+fn the_proxys_upstream_connect_to_another_vip_is_not_redirected() {
+    if !kernel_tests_enabled("the_proxys_upstream_connect_to_another_vip_is_not_redirected") {
+        return;
+    }
+    let stage = Stage::new();
+    // The pod's request to middle itself with the header: its proxy rule applies.
+    let mut middle = stage.h1(MIDDLE);
+    let direct = stage.block(get(&mut middle, "middle", "/", &[("x-via", "front")]));
+    assert_eq!(direct.backend(), "middle-l7");
+    // Via front, whose endpoint is middle's VIP: the proxy's own connect to that VIP carries
+    // its mark, so the kernel steers it on middle's L4 route instead of back to the proxy
+    // (which would apply middle's header rule).
+    let mut front = stage.h1(FRONT);
+    let via = stage.block(get(&mut front, "front", "/", &[("x-via", "front")]));
+    assert_eq!(via.status, 200, "{via:?}");
+    assert_eq!(via.backend(), "middle-l4");
+}
+
+#[test]
+fn connections_the_kernel_did_not_redirect_are_refused_and_counted() {
+    if !kernel_tests_enabled("connections_the_kernel_did_not_redirect_are_refused_and_counted") {
+        return;
+    }
+    let mut stage = Stage::new();
+    // Straight to the proxy's address: no original destination.
+    let mut stream = stage.connect(PROXY, 1).pop().unwrap();
+    let read = stage.block(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.map(|_| buf)
+    });
+    match read {
+        Ok(bytes) => assert!(bytes.is_empty(), "the proxy answered: {bytes:?}"),
+        // A reset is a refusal too.
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+    }
+    let metrics = stage.metrics();
+    let refused = metric(
+        &metrics,
+        r#"refused_connections_total{reason="no_original_destination"}"#,
+    );
+    assert_eq!(refused, Some(1.0), "{metrics}");
+    stage.agent.drain();
+}
+
+impl Stage {
+    /// The agent's `/metrics`, fetched inside its namespace.
+    fn metrics(&self) -> String {
+        let reply = self._node.run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut h1 = tokio::time::timeout(TIMEOUT, H1::connect(addr("127.0.0.1:15020")))
+                    .await
+                    .expect("admin connect");
+                tokio::time::timeout(TIMEOUT, h1.get("admin", "/metrics", &[]))
+                    .await
+                    .expect("admin reply")
+            })
+        });
+        let reply = reply.expect("the metrics fetch");
+        assert_eq!(reply.status, 200);
+        reply.body
+    }
+}
+
+/// The value of the first sample whose name contains `name`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n.contains(name))
+        })
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

@@ -167,6 +167,10 @@ const MATCHES: &str = r#"  - match: [{uri: {exact: /exact}}]
     directResponse: {status: 200, body: {string: q-exact}}
   - match: [{queryParams: {r: {regex: "[a-c]+"}}}]
     directResponse: {status: 200, body: {string: q-regex}}
+  - match: [{queryParams: {raw: {exact: "a%20b"}}}]
+    directResponse: {status: 200, body: {string: q-raw}}
+  - match: [{queryParams: {user: {exact: "x"}}}]
+    directResponse: {status: 200, body: {string: q-user}}
   - match: [{uri: {prefix: /without}, withoutHeaders: {x-deny: {exact: "yes"}}}]
     directResponse: {status: 200, body: {string: without}}
   - match: [{headers: {x-a: {exact: "1"}, x-b: {exact: "2"}}}]
@@ -209,6 +213,12 @@ async fn every_match_kind_or_and_first_match_and_404() {
         ("GET", "/?q=12", &[], None),
         ("GET", "/?z=0&r=abc", &[], Some("q-regex")),
         ("GET", "/?r=abcd", &[], None),
+        // Query parameters are compared as sent, never percent-decoded (Envoy's matcher).
+        ("GET", "/?user=x", &[], Some("q-user")),
+        ("GET", "/?%75ser=x", &[], None),
+        ("GET", "/?raw=a%20b", &[], Some("q-raw")),
+        ("GET", "/?raw=a+b", &[], None),
+        ("GET", "/?user=%78", &[], None),
         ("GET", "/without", &[], Some("without")),
         ("GET", "/without", &[("x-deny", "no")], Some("without")),
         ("GET", "/without", &[("x-deny", "yes")], None),

@@ -59,6 +59,8 @@ pub enum HttpRuleError {
     MirrorBoth,
     #[error("a body takes only one of string and bytes")]
     BodyBoth,
+    #[error("bytes is a proto bytes field and must be base64: {0}")]
+    BodyBytes(String),
 }
 
 /// Checks the settings of HTTP rule `rule` at `field` (`spec.http[2]`) that need no other
@@ -129,6 +131,14 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
             && body.bytes.is_some()
         {
             problems.add(format!("{at}.body"), HttpRuleError::BodyBoth);
+        }
+        if let Some(Err(e)) = direct
+            .body
+            .as_ref()
+            .and_then(|b| b.bytes.as_deref())
+            .map(base64)
+        {
+            problems.add(format!("{at}.body.bytes"), HttpRuleError::BodyBytes(e));
         }
     }
     if let Some(rewrite) = &rule.rewrite {
@@ -269,6 +279,20 @@ fn percent(value: f64, field: &str, problems: &mut Problems) {
     if !(0.0..=100.0).contains(&value) {
         problems.add(field.to_string(), HttpRuleError::Percent(value));
     }
+}
+
+/// A proto `bytes` field as Istio reads it from YAML (protojson): standard or URL-safe
+/// base64, padding optional, line breaks ignored (as Go's decoder does).
+fn base64(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_INDIFFERENT};
+    let text: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    let engine = if text.contains(['-', '_']) {
+        URL_SAFE_PAD_INDIFFERENT
+    } else {
+        STANDARD_PAD_INDIFFERENT
+    };
+    engine.decode(text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// RE2 syntax, as Envoy's safe_regex: the regex crate implements it.
@@ -476,11 +500,17 @@ fn action(
         });
     }
     if let Some(direct) = &rule.direct_response {
+        // `bytes` was checked to be base64 (check_rule).
         let body = direct.body.as_ref().and_then(|b| {
             b.string
                 .as_ref()
                 .map(|s| Arc::from(s.as_bytes()))
-                .or_else(|| b.bytes.as_ref().map(|s| Arc::from(s.as_bytes())))
+                .or_else(|| {
+                    b.bytes
+                        .as_deref()
+                        .and_then(|s| base64(s).ok())
+                        .map(Arc::from)
+                })
         });
         return HttpAction::DirectResponse {
             status: u16::try_from(direct.status).unwrap_or(500),

@@ -1,0 +1,54 @@
+//! HTTP rule settings as the proxy receives them: direct response bodies, header operation
+//! values, and how a rule's destinations are counted.
+
+use super::*;
+use vsteer_plan::http::{HttpAction, HttpRule};
+
+/// The rules the proxy serves for reviews (10.0.0.1:9080).
+fn rules(compiled: &Compiled) -> Vec<HttpRule> {
+    let service = compiled
+        .plan
+        .get(ip("10.0.0.1"), 9080, Protocol::Tcp)
+        .unwrap();
+    service
+        .http
+        .as_ref()
+        .expect("an HTTP route table")
+        .rules
+        .clone()
+}
+
+#[test]
+fn direct_response_bytes_are_base64_decoded() {
+    // "hello\n\u{0}" in base64, as Istio's YAML carries a proto bytes field.
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{uri: {prefix: /b}}]
+    directResponse: {status: 200, body: {bytes: aGVsbG8KAA==}}
+  - directResponse: {status: 200, body: {string: aGVsbG8KAA==}}
+",
+    ));
+    let rules = rules(&compiled);
+    let body = |rule: &HttpRule| match &rule.action {
+        HttpAction::DirectResponse { body, .. } => body.as_deref().map(<[u8]>::to_vec),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(body(&rules[0]).as_deref(), Some(&b"hello\n\0"[..]));
+    // A string body is sent as written.
+    assert_eq!(body(&rules[1]).as_deref(), Some(&b"aGVsbG8KAA=="[..]));
+}
+
+#[test]
+fn direct_response_bytes_that_are_not_base64_are_rejected() {
+    let (compiled, _) = compile_text(&reviews_vs(
+        "  http:
+  - directResponse: {status: 200, body: {bytes: 'not base64!'}}
+",
+    ));
+    let message = single_error(
+        &compiled,
+        "VirtualService default/reviews",
+        "spec.http[0].directResponse.body.bytes",
+    );
+    assert!(message.contains("base64"), "{message}");
+}

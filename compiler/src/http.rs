@@ -459,7 +459,10 @@ pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> Htt
             },
             name: None,
             matches: Vec::new(),
-            action: HttpAction::Route(route),
+            action: HttpAction::Route {
+                destinations: route,
+                weighted: false,
+            },
             rewrite: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
@@ -549,7 +552,10 @@ fn action(
     for (w, part) in weighted.iter_mut().zip(parts) {
         w.weight = u32::try_from(part).unwrap_or(u32::MAX);
     }
-    HttpAction::Route(weighted)
+    HttpAction::Route {
+        destinations: weighted,
+        weighted: count > 1,
+    }
 }
 
 fn mirrors(

@@ -154,10 +154,13 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
             status: StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: body.as_ref().map(|b| Bytes::copy_from_slice(b)),
         },
-        HttpAction::Route(weighted) => {
-            let single = weighted.len() == 1;
+        HttpAction::Route {
+            destinations,
+            weighted,
+        } => {
+            let single = !weighted;
             let mut upto = 0u64;
-            let targets = weighted
+            let targets = destinations
                 .iter()
                 .map(|w| {
                     upto += u64::from(w.weight);

@@ -666,6 +666,18 @@ async fn header_operations_at_rule_and_destination_level() {
       headers:
         request: {set: {x-both: dest}}
         response: {set: {x-resp-both: dest}}
+  - match: [{uri: {prefix: /zero}}]
+    headers:
+      request: {set: {x-both: rule}}
+      response: {set: {x-resp-both: rule}}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 100
+      headers:
+        request: {set: {x-both: dest}}
+        response: {set: {x-resp-both: dest}}
+    - destination: {host: reviews, subset: v2}
+      weight: 0
 "#;
     let (_backends, plan) = reviews(single, "").await;
     let proxy = Harness::start(&plan, fixed(VIP)).await;
@@ -690,6 +702,14 @@ async fn header_operations_at_rule_and_destination_level() {
     // `set` wins (Envoy's default order, which Istio keeps).
     for _ in 0..10 {
         let reply = client.get(HOST, "/weighted", &[]).await;
+        assert_eq!(reply.seen_header("x-both"), ["rule"], "{}", reply.body);
+        assert_eq!(reply.headers["x-resp-both"], "rule");
+    }
+    // Two destinations, one of weight 0: still weighted for Istio (it counts the route's
+    // entries before it drops zero weights), so the rule's level applies last again.
+    for _ in 0..10 {
+        let reply = client.get(HOST, "/zero", &[]).await;
+        assert_eq!(reply.backend(), "v1");
         assert_eq!(reply.seen_header("x-both"), ["rule"], "{}", reply.body);
         assert_eq!(reply.headers["x-resp-both"], "rule");
     }

@@ -52,3 +52,31 @@ fn direct_response_bytes_that_are_not_base64_are_rejected() {
     );
     assert!(message.contains("base64"), "{message}");
 }
+
+#[test]
+fn a_rule_with_several_destinations_is_weighted_even_when_zero_weights_are_left_out() {
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{uri: {prefix: /zero}}]
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 100}
+    - {destination: {host: reviews, subset: v2}, weight: 0}
+  - match: [{uri: {prefix: /single}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+",
+    ));
+    let shape: Vec<(usize, bool)> = rules(&compiled)
+        .iter()
+        .map(|r| match &r.action {
+            HttpAction::Route {
+                destinations,
+                weighted,
+            } => (destinations.len(), *weighted),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shape, [(1, true), (1, false), (2, true)]);
+}

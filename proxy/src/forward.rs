@@ -17,15 +17,20 @@ use crate::connection::{ConnContext, RequestGuard};
 use crate::headers::{HeaderOps, add_forwarding, is_upgrade, strip_hop_by_hop};
 use crate::matching::RequestView;
 use crate::pool::InFlight;
-use crate::respond;
+use crate::request_body::{RequestBody, StreamState};
+use crate::respond::{self, CountAs};
 use crate::stats::ProxyStats;
 use crate::upgrade;
 use crate::upstream::{Sent, UpstreamError};
 
 pub(crate) async fn handle(conn: Arc<ConnContext>, req: Request<Incoming>) -> Response<ProxyBody> {
     let guard = conn.activity.begin();
-    let response = serve(&conn, req, guard).await;
-    conn.shared.stats.response(response.status());
+    let mut response = serve(&conn, req, guard).await;
+    match response.extensions_mut().remove::<CountAs>() {
+        None => conn.shared.stats.response(response.status()),
+        Some(CountAs(Some(status))) => conn.shared.stats.response(status),
+        Some(CountAs(None)) => {}
+    }
     response
 }
 
@@ -77,6 +82,7 @@ async fn serve(
     };
     let Some(target) = route.pick() else {
         // No destination could be resolved (Envoy: cluster not found).
+        ProxyStats::add(&stats.no_cluster);
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "", grpc);
     };
     let cluster = &table.clusters[target.cluster];
@@ -122,7 +128,8 @@ async fn serve(
     // Nothing of the downstream connection's extensions belongs upstream.
     parts.extensions.clear();
     let in_flight = InFlight::new(&endpoint.pool);
-    let request = Request::from_parts(parts, body);
+    let state = Arc::new(StreamState::default());
+    let request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
     let sent = if upgrade {
         shared
             .upstream
@@ -144,6 +151,11 @@ async fn serve(
             ProxyStats::add(&stats.upstream_connect_errors);
             tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
             return with_ops(respond::upstream_failure(true, grpc), &target.response_ops);
+        }
+        Err(UpstreamError::Reset(e)) if state.downstream_failed() => {
+            ProxyStats::add(&stats.downstream_resets);
+            tracing::debug!("{}: the client went away: {e}", cluster.name);
+            return respond::client_gone();
         }
         Err(UpstreamError::Reset(e)) => {
             ProxyStats::add(&stats.upstream_resets);

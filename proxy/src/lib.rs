@@ -21,6 +21,7 @@ mod original;
 mod pool;
 mod proxy;
 mod redirect;
+mod request_body;
 mod respond;
 mod rewrite;
 mod ring;

@@ -61,6 +61,11 @@ pub enum HttpRuleError {
     BodyBoth,
     #[error("bytes is a proto bytes field and must be base64: {0}")]
     BodyBytes(String),
+    #[error("header value {value:?}: {error}")]
+    HeaderValue {
+        value: String,
+        error: vsteer_plan::header_format::FormatError,
+    },
 }
 
 /// Checks the settings of HTTP rule `rule` at `field` (`spec.http[2]`) that need no other
@@ -141,6 +146,14 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
             problems.add(format!("{at}.body.bytes"), HttpRuleError::BodyBytes(e));
         }
     }
+    check_headers(rule.headers.as_ref(), &format!("{field}.headers"), problems);
+    for (j, destination) in rule.route.iter().enumerate() {
+        check_headers(
+            destination.headers.as_ref(),
+            &format!("{field}.route[{j}].headers"),
+            problems,
+        );
+    }
     if let Some(rewrite) = &rule.rewrite {
         let at = format!("{field}.rewrite");
         if rewrite.uri.is_some() && rewrite.uri_regex_rewrite.is_some() {
@@ -203,6 +216,37 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
                     &format!("{field}.corsPolicy.allowOrigins[{o}].regex"),
                     problems,
                 );
+            }
+        }
+    }
+}
+
+/// Header values are Envoy formats (`%%` a literal `%`, command operators): what Envoy would
+/// reject is an error here. A `host` value is an authority rewrite, taken literally.
+fn check_headers(headers: Option<&Headers>, field: &str, problems: &mut Problems) {
+    let Some(headers) = headers else { return };
+    for (side, ops) in [
+        ("request", &headers.request),
+        ("response", &headers.response),
+    ] {
+        let Some(ops) = ops else { continue };
+        for (list, entries) in [("set", &ops.set), ("add", &ops.add)] {
+            for (name, value) in entries {
+                if side == "request"
+                    && (name.eq_ignore_ascii_case("host")
+                        || name.eq_ignore_ascii_case(":authority"))
+                {
+                    continue;
+                }
+                if let Err(error) = vsteer_plan::header_format::parse(value) {
+                    problems.add(
+                        format!("{field}.{side}.{list}[{name}]"),
+                        HttpRuleError::HeaderValue {
+                            value: value.clone(),
+                            error,
+                        },
+                    );
+                }
             }
         }
     }

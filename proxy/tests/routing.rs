@@ -810,3 +810,80 @@ spec:
     assert!(used.len() >= 2, "{used:?}");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_values_expand_envoy_command_operators() {
+    let vs = r#"  - match: [{uri: {prefix: /format}}]
+    headers:
+      request:
+        set:
+          x-client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+          x-client-full: "%DOWNSTREAM_REMOTE_ADDRESS%"
+          x-dialed: "%DOWNSTREAM_LOCAL_ADDRESS%"
+          x-pct: "100%%"
+          x-proto: "%PROTOCOL%"
+          x-user: "user=%REQ(end-user?x-alt):3%"
+          x-up: "%UPSTREAM_REMOTE_ADDRESS%"
+          x-host: "%HOSTNAME%"
+          x-none: "%DOWNSTREAM_TLS_VERSION%"
+          x-time: "%START_TIME(%s)%"
+      response:
+        set:
+          x-resp-user: "%REQ(end-user)%"
+          x-resp-cluster: "%UPSTREAM_CLUSTER%"
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /direct}}]
+    headers: {response: {add: {x-echo: "%REQ(end-user)% via %PROTOCOL%"}}}
+    directResponse: {status: 200}
+"#;
+    let (backends, plan) = reviews(vs, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reply = client.get(HOST, "/format", &[("end-user", "jason")]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.seen_header("x-client"),
+        ["127.0.0.1"],
+        "{}",
+        reply.body
+    );
+    let full = reply.seen_header("x-client-full");
+    assert!(
+        full.len() == 1 && full[0].starts_with("127.0.0.1:"),
+        "{full:?}"
+    );
+    assert_eq!(reply.seen_header("x-dialed"), [VIP]);
+    assert_eq!(reply.seen_header("x-pct"), ["100%"]);
+    assert_eq!(reply.seen_header("x-proto"), ["HTTP/1.1"]);
+    assert_eq!(reply.seen_header("x-user"), ["user=jas"]);
+    assert_eq!(
+        reply.seen_header("x-up"),
+        [backends[0].addr.to_string().as_str()]
+    );
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(reply.seen_header("x-host"), [hostname.trim()]);
+    // An operator without a value here expands to nothing: no header at all.
+    assert!(reply.seen_header("x-none").is_empty(), "{}", reply.body);
+    let time: u64 = reply.seen_header("x-time")[0].parse().unwrap();
+    assert!(time >= before && time <= before + 60, "{time}");
+    assert_eq!(reply.headers["x-resp-user"], "jason");
+    assert_eq!(
+        reply.headers["x-resp-cluster"],
+        "outbound|9080|v1|reviews.default.svc.cluster.local"
+    );
+    // The alternative header, when the first is absent.
+    let reply = client.get(HOST, "/format", &[("x-alt", "bob")]).await;
+    assert_eq!(reply.seen_header("x-user"), ["user=bob"]);
+    // Local replies' response operations too.
+    let reply = client.get(HOST, "/direct", &[("end-user", "ann")]).await;
+    assert_eq!(reply.headers["x-echo"], "ann via HTTP/1.1");
+    // Over HTTP/2 the protocol says so.
+    let mut h2 = H2::connect(proxy.addr).await;
+    let reply = h2.get(HOST, "/format", &[]).await;
+    assert_eq!(reply.seen_header("x-proto"), ["HTTP/2"]);
+    proxy.stop().await;
+}

@@ -80,3 +80,58 @@ fn a_rule_with_several_destinations_is_weighted_even_when_zero_weights_are_left_
         .collect();
     assert_eq!(shape, [(1, true), (1, false), (2, true)]);
 }
+
+#[test]
+fn header_values_are_envoy_formats() {
+    // Known operators, %% and a literal host are fine.
+    compile_ok(&reviews_vs(
+        "  http:
+  - headers:
+      request:
+        set: {x-client: '%DOWNSTREAM_REMOTE_ADDRESS%', x-pct: '100%%', host: '50%'}
+      response:
+        add: {x-user: '%REQ(end-user):8%', x-tls: '%DOWNSTREAM_TLS_VERSION%'}
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    ));
+    for (headers, field, what) in [
+        (
+            "request: {set: {x-a: '%NOT_AN_OPERATOR%'}}",
+            "spec.http[0].headers.request.set[x-a]",
+            "unknown command operator",
+        ),
+        (
+            "response: {add: {x-b: '50%'}}",
+            "spec.http[0].headers.response.add[x-b]",
+            "a literal % is written %%",
+        ),
+        (
+            "request: {add: {x-c: '%PROTOCOL(x)%'}}",
+            "spec.http[0].headers.request.add[x-c]",
+            "takes no parameters",
+        ),
+    ] {
+        let (compiled, _) = compile_text(&reviews_vs(&format!(
+            "  http:
+  - headers: {{{headers}}}
+    route: [{{destination: {{host: reviews, subset: v1}}}}]
+"
+        )));
+        let message = single_error(&compiled, "VirtualService default/reviews", field);
+        assert!(message.contains(what), "{message}");
+    }
+    // A destination's header values too.
+    let (compiled, _) = compile_text(&reviews_vs(
+        "  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      headers: {request: {set: {x-d: '%REQ%'}}}
+",
+    ));
+    let message = single_error(
+        &compiled,
+        "VirtualService default/reviews",
+        "spec.http[0].route[0].headers.request.set[x-d]",
+    );
+    assert!(message.contains("needs a parameter"), "{message}");
+}

@@ -59,6 +59,13 @@ pub enum HttpRuleError {
     MirrorBoth,
     #[error("a body takes only one of string and bytes")]
     BodyBoth,
+    #[error("bytes is a proto bytes field and must be base64: {0}")]
+    BodyBytes(String),
+    #[error("header value {value:?}: {error}")]
+    HeaderValue {
+        value: String,
+        error: vsteer_plan::header_format::FormatError,
+    },
 }
 
 /// Checks the settings of HTTP rule `rule` at `field` (`spec.http[2]`) that need no other
@@ -130,6 +137,22 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
         {
             problems.add(format!("{at}.body"), HttpRuleError::BodyBoth);
         }
+        if let Some(Err(e)) = direct
+            .body
+            .as_ref()
+            .and_then(|b| b.bytes.as_deref())
+            .map(base64)
+        {
+            problems.add(format!("{at}.body.bytes"), HttpRuleError::BodyBytes(e));
+        }
+    }
+    check_headers(rule.headers.as_ref(), &format!("{field}.headers"), problems);
+    for (j, destination) in rule.route.iter().enumerate() {
+        check_headers(
+            destination.headers.as_ref(),
+            &format!("{field}.route[{j}].headers"),
+            problems,
+        );
     }
     if let Some(rewrite) = &rule.rewrite {
         let at = format!("{field}.rewrite");
@@ -193,6 +216,37 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
                     &format!("{field}.corsPolicy.allowOrigins[{o}].regex"),
                     problems,
                 );
+            }
+        }
+    }
+}
+
+/// Header values are Envoy formats (`%%` a literal `%`, command operators): what Envoy would
+/// reject is an error here. A `host` value is an authority rewrite, taken literally.
+fn check_headers(headers: Option<&Headers>, field: &str, problems: &mut Problems) {
+    let Some(headers) = headers else { return };
+    for (side, ops) in [
+        ("request", &headers.request),
+        ("response", &headers.response),
+    ] {
+        let Some(ops) = ops else { continue };
+        for (list, entries) in [("set", &ops.set), ("add", &ops.add)] {
+            for (name, value) in entries {
+                if side == "request"
+                    && (name.eq_ignore_ascii_case("host")
+                        || name.eq_ignore_ascii_case(":authority"))
+                {
+                    continue;
+                }
+                if let Err(error) = vsteer_plan::header_format::parse(value) {
+                    problems.add(
+                        format!("{field}.{side}.{list}[{name}]"),
+                        HttpRuleError::HeaderValue {
+                            value: value.clone(),
+                            error,
+                        },
+                    );
+                }
             }
         }
     }
@@ -269,6 +323,20 @@ fn percent(value: f64, field: &str, problems: &mut Problems) {
     if !(0.0..=100.0).contains(&value) {
         problems.add(field.to_string(), HttpRuleError::Percent(value));
     }
+}
+
+/// A proto `bytes` field as Istio reads it from YAML (protojson): standard or URL-safe
+/// base64, padding optional, line breaks ignored (as Go's decoder does).
+fn base64(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_INDIFFERENT};
+    let text: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    let engine = if text.contains(['-', '_']) {
+        URL_SAFE_PAD_INDIFFERENT
+    } else {
+        STANDARD_PAD_INDIFFERENT
+    };
+    engine.decode(text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// RE2 syntax, as Envoy's safe_regex: the regex crate implements it.
@@ -435,7 +503,10 @@ pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> Htt
             },
             name: None,
             matches: Vec::new(),
-            action: HttpAction::Route(route),
+            action: HttpAction::Route {
+                destinations: route,
+                weighted: false,
+            },
             rewrite: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
@@ -476,11 +547,17 @@ fn action(
         });
     }
     if let Some(direct) = &rule.direct_response {
+        // `bytes` was checked to be base64 (check_rule).
         let body = direct.body.as_ref().and_then(|b| {
             b.string
                 .as_ref()
                 .map(|s| Arc::from(s.as_bytes()))
-                .or_else(|| b.bytes.as_ref().map(|s| Arc::from(s.as_bytes())))
+                .or_else(|| {
+                    b.bytes
+                        .as_deref()
+                        .and_then(|s| base64(s).ok())
+                        .map(Arc::from)
+                })
         });
         return HttpAction::DirectResponse {
             status: u16::try_from(direct.status).unwrap_or(500),
@@ -519,7 +596,10 @@ fn action(
     for (w, part) in weighted.iter_mut().zip(parts) {
         w.weight = u32::try_from(part).unwrap_or(u32::MAX);
     }
-    HttpAction::Route(weighted)
+    HttpAction::Route {
+        destinations: weighted,
+        weighted: count > 1,
+    }
 }
 
 fn mirrors(

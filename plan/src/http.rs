@@ -71,10 +71,17 @@ pub enum StrMatch {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HttpAction {
-    /// Forward it to one of these, by weight (parts per million, summing to 1,000,000). A
-    /// destination without endpoints keeps its weight and its share is answered 503 (`no
-    /// healthy upstream`, as Envoy); empty: no destination resolved, every request 503.
-    Route(Vec<WeightedCluster>),
+    /// Forward it to one of `destinations`, by weight (parts per million, summing to
+    /// 1,000,000). A destination without endpoints keeps its weight and its share is
+    /// answered 503 (`no healthy upstream`, as Envoy); empty: no destination resolved, every
+    /// request 503. Destinations of weight 0 are left out.
+    Route {
+        destinations: Vec<WeightedCluster>,
+        /// The rule lists more than one destination (counted before zero weights are left
+        /// out, as Istio does): Envoy's weighted clusters, whose header operations are a
+        /// level of their own; else a single cluster, whose operations join the rule's.
+        weighted: bool,
+    },
     Redirect(Redirect),
     DirectResponse {
         status: u16,

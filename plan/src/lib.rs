@@ -1,9 +1,11 @@
 //! The plan: what the datapath and the proxy must do, independent of how it was configured.
 //! Every steered service (`service`: VIP, port, protocol, backends, load balancer), the rule
 //! that routes it (`route`), whether the kernel or the proxy serves it and, for HTTP
-//! services, the full route table the proxy applies per request (`http`). The compiler
-//! writes it; `vsteer plan` prints it (`render`).
+//! services, the full route table the proxy applies per request (`http`; header operation
+//! values in Envoy's format, `header_format`). The compiler writes it; `vsteer plan` prints
+//! it (`render`).
 
+pub mod header_format;
 pub mod http;
 pub mod render;
 pub mod route;

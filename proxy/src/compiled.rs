@@ -25,6 +25,8 @@ pub(crate) struct CompiledTable {
 
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
+    /// The rule's `name` (`%ROUTE_NAME%`).
+    pub name: Option<Box<str>>,
     /// Any one must match (OR).
     pub matches: Vec<RequestMatcher>,
     pub action: Action,
@@ -66,6 +68,10 @@ pub(crate) struct Target {
     /// the rule's wins for a single destination, the destination's for weighted ones (as
     /// Istio configures Envoy).
     pub authority: Option<HeaderValue>,
+    /// Some operation's value changes per request (command operators).
+    pub dynamic: bool,
+    /// Response operations read request headers: the proxy keeps a copy.
+    pub response_reads_request: bool,
 }
 
 #[derive(Debug)]
@@ -154,10 +160,13 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
             status: StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: body.as_ref().map(|b| Bytes::copy_from_slice(b)),
         },
-        HttpAction::Route(weighted) => {
-            let single = weighted.len() == 1;
+        HttpAction::Route {
+            destinations,
+            weighted,
+        } => {
+            let single = !weighted;
             let mut upto = 0u64;
-            let targets = weighted
+            let targets = destinations
                 .iter()
                 .map(|w| {
                     upto += u64::from(w.weight);
@@ -172,11 +181,20 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
                         };
                         levels.into_iter().filter(|l| !l.is_empty()).collect()
                     };
+                    let request_ops = levels(&rule_request, dest_request);
+                    let response_ops = levels(&rule_response, dest_response);
                     Target {
                         cluster: w.cluster,
                         upto,
-                        request_ops: levels(&rule_request, dest_request),
-                        response_ops: levels(&rule_response, dest_response),
+                        dynamic: request_ops
+                            .iter()
+                            .chain(&response_ops)
+                            .any(HeaderOps::is_dynamic),
+                        response_reads_request: response_ops
+                            .iter()
+                            .any(HeaderOps::reads_request_headers),
+                        request_ops,
+                        response_ops,
                         authority: if single {
                             rule_authority.clone().or(dest_authority)
                         } else {
@@ -192,6 +210,7 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         }
     };
     CompiledRule {
+        name: rule.name.as_deref().map(Into::into),
         matches,
         action,
         rewrite: rule.rewrite.as_ref().and_then(PathRewrite::compile),

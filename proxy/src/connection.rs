@@ -21,6 +21,8 @@ use crate::stats::ProxyStats;
 /// What a request handler knows of its connection.
 pub(crate) struct ConnContext {
     pub peer: SocketAddr,
+    /// The proxy's address the connection came in on.
+    pub local: Option<SocketAddr>,
     /// `peer`'s IP as an `x-forwarded-for` entry.
     pub forwarded_for: http::HeaderValue,
     /// The original destination the client dialed.
@@ -29,6 +31,29 @@ pub(crate) struct ConnContext {
     pub activity: Arc<Activity>,
     /// Held by upgraded tunnels too, so the connection counts as active until they end.
     pub open: Arc<OpenConnection>,
+}
+
+impl ConnContext {
+    /// What header values of a request on this connection read.
+    pub(crate) fn format_context<'a>(
+        &self,
+        version: http::Version,
+        upstream: Option<(SocketAddr, &'a str, bool)>,
+        rule: &'a crate::compiled::CompiledRule,
+        request: Option<&'a crate::header_value::RequestFacts>,
+        started: &'a std::sync::OnceLock<std::time::SystemTime>,
+    ) -> crate::header_value::Context<'a> {
+        crate::header_value::Context {
+            peer: self.peer,
+            vip: self.vip,
+            local: self.local,
+            version,
+            upstream,
+            route_name: rule.name.as_deref(),
+            request,
+            started,
+        }
+    }
 }
 
 /// Requests in flight on a connection, and since when it has been idle.
@@ -97,6 +122,7 @@ pub(crate) async fn serve(
     let activity = Arc::new(Activity::new());
     let ctx = Arc::new(ConnContext {
         peer,
+        local: stream.local_addr().ok(),
         forwarded_for: crate::headers::forwarded_for(peer.ip()),
         vip,
         shared: shared.clone(),

@@ -4,36 +4,70 @@
 //! headers out, forwarding headers and header operations in, path and authority rewritten,
 //! the URI and version the upstream protocol needs) and the response passed back streaming.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
-use crate::compiled::{Action, Target};
+use crate::compiled::{Action, CompiledRule, Target};
 use crate::connection::{ConnContext, RequestGuard};
+use crate::header_value::{Context, RequestFacts};
 use crate::headers::{HeaderOps, add_forwarding, is_upgrade, strip_hop_by_hop};
 use crate::matching::RequestView;
 use crate::pool::InFlight;
-use crate::respond;
+use crate::request_body::{RequestBody, StreamState};
+use crate::respond::{self, CountAs};
 use crate::stats::ProxyStats;
 use crate::upgrade;
 use crate::upstream::{Sent, UpstreamError};
 
 pub(crate) async fn handle(conn: Arc<ConnContext>, req: Request<Incoming>) -> Response<ProxyBody> {
     let guard = conn.activity.begin();
-    let response = serve(&conn, req, guard).await;
-    conn.shared.stats.response(response.status());
+    let mut response = serve(&conn, req, guard).await;
+    match response.extensions_mut().remove::<CountAs>() {
+        None => conn.shared.stats.response(response.status()),
+        Some(CountAs(Some(status))) => conn.shared.stats.response(status),
+        Some(CountAs(None)) => {}
+    }
     response
 }
 
-fn with_ops(mut response: Response<ProxyBody>, levels: &[HeaderOps]) -> Response<ProxyBody> {
+/// `response` with the response header operations `levels`, whose values read `ctx` and
+/// the request's headers `request`.
+fn with_ops(
+    mut response: Response<ProxyBody>,
+    levels: &[HeaderOps],
+    ctx: &Context<'_>,
+    request: &HeaderMap,
+) -> Response<ProxyBody> {
     for level in levels {
-        level.apply(response.headers_mut());
+        level.apply_response(response.headers_mut(), ctx, request);
     }
     response
+}
+
+/// A local reply (direct response, redirect) with its rule's response operations.
+fn local_reply(
+    response: Response<ProxyBody>,
+    rule: &CompiledRule,
+    conn: &ConnContext,
+    parts: &http::request::Parts,
+    started: &OnceLock<SystemTime>,
+) -> Response<ProxyBody> {
+    let ops = &rule.response_ops;
+    if ops.is_empty() {
+        return response;
+    }
+    let facts = ops.is_dynamic().then(|| RequestFacts {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+    });
+    let ctx = conn.format_context(parts.version, None, rule, facts.as_ref(), started);
+    with_ops(response, std::slice::from_ref(ops), &ctx, &parts.headers)
 }
 
 async fn serve(
@@ -59,6 +93,7 @@ async fn serve(
         return respond::no_route(grpc);
     }
     let (mut parts, body) = req.into_parts();
+    let started = OnceLock::new();
     let view = RequestView::new(&parts);
     let Some((rule, matched)) = table.route(&view) else {
         ProxyStats::add(&stats.no_route);
@@ -67,22 +102,30 @@ async fn serve(
     let route = match &rule.action {
         Action::Direct { status, body } => {
             let response = respond::local(*status, body.clone());
-            return with_ops(response, std::slice::from_ref(&rule.response_ops));
+            return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Redirect(redirect) => {
             let response = respond::redirect(redirect.status, &redirect.location(&view));
-            return with_ops(response, std::slice::from_ref(&rule.response_ops));
+            return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Route(route) => route,
     };
     let Some(target) = route.pick() else {
         // No destination could be resolved (Envoy: cluster not found).
+        ProxyStats::add(&stats.no_cluster);
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "", grpc);
     };
     let cluster = &table.clusters[target.cluster];
+    let version = parts.version;
+    let facts = target.dynamic.then(|| RequestFacts {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+    });
     if cluster.endpoints.is_empty() {
         ProxyStats::add(&stats.no_healthy_upstream);
-        return with_ops(respond::no_healthy_upstream(grpc), &target.response_ops);
+        let ctx = conn.format_context(version, None, rule, facts.as_ref(), &started);
+        let response = respond::no_healthy_upstream(grpc);
+        return with_ops(response, &target.response_ops, &ctx, &parts.headers);
     }
     let hashed = cluster
         .balancer
@@ -90,6 +133,8 @@ async fn serve(
         .map(|key| key.hash(&parts.headers, view.query, conn.peer))
         .unwrap_or_default();
     let endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, hashed.hash)];
+    let upstream = Some((endpoint.addr, &*cluster.name, cluster.http2));
+    let ctx = conn.format_context(version, upstream, rule, facts.as_ref(), &started);
     let path = rule
         .rewrite
         .as_ref()
@@ -100,8 +145,14 @@ async fn serve(
     strip_hop_by_hop(&mut parts.headers, upgrade, true);
     add_forwarding(&mut parts.headers, &conn.forwarded_for);
     for level in &target.request_ops {
-        level.apply(&mut parts.headers);
+        level.apply_request(&mut parts.headers, &ctx);
     }
+    // What response operations read of the request, once the request is gone upstream.
+    let request_headers = if target.response_reads_request {
+        parts.headers.clone()
+    } else {
+        HeaderMap::new()
+    };
     let http2 = cluster.http2 && !upgrade;
     let Some(uri) = upstream_uri(&parts.uri, path, &authority, http2) else {
         return respond::error(StatusCode::BAD_REQUEST, "", grpc);
@@ -122,7 +173,8 @@ async fn serve(
     // Nothing of the downstream connection's extensions belongs upstream.
     parts.extensions.clear();
     let in_flight = InFlight::new(&endpoint.pool);
-    let request = Request::from_parts(parts, body);
+    let state = Arc::new(StreamState::default());
+    let request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
     let sent = if upgrade {
         shared
             .upstream
@@ -143,12 +195,19 @@ async fn serve(
         Err(UpstreamError::Connect(e)) => {
             ProxyStats::add(&stats.upstream_connect_errors);
             tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
-            return with_ops(respond::upstream_failure(true, grpc), &target.response_ops);
+            let response = respond::upstream_failure(true, grpc);
+            return with_ops(response, &target.response_ops, &ctx, &request_headers);
+        }
+        Err(UpstreamError::Reset(e)) if state.downstream_failed() => {
+            ProxyStats::add(&stats.downstream_resets);
+            tracing::debug!("{}: the client went away: {e}", cluster.name);
+            return respond::client_gone();
         }
         Err(UpstreamError::Reset(e)) => {
             ProxyStats::add(&stats.upstream_resets);
             tracing::debug!("{} ({}): {e}", cluster.name, endpoint.addr);
-            return with_ops(respond::upstream_failure(false, grpc), &target.response_ops);
+            let response = respond::upstream_failure(false, grpc);
+            return with_ops(response, &target.response_ops, &ctx, &request_headers);
         }
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -160,7 +219,7 @@ async fn serve(
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers, switching, false);
     for level in &target.response_ops {
-        level.apply(&mut head.headers);
+        level.apply_response(&mut head.headers, &ctx, &request_headers);
     }
     if let Some(cookie) = hashed.set_cookie {
         head.headers.append(header::SET_COOKIE, cookie);

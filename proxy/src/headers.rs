@@ -1,6 +1,7 @@
 //! Header handling on the way through: Istio's header operations (remove first, then set and
-//! add in Istio's order; `host`/`:authority` become an authority rewrite, as Istio turns them
-//! into Envoy's host_rewrite_literal), the hop-by-hop headers a proxy must not forward
+//! add in Istio's order, values formatted as Envoy does: `header_value`; `host`/`:authority`
+//! become an authority rewrite, as Istio turns them into Envoy's host_rewrite_literal), the
+//! hop-by-hop headers a proxy must not forward
 //! (RFC 9110 section 7.6.1), and the forwarding headers the proxy adds.
 
 use std::net::IpAddr;
@@ -8,12 +9,15 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use vsteer_plan::http as plan;
 
+use crate::header_value::{Context, Value};
+
 /// One Envoy header-mutation level: removals, then additions in order (`append`: add one
-/// more value; else replace every value).
+/// more value; else replace every value). Values are Envoy formats, built once
+/// ([`Value`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeaderOps {
     remove: Vec<HeaderName>,
-    add: Vec<(HeaderName, HeaderValue, bool)>,
+    add: Vec<(HeaderName, Value, bool)>,
 }
 
 /// Whether Istio hands this header to Envoy as a header operation; `host` and pseudo-headers
@@ -28,7 +32,7 @@ fn is_authority(name: &str) -> bool {
 
 impl HeaderOps {
     /// Compiles `ops` (`what` names them in warnings); also returns the authority they set
-    /// (`set` wins over `add`, as in Istio).
+    /// (`set` wins over `add`, as in Istio; a literal, as Envoy's host_rewrite_literal).
     pub(crate) fn compile(ops: &plan::HeaderOps, what: &str) -> (HeaderOps, Option<HeaderValue>) {
         let mut out = HeaderOps::default();
         let (mut set_authority, mut add_authority) = (None, None);
@@ -47,14 +51,12 @@ impl HeaderOps {
                 if is_internal(name) {
                     continue;
                 }
-                match (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    (Ok(n), Ok(v)) => out.add.push((n, v, append)),
-                    _ => tracing::warn!(
-                        "{what}: header {name:?}: {value:?} is not a valid header; skipped"
-                    ),
+                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                    tracing::warn!("{what}: {name:?} is not a valid header name; skipped");
+                    continue;
+                };
+                if let Some(v) = Value::compile(value, &format!("{what}: header {name}")) {
+                    out.add.push((n, v, append));
                 }
             }
         }
@@ -84,17 +86,52 @@ impl HeaderOps {
         self.remove.is_empty() && self.add.is_empty()
     }
 
-    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+    /// Whether some value changes per request (it needs a [`Context`]).
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.add.iter().any(|(_, v, _)| v.is_dynamic())
+    }
+
+    /// Whether some value reads request headers.
+    pub(crate) fn reads_request_headers(&self) -> bool {
+        self.add.iter().any(|(_, v, _)| v.reads_request_headers())
+    }
+
+    /// Applies the level to a request's `headers` (values read them as they stand).
+    pub(crate) fn apply_request(&self, headers: &mut HeaderMap, ctx: &Context<'_>) {
         for name in &self.remove {
             headers.remove(name);
         }
         for (name, value, append) in &self.add {
-            if *append {
-                headers.append(name.clone(), value.clone());
-            } else {
-                headers.insert(name.clone(), value.clone());
+            if let Some(v) = value.evaluate(ctx, headers) {
+                put(headers, name, v, *append);
             }
         }
+    }
+
+    /// Applies the level to a response's `headers`; values read the request's headers
+    /// `request`.
+    pub(crate) fn apply_response(
+        &self,
+        headers: &mut HeaderMap,
+        ctx: &Context<'_>,
+        request: &HeaderMap,
+    ) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value, append) in &self.add {
+            if let Some(v) = value.evaluate(ctx, request) {
+                put(headers, name, v, *append);
+            }
+        }
+    }
+}
+
+fn put(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue, append: bool) {
+    if append {
+        headers.append(name.clone(), value);
+    } else {
+        headers.insert(name.clone(), value);
     }
 }
 
@@ -206,7 +243,7 @@ pub(crate) fn forwarded_for(peer: IpAddr) -> HeaderValue {
 }
 
 /// A random UUID (version 4), as Envoy generates for `x-request-id`.
-fn request_id() -> HeaderValue {
+pub(crate) fn request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     let mut out = [0u8; 36];
@@ -275,7 +312,18 @@ mod tests {
         let (ops, authority) = HeaderOps::compile(&ops, "test");
         assert_eq!(authority.unwrap(), "h");
         let mut h = map(&[("x-a", "0"), ("x-b", "0"), ("x-c", "0")]);
-        ops.apply(&mut h);
+        let started = std::sync::OnceLock::new();
+        let ctx = Context {
+            peer: "10.0.0.1:4000".parse().unwrap(),
+            vip: "10.9.0.1:80".parse().unwrap(),
+            local: None,
+            version: http::Version::HTTP_11,
+            upstream: None,
+            route_name: None,
+            request: None,
+            started: &started,
+        };
+        ops.apply_request(&mut h, &ctx);
         assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["1"]);
         assert_eq!(h.get_all("x-b").iter().collect::<Vec<_>>(), ["0", "2"]);
         assert!(!h.contains_key("x-c"));

@@ -2,8 +2,8 @@
 //! requests. The kernel redirects a client's `connect()` to a proxied VIP:port here and
 //! records the original destination; per accepted connection the proxy looks it up
 //! (`original`), and per request serves that service's Istio HTTP route table (`tables`,
-//! compiled in `compiled`): matching (`matching`), actions (`redirect`, `rewrite`, `headers`,
-//! `respond`), load balancing (`balance`, `ring`, `hash_policy`), upstream connections
+//! compiled in `compiled`): matching (`matching`), actions (`redirect`, `rewrite`, `headers`
+//! with values in Envoy's format: `header_value`, `time_format`; `respond`), load balancing (`balance`, `ring`, `hash_policy`), upstream connections
 //! (`upstream`, `pool`, `upgrade`), streaming bodies (`body`); `proxy` and `connection` accept
 //! and serve connections within the limits of `options`; `stats` counts.
 
@@ -14,6 +14,7 @@ mod connection;
 mod forward;
 mod hash_policy;
 mod hashing;
+mod header_value;
 mod headers;
 mod matching;
 mod options;
@@ -21,11 +22,13 @@ mod original;
 mod pool;
 mod proxy;
 mod redirect;
+mod request_body;
 mod respond;
 mod rewrite;
 mod ring;
 mod stats;
 mod tables;
+mod time_format;
 mod upgrade;
 mod upstream;
 

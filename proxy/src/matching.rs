@@ -1,7 +1,7 @@
 //! Request matching, as Istio's `HTTPMatchRequest` compiles to Envoy's route match: string
 //! conditions (exact, prefix, RE2 regex matching the whole value, present), headers (several
 //! values joined with ","), `withoutHeaders` (inverted; a missing header counts as empty,
-//! except for a presence condition), query parameters (first value, percent-decoded), and the
+//! except for a presence condition), query parameters (first value, compared raw), and the
 //! path (exact and regex on the path without the query, prefix on the full `:path`, as Envoy;
 //! `ignoreUriCase` for exact and prefix only).
 
@@ -250,7 +250,7 @@ impl RequestMatcher {
         }
         for (name, matcher) in &self.query {
             match query_param(req.query, name) {
-                Some(value) if matcher.matches(&value) => {}
+                Some(value) if matcher.matches(value) => {}
                 _ => return None,
             }
         }
@@ -303,39 +303,13 @@ impl<'a> RequestView<'a> {
 }
 
 /// The first value of query parameter `name` (`None`: absent; a key without `=` has the
-/// empty value), percent-decoded as Envoy's query matcher does.
-pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
-    for pair in query?.split('&') {
+/// empty value). Keys and values are compared as the client sent them, never percent-decoded:
+/// Envoy's route matcher and hash policy parse the query without decoding it.
+pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if percent_decode(key) == name {
-            return Some(percent_decode(value));
-        }
-    }
-    None
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16)),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+        (key == name).then_some(value)
+    })
 }
 
 #[cfg(test)]
@@ -362,10 +336,11 @@ mod tests {
     }
 
     #[test]
-    fn query_parameters_are_decoded_and_first_wins() {
-        assert_eq!(query_param(Some("a=1&a=2"), "a").as_deref(), Some("1"));
-        assert_eq!(query_param(Some("x&y=%41b"), "y").as_deref(), Some("Ab"));
-        assert_eq!(query_param(Some("x&y=1"), "x").as_deref(), Some(""));
+    fn query_parameters_are_raw_and_first_wins() {
+        assert_eq!(query_param(Some("a=1&a=2"), "a"), Some("1"));
+        assert_eq!(query_param(Some("x&y=%41b"), "y"), Some("%41b"));
+        assert_eq!(query_param(Some("%79=1"), "y"), None);
+        assert_eq!(query_param(Some("x&y=1"), "x"), Some(""));
         assert_eq!(query_param(Some("x=1"), "z"), None);
         assert_eq!(query_param(None, "z"), None);
     }

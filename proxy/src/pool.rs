@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use rustc_hash::FxHashMap;
 
-pub(crate) type H1Sender = http1::SendRequest<Incoming>;
-pub(crate) type H2Sender = http2::SendRequest<Incoming>;
+use crate::request_body::RequestBody;
+
+pub(crate) type H1Sender = http1::SendRequest<RequestBody>;
+pub(crate) type H2Sender = http2::SendRequest<RequestBody>;
 
 #[derive(Debug)]
 pub(crate) struct EndpointPool {

@@ -10,6 +10,11 @@ use http::{Response, StatusCode};
 
 use crate::body::ProxyBody;
 
+/// In a response's extensions: the status its request is counted under, when that is not
+/// the response's own (`None`: not counted, the client is gone).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountAs(pub Option<StatusCode>);
+
 pub(crate) fn local(status: StatusCode, body: Option<Bytes>) -> Response<ProxyBody> {
     let mut response = match body {
         Some(body) if !body.is_empty() => {
@@ -41,12 +46,20 @@ pub(crate) fn error(status: StatusCode, message: &'static str, grpc: bool) -> Re
         _ => "2",
     };
     let mut response = Response::new(ProxyBody::empty());
+    response.extensions_mut().insert(CountAs(Some(status)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from_static(code));
     if !message.is_empty() {
         headers.insert("grpc-message", HeaderValue::from_static(message));
     }
+    response
+}
+
+/// For a request whose client went away: nobody reads it, nothing counts it.
+pub(crate) fn client_gone() -> Response<ProxyBody> {
+    let mut response = local(StatusCode::BAD_REQUEST, None);
+    response.extensions_mut().insert(CountAs(None));
     response
 }
 

@@ -1,6 +1,12 @@
 //! What the proxy counts: connections accepted, refused (by reason) and active, requests by
-//! response class, local replies, upstream failures; and their Prometheus export, read from the
-//! same atomics at scrape time so the data path pays one relaxed add per event.
+//! response class, local replies, upstream failures, clients that gave up; and their
+//! Prometheus export, read from the same atomics at scrape time so the data path pays one
+//! relaxed add per event.
+//!
+//! A local reply to a gRPC request goes out as HTTP 200 with a `grpc-status` (as Envoy sends
+//! it) but is counted in the class of the HTTP status it stands for (a `no healthy upstream`
+//! is a 5xx), so error rates read the same for gRPC and plain HTTP callers. A request whose
+//! client went away before its response is counted in no class.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,16 +32,23 @@ pub struct ProxyStats {
     pub refused_not_proxied: AtomicU64,
     /// Closed at once: the original destination is the proxy's own address (a loop).
     pub refused_own_address: AtomicU64,
-    /// Responses sent downstream, by class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    /// Responses sent downstream, by class: 1xx, 2xx, 3xx, 4xx, 5xx (a gRPC local reply by
+    /// the HTTP status it stands for).
     pub responses: [AtomicU64; 5],
     /// 404s because no rule matched.
     pub no_route: AtomicU64,
     /// 503s because the chosen destination has no endpoint.
     pub no_healthy_upstream: AtomicU64,
+    /// 503s because the rule's destinations resolved to no cluster (Envoy's
+    /// `cluster_not_found`).
+    pub no_cluster: AtomicU64,
     /// Upstream connects that failed (refused, timed out, SO_MARK denied, own address).
     pub upstream_connect_errors: AtomicU64,
     /// Upstream connections that failed after connecting, before the response headers.
     pub upstream_resets: AtomicU64,
+    /// Requests whose client reset the stream or closed while its body was being sent
+    /// upstream (no response is sent or counted).
+    pub downstream_resets: AtomicU64,
 }
 
 /// A copy of [`ProxyStats`] at one moment, for comparisons in tests and logs.
@@ -49,8 +62,10 @@ pub struct StatsSnapshot {
     pub responses: [u64; 5],
     pub no_route: u64,
     pub no_healthy_upstream: u64,
+    pub no_cluster: u64,
     pub upstream_connect_errors: u64,
     pub upstream_resets: u64,
+    pub downstream_resets: u64,
 }
 
 impl ProxyStats {
@@ -64,8 +79,10 @@ impl ProxyStats {
             responses: std::array::from_fn(|i| self.responses[i].load(Relaxed)),
             no_route: self.no_route.load(Relaxed),
             no_healthy_upstream: self.no_healthy_upstream.load(Relaxed),
+            no_cluster: self.no_cluster.load(Relaxed),
             upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
             upstream_resets: self.upstream_resets.load(Relaxed),
+            downstream_resets: self.downstream_resets.load(Relaxed),
         }
     }
 
@@ -133,6 +150,7 @@ impl Collector for StatsCollector {
         let local = [
             ("no_route", s.no_route),
             ("no_healthy_upstream", s.no_healthy_upstream),
+            ("cluster_not_found", s.no_cluster),
         ];
         labelled(
             &mut encoder,
@@ -152,6 +170,12 @@ impl Collector for StatsCollector {
             "vsteer_proxy_upstream_resets",
             "Upstream connections that failed before the response headers",
             s.upstream_resets,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_downstream_resets",
+            "Requests whose client went away while their body was sent upstream",
+            s.downstream_resets,
         )
     }
 }

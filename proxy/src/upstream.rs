@@ -18,6 +18,7 @@ use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::pool::{EndpointPool, H1Sender, H2Sender, PooledH1};
+use crate::request_body::RequestBody;
 
 #[derive(Debug)]
 pub(crate) struct Upstream {
@@ -148,7 +149,7 @@ impl Upstream {
     pub(crate) async fn send(
         &self,
         pool: &Arc<EndpointPool>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Sent, UpstreamError> {
         if pool.http2 {
             let mut sender = self.h2(pool).await?;
@@ -199,7 +200,7 @@ impl Upstream {
     pub(crate) async fn send_upgrade(
         &self,
         addr: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
         let (mut sender, conn) = http1::Builder::new()

@@ -395,3 +395,79 @@ async fn ipv6_listener_vip_and_endpoints() {
     assert_eq!(client.get("reviews:9080", "/", &[]).await.backend(), "v1");
     proxy.stop().await;
 }
+
+/// The metrics text of `stats`.
+fn metrics(stats: &Arc<vsteer_proxy::ProxyStats>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    vsteer_proxy::register_metrics(&mut registry, stats.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}
+
+fn assert_metric(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line:?} missing in:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_without_a_destination_is_counted_as_cluster_not_found() {
+    let backends = two_backends().await;
+    let mut plan = reviews_to(&backends, "v1");
+    // What a route whose destinations all failed to resolve compiles to.
+    let mut service = plan.service(&key(VIP)).unwrap().clone();
+    let mut table = (**service.http.as_ref().unwrap()).clone();
+    for rule in &mut table.rules {
+        rule.action = vsteer_plan::http::HttpAction::Route {
+            destinations: Vec::new(),
+            weighted: false,
+        };
+    }
+    service.http = Some(Arc::new(table));
+    plan.insert(service);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    assert_eq!(client.get(HOST, "/", &[]).await.status, 503);
+    let text = metrics(&proxy.stats);
+    assert_metric(
+        &text,
+        "vsteer_proxy_local_replies_total{reason=\"cluster_not_found\"} 1",
+    );
+    assert_metric(&text, "vsteer_proxy_requests_total{class=\"5xx\"} 1");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_aborting_its_request_body_is_a_downstream_reset_not_an_upstream_one() {
+    use tokio::io::AsyncWriteExt;
+    let backends = two_backends().await;
+    let proxy = Harness::start(&reviews_to(&backends, "v1"), fixed(VIP)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /hold HTTP/1.1\r\nHost: reviews\r\nContent-Length: 1000\r\n\r\nabc")
+        .await
+        .unwrap();
+    // The request reached the backend (which answers nothing yet): then the client goes.
+    eventually("the request is held on v1", || backends[0].held() == 1).await;
+    drop(stream);
+    eventually("the abort is counted", || {
+        let text = metrics(&proxy.stats);
+        text.contains("vsteer_proxy_downstream_resets_total 1")
+            || text.contains("vsteer_proxy_upstream_resets_total 1")
+    })
+    .await;
+    let text = metrics(&proxy.stats);
+    assert_metric(&text, "vsteer_proxy_downstream_resets_total 1");
+    assert_metric(&text, "vsteer_proxy_upstream_resets_total 0");
+    // No response went out: none is counted.
+    for class in ["2xx", "4xx", "5xx"] {
+        assert_metric(
+            &text,
+            &format!("vsteer_proxy_requests_total{{class=\"{class}\"}} 0"),
+        );
+    }
+    backends[0].release(1);
+    proxy.stop().await;
+}

@@ -352,5 +352,9 @@ async fn grpc_local_replies_take_grpc_form() {
     // And a routed call still works.
     let reply = client.send(call("/pkg.S/M", "x")).await.unwrap();
     assert_eq!(reply.trailers.unwrap()["grpc-status"], "0");
+    // Local replies count by the HTTP status they stand for (503, 404), though they went
+    // out as HTTP 200; the routed call is a 2xx.
+    let stats = proxy.stats.snapshot();
+    assert_eq!(stats.responses, [0, 1, 0, 1, 1], "{stats:?}");
     proxy.stop().await;
 }

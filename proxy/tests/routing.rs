@@ -167,6 +167,10 @@ const MATCHES: &str = r#"  - match: [{uri: {exact: /exact}}]
     directResponse: {status: 200, body: {string: q-exact}}
   - match: [{queryParams: {r: {regex: "[a-c]+"}}}]
     directResponse: {status: 200, body: {string: q-regex}}
+  - match: [{queryParams: {raw: {exact: "a%20b"}}}]
+    directResponse: {status: 200, body: {string: q-raw}}
+  - match: [{queryParams: {user: {exact: "x"}}}]
+    directResponse: {status: 200, body: {string: q-user}}
   - match: [{uri: {prefix: /without}, withoutHeaders: {x-deny: {exact: "yes"}}}]
     directResponse: {status: 200, body: {string: without}}
   - match: [{headers: {x-a: {exact: "1"}, x-b: {exact: "2"}}}]
@@ -209,6 +213,12 @@ async fn every_match_kind_or_and_first_match_and_404() {
         ("GET", "/?q=12", &[], None),
         ("GET", "/?z=0&r=abc", &[], Some("q-regex")),
         ("GET", "/?r=abcd", &[], None),
+        // Query parameters are compared as sent, never percent-decoded (Envoy's matcher).
+        ("GET", "/?user=x", &[], Some("q-user")),
+        ("GET", "/?%75ser=x", &[], None),
+        ("GET", "/?raw=a%20b", &[], Some("q-raw")),
+        ("GET", "/?raw=a+b", &[], None),
+        ("GET", "/?user=%78", &[], None),
         ("GET", "/without", &[], Some("without")),
         ("GET", "/without", &[("x-deny", "no")], Some("without")),
         ("GET", "/without", &[("x-deny", "yes")], None),
@@ -656,6 +666,18 @@ async fn header_operations_at_rule_and_destination_level() {
       headers:
         request: {set: {x-both: dest}}
         response: {set: {x-resp-both: dest}}
+  - match: [{uri: {prefix: /zero}}]
+    headers:
+      request: {set: {x-both: rule}}
+      response: {set: {x-resp-both: rule}}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 100
+      headers:
+        request: {set: {x-both: dest}}
+        response: {set: {x-resp-both: dest}}
+    - destination: {host: reviews, subset: v2}
+      weight: 0
 "#;
     let (_backends, plan) = reviews(single, "").await;
     let proxy = Harness::start(&plan, fixed(VIP)).await;
@@ -680,6 +702,14 @@ async fn header_operations_at_rule_and_destination_level() {
     // `set` wins (Envoy's default order, which Istio keeps).
     for _ in 0..10 {
         let reply = client.get(HOST, "/weighted", &[]).await;
+        assert_eq!(reply.seen_header("x-both"), ["rule"], "{}", reply.body);
+        assert_eq!(reply.headers["x-resp-both"], "rule");
+    }
+    // Two destinations, one of weight 0: still weighted for Istio (it counts the route's
+    // entries before it drops zero weights), so the rule's level applies last again.
+    for _ in 0..10 {
+        let reply = client.get(HOST, "/zero", &[]).await;
+        assert_eq!(reply.backend(), "v1");
         assert_eq!(reply.seen_header("x-both"), ["rule"], "{}", reply.body);
         assert_eq!(reply.headers["x-resp-both"], "rule");
     }
@@ -778,5 +808,82 @@ spec:
         used.insert(first);
     }
     assert!(used.len() >= 2, "{used:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_values_expand_envoy_command_operators() {
+    let vs = r#"  - match: [{uri: {prefix: /format}}]
+    headers:
+      request:
+        set:
+          x-client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+          x-client-full: "%DOWNSTREAM_REMOTE_ADDRESS%"
+          x-dialed: "%DOWNSTREAM_LOCAL_ADDRESS%"
+          x-pct: "100%%"
+          x-proto: "%PROTOCOL%"
+          x-user: "user=%REQ(end-user?x-alt):3%"
+          x-up: "%UPSTREAM_REMOTE_ADDRESS%"
+          x-host: "%HOSTNAME%"
+          x-none: "%DOWNSTREAM_TLS_VERSION%"
+          x-time: "%START_TIME(%s)%"
+      response:
+        set:
+          x-resp-user: "%REQ(end-user)%"
+          x-resp-cluster: "%UPSTREAM_CLUSTER%"
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /direct}}]
+    headers: {response: {add: {x-echo: "%REQ(end-user)% via %PROTOCOL%"}}}
+    directResponse: {status: 200}
+"#;
+    let (backends, plan) = reviews(vs, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reply = client.get(HOST, "/format", &[("end-user", "jason")]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.seen_header("x-client"),
+        ["127.0.0.1"],
+        "{}",
+        reply.body
+    );
+    let full = reply.seen_header("x-client-full");
+    assert!(
+        full.len() == 1 && full[0].starts_with("127.0.0.1:"),
+        "{full:?}"
+    );
+    assert_eq!(reply.seen_header("x-dialed"), [VIP]);
+    assert_eq!(reply.seen_header("x-pct"), ["100%"]);
+    assert_eq!(reply.seen_header("x-proto"), ["HTTP/1.1"]);
+    assert_eq!(reply.seen_header("x-user"), ["user=jas"]);
+    assert_eq!(
+        reply.seen_header("x-up"),
+        [backends[0].addr.to_string().as_str()]
+    );
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(reply.seen_header("x-host"), [hostname.trim()]);
+    // An operator without a value here expands to nothing: no header at all.
+    assert!(reply.seen_header("x-none").is_empty(), "{}", reply.body);
+    let time: u64 = reply.seen_header("x-time")[0].parse().unwrap();
+    assert!(time >= before && time <= before + 60, "{time}");
+    assert_eq!(reply.headers["x-resp-user"], "jason");
+    assert_eq!(
+        reply.headers["x-resp-cluster"],
+        "outbound|9080|v1|reviews.default.svc.cluster.local"
+    );
+    // The alternative header, when the first is absent.
+    let reply = client.get(HOST, "/format", &[("x-alt", "bob")]).await;
+    assert_eq!(reply.seen_header("x-user"), ["user=bob"]);
+    // Local replies' response operations too.
+    let reply = client.get(HOST, "/direct", &[("end-user", "ann")]).await;
+    assert_eq!(reply.headers["x-echo"], "ann via HTTP/1.1");
+    // Over HTTP/2 the protocol says so.
+    let mut h2 = H2::connect(proxy.addr).await;
+    let reply = h2.get(HOST, "/format", &[]).await;
+    assert_eq!(reply.seen_header("x-proto"), ["HTTP/2"]);
     proxy.stop().await;
 }

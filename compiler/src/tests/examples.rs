@@ -93,7 +93,9 @@ fn examples_compile_to_the_expected_plan() {
     let table = reviews.http.as_ref().expect("an HTTP route table");
     assert_eq!(table.rules.len(), 2);
     let cluster_of = |rule: usize| match &table.rules[rule].action {
-        vsteer_plan::http::HttpAction::Route(d) => {
+        vsteer_plan::http::HttpAction::Route {
+            destinations: d, ..
+        } => {
             assert_eq!(d.len(), 1);
             assert_eq!(d[0].weight, WEIGHT_SCALE);
             let c = &table.clusters[d[0].cluster];

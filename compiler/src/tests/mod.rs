@@ -3,6 +3,7 @@
 mod destination_rules;
 mod examples;
 mod hosts;
+mod http_rules;
 mod incremental;
 mod last_good;
 mod routes;

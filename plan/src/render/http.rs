@@ -80,10 +80,10 @@ fn condition(name: &str, value: &StrMatch) -> String {
 
 fn action(table: &HttpRouteTable, action: &HttpAction) -> String {
     match action {
-        HttpAction::Route(destinations) if destinations.is_empty() => {
+        HttpAction::Route { destinations, .. } if destinations.is_empty() => {
             "-> no endpoint: 503".to_string()
         }
-        HttpAction::Route(destinations) => {
+        HttpAction::Route { destinations, .. } => {
             let parts: Vec<String> = destinations
                 .iter()
                 .map(|d| {
@@ -127,7 +127,7 @@ fn redirect(r: &Redirect) -> String {
 /// What else the rule does to a request, by Istio field name.
 fn settings(rule: &HttpRule) -> Vec<&'static str> {
     let destination_headers = match &rule.action {
-        HttpAction::Route(destinations) => destinations
+        HttpAction::Route { destinations, .. } => destinations
             .iter()
             .any(|d| !d.request_headers.is_empty() || !d.response_headers.is_empty()),
         _ => false,

@@ -152,6 +152,16 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
         .unwrap_or(false)
 }
 
+fn is_hop_by_hop(name: &HeaderName, request: bool) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
+        || (request && (name == header::TE || name == header::EXPECT))
+}
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -162,6 +172,11 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// (hyper answers `100-continue` itself, as Envoy does by default) and any `TE` but
 /// `trailers` (which gRPC needs upstream).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: bool) {
+    // Most messages carry none of them: one pass over the few names present is cheaper than
+    // a hashed removal per hop-by-hop name.
+    if !upgrade && !headers.keys().any(|name| is_hop_by_hop(name, request)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -217,11 +232,22 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// client's address (`peer`, formatted once per connection) appended, because the backend
 /// sees the node's address where a sidecar would have shown the pod's.
 pub(crate) fn add_forwarding(headers: &mut HeaderMap, peer: &HeaderValue) {
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    // One pass over the names present instead of a hashed lookup of each of the three.
+    let (mut proto, mut id, mut xff) = (false, false, false);
+    for name in headers.keys() {
+        proto |= name == X_FORWARDED_PROTO;
+        id |= name == X_REQUEST_ID;
+        xff |= name == X_FORWARDED_FOR;
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), request_id());
+    if !proto {
+        headers.append(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !id {
+        headers.append(X_REQUEST_ID.clone(), request_id());
+    }
+    if !xff {
+        headers.append(X_FORWARDED_FOR.clone(), peer.clone());
+        return;
     }
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(existing) if !existing.is_empty() => {

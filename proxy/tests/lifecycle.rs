@@ -471,3 +471,66 @@ async fn a_client_aborting_its_request_body_is_a_downstream_reset_not_an_upstrea
     backends[0].release(1);
     proxy.stop().await;
 }
+
+/// As the agent runs the proxy: two workers, each on a thread of its own with a
+/// single-threaded runtime, sharing the listener. Every connection is served (by whichever
+/// worker woke first), upstream connections are reused across workers, and a stop ends
+/// both threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_threads_of_their_own_share_the_listener_and_stop() {
+    let backends = two_backends().await;
+    let options = vsteer_proxy::ProxyOptions {
+        workers: 2,
+        ..test_options()
+    };
+    let proxy = vsteer_proxy::Proxy::bind(options, fixed(VIP), {
+        let tables = vsteer_proxy::RouteTables::new();
+        tables.replace(&reviews_to(&backends, "v2"));
+        tables
+    })
+    .expect("bind");
+    let (addr, stats) = (proxy.local_addrs()[0], proxy.stats());
+    let (workers, stop) = proxy.into_workers();
+    assert_eq!(workers.len(), 2);
+    let threads: Vec<_> = workers
+        .into_iter()
+        .map(|worker| {
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(worker.serve())
+            })
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        tasks.push(tokio::spawn(async move {
+            let mut client = H1::connect(addr).await;
+            for _ in 0..5 {
+                assert_eq!(client.get(HOST, "/", &[]).await.backend(), "v2");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(stats.snapshot().connections_accepted, 40);
+    stop.stop();
+    for thread in threads {
+        let ended = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+        ended
+            .expect("no panic")
+            .expect("the worker ends without error");
+    }
+    refused_to_connect(addr).await;
+}
+
+/// Nothing listens on `addr` any more.
+async fn refused_to_connect(addr: SocketAddr) {
+    let err = TcpStream::connect(addr).await.expect_err("still listening");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}

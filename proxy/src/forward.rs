@@ -77,14 +77,16 @@ async fn serve(
 ) -> Response<ProxyBody> {
     let shared = &conn.shared;
     let stats = &shared.stats;
-    let Some(table) = shared.tables.get(conn.vip) else {
-        // The service left the proxy since this connection came: close it, so the client
-        // reconnects and the kernel serves it.
-        let mut response = respond::error(StatusCode::SERVICE_UNAVAILABLE, "", is_grpc(&req));
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+    let table = match shared.tables.get(conn.vip) {
+        Some(table) => {
+            if !Arc::ptr_eq(&conn.table.load(), &table) {
+                conn.table.store(table.clone());
+            }
+            table
+        }
+        // The service left the proxy since this connection came, which now drains: its
+        // last requests are served as they would have been (a 503 would fail them).
+        None => conn.table.load_full(),
     };
     let grpc = is_grpc(&req);
     if req.method() == Method::CONNECT {

@@ -270,15 +270,15 @@ async fn accept(
                         tracing::debug!("connection from {peer}: original destination {vip} is the proxy itself; closed");
                         continue;
                     }
-                    if !shared.tables.contains(vip) {
+                    let Some(table) = shared.tables.get(vip) else {
                         ProxyStats::add(&shared.stats.refused_not_proxied);
                         tracing::debug!("connection from {peer}: {vip} is not a proxied service; closed");
                         continue;
-                    }
+                    };
                     let _ = stream.set_nodelay(true);
                     ProxyStats::add(&shared.stats.connections_accepted);
                     let open = OpenConnection::new(shared.stats.clone());
-                    connections.spawn(connection::serve(shared.clone(), stream, peer, vip, open));
+                    connections.spawn(connection::serve(shared.clone(), stream, peer, vip, table, open));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.

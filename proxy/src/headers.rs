@@ -145,6 +145,36 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| has_token(v, "upgrade"))
 }
 
+/// What an upgrade request asks for, as Istio configures Envoy: WebSocket is the only
+/// upgrade enabled; `h2c` Envoy's HTTP/1.1 codec strips (the request is served as a plain
+/// one); any other is refused with 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeKind {
+    WebSocket,
+    H2c,
+    Other,
+}
+
+/// The upgrade an HTTP/1.1 request asks for (None: not an upgrade request).
+pub(crate) fn upgrade_kind(headers: &HeaderMap) -> Option<UpgradeKind> {
+    if !is_upgrade(headers) {
+        return None;
+    }
+    let asks = |token: &str| {
+        headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(|v| has_token(v, token))
+    };
+    Some(if asks("websocket") {
+        UpgradeKind::WebSocket
+    } else if asks("h2c") {
+        UpgradeKind::H2c
+    } else {
+        UpgradeKind::Other
+    })
+}
+
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
         .to_str()

@@ -85,6 +85,7 @@ impl RunningProxy {
             ..ProxyOptions::default()
         };
         let drain = options.drain_timeout + DRAIN_MARGIN;
+        raise_open_files_limit();
         let original: Arc<dyn OriginalDestination> = Arc::new(original);
         let proxy = Proxy::bind(options, original, routes).with_context(|| {
             format!(
@@ -148,6 +149,27 @@ impl Drop for RunningProxy {
     fn drop(&mut self) {
         // Not stopped on purpose (an error path): the workers drain on their own, bounded.
         self.stop.stop();
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one, as Envoy's deployments do: each proxied
+/// connection holds two descriptors, and the common soft default (1,024) would stop the proxy
+/// at about 500 connections while the hard limit allows far more.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(err) => {
+            tracing::warn!("reading the open-files limit: {err}");
+            return;
+        }
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::info!("open-files limit raised from {soft} to {hard}"),
+        Err(err) => tracing::warn!("raising the open-files limit from {soft} to {hard}: {err}"),
     }
 }
 

@@ -343,8 +343,12 @@ fn bad_config_is_reported_and_the_last_good_one_stays_in_force() {
             ],
         ),
         (
-            split(50, 40),
-            &["VirtualService default/reviews", "spec.tcp[0].route", "90"],
+            split(0, 0),
+            &[
+                "VirtualService default/reviews",
+                "spec.tcp[0].route",
+                "total destination weight = 0",
+            ],
         ),
         (
             "apiVersion: networking.istio.io/v1\nkind: [unclosed\n".to_string(),

@@ -38,11 +38,9 @@ pub enum VirtualServiceError {
     #[error("weight must not be negative, got {0}")]
     NegativeWeight(i32),
     #[error(
-        "with several destinations every weight must be set, and they must sum to 100; {0} has no weight"
+        "total destination weight = 0: with several destinations each gets weight / (sum of weights), an unset weight counting as 0, so at least one must be above 0"
     )]
-    WeightsUnset(String),
-    #[error("weights sum to {0}, must be 100")]
-    WeightsSum(i64),
+    WeightsAllZero,
     #[error("host is required")]
     HostRequired,
     #[error("unknown host {host}: no ServiceEntry has it{why}")]
@@ -399,8 +397,10 @@ fn check_source(field: &str, labels: bool, namespace: bool, subnet: bool, proble
     }
 }
 
-/// With several destinations, every weight must be set and they must sum to 100 (Istio's
-/// rule); none may be negative.
+/// Weights are relative, as in Istio's current API: a destination gets weight / (sum of
+/// weights), an unset weight counting as 0 when several destinations are listed; only an
+/// all-zero total (Istio's "total destination weight = 0") and negative weights are invalid.
+/// (Istio's old rule that weights sum to 100 is gone from its validation.)
 fn check_weights(field: &str, weights: &[Option<i32>], problems: &mut Problems) {
     for (j, weight) in weights.iter().enumerate() {
         if let Some(w) = weight
@@ -415,22 +415,14 @@ fn check_weights(field: &str, weights: &[Option<i32>], problems: &mut Problems) 
     if weights.len() < 2 {
         return;
     }
-    let unset: Vec<String> = weights
+    let sum: i64 = weights
         .iter()
-        .enumerate()
-        .filter(|(_, w)| w.is_none())
-        .map(|(j, _)| format!("route[{j}]"))
-        .collect();
-    let sum: i64 = weights.iter().map(|w| i64::from(w.unwrap_or(0))).sum();
-    if !unset.is_empty() {
+        .map(|w| i64::from(w.unwrap_or(0).max(0)))
+        .sum();
+    if sum == 0 {
         problems.add(
             format!("{field}.route"),
-            VirtualServiceError::WeightsUnset(unset.join(", ")),
-        );
-    } else if sum != 100 {
-        problems.add(
-            format!("{field}.route"),
-            VirtualServiceError::WeightsSum(sum),
+            VirtualServiceError::WeightsAllZero,
         );
     }
 }

@@ -498,26 +498,67 @@ fn unknown_subset_is_rejected() {
     );
 }
 
+/// Istio's current API: a destination's share is weight / (sum of weights), an unset weight
+/// counting as 0 among several; only an all-zero total is invalid.
 #[test]
-fn weights_must_sum_to_100() {
-    let (compiled, _) = compile_text(&reviews_vs(&http_split(&[("v1", 70), ("v2", 20)])));
-    let message = single_error(
-        &compiled,
-        "VirtualService default/reviews",
-        "spec.http[0].route",
+fn weights_are_relative_and_an_unset_one_counts_as_zero() {
+    let shares = |pairs: &[(&str, i32)]| {
+        let compiled = compile_ok(&reviews_vs(&http_split(pairs)));
+        let list = backends(&compiled, "10.0.0.1", 9080);
+        (version_total(&list, 1), version_total(&list, 2))
+    };
+    // 70 + 20 = 90: 7/9 and 2/9, the same split as 140/40.
+    let (v1, v2) = shares(&[("v1", 70), ("v2", 20)]);
+    assert_eq!((v1, v2), shares(&[("v1", 140), ("v2", 40)]));
+    let scale = f64::from(vsteer_plan::WEIGHT_SCALE);
+    assert!((f64::from(v1) / scale - 7.0 / 9.0).abs() < 1e-6, "{v1}");
+    assert!((f64::from(v2) / scale - 2.0 / 9.0).abs() < 1e-6, "{v2}");
+    assert_eq!(
+        shares(&[("v1", 1), ("v2", 1)]),
+        shares(&[("v1", 50), ("v2", 50)])
     );
-    assert_eq!(message, "weights sum to 90, must be 100");
 
+    // An unset weight among several is 0: everything to the other.
     let text = db_vs(
         "  tcp:
   - route:
-    - {destination: {host: db.example.com, subset: primary}, weight: 100}
+    - {destination: {host: db.example.com, subset: primary}, weight: 30}
     - {destination: {host: db.example.com, subset: replica}}
 ",
     );
-    let (compiled, _) = compile_text(&text);
-    let message = single_error(&compiled, "VirtualService default/db", "spec.tcp[0].route");
-    assert!(message.contains("route[1] has no weight"), "{message}");
+    let compiled = compile_ok(&text);
+    let only_primary = compile_ok(&db_vs(
+        "  tcp:
+  - route:
+    - {destination: {host: db.example.com, subset: primary}}
+",
+    ));
+    assert_eq!(
+        backends(&compiled, "10.0.0.10", 5432),
+        backends(&only_primary, "10.0.0.10", 5432)
+    );
+
+    // All zero (set or not): Istio's validation error.
+    for weights in ["weight: 0", ""] {
+        let text = db_vs(&format!(
+            "  tcp:
+  - route:
+    - {{destination: {{host: db.example.com, subset: primary}}, weight: 0}}
+    - {{destination: {{host: db.example.com, subset: replica}}{}}}
+",
+            if weights.is_empty() {
+                String::new()
+            } else {
+                format!(", {weights}")
+            }
+        ));
+        let (compiled, _) = compile_text(&text);
+        let message = single_error(&compiled, "VirtualService default/db", "spec.tcp[0].route");
+        assert!(
+            message.starts_with("total destination weight = 0"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -167,8 +167,29 @@ pub fn route(
             return routed;
         }
     };
+    let spec = vs.spec();
+    let none_applies = match kind {
+        Some(PortKind::Tcp) => true,
+        Some(PortKind::Http) => !spec
+            .http
+            .iter()
+            .any(|r| matching::http_applies(r, key.port)),
+        _ => false,
+    };
+    if chosen.is_none() && none_applies {
+        // Istio builds the VirtualService's routes per port; a port none of them applies to
+        // gets the service's own default route (its cluster: all endpoints).
+        let mut routed = default_route(entry, key, rules);
+        routed.notes.push(format!(
+            "{id}: no {} rule applies to {key}; Istio's default route: all endpoints of {}",
+            kind.map_or("", |k| if k == PortKind::Tcp { "tcp" } else { "http" }),
+            entry.host()
+        ));
+        return routed;
+    }
     let Some(chosen) = chosen else {
-        // Istio sends nothing anywhere when no rule of the host matches; vsteer refuses.
+        // HTTP rules apply but none takes every request: the proxy serves them (and answers
+        // 404 where none matches, as Envoy); at connect time nothing is left to take it.
         return Routed {
             plan: ServicePlan {
                 key,

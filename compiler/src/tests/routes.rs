@@ -205,19 +205,39 @@ fn tcp_rules_match_port_and_destination_subnet_per_vip_and_port() {
         backends(&compiled, "10.0.0.10", 6432),
         expect(&[("10.2.0.2:6432", 1_000_000)])
     );
-    // No rule matches 10.0.1.10:6432: Istio sends it nowhere, vsteer refuses it.
-    assert!(backends(&compiled, "10.0.1.10", 6432).is_empty());
+    // No tcp rule matches 10.0.1.10:6432: Istio's default route for the port, all
+    // endpoints of the host.
+    assert_eq!(route(&compiled, "10.0.1.10", 6432), None);
     assert_eq!(
-        route(&compiled, "10.0.1.10", 6432).as_deref(),
-        Some("VirtualService default/db (no rule matches)")
+        backends(&compiled, "10.0.1.10", 6432),
+        expect(&[("10.2.0.1:6432", 500_000), ("10.2.0.2:6432", 500_000)])
     );
     assert!(
         has_note(
             &compiled,
-            "VirtualService default/db: no rule matches 10.0.1.10:6432/TCP: no backend, connects are refused"
+            "VirtualService default/db: no tcp rule applies to 10.0.1.10:6432/TCP; Istio's default route: all endpoints of db.example.com"
         ),
         "{:?}",
         compiled.notes
+    );
+}
+
+/// Istio issue 8's shape: rules only for port 9000, traffic on 9001 takes the default route.
+#[test]
+fn a_port_no_tcp_rule_matches_takes_the_default_route() {
+    let compiled = compile_ok(&db_vs(
+        "  tcp:
+  - match: [{port: 5432}]
+    route: [{destination: {host: db.example.com, subset: replica}}]
+",
+    ));
+    assert_eq!(
+        backends(&compiled, "10.0.0.10", 5432),
+        expect(&[("10.2.0.2:5432", 1_000_000)])
+    );
+    assert_eq!(
+        backends(&compiled, "10.0.0.10", 6432),
+        expect(&[("10.2.0.1:6432", 500_000), ("10.2.0.2:6432", 500_000)])
     );
 }
 
@@ -675,5 +695,28 @@ fn a_proxied_service_without_a_take_all_rule_says_what_happens_at_connect_time()
         [
             "VirtualService default/reviews: no rule takes every request to 10.0.0.1:9080/TCP: the proxy serves its HTTP rules; at connect time (no proxy running, or the proxy's own connects) there is no backend and connects are refused"
         ]
+    );
+}
+
+/// HTTP rules that all match another port leave this one to Istio's default route, in the
+/// kernel (nothing here reads a request).
+#[test]
+fn a_port_no_http_rule_applies_to_takes_the_default_route() {
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{port: 9999, headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{port: 9999}]
+    route: [{destination: {host: reviews, subset: v3}}]
+",
+    ));
+    assert_eq!(route(&compiled, "10.0.0.1", 9080), None);
+    assert_eq!(backends(&compiled, "10.0.0.1", 9080).len(), 7);
+    let (_, decision) = served(&compiled, "10.0.0.1", 9080);
+    assert_eq!(decision, Decision::Kernel);
+    assert!(
+        has_note(&compiled, "no http rule applies to 10.0.0.1:9080/TCP"),
+        "{:?}",
+        compiled.notes
     );
 }

@@ -56,14 +56,19 @@ pub(crate) fn proxy_field(rule: &HttpRoute, index: usize, port: u16) -> Option<S
 }
 
 /// Whether a TCP rule takes the connections to `vip`:`port`: any of its matches (OR), each
-/// with all its set conditions (AND); no matches take everything. Conditions on the source
-/// are rejected before this (see `virtual_service`), so they are not looked at here.
+/// with all its set conditions (AND); no matches take everything.
 pub(crate) fn tcp_rule(rule: &TcpRoute, vip: IpAddr, port: u16) -> bool {
     rule.matches.is_empty() || rule.matches.iter().any(|m| l4_holds(m, vip, port))
 }
 
 fn l4_holds(m: &L4MatchAttributes, vip: IpAddr, port: u16) -> bool {
-    m.port.is_none_or(|p| p == u32::from(port))
+    // A condition on the client (its labels, namespace or address) matches no client until
+    // vsteer knows the connecting workload: the match block never holds, as in Istio for a
+    // client that does not fit it.
+    m.source_labels.is_empty()
+        && m.source_namespace.is_none()
+        && m.source_subnet.is_none()
+        && m.port.is_none_or(|p| p == u32::from(port))
         && (m.destination_subnets.is_empty()
             || m.destination_subnets
                 .iter()
@@ -72,7 +77,11 @@ fn l4_holds(m: &L4MatchAttributes, vip: IpAddr, port: u16) -> bool {
 }
 
 pub(crate) fn http_l4_holds(m: &HttpMatchRequest, port: u16) -> bool {
-    m.port.is_none_or(|p| p == u32::from(port)) && for_mesh(&m.gateways)
+    // As in `l4_holds`: a block with a client condition matches no client yet.
+    m.source_labels.is_empty()
+        && m.source_namespace.is_none()
+        && m.port.is_none_or(|p| p == u32::from(port))
+        && for_mesh(&m.gateways)
 }
 
 /// A match's own `gateways` replace the VirtualService's; none means the VirtualService's,

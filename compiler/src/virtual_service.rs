@@ -27,10 +27,6 @@ pub enum VirtualServiceError {
     HttpRuleNeedsAction,
     #[error("a rule needs a route")]
     RuleNeedsRoute,
-    #[error(
-        "not supported by vsteer: {0} cannot be decided at connect time on a node; drop the condition or use a separate host"
-    )]
-    SourceCondition(&'static str),
     #[error("{0:?} is not an IP address or CIDR")]
     NotASubnet(String),
     #[error("{text:?}: prefix length must be 0 to {max}")]
@@ -252,12 +248,15 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         for (k, m) in rule.matches.iter().enumerate() {
             let field = format!("{field}.match[{k}]");
             check_port(m.port, &field, &mut problems);
-            check_source(
+            note_source(
+                &vs.id,
                 &field,
-                !m.source_labels.is_empty(),
-                m.source_namespace.is_some(),
-                false,
-                &mut problems,
+                [
+                    ("sourceLabels", !m.source_labels.is_empty()),
+                    ("sourceNamespace", m.source_namespace.is_some()),
+                    ("sourceSubnet", false),
+                ],
+                &mut vs.notes,
             );
         }
         http::check_rule(rule, &field, &mut problems);
@@ -321,12 +320,15 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         for (k, m) in rule.matches.iter().enumerate() {
             let field = format!("{field}.match[{k}]");
             check_port(m.port, &field, &mut problems);
-            check_source(
+            note_source(
+                &vs.id,
                 &field,
-                !m.source_labels.is_empty(),
-                m.source_namespace.is_some(),
-                m.source_subnet.is_some(),
-                &mut problems,
+                [
+                    ("sourceLabels", !m.source_labels.is_empty()),
+                    ("sourceNamespace", m.source_namespace.is_some()),
+                    ("sourceSubnet", m.source_subnet.is_some()),
+                ],
+                &mut vs.notes,
             );
             for (s, subnet) in m.destination_subnets.iter().enumerate() {
                 if let Err(error) = crate::subnet::parse(subnet) {
@@ -380,19 +382,25 @@ fn check_port(port: Option<u32>, field: &str, problems: &mut Problems) {
     }
 }
 
-/// Conditions on the connecting workload: the kernel sees a socket of some cgroup, not its
-/// pod's labels or namespace, so vsteer cannot decide them yet.
-fn check_source(field: &str, labels: bool, namespace: bool, subnet: bool, problems: &mut Problems) {
-    for (name, set) in [
-        ("sourceLabels", labels),
-        ("sourceNamespace", namespace),
-        ("sourceSubnet", subnet),
-    ] {
+/// Conditions on the connecting workload: vsteer does not know the client's pod labels,
+/// namespace or address yet, so such a match block matches no client (see `matching`); the
+/// rest of the VirtualService applies, as Istio keeps it for clients that do not fit.
+fn note_source(
+    id: &ResourceId,
+    field: &str,
+    conditions: [(&str, bool); 3],
+    notes: &mut Vec<String>,
+) {
+    for (name, set) in conditions {
         if set {
-            problems.add(
-                format!("{field}.{name}"),
-                VirtualServiceError::SourceCondition(name),
-            );
+            notes.push(format!(
+                "{id}: {field}.{name}: matches no client (vsteer does not know the connecting workload's {} yet); the rest of the VirtualService applies",
+                match name {
+                    "sourceLabels" => "labels",
+                    "sourceNamespace" => "namespace",
+                    _ => "address",
+                }
+            ));
         }
     }
 }

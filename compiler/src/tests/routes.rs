@@ -581,22 +581,56 @@ fn weights_are_relative_and_an_unset_one_counts_as_zero() {
     }
 }
 
+/// Istio keeps a VirtualService whose rules match on the client: such a match block applies
+/// only to matching clients, and until vsteer knows client workloads it matches none (a note);
+/// the rest of the VirtualService applies.
 #[test]
-fn source_conditions_are_rejected() {
-    let (compiled, _) = compile_text(&db_vs(
+fn source_conditions_match_no_client_and_the_rest_applies() {
+    let compiled = compile_ok(&db_vs(
         "  tcp:
-  - match: [{port: 5432}, {sourceLabels: {app: web}}]
+  - match: [{port: 5432, sourceLabels: {app: web}}]
     route: [{destination: {host: db.example.com, subset: primary}}]
+  - match: [{sourceNamespace: batch}, {port: 5432}]
+    route: [{destination: {host: db.example.com, subset: replica}}]
 ",
     ));
-    let message = single_error(
-        &compiled,
-        "VirtualService default/db",
-        "spec.tcp[0].match[1].sourceLabels",
+    // tcp[0] matches no client; tcp[1]'s second block takes port 5432.
+    assert_eq!(
+        route(&compiled, "10.0.0.10", 5432).as_deref(),
+        Some("VirtualService default/db tcp[1]")
     );
-    assert!(message.starts_with("not supported by vsteer"), "{message}");
-    // Rejected on first load: compiled as if absent.
-    assert_eq!(route(&compiled, "10.0.0.10", 5432), None);
+    assert_eq!(
+        backends(&compiled, "10.0.0.10", 5432),
+        expect(&[("10.2.0.2:5432", 1_000_000)])
+    );
+    for field in [
+        "spec.tcp[0].match[0].sourceLabels",
+        "spec.tcp[1].match[0].sourceNamespace",
+    ] {
+        assert!(
+            has_note(
+                &compiled,
+                &format!("VirtualService default/db: {field}: matches no client")
+            ),
+            "{field}: {:?}",
+            compiled.notes
+        );
+    }
+
+    // HTTP: the seed's shape with a source condition on the jason rule.
+    let compiled = compile_ok(&reviews_vs(
+        "  http:
+  - match: [{sourceLabels: {app: productpage}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v3}}]
+",
+    ));
+    assert_eq!(
+        route(&compiled, "10.0.0.1", 9080).as_deref(),
+        Some("VirtualService default/reviews http[1]")
+    );
+    let list = backends(&compiled, "10.0.0.1", 9080);
+    assert_eq!(version_total(&list, 3), vsteer_plan::WEIGHT_SCALE);
 }
 
 #[test]

@@ -336,10 +336,11 @@ fn bad_config_is_reported_and_the_last_good_one_stays_in_force() {
     let vs_file = config.path().join("vs.yaml").display().to_string();
     let bad: [(String, &[&str]); 3] = [
         (
-            only("v9"),
+            only("v2").replace("host: reviews, subset", "host: nosuch, subset"),
             &[
                 "VirtualService default/reviews",
-                "spec.tcp[0].route[0].destination.subset",
+                "spec.tcp[0].route[0].destination.host",
+                "unknown host",
             ],
         ),
         (

@@ -279,6 +279,50 @@ fn a_service_without_backends_refuses_at_once() {
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
+/// Istio (Envoy) answers 503 for the share of a subset no DestinationRule defines and of one
+/// that selects no endpoint; at connect time those shares are refused, the rest served.
+#[test]
+fn shares_of_undefined_and_empty_subsets_are_refused() {
+    if !kernel_tests_enabled("shares_of_undefined_and_empty_subsets_are_refused") {
+        return;
+    }
+    let yaml = REVIEWS.replace(
+        "  - {name: v3, labels: {version: v3}}",
+        "  - {name: v3, labels: {version: v3}}\n  - {name: none, labels: {version: v9}}",
+    );
+    let fx = Fixture::new(&plan_from_yaml(&with_route_in(
+        &yaml,
+        "    - {destination: {host: reviews, subset: v1}, weight: 60}\n    - {destination: {host: reviews, subset: undefined}, weight: 20}\n    - {destination: {host: reviews, subset: none}, weight: 20}\n",
+    )));
+    let _servers = fx.tcp_backends(&[V1, V2, V3]);
+    // Something listens on the VIP: a refused connect proves the hook refused it.
+    let _sentinel = Backend::tcp(&fx.ns, addr("127.100.0.1:9080"), "vip-itself").unwrap();
+    let connects = 10_000;
+    let report = connect_many(
+        &fx.ns,
+        Some(&fx.cgroup),
+        addr("127.100.0.1:9080"),
+        connects,
+        DEADLINE,
+    )
+    .unwrap();
+    let failures = report.failures();
+    let refused = failures.get(&libc::ECONNREFUSED).copied().unwrap_or(0);
+    assert_eq!(
+        failures.values().sum::<u64>(),
+        refused,
+        "only ECONNREFUSED: {failures:?}"
+    );
+    let reached = counts(&report, &[V1]);
+    assert_eq!(
+        reached[0] + refused,
+        u64::from(connects),
+        "{:?}",
+        report.replies()
+    );
+    stats::assert_split(&[reached[0], refused], &[60.0, 40.0]).unwrap();
+}
+
 const DNS: &str = "
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -60,6 +60,11 @@ pub mod mode {
     pub const SOURCE_HASH: u8 = 1;
 }
 
+/// A backend slot with this port stands for a refused share of a service (a route to a
+/// subset that does not exist or has no endpoint: Envoy's 503): a connect that picks it fails
+/// with `ECONNREFUSED`. No endpoint has port 0.
+pub const REFUSED_PORT: u16 = 0;
+
 /// Bits of `ServiceValue::flags`.
 pub mod service_flags {
     /// Served by the agent's proxy: TCP connects are redirected to it (see

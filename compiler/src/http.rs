@@ -17,7 +17,7 @@ use vsteer_plan::http::{
 };
 use vsteer_plan::{Decision, RouteRef, RuleRef, Section, ServiceKey};
 
-use crate::destination_rule::{ForHost, selects};
+use crate::destination_rule::ForHost;
 use crate::duration::parse_duration;
 use crate::matching;
 use crate::problems::Problems;
@@ -483,6 +483,7 @@ pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> Htt
         entry: entry.clone(),
         rules,
         subset: None,
+        missing_subset: None,
         port: None,
     };
     let mut clusters = Vec::new();
@@ -629,7 +630,7 @@ fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> 
     let port = target
         .named_port()
         .or_else(|| infer_port(&target.entry, key.port))?;
-    let subset = target.subset.as_ref().map(|s| s.name.clone());
+    let subset: Option<Arc<str>> = target.subset_name().map(Arc::from);
     let name = format!(
         "outbound|{}|{}|{}",
         port.number,
@@ -643,7 +644,7 @@ fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> 
         .entry
         .backends(key.vip, port)
         .into_iter()
-        .filter(|b| target.subset.as_ref().is_none_or(|s| selects(s, &b.labels)))
+        .filter(|b| target.selects(&b.labels))
         .map(|b| Endpoint {
             address: b.address,
             port: b.port,

@@ -9,7 +9,7 @@ use vsteer_plan::{
     BackendPlan, Decision, LoadBalancer, RouteRef, RuleRef, Section, ServiceKey, ServicePlan,
 };
 
-use crate::destination_rule::{ForHost, Rules, selects};
+use crate::destination_rule::{ForHost, Rules};
 use crate::matching;
 use crate::service_entry::{Entry, Port, PortKind};
 use crate::virtual_service::{Target, VirtualService, VirtualServiceError, port_list};
@@ -236,19 +236,24 @@ pub fn route(
             .entry
             .backends(key.vip, port)
             .into_iter()
-            .filter(|b| target.subset.as_ref().is_none_or(|s| selects(s, &b.labels)))
+            .filter(|b| target.selects(&b.labels))
             .collect();
-        let backends = with_subsets(backends, &target.rules);
+        let mut backends = with_subsets(backends, &target.rules);
         if weight > 0 {
             if backends.is_empty() {
-                let what = match &target.subset {
-                    Some(s) => format!("subset {} of {}", s.name, target.host),
-                    None => target.host.to_string(),
-                };
-                notes.push(format!(
-                    "{id}: spec.{rule}.route[{j}]: {what} has no {} endpoint for {key}; its share goes to the other destinations",
-                    family(key)
-                ));
+                // Envoy answers 503 for a share whose cluster has no endpoint (or does not
+                // exist); at connect time that share is refused.
+                if target.missing_subset.is_none() {
+                    let what = match &target.subset {
+                        Some(s) => format!("subset {} of {}", s.name, target.host),
+                        None => target.host.to_string(),
+                    };
+                    notes.push(format!(
+                        "{id}: spec.{rule}.route[{j}]: {what} has no {} endpoint for {key}; its share is refused at connect time (Envoy answers 503)",
+                        family(key)
+                    ));
+                }
+                backends = vec![BackendPlan::refused(1)];
             } else {
                 let subset = target.subset.as_ref().map(|s| &*s.name);
                 policies.push((j, target.rules.load_balancer(subset, port.number)));
@@ -258,7 +263,11 @@ pub fn route(
         shares.push(Share { weight, backends });
     }
 
-    let backends = spread(shares);
+    let mut backends = spread(shares);
+    // Nothing but refused shares: a service without backends (refused all the same).
+    if backends.iter().all(BackendPlan::is_refused) {
+        backends.clear();
+    }
     if backends.is_empty() {
         notes.push(format!(
             "{id}: spec.{rule} has no endpoint for {key}: no backend, connects are refused"

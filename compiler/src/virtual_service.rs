@@ -39,14 +39,16 @@ pub enum VirtualServiceError {
     WeightsAllZero,
     #[error("host is required")]
     HostRequired,
-    #[error("unknown host {host}: no ServiceEntry has it{why}")]
-    UnknownHost { host: Arc<str>, why: String },
-    #[error("subset {name} not defined by any DestinationRule for host {host}{why}")]
-    UnknownSubset {
+    #[error(
+        "subset {name} not defined for host {host} ({rejected} for this host was rejected): the VirtualService keeps its last good routes"
+    )]
+    SubsetOfRejectedRule {
         name: String,
         host: Arc<str>,
-        why: String,
+        rejected: String,
     },
+    #[error("unknown host {host}: no ServiceEntry has it{why}")]
+    UnknownHost { host: Arc<str>, why: String },
     #[error("host {host} has no port {number} (its ports: {ports})")]
     NoSuchPort {
         host: Arc<str>,
@@ -443,11 +445,31 @@ pub struct Target {
     pub entry: Arc<Entry>,
     pub rules: ForHost,
     pub subset: Option<vsteer_model::istio::Subset>,
+    /// A subset the destination names that no DestinationRule defines: Istio keeps the
+    /// route and Envoy answers 503 for its share (no such cluster); it selects nothing.
+    pub missing_subset: Option<String>,
     /// `destination.port`, when set (a port of `entry`).
     pub port: Option<u16>,
 }
 
 impl Target {
+    /// The subset's name, defined or not.
+    pub fn subset_name(&self) -> Option<&str> {
+        self.missing_subset
+            .as_deref()
+            .or(self.subset.as_ref().map(|s| &*s.name))
+    }
+
+    /// Whether an endpoint with `labels` belongs to this destination.
+    pub fn selects(&self, labels: &vsteer_model::Labels) -> bool {
+        if self.missing_subset.is_some() {
+            return false;
+        }
+        self.subset
+            .as_ref()
+            .is_none_or(|s| crate::destination_rule::selects(s, labels))
+    }
+
     /// The entry's port `destination.port` names.
     pub fn named_port(&self) -> Option<&Port> {
         self.port.and_then(|n| self.entry.port(n))
@@ -486,7 +508,17 @@ pub fn resolve(vs: &VirtualService, registry: &Registry, rules: &Rules) -> Resol
     let mut problems = Problems::new(&vs.resource);
     for destination in &vs.destinations {
         match target(destination, registry, rules) {
-            Ok(target) => resolved.targets.push(Some(target)),
+            Ok(target) => {
+                if let Some(name) = &target.missing_subset {
+                    resolved.notes.push(format!(
+                        "{}: {}.subset: subset {name} not defined by any DestinationRule for host {}; its share is refused at connect time (Envoy answers 503: no such cluster)",
+                        vs.id,
+                        destination.field(),
+                        target.host
+                    ));
+                }
+                resolved.targets.push(Some(target));
+            }
             Err(errors) => {
                 for (field, error) in errors {
                     problems.add(field, error);
@@ -591,23 +623,25 @@ fn target(
     };
     let for_host = rules.for_host(&host);
     let mut errors = Vec::new();
+    let mut missing_subset = None;
     let subset = match destination.subset.as_deref() {
         None => None,
         Some(name) => {
             let subset = for_host.subset(name).cloned();
             if subset.is_none() {
-                let why = match &for_host.rejected {
-                    Some(rejected) => format!(" ({rejected} for this host was rejected)"),
-                    None => String::new(),
-                };
-                errors.push((
-                    format!("{field}.subset"),
-                    VirtualServiceError::UnknownSubset {
-                        name: name.to_string(),
-                        host: host.clone(),
-                        why,
-                    },
-                ));
+                match &for_host.rejected {
+                    // Bad input, not a config that routes to nothing: the VirtualService
+                    // waits with its last good routes until the rule is fixed.
+                    Some(rejected) => errors.push((
+                        format!("{field}.subset"),
+                        VirtualServiceError::SubsetOfRejectedRule {
+                            name: name.to_string(),
+                            host: host.clone(),
+                            rejected: rejected.to_string(),
+                        },
+                    )),
+                    None => missing_subset = Some(name.to_string()),
+                }
             }
             subset
         }
@@ -637,6 +671,7 @@ fn target(
         entry: entry.clone(),
         rules: for_host,
         subset,
+        missing_subset,
         port,
     })
 }

@@ -61,8 +61,11 @@ pub fn describe(key: &VipKey) -> String {
     }
 }
 
-/// `127.0.0.1:8080` or `[fd00::1]:53`.
+/// `127.0.0.1:8080` or `[fd00::1]:53`; `(refused)` for a refused share's slot.
 pub fn show(a: &Address) -> String {
+    if a.port == vsteer_common::REFUSED_PORT {
+        return "(refused)".to_string();
+    }
     socket_addr(a).to_string()
 }
 

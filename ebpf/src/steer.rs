@@ -2,7 +2,7 @@
 //! show the application the VIP in place of the backend it reached.
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_set_retval, programs::SockAddrContext};
 use aya_log_ebpf::debug;
-use vsteer_common::{Address, VipKey};
+use vsteer_common::{Address, REFUSED_PORT, VipKey};
 
 use crate::{redirect, reverse, select, select::Choice, sockaddr};
 
@@ -39,6 +39,12 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
         Choice::NotAService => return ALLOW,
         Choice::NoBackend => {
             // SAFETY: plain helper call, allowed in cgroup programs (Linux 5.18+).
+            unsafe { bpf_set_retval(-ECONNREFUSED) };
+            return DENY;
+        }
+        // A refused share (see REFUSED_PORT): fails as a service without backends does.
+        Choice::Backend(backend) if backend.port == REFUSED_PORT => {
+            // SAFETY: as above.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             return DENY;
         }

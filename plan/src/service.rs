@@ -205,6 +205,25 @@ pub struct BackendPlan {
     pub subsets: Vec<Arc<str>>,
 }
 
+impl BackendPlan {
+    /// A share whose connects are refused (`ECONNREFUSED`): the share of a route to a subset
+    /// that no DestinationRule defines, or that selects no endpoint, where Envoy answers 503.
+    /// Port 0 marks it: no endpoint has port 0 (ports are checked to be 1 to 65535).
+    pub fn refused(weight: u32) -> BackendPlan {
+        BackendPlan {
+            address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            port: 0,
+            weight,
+            labels: Labels::default(),
+            subsets: Vec::new(),
+        }
+    }
+
+    pub fn is_refused(&self) -> bool {
+        self.port == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use vsteer_model::Kind;

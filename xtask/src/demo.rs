@@ -127,7 +127,8 @@ pub fn run() -> Result<()> {
             }
             continue;
         }
-        for b in &service.backends {
+        // A refused share has no server: its connects fail.
+        for b in service.backends.iter().filter(|b| b.port != 0) {
             let addr = SocketAddr::new(b.address, b.port);
             backends.push(Backend::tcp(&ns, addr, &addr.to_string())?);
         }

@@ -14,19 +14,24 @@ fn canary(subsets: (&str, &str)) -> String {
     ))
 }
 
+/// The canary with a weight Istio rejects.
+fn bad_canary() -> String {
+    canary(("v1", "v2")).replace("weight: 20", "weight: -20")
+}
+
 #[test]
 fn a_rejected_virtual_service_keeps_the_last_good_routes() {
     let a = compile_ok(&canary(("v1", "v2")));
     let good = backends(&a, "10.0.0.1", 9080);
     assert_eq!(version_share(&good, 2), 200_000);
 
-    let (b, _) = compile_after(&canary(("v1", "v9")), &a.plan);
+    let (b, _) = compile_after(&bad_canary(), &a.plan);
     let message = single_error(
         &b,
         "VirtualService default/reviews",
-        "spec.http[0].route[1].destination.subset",
+        "spec.http[0].route[1].weight",
     );
-    assert!(message.contains("subset v9 not defined"), "{message}");
+    assert!(message.contains("must not be negative"), "{message}");
     assert_eq!(backends(&b, "10.0.0.1", 9080), good);
     assert_eq!(b.plan, a.plan);
     assert_eq!(b.kept, [key("10.0.0.1", 9080, Protocol::Tcp)]);
@@ -56,7 +61,7 @@ fn version_share(list: &[(String, u32)], n: u8) -> u32 {
 
 #[test]
 fn a_rejected_virtual_service_on_first_load_is_as_if_absent() {
-    let (compiled, _) = compile_text(&canary(("v1", "v9")));
+    let (compiled, _) = compile_text(&bad_canary());
     assert_eq!(compiled.errors.len(), 1);
     assert!(compiled.kept.is_empty());
     assert_eq!(route(&compiled, "10.0.0.1", 9080), None);

@@ -104,8 +104,10 @@ fn weight_zero_destination_gets_no_backend() {
     );
 }
 
+/// Istio (Envoy) answers 503 for the share of a subset that selects no endpoint; at connect
+/// time that share is refused.
 #[test]
-fn a_subset_without_endpoints_gives_its_share_to_the_others() {
+fn a_subset_without_endpoints_has_its_share_refused() {
     let text = reviews_vs(&http_split(&[("v1", 80), ("v4", 20)])).replace(
         "  - {name: v3, labels: {version: v3}}\n",
         "  - {name: v3, labels: {version: v3}}\n  - {name: v4, labels: {version: v4}}\n",
@@ -113,12 +115,16 @@ fn a_subset_without_endpoints_gives_its_share_to_the_others() {
     let compiled = compile_ok(&text);
     assert_eq!(
         backends(&compiled, "10.0.0.1", 9080),
-        expect(&[("10.1.1.1:9080", 500_000), ("10.1.1.2:9080", 500_000)])
+        expect(&[
+            ("10.1.1.1:9080", 400_000),
+            ("10.1.1.2:9080", 400_000),
+            ("[::]:0", 200_000)
+        ])
     );
     assert!(
         has_note(
             &compiled,
-            "subset v4 of reviews.default.svc.cluster.local has no IPv4 endpoint"
+            "subset v4 of reviews.default.svc.cluster.local has no IPv4 endpoint for 10.0.0.1:9080/TCP; its share is refused at connect time"
         ),
         "{:?}",
         compiled.notes
@@ -504,22 +510,31 @@ fn unknown_destination_host_is_rejected() {
     assert_eq!(backends(&compiled, "10.0.0.1", 9080).len(), 7);
 }
 
+/// Istio keeps a VirtualService that routes to a subset no DestinationRule defines: Envoy
+/// answers 503 for that share (no such cluster); at connect time it is refused, and said so.
 #[test]
-fn unknown_subset_is_rejected() {
-    let (compiled, _) = compile_text(&reviews_vs(&http_split(&[("v1", 50), ("v9", 50)])));
-    let message = single_error(
-        &compiled,
-        "VirtualService default/reviews",
-        "spec.http[0].route[1].destination.subset",
-    );
+fn an_undefined_subset_keeps_the_virtual_service_and_its_share_is_refused() {
+    let compiled = compile_ok(&reviews_vs(&http_split(&[("v1", 50), ("v9", 50)])));
+    let list = backends(&compiled, "10.0.0.1", 9080);
+    assert_eq!(version_total(&list, 1), 500_000);
     assert_eq!(
-        message,
-        "subset v9 not defined by any DestinationRule for host reviews.default.svc.cluster.local"
+        list.iter().find(|(a, _)| a == "[::]:0").map(|(_, w)| *w),
+        Some(500_000),
+        "{list:?}"
     );
+    assert!(
+        has_note(
+            &compiled,
+            "VirtualService default/reviews: spec.http[0].route[1].destination.subset: subset v9 not defined by any DestinationRule for host reviews.default.svc.cluster.local; its share is refused"
+        ),
+        "{:?}",
+        compiled.notes
+    );
+    // Every destination undefined: no backend at all.
+    let compiled = compile_ok(&reviews_vs(&http_split(&[("v8", 50), ("v9", 50)])));
+    assert!(backends(&compiled, "10.0.0.1", 9080).is_empty());
 }
 
-/// Istio's current API: a destination's share is weight / (sum of weights), an unset weight
-/// counting as 0 among several; only an all-zero total is invalid.
 #[test]
 fn weights_are_relative_and_an_unset_one_counts_as_zero() {
     let shares = |pairs: &[(&str, i32)]| {

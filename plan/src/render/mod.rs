@@ -78,7 +78,11 @@ fn backend_rows(service: &ServicePlan) -> Vec<[String; 4]> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             [
-                SocketAddr::new(backend.address, backend.port).to_string(),
+                if backend.is_refused() {
+                    "(refused)".to_string()
+                } else {
+                    SocketAddr::new(backend.address, backend.port).to_string()
+                },
                 share(backend.weight),
                 format!("subsets: {}", or_dash(backend.subsets.join(","))),
                 format!("labels: {}", or_dash(labels.join(","))),

@@ -648,7 +648,8 @@ fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> 
         .map(|b| Endpoint {
             address: b.address,
             port: b.port,
-            weight: 1,
+            // The endpoint's own weight (1 unless the ServiceEntry sets one).
+            weight: b.weight.max(1),
         })
         .collect();
     clusters.push(Cluster {

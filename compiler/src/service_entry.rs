@@ -81,6 +81,9 @@ struct Endpoint {
     /// Endpoint port by service port name.
     ports: BTreeMap<String, u32>,
     labels: Labels,
+    /// Its load-balancing weight among the endpoints of one destination (`weight`; unset or
+    /// 0 is 1, as Istio hands Envoy, which takes no 0).
+    weight: u32,
 }
 
 impl Entry {
@@ -114,10 +117,11 @@ impl Entry {
         self.endpoints
             .iter()
             .filter(|e| e.address.is_ipv4() == vip.is_ipv4())
+            // The endpoint's own weight, relative within its destination (see `weights`).
             .map(|e| BackendPlan {
                 address: e.address,
                 port: endpoint_port(e.ports.get(&port.name), port),
-                weight: 0,
+                weight: e.weight,
                 labels: e.labels.clone(),
                 subsets: Vec::new(),
             })
@@ -163,9 +167,9 @@ pub fn compile(
             spec.hosts.join(", ")
         ));
     }
-    if spec.endpoints.iter().any(|e| e.weight.is_some()) {
+    if spec.endpoints.iter().any(|e| e.weight == Some(0)) {
         notes.push(format!(
-            "{id}: endpoint weights are not applied yet; every endpoint gets an equal share"
+            "{id}: an endpoint weight of 0 counts as 1 (Envoy takes no 0; Istio passes 1)"
         ));
     }
     Ok(Entry {
@@ -398,6 +402,7 @@ fn endpoint_of(endpoint: &WorkloadEntry, address: IpAddr) -> Endpoint {
         address,
         ports: endpoint.ports.clone(),
         labels: endpoint.labels.clone(),
+        weight: endpoint.weight.unwrap_or(1).max(1),
     }
 }
 

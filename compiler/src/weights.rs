@@ -7,9 +7,9 @@ use std::net::IpAddr;
 
 use vsteer_plan::{BackendPlan, WEIGHT_SCALE};
 
-/// One destination of a route: its relative weight and its endpoints (their `weight` is
-/// ignored: a destination's share is split equally among its endpoints, as Envoy spreads a
-/// cluster's traffic over its hosts).
+/// One destination of a route: its relative weight and its endpoints, whose `weight` is the
+/// endpoint's own (ServiceEntry `endpoints[].weight`, 1 unless set): a destination's share is
+/// split among its endpoints in proportion to it, as Envoy weights a cluster's hosts.
 pub(crate) struct Share {
     pub weight: u64,
     pub backends: Vec<BackendPlan>,
@@ -17,7 +17,7 @@ pub(crate) struct Share {
 
 /// The backends of a service: destinations with weight 0 or no endpoint get nothing, the
 /// others divide [`WEIGHT_SCALE`] in proportion to their weights, each destination's part
-/// divided equally among its endpoints, both times by largest remainder so every part is an
+/// divided among its endpoints by their own weights, both times by largest remainder so every part is an
 /// integer and nothing is lost. Endpoints reached through several destinations are merged
 /// by (address, port), their weights added. Sorted by (address, port); weight 0 left out.
 pub(crate) fn spread(shares: Vec<Share>) -> Vec<BackendPlan> {
@@ -32,7 +32,13 @@ pub(crate) fn spread(shares: Vec<Share>) -> Vec<BackendPlan> {
     for (mut share, part) in shares.into_iter().zip(parts) {
         // Which endpoint gets a remainder must not depend on the order they were written in.
         share.backends.sort_by_key(|b| (b.address, b.port));
-        let each = largest_remainder(part, &vec![1; share.backends.len()]);
+        // Within a destination, endpoints share by their own weights (1 unless set).
+        let endpoint_weights: Vec<u64> = share
+            .backends
+            .iter()
+            .map(|b| u64::from(b.weight.max(1)))
+            .collect();
+        let each = largest_remainder(part, &endpoint_weights);
         for (backend, weight) in share.backends.into_iter().zip(each) {
             // Never more than WEIGHT_SCALE in total, so it fits.
             let weight = u32::try_from(weight).unwrap_or(u32::MAX);

@@ -347,6 +347,24 @@ fn endpoints_share_equally_without_a_virtual_service() {
     assert_eq!(service.load_balancer, LoadBalancer::Random);
 }
 
+/// Istio (Envoy) weighs a cluster's endpoints by their `weight`; unset and 0 count as 1.
+#[test]
+fn endpoint_weights_scale_their_share() {
+    let spec = GOOD_SPEC.replace(
+        "  - address: 10.1.0.2\n",
+        "  - address: 10.1.0.2\n    weight: 3\n  - address: 10.1.0.3\n    weight: 0\n",
+    );
+    let compiled = compile_ok(&service_entry("web", &spec));
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[
+            ("10.1.0.1:80", 200_000),
+            ("10.1.0.2:80", 600_000),
+            ("10.1.0.3:80", 200_000)
+        ])
+    );
+}
+
 #[test]
 fn no_endpoints_is_a_service_whose_connects_are_refused() {
     for spec in [

@@ -304,6 +304,46 @@ spec:
         assert_eq!(owner(&agent), "newcomer");
     }
 
+    /// An empty directory is read like a missing one: a volume not mounted yet or a
+    /// directory being replaced must not remove every service. An empty YAML file says
+    /// "nothing" on purpose.
+    #[test]
+    fn an_empty_directory_keeps_the_last_good_config_and_an_empty_file_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
+        )
+        .unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(agent.sink().plan.len(), 2);
+
+        // One file goes: its services go.
+        fs::remove_file(&b).unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        // The last one goes: the directory is empty, nothing changes (by event and by SIGHUP).
+        fs::remove_file(&a).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        agent.reload(None).unwrap();
+        assert_eq!(owner(&agent), "first");
+        assert_eq!(agent.plan(), &agent.sink().plan);
+
+        // Files come back: the directory is the truth again.
+        fs::write(&b, entry("second", "10.0.0.2")).unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert_eq!(owner(&agent), "second");
+        // An empty file: everything removed on purpose.
+        fs::write(&b, "").unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert!(agent.sink().plan.is_empty(), "{:?}", agent.sink().plan);
+    }
+
     #[test]
     fn a_one_file_change_writes_only_its_services() {
         let dir = tempfile::tempdir().unwrap();

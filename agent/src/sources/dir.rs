@@ -17,10 +17,19 @@ use vsteer_model::store::FileUpdate;
 
 use super::Reading;
 
-/// A directory that holds no config files, which is worth a warning.
+/// A directory that holds no config files: most likely a mistake (a volume not mounted yet, a
+/// directory being replaced, a `rm *.yaml` in the wrong place), so it is treated like a
+/// missing directory and nothing is removed. An empty `*.yaml` file is how to say "nothing".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no *.yaml or *.yml files in this directory")]
-pub struct NoConfigFiles;
+#[error(
+    "NO *.yaml OR *.yml FILES in this directory: treated like a missing directory, the last \
+     good config stays in force ({files} file(s) of it); to remove everything on purpose, leave \
+     an empty .yaml file in the directory, or run `vsteer uninstall`"
+)]
+pub struct NoConfigFiles {
+    /// How many files the config in force came from.
+    pub files: usize,
+}
 
 /// A config file that exists but cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +40,9 @@ pub struct DirSource {
     dir: PathBuf,
     /// A hash of the bytes each file had when last read.
     known: BTreeMap<PathBuf, u64>,
+    /// The last read found no config files (and kept what `known` holds): the next change
+    /// is read as a whole, so files gone meanwhile are removed once others are back.
+    was_empty: bool,
 }
 
 /// A file's bytes, read, waiting to be parsed.
@@ -44,6 +56,7 @@ impl DirSource {
         DirSource {
             dir,
             known: BTreeMap::new(),
+            was_empty: false,
         }
     }
 
@@ -57,11 +70,16 @@ impl DirSource {
     pub fn read_all(&mut self) -> Result<Reading> {
         let paths = yaml_files(&self.dir)?;
         let mut reading = Reading::default();
+        self.was_empty = paths.is_empty();
         if paths.is_empty() {
+            // Like a missing directory: nothing is known, so nothing changes.
             reading.warnings.push(Diagnostic::new(
                 self.dir.display().to_string(),
-                NoConfigFiles,
+                NoConfigFiles {
+                    files: self.known.len(),
+                },
             ));
+            return Ok(reading);
         }
         let gone: Vec<PathBuf> = self
             .known
@@ -87,6 +105,9 @@ impl DirSource {
     /// when they are gone. A path that is not a plain file of the directory (the directory
     /// itself, a `..data` link a ConfigMap volume swaps) means everything may have changed.
     pub fn read_changed(&mut self, paths: &[PathBuf]) -> Result<Reading> {
+        if self.was_empty {
+            return self.read_all();
+        }
         let mut files = Vec::new();
         for path in paths {
             let in_dir = path.parent() == Some(self.dir.as_path());
@@ -102,6 +123,14 @@ impl DirSource {
         }
         files.sort();
         files.dedup();
+        // Removing the last file empties the directory: that is read as a whole, and an
+        // empty directory changes nothing.
+        let removes = files
+            .iter()
+            .any(|path| !fs::metadata(path).is_ok_and(|m| m.is_file()));
+        if removes && yaml_files(&self.dir)?.is_empty() {
+            return self.read_all();
+        }
         let mut reading = Reading::default();
         let mut reads = Vec::new();
         for path in files {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::decode::decode_object;
+use crate::decode::{decode_object, describe};
 use crate::diagnostic::{Diagnostic, Subject};
 use crate::identity::{Precedence, ResourceId};
 use crate::resource::{Origin, Resource};
@@ -19,6 +19,16 @@ pub enum ParseError {
     Syntax { message: String },
     #[error("YAML merge key (<<): {message}")]
     MergeKey { message: String },
+    /// A document that is a string, number or list: the file is not a manifest at all
+    /// (garbage, a truncated or wrongly generated file), so none of it is believed.
+    #[error(
+        "document {document} is {found}, not a Kubernetes object (a mapping with apiVersion, \
+         kind, metadata and spec): not a manifest; file skipped"
+    )]
+    NotAManifest {
+        document: usize,
+        found: &'static str,
+    },
 }
 
 /// What one file held.
@@ -68,13 +78,29 @@ pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Parsed {
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let file: Arc<str> = Arc::from(file);
     let mut parsed = Parsed::default();
+    let mut not_a_manifest = None;
     let result = yaml::for_each_document(text, |index, value| {
+        if not_a_manifest.is_some() {
+            return;
+        }
+        if matches!(
+            value,
+            Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Sequence(_)
+        ) {
+            // Garbage that happens to be valid YAML (any text without a colon is a string).
+            not_a_manifest = Some(ParseError::NotAManifest {
+                document: index + 1,
+                found: describe(&value),
+            });
+            return;
+        }
         document_into(&mut parsed, &file, index, value)
     });
-    match result {
-        Ok(()) => parsed,
+    match (result, not_a_manifest) {
         // What was decoded before the error is dropped: the whole file is unreadable.
-        Err(e) => unreadable(syntax_error(&file, &e)),
+        (Err(e), _) => unreadable(syntax_error(&file, &e)),
+        (Ok(()), Some(error)) => unreadable(Diagnostic::new(file.clone(), error)),
+        (Ok(()), None) => parsed,
     }
 }
 
@@ -290,6 +316,23 @@ spec:
         };
         assert_eq!(&*dr.subsets[1].name, "v2");
         assert_eq!(&dr.subsets[1].labels["version"], "v1");
+    }
+
+    #[test]
+    fn a_document_that_is_a_string_or_a_list_makes_the_whole_file_unreadable() {
+        for garbage in [
+            "this is not yaml at all, just a line of text\n",
+            "- a\n- b\n",
+            "42\n",
+            &format!("{SE}---\njunk appended by a broken generator\n"),
+        ] {
+            let parsed = parse_str("g.yaml", garbage);
+            assert!(parsed.unreadable, "{garbage:?}: {parsed:?}");
+            assert!(parsed.resources.is_empty(), "{garbage:?}");
+            assert_eq!(parsed.errors.len(), 1, "{garbage:?}");
+            let e = parsed.errors[0].to_string();
+            assert!(e.contains("g.yaml") && e.contains("not a manifest"), "{e}");
+        }
     }
 
     #[test]

@@ -344,6 +344,63 @@ spec:
         assert!(agent.sink().plan.is_empty(), "{:?}", agent.sink().plan);
     }
 
+    /// A file that cannot be read (a dangling symlink, a symlink loop) is skipped and
+    /// reported; what it held stays in force and every other file is applied, at start and
+    /// on every reload.
+    #[test]
+    fn an_unreadable_file_keeps_what_it_held_and_the_rest_is_applied() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        let c = dir.path().join("c.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
+        )
+        .unwrap();
+        // At start: a dangling link and a loop among good files.
+        symlink(dir.path().join("nowhere.yaml"), &c).unwrap();
+        symlink(dir.path().join("loop2.yaml"), dir.path().join("loop1.yaml")).unwrap();
+        symlink(dir.path().join("loop1.yaml"), dir.path().join("loop2.yaml")).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(agent.sink().plan.len(), 2);
+        let errors = agent.store.errors();
+        for name in ["c.yaml", "loop1.yaml", "loop2.yaml"] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.file.ends_with(name) && e.message().contains("cannot be read")),
+                "{name} not reported: {errors:?}"
+            );
+        }
+
+        // A good file turns into a dangling link: its service stays; another file's change
+        // is still applied.
+        fs::remove_file(&a).unwrap();
+        symlink(dir.path().join("gone.yaml"), &a).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        agent.reload(None).unwrap();
+        assert_eq!(agent.sink().plan.len(), 2, "{:?}", agent.sink().plan);
+        fs::write(
+            &b,
+            entry("second", "10.0.0.9").replace("127.100.0.1", "127.100.0.3"),
+        )
+        .unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        let vips: Vec<String> = agent
+            .sink()
+            .plan
+            .services()
+            .map(|s| s.key.to_string())
+            .collect();
+        assert_eq!(vips.len(), 2, "{vips:?}");
+        assert!(vips.iter().any(|v| v.contains("127.100.0.1")), "{vips:?}");
+        assert!(vips.iter().any(|v| v.contains("127.100.0.3")), "{vips:?}");
+    }
+
     #[test]
     fn a_one_file_change_writes_only_its_services() {
         let dir = tempfile::tempdir().unwrap();

@@ -125,26 +125,19 @@ impl DirSource {
         files.dedup();
         // Removing the last file empties the directory: that is read as a whole, and an
         // empty directory changes nothing.
-        let removes = files
-            .iter()
-            .any(|path| !fs::metadata(path).is_ok_and(|m| m.is_file()));
+        let removes = files.iter().any(|path| !present(path));
         if removes && yaml_files(&self.dir)?.is_empty() {
             return self.read_all();
         }
         let mut reading = Reading::default();
         let mut reads = Vec::new();
         for path in files {
-            match fs::metadata(&path) {
-                Ok(metadata) if metadata.is_file() => {
-                    self.read(path, &mut reads, &mut reading.updates)
-                }
-                _ => {
-                    if self.known.remove(&path).is_some() {
-                        reading
-                            .updates
-                            .push(FileUpdate::Removed { file: name(&path) });
-                    }
-                }
+            if present(&path) {
+                self.read(path, &mut reads, &mut reading.updates)
+            } else if self.known.remove(&path).is_some() {
+                reading
+                    .updates
+                    .push(FileUpdate::Removed { file: name(&path) });
             }
         }
         reading.updates.extend(parse_all(reads));
@@ -213,6 +206,16 @@ fn parse_all(reads: Vec<Read>) -> Vec<FileUpdate> {
     })
 }
 
+/// Whether `path` is a config file of the directory: a file, a symlink to one, or an entry
+/// that cannot be followed (a dangling link, a loop, no permission): reading it reports why,
+/// and what it held stays in force. Gone, or a directory: not a config file.
+fn present(path: &Path) -> bool {
+    match fs::metadata(path) {
+        Ok(metadata) => metadata.is_file(),
+        Err(_) => fs::symlink_metadata(path).is_ok(),
+    }
+}
+
 /// The `*.yaml` and `*.yml` files of `dir` (not its subdirectories), sorted by name, so
 /// precedence (file path, then document) gives the same answer on every run.
 pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -225,11 +228,9 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
         if !is_yaml_name(&entry.file_name()) {
             continue;
         }
-        // fs::metadata follows symlinks: a ConfigMap volume mounts each file as a symlink.
-        // One that cannot be followed is still listed: reading it reports why.
-        match fs::metadata(&path) {
-            Ok(metadata) if !metadata.is_file() => {}
-            _ => files.push(path),
+        // A ConfigMap volume mounts each file as a symlink: they are followed.
+        if present(&path) {
+            files.push(path);
         }
     }
     files.sort();

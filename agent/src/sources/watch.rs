@@ -90,6 +90,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_directory_with_links_that_cannot_be_followed_is_watched() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        symlink(dir.path().join("l2.yaml"), dir.path().join("l1.yaml")).unwrap();
+        symlink(dir.path().join("l1.yaml"), dir.path().join("l2.yaml")).unwrap();
+        symlink(dir.path().join("nowhere"), dir.path().join("d.yaml")).unwrap();
+        symlink(dir.path(), dir.path().join("self")).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _watch = watch(dir.path(), tx).unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, "kind: x\n").unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(batch.paths.contains(&file), "{batch:?}");
+    }
+
+    #[tokio::test]
     async fn a_write_arrives_once_settled() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();

@@ -238,7 +238,9 @@ spec:
     }
 
     fn agent(dir: &Path) -> Agent<Recorder> {
-        Agent::new(Source::new(Some(dir.to_path_buf())), Recorder::default())
+        // Files are written just before each read: no settle wait.
+        let source = Source::with_settle(Some(dir.to_path_buf()), std::time::Duration::ZERO);
+        Agent::new(source, Recorder::default())
     }
 
     /// Who the kernel (the recorder) says holds the VIP.

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub proxy: Option<ProxySettings>,
     /// Where `/metrics` is served; `None`: nowhere.
     pub admin: Option<SocketAddr>,
+    /// How long a config file must be left alone before it is read.
+    pub settle: Duration,
 }
 
 pub fn run(options: &RunOptions) -> Result<i32> {
@@ -50,9 +52,9 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
-    let source = Source::new(options.config.clone());
-    let _watch = match source.dir() {
-        Some(dir) => Some(watch::watch(dir, changed_tx)?),
+    let source = Source::with_settle(options.config.clone(), options.settle);
+    let watch = match source.dir() {
+        Some(dir) => Some(watch::watch(dir, options.settle, changed_tx)?),
         None => None,
     };
 
@@ -124,6 +126,10 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
+                // What the operator sees at the path is what is followed from now on.
+                if let Some(watch) = &watch {
+                    watch.follow();
+                }
                 let delivered = Instant::now();
                 let result = agent.reload(None);
                 log(result, Duration::ZERO, delivered);

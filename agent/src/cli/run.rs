@@ -3,7 +3,7 @@
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use vsteer_datapath::DEFAULT_PIN_DIR;
 
@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// Worker threads of the proxy.
     #[arg(long, value_name = "N", default_value_t = 2)]
     proxy_threads: usize,
+    /// How long (milliseconds) a config file must be left alone before it is read: a writer
+    /// pausing mid-file for less is waited for (one that holds the file open is waited for
+    /// until it closes it). Atomic writes (write a temporary file, rename it into place) need
+    /// no wait.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    settle_ms: u64,
     /// Where Prometheus metrics are served (`/metrics`); `off` serves none.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020", value_parser = parse_admin)]
     admin_addr: Admin,
@@ -70,8 +76,16 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             threads: args.proxy_threads,
         })
     };
+    let config = match &args.source.config {
+        // Absolute, so that the directory is followed by the path given whatever happens to
+        // the working directory (symlinks are kept: the path is what is followed).
+        Some(dir) => {
+            Some(std::path::absolute(dir).with_context(|| format!("--config {}", dir.display()))?)
+        }
+        None => None,
+    };
     app::run(&RunOptions {
-        config: args.source.config.clone(),
+        config,
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
         proxy,
@@ -79,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             Admin::Off => None,
             Admin::At(addr) => Some(addr),
         },
+        settle: std::time::Duration::from_millis(args.settle_ms),
     })
 }
 

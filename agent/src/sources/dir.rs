@@ -2,6 +2,13 @@
 //! reports changed. Files whose bytes did not change are not parsed again, so a one-service
 //! edit among thousands of services costs one file's parse; nothing but a hash of each file
 //! is kept here (the resources live in the store).
+//!
+//! What is read, and when: a file is read once it is stable (not modified within the settle
+//! time, and unchanged while it was read), so a writer caught mid-file is waited for. A
+//! Kubernetes ConfigMap volume (files that are links into `..data/`, itself a link to a
+//! timestamped generation that the kubelet swaps atomically) is read from the generation
+//! `..data` names when the read starts, so one read never mixes two generations; a swap
+//! during the read reads again. An empty directory is treated like a missing one.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -9,6 +16,7 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use vsteer_model::Diagnostic;
@@ -16,6 +24,13 @@ use vsteer_model::parse::parse_bytes;
 use vsteer_model::store::FileUpdate;
 
 use super::Reading;
+use super::watch::{MAX_OPEN, SETTLE};
+
+/// The link a Kubernetes ConfigMap (or Secret, or projected) volume swaps to publish a new
+/// generation of its files.
+pub const DATA_LINK: &str = "..data";
+/// How often a ConfigMap volume's read is retried when `..data` keeps moving under it.
+const GENERATION_ATTEMPTS: usize = 5;
 
 /// A directory that holds no config files: most likely a mistake (a volume not mounted yet, a
 /// directory being replaced, a `rm *.yaml` in the wrong place), so it is treated like a
@@ -43,6 +58,23 @@ pub struct DirSource {
     /// The last read found no config files (and kept what `known` holds): the next change
     /// is read as a whole, so files gone meanwhile are removed once others are back.
     was_empty: bool,
+    /// How long a file must be unmodified before it is read.
+    settle: Duration,
+}
+
+/// One config file: the path it is known by (in the directory; it names the file's
+/// resources) and where its bytes are read (the same path, or its copy in the generation a
+/// ConfigMap volume's `..data` names).
+struct Entry {
+    path: PathBuf,
+    from: PathBuf,
+}
+
+/// The config files of the directory, as listed once.
+struct Listing {
+    /// The generation `..data` named when listed (a ConfigMap volume), else `None`.
+    generation: Option<PathBuf>,
+    entries: Vec<Entry>,
 }
 
 /// A file's bytes, read, waiting to be parsed.
@@ -53,10 +85,16 @@ struct Read {
 
 impl DirSource {
     pub fn new(dir: PathBuf) -> DirSource {
+        DirSource::with_settle(dir, SETTLE)
+    }
+
+    /// A source that reads a file only once it has not been modified for `settle`.
+    pub fn with_settle(dir: PathBuf, settle: Duration) -> DirSource {
         DirSource {
             dir,
             known: BTreeMap::new(),
             was_empty: false,
+            settle,
         }
     }
 
@@ -68,10 +106,31 @@ impl DirSource {
     /// whose bytes changed are parsed, in parallel. `Err` when the directory itself cannot
     /// be listed: nothing is known then, so nothing changes.
     pub fn read_all(&mut self) -> Result<Reading> {
-        let paths = yaml_files(&self.dir)?;
+        let mut attempt = 0;
+        let (listing, contents) = loop {
+            attempt += 1;
+            let listing = self.list()?;
+            let contents: Vec<std::io::Result<Vec<u8>>> = listing
+                .entries
+                .iter()
+                .map(|entry| match listing.generation {
+                    // A generation is complete before `..data` names it.
+                    Some(_) => fs::read(&entry.from),
+                    None => read_stable(&entry.from, self.settle),
+                })
+                .collect();
+            // The kubelet swapped generations meanwhile (and may have removed the one read
+            // from): read the new one.
+            if listing.generation.is_none()
+                || generation(&self.dir) == listing.generation
+                || attempt >= GENERATION_ATTEMPTS
+            {
+                break (listing, contents);
+            }
+        };
         let mut reading = Reading::default();
-        self.was_empty = paths.is_empty();
-        if paths.is_empty() {
+        self.was_empty = listing.entries.is_empty();
+        if listing.entries.is_empty() {
             // Like a missing directory: nothing is known, so nothing changes.
             reading.warnings.push(Diagnostic::new(
                 self.dir.display().to_string(),
@@ -84,7 +143,7 @@ impl DirSource {
         let gone: Vec<PathBuf> = self
             .known
             .keys()
-            .filter(|known| !paths.contains(known))
+            .filter(|known| !listing.entries.iter().any(|e| &e.path == *known))
             .cloned()
             .collect();
         for path in gone {
@@ -94,8 +153,8 @@ impl DirSource {
                 .push(FileUpdate::Removed { file: name(&path) });
         }
         let mut reads = Vec::new();
-        for path in paths {
-            self.read(path, &mut reads, &mut reading.updates);
+        for (entry, content) in listing.entries.into_iter().zip(contents) {
+            self.take(entry.path, content, &mut reads, &mut reading.updates);
         }
         reading.updates.extend(parse_all(reads));
         Ok(reading)
@@ -103,9 +162,10 @@ impl DirSource {
 
     /// The files at `paths`: read when they are config files of the directory, removed
     /// when they are gone. A path that is not a plain file of the directory (the directory
-    /// itself, a `..data` link a ConfigMap volume swaps) means everything may have changed.
+    /// itself, a `..data` link a ConfigMap volume swaps) means everything may have changed,
+    /// and so does any change in a ConfigMap volume.
     pub fn read_changed(&mut self, paths: &[PathBuf]) -> Result<Reading> {
-        if self.was_empty {
+        if self.was_empty || generation(&self.dir).is_some() {
             return self.read_all();
         }
         let mut files = Vec::new();
@@ -114,7 +174,7 @@ impl DirSource {
             let Some(file_name) = path.file_name().filter(|_| in_dir) else {
                 return self.read_all();
             };
-            if file_name.to_string_lossy().starts_with("..") {
+            if file_name == DATA_LINK {
                 return self.read_all();
             }
             if is_yaml_name(file_name) {
@@ -133,7 +193,8 @@ impl DirSource {
         let mut reads = Vec::new();
         for path in files {
             if present(&path) {
-                self.read(path, &mut reads, &mut reading.updates)
+                let content = read_stable(&path, self.settle);
+                self.take(path, content, &mut reads, &mut reading.updates)
             } else if self.known.remove(&path).is_some() {
                 reading
                     .updates
@@ -144,10 +205,46 @@ impl DirSource {
         Ok(reading)
     }
 
-    /// Reads one file into `reads` when its bytes changed; an unreadable one becomes an
+    /// The config files, from the generation `..data` names when there is one.
+    fn list(&self) -> Result<Listing> {
+        let Some(generation) = generation(&self.dir) else {
+            let entries = yaml_files(&self.dir)?
+                .into_iter()
+                .map(|path| Entry {
+                    from: path.clone(),
+                    path,
+                })
+                .collect();
+            return Ok(Listing {
+                generation: None,
+                entries,
+            });
+        };
+        // Listed by the generation, not by the links at the top: the kubelet adds the links
+        // of new files after the swap and removes those of old ones later.
+        let entries = yaml_files(&generation)?
+            .into_iter()
+            .filter_map(|from| {
+                let path = self.dir.join(from.file_name()?);
+                Some(Entry { path, from })
+            })
+            .collect();
+        Ok(Listing {
+            generation: Some(generation),
+            entries,
+        })
+    }
+
+    /// Keeps one file's bytes for parsing when they changed; an unreadable one becomes an
     /// update of its own.
-    fn read(&mut self, path: PathBuf, reads: &mut Vec<Read>, updates: &mut Vec<FileUpdate>) {
-        match fs::read(&path) {
+    fn take(
+        &mut self,
+        path: PathBuf,
+        content: std::io::Result<Vec<u8>>,
+        reads: &mut Vec<Read>,
+        updates: &mut Vec<FileUpdate>,
+    ) {
+        match content {
             Ok(bytes) => {
                 let mut hasher = DefaultHasher::new();
                 bytes.hash(&mut hasher);
@@ -164,6 +261,64 @@ impl DirSource {
                 });
             }
         }
+    }
+}
+
+/// The generation directory `dir/..data` names, when `dir` is a ConfigMap-style volume.
+fn generation(dir: &Path) -> Option<PathBuf> {
+    let link = dir.join(DATA_LINK);
+    let target = fs::read_link(&link).ok()?;
+    let generation = dir.join(target);
+    fs::metadata(&generation)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(generation)
+}
+
+/// A file's bytes once it is stable: not modified within `settle` (a writer may be pausing
+/// mid-file), and unchanged (size, modification time, inode) while it was read. A file that
+/// keeps changing is read after [`MAX_OPEN`] all the same.
+fn read_stable(path: &Path, settle: Duration) -> std::io::Result<Vec<u8>> {
+    let started = Instant::now();
+    loop {
+        let before = Stamp::of(path)?;
+        let waited = started.elapsed();
+        let age = before.age();
+        if age < settle && waited < MAX_OPEN {
+            std::thread::sleep((settle - age).min(MAX_OPEN - waited));
+            continue;
+        }
+        let bytes = fs::read(path)?;
+        if Stamp::of(path)? == before || started.elapsed() >= MAX_OPEN {
+            return Ok(bytes);
+        }
+    }
+}
+
+/// What tells that a file changed without reading it.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = fs::metadata(path)?;
+        Ok(Stamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// Since the last modification; a time in the future (a clock set back, an archive
+    /// from elsewhere) says nothing about a writer, and counts as old.
+    fn age(&self) -> Duration {
+        self.modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -237,9 +392,11 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn is_yaml_name(name: &OsStr) -> bool {
+pub fn is_yaml_name(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
-    // Dot files include the `..data` links of ConfigMap volumes and editors' backups.
+    // Dot files include the `..data` links and generations of ConfigMap volumes, editors'
+    // swap and lock files (`.a.yaml.swp`, `.#a.yaml`) and temporary files of atomic writes;
+    // backups (`a.yaml~`, `#a.yaml#`) do not end in `.yaml`.
     if name.starts_with('.') {
         return false;
     }
@@ -270,9 +427,14 @@ spec:
   - address: 10.9.1.1
 ";
 
+    fn source(dir: &Path) -> DirSource {
+        // The files are written just before they are read: no settle wait.
+        DirSource::with_settle(dir.to_path_buf(), Duration::ZERO)
+    }
+
     fn read_dir(dir: &Path) -> Store {
         let mut store = Store::default();
-        let reading = DirSource::new(dir.to_path_buf()).read_all().unwrap();
+        let reading = source(dir).read_all().unwrap();
         store.apply(reading.updates);
         store
     }
@@ -317,7 +479,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.yaml"), SE.replace("db", "a")).unwrap();
         fs::write(dir.path().join("b.yaml"), SE.replace("db", "b")).unwrap();
-        let mut source = DirSource::new(dir.path().to_path_buf());
+        let mut source = source(dir.path());
         assert_eq!(source.read_all().unwrap().updates.len(), 2);
         assert!(
             source.read_all().unwrap().updates.is_empty(),
@@ -339,5 +501,131 @@ spec:
         assert!(
             matches!(&changed.updates[0], FileUpdate::Removed { file } if file.ends_with("a.yaml"))
         );
+    }
+
+    fn resources(reading: Reading) -> Vec<(String, String)> {
+        let mut store = Store::default();
+        store.apply(reading.updates);
+        assert!(store.errors().is_empty(), "{:?}", store.errors());
+        store
+            .resources()
+            .iter()
+            .map(|r| (r.id.to_string(), r.origin.file.to_string()))
+            .collect()
+    }
+
+    /// The kubelet's atomic writer: files are links into `..data/`, `..data` is a link to a
+    /// timestamped generation, and an update writes a new generation, points `..data_tmp` at
+    /// it, renames that over `..data`, then adds links for new files and removes old ones.
+    #[test]
+    fn a_configmap_volume_is_read_from_the_generation_data_names() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let publish = |generation: &str, files: &[(&str, String)]| {
+            fs::create_dir(dir.join(generation)).unwrap();
+            for (file, text) in files {
+                fs::write(dir.join(generation).join(file), text).unwrap();
+            }
+            symlink(generation, dir.join("..data_tmp")).unwrap();
+            fs::rename(dir.join("..data_tmp"), dir.join(DATA_LINK)).unwrap();
+        };
+        publish(
+            "..2026_12_01_10_00_00.1",
+            &[("a.yaml", SE.replace("db", "a"))],
+        );
+        symlink("..data/a.yaml", dir.join("a.yaml")).unwrap();
+        let mut source = source(dir);
+        let a = dir.join("a.yaml").display().to_string();
+        let b = dir.join("b.yaml").display().to_string();
+        assert_eq!(
+            resources(source.read_all().unwrap()),
+            [("ServiceEntry data/a".to_string(), a.clone())]
+        );
+
+        // A new generation with a.yaml changed and b.yaml added; b.yaml's link is not there
+        // yet when the swap is seen.
+        publish(
+            "..2026_12_01_10_01_00.2",
+            &[
+                ("a.yaml", SE.replace("db", "a2")),
+                ("b.yaml", SE.replace("db", "b")),
+            ],
+        );
+        let reading = source.read_changed(&[dir.join(DATA_LINK)]).unwrap();
+        let mut store = Store::default();
+        store.apply(reading.updates);
+        let mut got: Vec<(String, String)> = store
+            .resources()
+            .iter()
+            .map(|r| (r.id.to_string(), r.origin.file.to_string()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("ServiceEntry data/a2".to_string(), a.clone()),
+                ("ServiceEntry data/b".to_string(), b.clone()),
+            ]
+        );
+        fs::remove_dir_all(dir.join("..2026_12_01_10_00_00.1")).unwrap();
+        symlink("..data/b.yaml", dir.join("b.yaml")).unwrap();
+
+        // a.yaml leaves the ConfigMap: its link still dangles at the top for a while.
+        publish(
+            "..2026_12_01_10_02_00.3",
+            &[("b.yaml", SE.replace("db", "b"))],
+        );
+        let reading = source.read_changed(&[dir.join("a.yaml")]).unwrap();
+        assert!(
+            reading
+                .updates
+                .iter()
+                .any(|u| matches!(u, FileUpdate::Removed { file } if **file == *a)),
+            "{:?}",
+            reading.updates
+        );
+        assert!(
+            !reading
+                .updates
+                .iter()
+                .any(|u| matches!(u, FileUpdate::Unreadable { .. })),
+            "{:?}",
+            reading.updates
+        );
+    }
+
+    /// A writer that pauses mid-file: the read waits until the file has been left alone for
+    /// the settle time, and so sees it whole.
+    #[test]
+    fn a_file_is_read_once_it_has_been_unmodified_for_the_settle_time() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.yaml");
+        // Cut before the endpoints: still valid, but another config.
+        let (head, tail) = SE.split_at(SE.find("  endpoints:").unwrap());
+        fs::write(&path, head).unwrap();
+        let writer = {
+            let path = path.clone();
+            let tail = tail.to_string();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+                file.write_all(tail.as_bytes()).unwrap();
+            })
+        };
+        let started = Instant::now();
+        let mut source =
+            DirSource::with_settle(dir.path().to_path_buf(), Duration::from_millis(400));
+        let reading = source.read_all().unwrap();
+        writer.join().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        let FileUpdate::Read { parsed, .. } = &reading.updates[0] else {
+            panic!("{:?}", reading.updates);
+        };
+        let vsteer_model::ResourceSpec::ServiceEntry(entry) = &parsed.resources[0].spec else {
+            panic!("not a ServiceEntry");
+        };
+        assert_eq!(entry.endpoints.len(), 1, "read before the writer was done");
     }
 }

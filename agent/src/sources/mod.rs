@@ -1,5 +1,6 @@
 //! Where resources come from: a config directory (read whole, or only the files a watch
-//! says changed) or the examples built into the binary. A source only reads: it hands each
+//! says changed; `dir` decides what is read and when a file is stable, `watch` follows the
+//! directory by its path) or the examples built into the binary. A source only reads: it hands each
 //! file's parse to the model's store, which decides what is in force.
 
 pub mod dir;
@@ -7,6 +8,7 @@ pub mod embedded;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use vsteer_model::Diagnostic;
@@ -30,8 +32,13 @@ pub enum Source {
 impl Source {
     /// `dir`, or the embedded examples when `None`.
     pub fn new(dir: Option<PathBuf>) -> Source {
+        Source::with_settle(dir, watch::SETTLE)
+    }
+
+    /// `dir` (or the embedded examples), whose files are read once unmodified for `settle`.
+    pub fn with_settle(dir: Option<PathBuf>, settle: Duration) -> Source {
         match dir {
-            Some(dir) => Source::Dir(dir::DirSource::new(dir)),
+            Some(dir) => Source::Dir(dir::DirSource::with_settle(dir, settle)),
             None => Source::Embedded,
         }
     }

@@ -375,3 +375,59 @@ fn bad_config_is_reported_and_the_last_good_one_stays_in_force() {
     let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
     assert_only(&report, &[V2]);
 }
+
+/// The last good config survives a restart: both files break while the agent runs (a YAML
+/// syntax error, and garbage that is valid YAML), the agent is restarted on them, and not
+/// one connect fails or leaves the last good split; the new agent finds nothing to write.
+#[test]
+fn a_restart_with_broken_files_keeps_every_connect_working() {
+    if !kernel_tests_enabled("a_restart_with_broken_files_keeps_every_connect_working") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &split(50, 50))]);
+    let mut first = stage.agent(config.path());
+    for (file, text) in [
+        (
+            "se.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: [unclosed\n",
+        ),
+        ("vs.yaml", "garbage that happens to be valid YAML\n"),
+    ] {
+        first.drain();
+        config.write(file, text);
+        let line = first.wait_for("rejected:", READY_TIMEOUT).unwrap();
+        assert!(line.contains(file), "{line}");
+    }
+    let connects = 20_000;
+    let (report, ready) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        first
+            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .unwrap();
+        let second = stage.agent(config.path());
+        let ready = second.ready_line().to_string();
+        (client.join().unwrap().unwrap(), (ready, second))
+    });
+    let (ready, _second) = ready;
+    assert!(ready.contains("written=0"), "the last good config: {ready}");
+    assert_eq!(report.outcomes.len(), connects as usize);
+    assert_only(&report, &[V1, V2]);
+    let after = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 400, DEADLINE).unwrap();
+    assert_only(&after, &[V1, V2]);
+    assert_eq!(
+        after.replies().len(),
+        2,
+        "still the split: {:?}",
+        after.replies()
+    );
+}

@@ -9,6 +9,7 @@ use vsteer_datapath::DEFAULT_PIN_DIR;
 
 use super::SourceArgs;
 use crate::app::{self, ProxySettings, RunOptions};
+use crate::sources::snapshot::DEFAULT_STATE_DIR;
 
 /// Where the proxy listens unless told: loopback, so only the node's own processes (host
 /// network namespace) are redirected to it; pods in their own namespaces keep the kernel
@@ -29,6 +30,10 @@ pub struct RunArgs {
     /// bpffs directory for vsteer's pinned maps and program links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Where the last good copy of each config file is kept, so that a restarted agent
+    /// still has what a file that no longer parses held (one snapshot per pin directory).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Where the L7 proxy listens, at most one IPv4 and one IPv6 address (port 0: any free
     /// port). It must be reachable from the clients' network namespaces: loopback serves the
     /// node's own processes only, the node's IP serves pods too.
@@ -88,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         config,
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
+        state_dir: args.state_dir.clone(),
         proxy,
         admin: match args.admin_addr {
             Admin::Off => None,

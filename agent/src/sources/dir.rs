@@ -20,10 +20,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use vsteer_model::Diagnostic;
-use vsteer_model::parse::parse_bytes;
+use vsteer_model::parse::{parse_bytes, parse_str};
 use vsteer_model::store::FileUpdate;
 
 use super::Reading;
+use super::snapshot::Snapshot;
 use super::watch::{MAX_OPEN, SETTLE};
 
 /// The link a Kubernetes ConfigMap (or Secret, or projected) volume swaps to publish a new
@@ -60,6 +61,10 @@ pub struct DirSource {
     was_empty: bool,
     /// How long a file must be unmodified before it is read.
     settle: Duration,
+    /// The last good copy of each file, kept for a restart.
+    snapshot: Option<Snapshot>,
+    /// The first read is done (the snapshot is consulted only by the first).
+    started: bool,
 }
 
 /// One config file: the path it is known by (in the directory; it names the file's
@@ -95,7 +100,16 @@ impl DirSource {
             known: BTreeMap::new(),
             was_empty: false,
             settle,
+            snapshot: None,
+            started: false,
         }
+    }
+
+    /// Keeps the last good copy of each file in `snapshot`, and starts from it for files
+    /// that do not parse at the first read.
+    pub fn with_snapshot(mut self, snapshot: Snapshot) -> DirSource {
+        self.snapshot = Some(snapshot);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -129,9 +143,15 @@ impl DirSource {
             }
         };
         let mut reading = Reading::default();
+        let first = !self.started;
+        self.started = true;
         self.was_empty = listing.entries.is_empty();
         if listing.entries.is_empty() {
-            // Like a missing directory: nothing is known, so nothing changes.
+            // Like a missing directory: nothing is known, so nothing changes; at start, what
+            // was in force before it is.
+            if first {
+                reading.updates = self.restore_all();
+            }
             reading.warnings.push(Diagnostic::new(
                 self.dir.display().to_string(),
                 NoConfigFiles {
@@ -148,16 +168,92 @@ impl DirSource {
             .collect();
         for path in gone {
             self.known.remove(&path);
+            self.forget(&path);
             reading
                 .updates
                 .push(FileUpdate::Removed { file: name(&path) });
+        }
+        if first && let Some(snapshot) = &self.snapshot {
+            // Copies of files deleted while no agent ran.
+            for copy in snapshot.names() {
+                let path = self.dir.join(&copy);
+                if !listing.entries.iter().any(|e| e.path == path) {
+                    snapshot.remove(&path);
+                }
+            }
         }
         let mut reads = Vec::new();
         for (entry, content) in listing.entries.into_iter().zip(contents) {
             self.take(entry.path, content, &mut reads, &mut reading.updates);
         }
-        reading.updates.extend(parse_all(reads));
+        reading
+            .updates
+            .extend(parse_all(reads, self.snapshot.as_ref()));
+        if first {
+            reading.updates = self.with_last_good(reading.updates);
+        }
         Ok(reading)
+    }
+
+    /// At start: every file that does not parse is first given its last good copy, so that
+    /// the store keeps what it held before the restart.
+    fn with_last_good(&self, updates: Vec<FileUpdate>) -> Vec<FileUpdate> {
+        let Some(snapshot) = &self.snapshot else {
+            return updates;
+        };
+        let mut all = Vec::with_capacity(updates.len());
+        for update in updates {
+            let failed = match &update {
+                FileUpdate::Read { file, parsed } => {
+                    (parsed.unreadable || !parsed.failed.is_empty()).then_some(file)
+                }
+                FileUpdate::Unreadable { file, .. } => Some(file),
+                FileUpdate::Removed { .. } => None,
+            };
+            if let Some(file) = failed
+                && let Some(bytes) = snapshot.load(Path::new(&**file))
+            {
+                tracing::warn!(
+                    file = %file,
+                    "does not parse at start: starting from its last good copy (from before the restart)"
+                );
+                all.push(FileUpdate::Read {
+                    parsed: parse_bytes(file, bytes),
+                    file: file.clone(),
+                });
+            }
+            all.push(update);
+        }
+        all
+    }
+
+    /// At start, with no config files: everything of the snapshot, as it was in force.
+    fn restore_all(&mut self) -> Vec<FileUpdate> {
+        let Some(snapshot) = &self.snapshot else {
+            return Vec::new();
+        };
+        let mut updates = Vec::new();
+        for copy in snapshot.names() {
+            let path = self.dir.join(&copy);
+            let Some(bytes) = snapshot.load(&path) else {
+                continue;
+            };
+            tracing::warn!(file = %path.display(), "not in the directory at start: its last good copy (from before the restart) stays in force");
+            self.known.insert(path.clone(), hash(&bytes));
+            let file = name(&path);
+            updates.push(FileUpdate::Read {
+                parsed: parse_bytes(&file, bytes),
+                file,
+            });
+        }
+        updates
+    }
+
+    /// A file is gone: so is its last good copy.
+    fn forget(&self, path: &Path) {
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.remove(path);
+        }
     }
 
     /// The files at `paths`: read when they are config files of the directory, removed
@@ -196,12 +292,15 @@ impl DirSource {
                 let content = read_stable(&path, self.settle);
                 self.take(path, content, &mut reads, &mut reading.updates)
             } else if self.known.remove(&path).is_some() {
+                self.forget(&path);
                 reading
                     .updates
                     .push(FileUpdate::Removed { file: name(&path) });
             }
         }
-        reading.updates.extend(parse_all(reads));
+        reading
+            .updates
+            .extend(parse_all(reads, self.snapshot.as_ref()));
         Ok(reading)
     }
 
@@ -246,9 +345,7 @@ impl DirSource {
     ) {
         match content {
             Ok(bytes) => {
-                let mut hasher = DefaultHasher::new();
-                bytes.hash(&mut hasher);
-                let hash = hasher.finish();
+                let hash = hash(&bytes);
                 if self.known.insert(path.clone(), hash) != Some(hash) {
                     reads.push(Read { path, bytes });
                 }
@@ -322,13 +419,20 @@ impl Stamp {
     }
 }
 
+fn hash(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn name(path: &Path) -> Arc<str> {
     Arc::from(path.display().to_string())
 }
 
 /// Parses the files, spread over the machine's cores (YAML parsing is most of a large
-/// load), in the order given.
-fn parse_all(reads: Vec<Read>) -> Vec<FileUpdate> {
+/// load), in the order given; each that parses without an error becomes its last good copy
+/// in `snapshot`.
+fn parse_all(reads: Vec<Read>, snapshot: Option<&Snapshot>) -> Vec<FileUpdate> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = reads.len().div_ceil(threads).max(1);
     let mut chunks: Vec<Vec<Read>> = Vec::new();
@@ -345,10 +449,20 @@ fn parse_all(reads: Vec<Read>) -> Vec<FileUpdate> {
                         .into_iter()
                         .map(|read| {
                             let file = name(&read.path);
-                            FileUpdate::Read {
-                                parsed: parse_bytes(&file, read.bytes),
-                                file,
-                            }
+                            let parsed = match std::str::from_utf8(&read.bytes) {
+                                Ok(text) => {
+                                    let parsed = parse_str(&file, text);
+                                    if let Some(snapshot) = snapshot
+                                        && !parsed.unreadable
+                                        && parsed.failed.is_empty()
+                                    {
+                                        snapshot.save(&read.path, &read.bytes);
+                                    }
+                                    parsed
+                                }
+                                Err(_) => parse_bytes(&file, read.bytes),
+                            };
+                            FileUpdate::Read { parsed, file }
                         })
                         .collect::<Vec<_>>()
                 })

@@ -5,6 +5,7 @@
 
 pub mod dir;
 pub mod embedded;
+pub mod snapshot;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,14 @@ impl Source {
         match self {
             Source::Dir(dir) => dir.read_changed(paths),
             Source::Embedded => Ok(Reading::default()),
+        }
+    }
+
+    /// Keeps the last good copy of each file of a directory in `snapshot` (for a restart).
+    pub fn with_snapshot(self, snapshot: snapshot::Snapshot) -> Source {
+        match self {
+            Source::Dir(dir) => Source::Dir(dir.with_snapshot(snapshot)),
+            Source::Embedded => Source::Embedded,
         }
     }
 

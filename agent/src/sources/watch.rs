@@ -57,10 +57,15 @@ struct Watched {
 
 impl Watched {
     /// Watches `dir` again when its path names another directory than the one watched (or
-    /// one again after none); true when it did, so everything must be read.
-    fn follow(&mut self) -> bool {
+    /// one again after none), or always when `force`d; true when it did, so everything must
+    /// be read.
+    ///
+    /// An event about the directory itself forces it: notify drops its watch of a path when
+    /// it sees that path deleted or renamed away, which may come after the directory was
+    /// already watched again (found by identity), and only events tell.
+    fn follow(&mut self, force: bool) -> bool {
         let now = identity(&self.dir);
-        if now == self.identity {
+        if now == self.identity && !(force && now.is_some()) {
             return false;
         }
         if self.identity.is_some() {
@@ -87,10 +92,13 @@ impl Watched {
 }
 
 impl Watch {
-    /// Watches the directory again if its path names another one now (SIGHUP calls this:
-    /// what the operator sees at the path is what is followed); true when it did.
+    /// Watches the directory at its path again (SIGHUP calls this: what the operator sees at
+    /// the path is what is followed, even if a watch was lost); true when it did.
     pub fn follow(&self) -> bool {
-        self.watched.lock().map(|mut w| w.follow()).unwrap_or(false)
+        self.watched
+            .lock()
+            .map(|mut w| w.follow(true))
+            .unwrap_or(false)
     }
 }
 
@@ -214,7 +222,7 @@ impl Settler {
             }
             if rewatch || checked.elapsed() >= CHECK {
                 checked = Instant::now();
-                if watched.lock().is_ok_and(|mut w| w.follow()) {
+                if watched.lock().is_ok_and(|mut w| w.follow(rewatch)) {
                     self.mark_everything(Instant::now());
                 }
             }
@@ -262,7 +270,14 @@ impl Settler {
         let mut meaning = Meaning::Nothing;
         for path in &event.paths {
             let this = if path == &self.dir {
-                Meaning::Directory
+                match event.kind {
+                    // Every read opens the directory (seen by its own watch and its
+                    // parent's): that is no change, or each read would cause the next.
+                    EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => {
+                        Meaning::Nothing
+                    }
+                    _ => Meaning::Directory,
+                }
             } else if path.parent() != Some(self.dir.as_path()) {
                 // A sibling in the parent directory.
                 Meaning::Nothing
@@ -438,6 +453,13 @@ mod tests {
             s.meaning(event(EventKind::Remove(RemoveKind::Folder), dir)),
             Meaning::Directory
         );
+        // Reading the directory itself.
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert_eq!(s.meaning(event(kind, dir)), Meaning::Nothing);
+        }
         assert_eq!(
             s.meaning(event(data, &a)),
             Meaning::File(a.clone(), Some(true))

@@ -392,3 +392,52 @@ fn sigterm_during_a_long_parse_exits_without_waiting_for_it() {
         "exit took {took:?} after SIGTERM: {stderr}"
     );
 }
+
+/// A file the reader may not read is skipped and named; the other files are planned. As root
+/// (which reads everything) the test runs `vsteer plan` as nobody with setpriv.
+#[test]
+fn a_file_without_read_permission_is_skipped_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = tempfile::Builder::new()
+        .prefix("vsteer-perm")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), SERVICE).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("web.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let secret = dir.path().join("secret.yaml");
+    std::fs::write(&secret, SERVICE.replace("web", "other")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = if root {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(VSTEER);
+        cmd
+    } else {
+        Command::new(VSTEER)
+    };
+    let out = cmd
+        .args(["plan", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("127.100.9.1:8080"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: cannot be read", secret.display()))
+            && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+}

@@ -342,4 +342,44 @@ spec:
         assert!(parsed.errors[0].message().contains("UTF-8"));
         assert!(parsed.unreadable);
     }
+
+    /// Input a careless writer or a broken disk produces: every prefix of the examples (a
+    /// file cut at any byte) and bytes overwritten at random. The parser must never panic,
+    /// and whatever it cannot read it must say so (the file then keeps its last good
+    /// resources), never return nothing silently.
+    #[test]
+    fn cut_and_scrambled_examples_never_panic() {
+        let examples = [
+            include_str!("../../examples/details.yaml"),
+            include_str!("../../examples/ratings.yaml"),
+            include_str!("../../examples/reviews.yaml"),
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64*: deterministic, so a failure replays.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        for text in examples {
+            let bytes = text.as_bytes();
+            for cut in 0..=bytes.len() {
+                let parsed = parse_bytes("cut.yaml", bytes[..cut].to_vec());
+                assert!(
+                    !parsed.unreadable || !parsed.errors.is_empty(),
+                    "cut at {cut}: unreadable without a reason"
+                );
+            }
+            for _ in 0..300 {
+                let mut scrambled = bytes.to_vec();
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() % scrambled.len() as u64) as usize;
+                    scrambled[at] = (next() % 256) as u8;
+                }
+                let parsed = parse_bytes("scrambled.yaml", scrambled);
+                assert!(!parsed.unreadable || !parsed.errors.is_empty());
+            }
+        }
+    }
 }

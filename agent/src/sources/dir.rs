@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -46,6 +47,11 @@ pub struct NoConfigFiles {
     /// How many files the config in force came from.
     pub files: usize,
 }
+
+/// The YAML parser panicked on a file (a bug: please report the file).
+#[derive(Debug, thiserror::Error)]
+#[error("the parser failed on this file (a bug in vsteer); what it held stays in force")]
+pub struct ParserPanicked;
 
 /// A config file that exists but cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -449,20 +455,29 @@ fn parse_all(reads: Vec<Read>, snapshot: Option<&Snapshot>) -> Vec<FileUpdate> {
                         .into_iter()
                         .map(|read| {
                             let file = name(&read.path);
-                            let parsed = match std::str::from_utf8(&read.bytes) {
-                                Ok(text) => {
-                                    let parsed = parse_str(&file, text);
+                            // A bug in a parser must not take the agent down, nor the
+                            // file's resources: they are kept as for an unreadable file.
+                            let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                match std::str::from_utf8(&read.bytes) {
+                                    Ok(text) => parse_str(&file, text),
+                                    Err(_) => parse_bytes(&file, read.bytes.clone()),
+                                }
+                            }));
+                            match parsed {
+                                Ok(parsed) => {
                                     if let Some(snapshot) = snapshot
                                         && !parsed.unreadable
                                         && parsed.failed.is_empty()
                                     {
                                         snapshot.save(&read.path, &read.bytes);
                                     }
-                                    parsed
+                                    FileUpdate::Read { parsed, file }
                                 }
-                                Err(_) => parse_bytes(&file, read.bytes),
-                            };
-                            FileUpdate::Read { parsed, file }
+                                Err(_) => FileUpdate::Unreadable {
+                                    error: Diagnostic::new(file.clone(), ParserPanicked),
+                                    file,
+                                },
+                            }
                         })
                         .collect::<Vec<_>>()
                 })

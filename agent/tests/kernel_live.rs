@@ -509,7 +509,13 @@ fn configmap_volume_swaps_drop_no_connect() {
     );
     let mut agent = stage.agent(dir);
     // The middle generation moves the route into a new file, the last moves it back.
-    let generations: [(&str, Vec<(&str, String)>, &'static [&'static str]); 2] = [
+    // A generation's directory name, its files, and the backends valid once it is applied.
+    type Generation = (
+        &'static str,
+        Vec<(&'static str, String)>,
+        &'static [&'static str],
+    );
+    let generations: [Generation; 2] = [
         (
             "..2026_12_01_00_01_00.2",
             vec![

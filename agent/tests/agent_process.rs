@@ -441,3 +441,64 @@ fn a_file_without_read_permission_is_skipped_and_named() {
         "{stderr}"
     );
 }
+
+/// "Max open files" of a process: (soft, hard), from /proc.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut words = line["Max open files".len()..].split_whitespace();
+    (
+        words.next().unwrap().to_owned(),
+        words.next().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn run_lifts_its_open_files_limit_to_the_hard_one() {
+    if !kernel_tests_enabled("run_lifts_its_open_files_limit_to_the_hard_one") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    let state_dir = pins.state_dir();
+    let (_, hard) = open_files_limits(std::process::id());
+    // A soft limit below the hard one (prlimit execs the agent: the pid is the agent's).
+    let nofile = format!("--nofile=256:{hard}");
+    let mut agent = AgentProcess::start(
+        Path::new("prlimit"),
+        &[
+            nofile.as_ref(),
+            VSTEER.as_ref(),
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.path().as_os_str(),
+            "--cgroup".as_ref(),
+            cgroup.path().as_os_str(),
+            "--pin-dir".as_ref(),
+            pins.path().as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+            "--proxy-addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--admin-addr".as_ref(),
+            "off".as_ref(),
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let (soft_now, hard_now) = open_files_limits(agent.pid());
+    assert_eq!(hard_now, hard);
+    assert_eq!(soft_now, hard, "the soft limit stayed below the hard one");
+    assert_eq!(
+        agent
+            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .unwrap(),
+        Some(0)
+    );
+    let out = vsteer(&["uninstall", "--pin-dir", pins.path().to_str().unwrap()]);
+    assert!(!pins.path().join("VSTEER_SERVICES").exists(), "{out}");
+}

@@ -1,7 +1,9 @@
 //! One accepted connection: hyper-util's auto server (HTTP/1.1 with keep-alive, or HTTP/2
 //! with prior knowledge) routing each request on its own, and the bounds on it: a first
 //! request within the header read timeout (hyper has no timer while it sniffs the protocol),
-//! closing after the idle timeout with nothing in flight, and a graceful drain on shutdown.
+//! closing after the idle timeout with nothing in flight, and a graceful drain on shutdown or
+//! when its service leaves the proxy (requests until then served by the last table the
+//! connection saw: the client reconnects, and the kernel serves it, without seeing a 503).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use arc_swap::ArcSwap;
+
+use crate::compiled::CompiledTable;
 use crate::forward;
 use crate::proxy::Shared;
 use crate::stats::ProxyStats;
@@ -27,6 +32,9 @@ pub(crate) struct ConnContext {
     pub forwarded_for: http::HeaderValue,
     /// The original destination the client dialed.
     pub vip: SocketAddr,
+    /// The last table a request of this connection was served by: what a request gets
+    /// once the service has left the proxy, while the connection drains.
+    pub table: ArcSwap<CompiledTable>,
     pub shared: Arc<Shared>,
     pub activity: Arc<Activity>,
     /// Held by upgraded tunnels too, so the connection counts as active until they end.
@@ -117,6 +125,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     vip: SocketAddr,
+    table: Arc<CompiledTable>,
     open: OpenConnection,
 ) {
     let activity = Arc::new(Activity::new());
@@ -125,6 +134,7 @@ pub(crate) async fn serve(
         local: stream.local_addr().ok(),
         forwarded_for: crate::headers::forwarded_for(peer.ip()),
         vip,
+        table: ArcSwap::new(table),
         shared: shared.clone(),
         activity: activity.clone(),
         open: Arc::new(open),
@@ -139,10 +149,24 @@ pub(crate) async fn serve(
     tokio::pin!(conn);
     let options = &shared.options;
     let mut shutdown = shared.shutdown.clone();
+    let mut tables = shared.tables.subscribe();
+    let mut watching = true;
     let mut deadline = Instant::now() + options.header_read_timeout;
     let mut draining = false;
     loop {
         tokio::select! {
+            changed = tables.changed(), if watching && !draining => {
+                if changed.is_err() {
+                    watching = false;
+                } else if !shared.tables.contains(vip) {
+                    // HTTP/1.1: closed now if idle, else after the response in flight;
+                    // HTTP/2: a GOAWAY, and the streams already open finish.
+                    tracing::debug!("connection from {peer} to {vip}: the service left the proxy; draining");
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                    deadline = Instant::now() + options.drain_timeout;
+                }
+            }
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!("connection from {peer} to {vip}: {e}");

@@ -16,7 +16,7 @@ use crate::body::ProxyBody;
 use crate::compiled::{Action, CompiledRule, Target};
 use crate::connection::{ConnContext, RequestGuard};
 use crate::header_value::{Context, RequestFacts};
-use crate::headers::{HeaderOps, add_forwarding, is_upgrade, strip_hop_by_hop};
+use crate::headers::{HeaderOps, UpgradeKind, add_forwarding, strip_hop_by_hop};
 use crate::matching::RequestView;
 use crate::pool::InFlight;
 use crate::request_body::{RequestBody, StreamState};
@@ -77,14 +77,16 @@ async fn serve(
 ) -> Response<ProxyBody> {
     let shared = &conn.shared;
     let stats = &shared.stats;
-    let Some(table) = shared.tables.get(conn.vip) else {
-        // The service left the proxy since this connection came: close it, so the client
-        // reconnects and the kernel serves it.
-        let mut response = respond::error(StatusCode::SERVICE_UNAVAILABLE, "", is_grpc(&req));
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+    let table = match shared.tables.get(conn.vip) {
+        Some(table) => {
+            if !Arc::ptr_eq(&conn.table.load(), &table) {
+                conn.table.store(table.clone());
+            }
+            table
+        }
+        // The service left the proxy since this connection came, which now drains: its
+        // last requests are served as they would have been (a 503 would fail them).
+        None => conn.table.load_full(),
     };
     let grpc = is_grpc(&req);
     if req.method() == Method::CONNECT {
@@ -92,6 +94,19 @@ async fn serve(
         ProxyStats::add(&stats.no_route);
         return respond::no_route(grpc);
     }
+    let upgrade = match upgrade_kind(req.version(), req.headers()) {
+        Some(UpgradeKind::WebSocket) => true,
+        // Served as a plain request: the hop-by-hop strip below drops the upgrade headers.
+        Some(UpgradeKind::H2c) | None => false,
+        Some(UpgradeKind::Other) => {
+            tracing::debug!(
+                "{}: upgrade {:?} refused (only WebSocket is enabled, as in Istio)",
+                conn.vip,
+                req.headers().get(header::UPGRADE)
+            );
+            return respond::error(StatusCode::FORBIDDEN, "", grpc);
+        }
+    };
     let (mut parts, body) = req.into_parts();
     let started = OnceLock::new();
     let view = RequestView::new(&parts);
@@ -141,7 +156,6 @@ async fn serve(
         .map(|r| r.apply(view.path_and_query, matched));
     let authority = authority(target, view.authority, conn);
 
-    let upgrade = parts.version <= Version::HTTP_11 && is_upgrade(&parts.headers);
     strip_hop_by_hop(&mut parts.headers, upgrade, true);
     add_forwarding(&mut parts.headers, &conn.forwarded_for);
     for level in &target.request_ops {
@@ -235,6 +249,15 @@ async fn serve(
         head,
         ProxyBody::upstream(body, Box::new((in_flight, pooled, guard))),
     )
+}
+
+/// The upgrade an HTTP/1.1 request asks for (HTTP/2 has none: hyper refuses its
+/// extended CONNECT unless enabled).
+fn upgrade_kind(version: Version, headers: &http::HeaderMap) -> Option<UpgradeKind> {
+    if version > Version::HTTP_11 {
+        return None;
+    }
+    crate::headers::upgrade_kind(headers)
 }
 
 /// Whether a request is gRPC (its local error replies then take gRPC's form).

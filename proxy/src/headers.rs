@@ -145,6 +145,36 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| has_token(v, "upgrade"))
 }
 
+/// What an upgrade request asks for, as Istio configures Envoy: WebSocket is the only
+/// upgrade enabled; `h2c` Envoy's HTTP/1.1 codec strips (the request is served as a plain
+/// one); any other is refused with 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeKind {
+    WebSocket,
+    H2c,
+    Other,
+}
+
+/// The upgrade an HTTP/1.1 request asks for (None: not an upgrade request).
+pub(crate) fn upgrade_kind(headers: &HeaderMap) -> Option<UpgradeKind> {
+    if !is_upgrade(headers) {
+        return None;
+    }
+    let asks = |token: &str| {
+        headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(|v| has_token(v, token))
+    };
+    Some(if asks("websocket") {
+        UpgradeKind::WebSocket
+    } else if asks("h2c") {
+        UpgradeKind::H2c
+    } else {
+        UpgradeKind::Other
+    })
+}
+
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
         .to_str()
@@ -162,7 +192,28 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// (hyper answers `100-continue` itself, as Envoy does by default) and any `TE` but
 /// `trailers` (which gRPC needs upstream).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: bool) {
-    if headers.contains_key(header::CONNECTION) {
+    // One pass over the few names present, then only their removals: cheaper than a hashed
+    // removal per hop-by-hop name, and most messages carry one of them at most.
+    let (mut connection, mut te, mut upgrade_header, mut expect, mut fixed) =
+        (false, false, false, false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if name == header::TE {
+            te = true;
+        } else if name == header::UPGRADE {
+            upgrade_header = true;
+        } else if name == header::EXPECT {
+            expect = true;
+        } else if name == header::TRANSFER_ENCODING
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+            || name == HTTP2_SETTINGS
+        {
+            fixed = true;
+        }
+    }
+    if connection {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -179,21 +230,31 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: 
         }
         headers.remove(header::CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TRANSFER_ENCODING,
-        &HTTP2_SETTINGS,
-    ] {
-        headers.remove(name);
+    if fixed {
+        for name in [
+            &KEEP_ALIVE,
+            &PROXY_CONNECTION,
+            &header::TRANSFER_ENCODING,
+            &HTTP2_SETTINGS,
+        ] {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if upgrade_header {
         headers.remove(header::UPGRADE);
     }
+    if !te {
+        if request && expect {
+            headers.remove(header::EXPECT);
+        }
+        return;
+    }
     if request {
-        headers.remove(header::EXPECT);
+        if expect {
+            headers.remove(header::EXPECT);
+        }
         let trailers_only = headers
             .get_all(header::TE)
             .iter()
@@ -217,11 +278,22 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// client's address (`peer`, formatted once per connection) appended, because the backend
 /// sees the node's address where a sidecar would have shown the pod's.
 pub(crate) fn add_forwarding(headers: &mut HeaderMap, peer: &HeaderValue) {
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    // One pass over the names present instead of a hashed lookup of each of the three.
+    let (mut proto, mut id, mut xff) = (false, false, false);
+    for name in headers.keys() {
+        proto |= name == X_FORWARDED_PROTO;
+        id |= name == X_REQUEST_ID;
+        xff |= name == X_FORWARDED_FOR;
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), request_id());
+    if !proto {
+        headers.append(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !id {
+        headers.append(X_REQUEST_ID.clone(), request_id());
+    }
+    if !xff {
+        headers.append(X_FORWARDED_FOR.clone(), peer.clone());
+        return;
     }
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(existing) if !existing.is_empty() => {
@@ -245,16 +317,18 @@ pub(crate) fn forwarded_for(peer: IpAddr) -> HeaderValue {
 /// A random UUID (version 4), as Envoy generates for `x-request-id`.
 pub(crate) fn request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-            continue;
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        *slot = HEX[((n >> (124 - 4 * nibble)) & 0xf) as usize];
-        nibble += 1;
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
@@ -337,5 +411,28 @@ mod tests {
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
         assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+        let dashes: Vec<usize> = s.match_indices('-').map(|(i, _)| i).collect();
+        assert_eq!(dashes, [8, 13, 18, 23]);
+        assert!(s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
+        assert_ne!(request_id(), id, "two ids alike");
+    }
+
+    #[test]
+    fn a_response_loses_te_and_keep_alive_alone_too() {
+        let mut h = map(&[("te", "trailers"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, false, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+        let mut h = map(&[("connection", "keep-alive"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut h, false, false);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-length"]
+        );
+        let mut h = map(&[("transfer-encoding", "chunked")]);
+        strip_hop_by_hop(&mut h, false, false);
+        assert!(h.is_empty());
+        let mut h = map(&[("expect", "100-continue"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, false, true);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 }

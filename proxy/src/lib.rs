@@ -34,6 +34,6 @@ mod upstream;
 
 pub use options::{DEFAULT_LISTEN, ProxyOptions};
 pub use original::OriginalDestination;
-pub use proxy::Proxy;
+pub use proxy::{Proxy, ProxyStop, ProxyWorker};
 pub use stats::{ProxyStats, StatsSnapshot, register_metrics};
 pub use tables::RouteTables;

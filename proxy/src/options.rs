@@ -36,6 +36,9 @@ pub struct ProxyOptions {
     pub http2_max_concurrent_streams: u32,
     /// On shutdown, in-flight requests get this long to finish. Default 5 s.
     pub drain_timeout: Duration,
+    /// Workers, each serving a duplicate of every listener on a runtime of its own (the first
+    /// to wake accepts a connection, and serves it to its end). Default 1.
+    pub workers: usize,
 }
 
 /// The agent's default listen address: reachable by host processes only (a DaemonSet passes
@@ -57,6 +60,7 @@ impl Default for ProxyOptions {
             upstream_idle_timeout: Duration::from_secs(60),
             http2_max_concurrent_streams: 1024,
             drain_timeout: Duration::from_secs(5),
+            workers: 1,
         }
     }
 }

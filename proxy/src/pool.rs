@@ -21,7 +21,8 @@ pub(crate) struct EndpointPool {
     pub addr: SocketAddr,
     pub http2: bool,
     active: AtomicU32,
-    idle: Mutex<Vec<(H1Sender, Instant)>>,
+    /// Idle connections, each with the worker whose runtime drives it.
+    idle: Mutex<Vec<(H1Sender, Instant, usize)>>,
     shared: Mutex<Option<H2Sender>>,
     /// Held while the HTTP/2 connection is (re)established, so concurrent requests wait for
     /// one connection instead of each opening their own.
@@ -49,21 +50,34 @@ impl EndpointPool {
         self.active.load(Relaxed)
     }
 
-    /// An idle HTTP/1.1 connection ready for a request, not older than `max_age`.
-    pub(crate) fn checkout_h1(&self, max_age: Duration) -> Option<H1Sender> {
+    /// An idle HTTP/1.1 connection ready for a request, not older than `max_age`, and the
+    /// worker that drives it: the most recently used one of this worker's (its connection
+    /// task runs on this thread, so no request crosses threads), else another worker's.
+    pub(crate) fn checkout_h1(&self, max_age: Duration) -> Option<(H1Sender, usize)> {
+        let (worker, now) = (worker(), Instant::now());
+        let usable = |(sender, since, _): &(H1Sender, Instant, usize)| {
+            sender.is_ready() && now.duration_since(*since) < max_age
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = idle.pop() {
-            if sender.is_ready() && since.elapsed() < max_age {
-                return Some(sender);
-            }
+        // The oldest are first: prune once the first one is of no use any more.
+        if idle
+            .first()
+            .is_some_and(|(s, since, _)| s.is_closed() || now.duration_since(*since) >= max_age)
+        {
+            idle.retain(|(s, since, _)| !s.is_closed() && now.duration_since(*since) < max_age);
         }
-        None
+        let at = idle
+            .iter()
+            .rposition(|entry| entry.2 == worker && usable(entry))
+            .or_else(|| idle.iter().rposition(usable))?;
+        let (sender, _, owner) = idle.remove(at);
+        Some((sender, owner))
     }
 
-    fn put_h1(&self, sender: H1Sender, max_idle: usize) {
+    fn put_h1(&self, sender: H1Sender, max_idle: usize, worker: usize) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < max_idle {
-            idle.push((sender, Instant::now()));
+            idle.push((sender, Instant::now(), worker));
         }
     }
 
@@ -102,14 +116,22 @@ pub(crate) struct PooledH1 {
     pool: Arc<EndpointPool>,
     sender: Option<H1Sender>,
     max_idle: usize,
+    /// The worker whose runtime drives the connection.
+    worker: usize,
 }
 
 impl PooledH1 {
-    pub(crate) fn new(pool: Arc<EndpointPool>, sender: H1Sender, max_idle: usize) -> PooledH1 {
+    pub(crate) fn new(
+        pool: Arc<EndpointPool>,
+        sender: H1Sender,
+        max_idle: usize,
+        worker: usize,
+    ) -> PooledH1 {
         PooledH1 {
             pool,
             sender: Some(sender),
             max_idle,
+            worker,
         }
     }
 }
@@ -120,19 +142,34 @@ impl Drop for PooledH1 {
             return;
         };
         if sender.is_ready() {
-            self.pool.put_h1(sender, self.max_idle);
+            self.pool.put_h1(sender, self.max_idle, self.worker);
         } else if !sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             // hyper finishes the exchange on its connection task; wait for it there.
-            let (pool, max_idle) = (self.pool.clone(), self.max_idle);
+            let (pool, max_idle, worker) = (self.pool.clone(), self.max_idle, self.worker);
             runtime.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    pool.put_h1(sender, max_idle);
+                    pool.put_h1(sender, max_idle, worker);
                 }
             });
         }
     }
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as worker `id`'s (its runtime drives the upstream connections
+/// opened here).
+pub(crate) fn set_worker(id: usize) {
+    WORKER.with(|w| w.set(id));
+}
+
+/// The worker of the current thread (0 where none was set).
+pub(crate) fn worker() -> usize {
+    WORKER.with(std::cell::Cell::get)
 }
 
 /// Every endpoint's pool, by (address, HTTP/2); tables hold the pools, this only finds them.

@@ -29,6 +29,8 @@ struct Inner {
     write: Mutex<()>,
     /// Times `current` was replaced.
     generation: AtomicU64,
+    /// Told each time `current` is replaced: connections whose service left then drain.
+    changes: tokio::sync::watch::Sender<u64>,
     pools: Pools,
 }
 
@@ -112,7 +114,8 @@ impl RouteTables {
 
     fn store(&self, map: TableMap) {
         self.inner.current.store(Arc::new(map));
-        self.inner.generation.fetch_add(1, Relaxed);
+        let generation = self.inner.generation.fetch_add(1, Relaxed) + 1;
+        self.inner.changes.send_replace(generation);
         self.inner.pools.prune();
     }
 
@@ -134,6 +137,11 @@ impl RouteTables {
     /// Whether `vip` (an original destination) has a table.
     pub fn contains(&self, vip: SocketAddr) -> bool {
         self.inner.current.load().contains_key(&vip)
+    }
+
+    /// Changes whenever the served tables do.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     pub(crate) fn get(&self, vip: SocketAddr) -> Option<Arc<CompiledTable>> {

@@ -177,15 +177,15 @@ impl Upstream {
             };
         }
         loop {
-            let (mut sender, reused) = match pool.checkout_h1(self.idle_age) {
-                Some(sender) => (sender, true),
-                None => (self.open_h1(pool.addr).await?, false),
+            let (mut sender, worker, reused) = match pool.checkout_h1(self.idle_age) {
+                Some((sender, worker)) => (sender, worker, true),
+                None => (self.open_h1(pool.addr).await?, crate::pool::worker(), false),
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     return Ok(Sent {
                         response,
-                        pooled: Some(PooledH1::new(pool.clone(), sender, self.max_idle)),
+                        pooled: Some(PooledH1::new(pool.clone(), sender, self.max_idle, worker)),
                     });
                 }
                 Err(mut e) => match e.take_message() {

@@ -208,18 +208,119 @@ async fn an_update_applies_to_new_requests_while_in_flight_ones_finish() {
     proxy.stop().await;
 }
 
+/// Reads one HTTP/1.1 response head and its `Content-Length` body from `stream`.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|n| n.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed before a whole response: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Whether the proxy closes `stream` within 10 s (reading and dropping whatever comes).
+async fn closes(stream: &mut TcpStream) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_leaving_the_proxy_closes_its_connections() {
+async fn a_service_leaving_the_proxy_drains_its_http1_connections() {
+    use tokio::io::AsyncWriteExt;
     let backends = two_backends().await;
     let proxy = Harness::start(&reviews_to(&backends, "v1"), fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
-    assert_eq!(client.get(HOST, "/", &[]).await.backend(), "v1");
+    // One idle keep-alive connection, one with a request in flight.
+    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let mut busy = TcpStream::connect(proxy.addr).await.unwrap();
+    busy.write_all(b"GET /hold HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the request is held on v1", || backends[0].held() == 1).await;
+
     proxy.tables.update(&Plan::default(), &[key(VIP)]);
     assert_eq!(proxy.tables.len(), 0);
-    let reply = client.get(HOST, "/", &[]).await;
-    assert_eq!(reply.status, 503);
-    assert_eq!(reply.headers["connection"], "close");
+    // The idle connection is closed at once, so its client reconnects through the kernel.
+    assert!(closes(&mut idle).await, "the idle connection stayed open");
+    // The request in flight finishes on the rules it started with, then the connection
+    // closes.
+    backends[0].release(1);
+    let answer = read_response(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\n\r\nv1\n"), "{answer}");
+    assert!(closes(&mut busy).await, "the busy connection stayed open");
+    // New connections to the VIP are refused.
     refused(proxy.addr).await;
+    assert_eq!(proxy.stats.snapshot().responses[4], 0, "no 503 was sent");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_leaving_the_proxy_sends_goaway_on_http2() {
+    let backends = two_backends().await;
+    let proxy = Harness::start(&reviews_to(&backends, "v1"), fixed(VIP)).await;
+    let client = H2::connect(proxy.addr).await;
+    let held = tokio::spawn({
+        let mut c = client.clone();
+        async move { c.get(HOST, "/hold", &[]).await }
+    });
+    eventually("the stream is held on v1", || backends[0].held() == 1).await;
+
+    proxy.tables.update(&Plan::default(), &[key(VIP)]);
+    // Until the GOAWAY reaches the client, new streams are still served, from the rules the
+    // connection had; never a 503 (which would fail a gRPC channel for good). Then the
+    // client stops opening streams on it.
+    let mut refused_streams = false;
+    for _ in 0..200 {
+        let mut c = client.clone();
+        match c
+            .send(request("GET", &format!("http://{HOST}/"), &[], empty()))
+            .await
+        {
+            Ok(reply) => assert_eq!(reply.backend(), "v1", "{reply:?}"),
+            Err(_) => {
+                refused_streams = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused_streams,
+        "no GOAWAY: the connection kept taking streams"
+    );
+    // The stream in flight finishes.
+    backends[0].release(1);
+    let reply = held.await.unwrap();
+    assert_eq!(reply.backend(), "v1");
+    assert_eq!(proxy.stats.snapshot().responses[4], 0, "no 503 was sent");
+    eventually("the connection is gone", || {
+        proxy.stats.snapshot().connections_active == 0
+    })
+    .await;
     proxy.stop().await;
 }
 
@@ -470,4 +571,67 @@ async fn a_client_aborting_its_request_body_is_a_downstream_reset_not_an_upstrea
     }
     backends[0].release(1);
     proxy.stop().await;
+}
+
+/// As the agent runs the proxy: two workers, each on a thread of its own with a
+/// single-threaded runtime, sharing the listener. Every connection is served (by whichever
+/// worker woke first), upstream connections are reused across workers, and a stop ends
+/// both threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_threads_of_their_own_share_the_listener_and_stop() {
+    let backends = two_backends().await;
+    let options = vsteer_proxy::ProxyOptions {
+        workers: 2,
+        ..test_options()
+    };
+    let proxy = vsteer_proxy::Proxy::bind(options, fixed(VIP), {
+        let tables = vsteer_proxy::RouteTables::new();
+        tables.replace(&reviews_to(&backends, "v2"));
+        tables
+    })
+    .expect("bind");
+    let (addr, stats) = (proxy.local_addrs()[0], proxy.stats());
+    let (workers, stop) = proxy.into_workers();
+    assert_eq!(workers.len(), 2);
+    let threads: Vec<_> = workers
+        .into_iter()
+        .map(|worker| {
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(worker.serve())
+            })
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        tasks.push(tokio::spawn(async move {
+            let mut client = H1::connect(addr).await;
+            for _ in 0..5 {
+                assert_eq!(client.get(HOST, "/", &[]).await.backend(), "v2");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(stats.snapshot().connections_accepted, 40);
+    stop.stop();
+    for thread in threads {
+        let ended = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+        ended
+            .expect("no panic")
+            .expect("the worker ends without error");
+    }
+    refused_to_connect(addr).await;
+}
+
+/// Nothing listens on `addr` any more.
+async fn refused_to_connect(addr: SocketAddr) {
+    let err = TcpStream::connect(addr).await.expect_err("still listening");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }

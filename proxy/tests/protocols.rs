@@ -123,6 +123,47 @@ async fn websocket_upgrade_passes_through() {
     proxy.stop().await;
 }
 
+/// As Istio configures Envoy: WebSocket is the only upgrade; an `h2c` upgrade is served as
+/// the plain request it also is (Envoy's HTTP/1.1 codec strips it); any other gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_upgrades_pass_h2c_is_stripped_others_get_403() {
+    let (_backends, plan) = two_versions("HTTP", BY_HEADER).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let reply = client
+        .get(
+            HOST,
+            "/",
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.backend(), "v1");
+    for stripped in [
+        "header upgrade:",
+        "header http2-settings:",
+        "header connection:",
+    ] {
+        assert!(
+            !reply.body.contains(stripped),
+            "{stripped} reached the backend: {}",
+            reply.body
+        );
+    }
+    for other in ["foo/1", "TLS/1.2"] {
+        let mut client = H1::connect(proxy.addr).await;
+        let reply = client
+            .get(HOST, "/", &[("connection", "upgrade"), ("upgrade", other)])
+            .await;
+        assert_eq!(reply.status, 403, "upgrade {other}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_bodies_stream_without_buffering() {
     let (_backends, plan) = two_versions("HTTP", BY_HEADER).await;

@@ -1,6 +1,7 @@
-//! The L7 proxy inside the agent: its own multi-thread runtime (the control loop's pauses,
-//! e.g. a large recompile, never stall requests), bound before the kernel redirects anything
-//! to it, drained on exit after the kernel stopped redirecting.
+//! The L7 proxy inside the agent: threads of its own (the control loop's pauses, e.g. a large
+//! recompile, never stall requests), one per worker, each a single-threaded runtime with its
+//! own listeners (no work stealing, no request crossing threads); bound before the kernel
+//! redirects anything to it, drained on exit after the kernel stopped redirecting.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::oneshot;
 use vsteer_datapath::{OriginalDestinations, ProxyRedirect};
-use vsteer_proxy::{OriginalDestination, Proxy, ProxyOptions, ProxyStats, RouteTables};
+use vsteer_proxy::{OriginalDestination, Proxy, ProxyOptions, ProxyStats, ProxyStop, RouteTables};
 
 /// Beyond the proxy's own drain timeout, how long the agent waits for it to end.
 const DRAIN_MARGIN: Duration = Duration::from_secs(2);
@@ -62,67 +63,60 @@ impl OriginalDestination for FromKernel {
 
 /// The running proxy.
 pub struct RunningProxy {
-    /// Taken on stop; dropping a runtime inside another one would block that one, so it is
-    /// always shut down in the background.
-    runtime: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<Result<()>>>,
+    stop: ProxyStop,
+    /// One per worker thread: its result once it has drained.
+    done: Vec<oneshot::Receiver<Result<()>>>,
     pub listening: Vec<SocketAddr>,
     pub stats: Arc<ProxyStats>,
     drain: Duration,
 }
 
 impl RunningProxy {
-    /// Binds the listeners (an error names them) and starts serving. Called from the control
-    /// loop's runtime: the proxy's runtime is separate, and only tasks cross between them.
+    /// Binds the listeners (an error names them) and starts the worker threads.
     pub async fn start(
         settings: &ProxySettings,
         original: FromKernel,
         routes: RouteTables,
     ) -> Result<RunningProxy> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.threads.max(1))
-            .thread_name("vsteer-proxy")
-            .enable_all()
-            .build()
-            .context("starting the proxy's runtime")?;
         let options = ProxyOptions {
             listen: settings.listen.clone(),
             mark: Some(settings.mark),
+            workers: settings.threads.max(1),
             ..ProxyOptions::default()
         };
         let drain = options.drain_timeout + DRAIN_MARGIN;
-        let (bound_tx, bound) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
+        raise_open_files_limit();
         let original: Arc<dyn OriginalDestination> = Arc::new(original);
-        let served = runtime.spawn(async move {
-            let proxy = Proxy::bind(options, original, routes).await?;
-            let _ = bound_tx.send((proxy.local_addrs(), proxy.stats()));
-            proxy
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let (listening, stats) = match bound.await {
-            Ok(bound) => bound,
-            Err(_) => {
-                let why = match served.await {
-                    Ok(Err(err)) => err,
-                    Ok(Ok(())) => anyhow::anyhow!("the proxy ended before it was bound"),
-                    Err(err) => anyhow::anyhow!("the proxy task failed: {err}"),
-                };
-                runtime.shutdown_background();
-                return Err(why.context(format!(
-                    "starting the L7 proxy on {} (--proxy-addr; --no-proxy turns it off)",
-                    list(&settings.listen)
-                )));
+        let proxy = Proxy::bind(options, original, routes).with_context(|| {
+            format!(
+                "starting the L7 proxy on {} (--proxy-addr; --no-proxy turns it off)",
+                list(&settings.listen)
+            )
+        })?;
+        let (listening, stats) = (proxy.local_addrs(), proxy.stats());
+        let (workers, stop) = proxy.into_workers();
+        let mut done = Vec::new();
+        for (id, worker) in workers.into_iter().enumerate() {
+            let (result, receiver) = oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vsteer-proxy-{id}"))
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("starting a proxy worker's runtime")
+                        .and_then(|runtime| runtime.block_on(worker.serve()));
+                    let _ = result.send(served);
+                });
+            if let Err(err) = spawned {
+                stop.stop();
+                return Err(anyhow::anyhow!(err).context(format!("starting proxy worker {id}")));
             }
-        };
+            done.push(receiver);
+        }
         Ok(RunningProxy {
-            runtime: Some(runtime),
-            stop: Some(stop),
-            served: Some(served),
+            stop,
+            done,
             listening,
             stats,
             drain,
@@ -131,28 +125,51 @@ impl RunningProxy {
 
     /// Stops accepting, lets in-flight requests finish for a bounded time, then ends.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(served) = self.served.take() {
-            match tokio::time::timeout(self.drain, served).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(err))) => tracing::warn!("the proxy ended with an error: {err:#}"),
-                Ok(Err(err)) => tracing::warn!("the proxy task failed: {err}"),
-                Err(_) => tracing::warn!(
-                    "the proxy's requests did not finish within {:?}; closing them",
-                    self.drain
-                ),
+        self.stop.stop();
+        let done = std::mem::take(&mut self.done);
+        let all = async {
+            for worker in done {
+                match worker.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::warn!("a proxy worker ended with an error: {err:#}"),
+                    Err(_) => tracing::warn!("a proxy worker thread ended without a result"),
+                }
             }
+        };
+        if tokio::time::timeout(self.drain, all).await.is_err() {
+            tracing::warn!(
+                "the proxy's requests did not finish within {:?}; closing them",
+                self.drain
+            );
         }
     }
 }
 
 impl Drop for RunningProxy {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        // Not stopped on purpose (an error path): the workers drain on their own, bounded.
+        self.stop.stop();
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one, as Envoy's deployments do: each proxied
+/// connection holds two descriptors, and the common soft default (1,024) would stop the proxy
+/// at about 500 connections while the hard limit allows far more.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(err) => {
+            tracing::warn!("reading the open-files limit: {err}");
+            return;
         }
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::info!("open-files limit raised from {soft} to {hard}"),
+        Err(err) => tracing::warn!("raising the open-files limit from {soft} to {hard}: {err}"),
     }
 }
 

@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// SO_MARK of the proxy's upstream sockets; the kernel never redirects a socket with it.
     #[arg(long, value_name = "MARK", default_value = DEFAULT_PROXY_MARK, value_parser = parse_mark)]
     proxy_mark: u32,
-    /// Worker threads of the proxy.
+    /// Proxy workers: each a thread with a single-threaded runtime, sharing the listener.
     #[arg(long, value_name = "N", default_value_t = 2)]
     proxy_threads: usize,
     /// How long (milliseconds) a config file must be left alone before it is read: a writer

@@ -89,9 +89,7 @@ impl Harness {
     ) -> Harness {
         let tables = RouteTables::new();
         tables.replace(plan);
-        let proxy = Proxy::bind(options, original, tables.clone())
-            .await
-            .expect("bind the proxy");
+        let proxy = Proxy::bind(options, original, tables.clone()).expect("bind the proxy");
         let addr = proxy.local_addrs()[0];
         let stats = proxy.stats();
         let (stop, stopped) = oneshot::channel();

@@ -382,4 +382,33 @@ spec:
             }
         }
     }
+
+    /// Inputs the `parse` fuzz target once failed on (`fuzz/regressions/parse/`), checked as
+    /// that target checks them.
+    #[test]
+    fn fuzz_regressions_parse() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/parse");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let parsed = parse_bytes("fuzz.yaml", std::fs::read(&path).unwrap());
+            assert!(
+                !parsed.unreadable || !parsed.errors.is_empty(),
+                "{}",
+                path.display()
+            );
+            if parsed.unreadable {
+                assert!(parsed.resources.is_empty(), "{}", path.display());
+            }
+            for error in parsed.errors.iter().chain(&parsed.warnings) {
+                let _ = error.to_string();
+            }
+        }
+    }
 }

@@ -210,6 +210,8 @@ fn run_with_a_taken_port_exits_before_touching_the_kernel() {
             .arg(cgroup.path())
             .arg("--pin-dir")
             .arg(pins.path())
+            .arg("--state-dir")
+            .arg(pins.state_dir())
             .args(["--proxy-addr", proxy, "--admin-addr", admin]);
         vsteer_testkit::spawn::place(&mut cmd, &ns, None).unwrap();
         let out = cmd.output().unwrap();
@@ -225,6 +227,219 @@ fn run_with_a_taken_port_exits_before_touching_the_kernel() {
         );
     }
     drop(taken);
+}
+
+/// `vsteer run ARGS` that must fail: its exit status and stderr.
+fn run_failing(args: &[&OsStr]) -> String {
+    let out = Command::new(VSTEER).arg("run").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
+/// Wrong paths are named, and fail before anything is pinned. Needs no root: the paths are
+/// checked first.
+#[test]
+fn run_with_a_wrong_path_names_it_and_pins_nothing() {
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let pins = PinDir::new();
+    let pin = ["--pin-dir".as_ref(), pins.path().as_os_str()];
+    let missing = config.path().join("nonexistent");
+    let stderr = run_failing(&[&["--config".as_ref(), missing.as_os_str()], &pin[..]].concat());
+    assert!(
+        stderr.contains(&format!("--config {}", missing.display()))
+            && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("No path was found"), "{stderr}");
+    let file = config.path().join("web.yaml");
+    let stderr = run_failing(&[&["--config".as_ref(), file.as_os_str()], &pin[..]].concat());
+    assert!(stderr.contains("not a directory"), "{stderr}");
+
+    let good = ["--config".as_ref(), config.path().as_os_str()];
+    let no_cgroup = config.path().join("no-such-cgroup");
+    let stderr = run_failing(
+        &[
+            &good[..],
+            &pin[..],
+            &["--cgroup".as_ref(), no_cgroup.as_os_str()],
+        ]
+        .concat(),
+    );
+    assert!(
+        stderr.contains(&format!("--cgroup {}", no_cgroup.display()))
+            && stderr.contains("no such cgroup"),
+        "{stderr}"
+    );
+    let stderr =
+        run_failing(&[&good[..], &pin[..], &["--cgroup".as_ref(), "/tmp".as_ref()]].concat());
+    assert!(
+        stderr.contains("--cgroup /tmp: not a cgroup v2 directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Bad file descriptor"), "{stderr}");
+    assert!(!pins.path().exists(), "pins were created");
+    assert!(!pins.state_dir().exists(), "a snapshot was created");
+}
+
+/// Without root the agent says what it needs. As root, the test drops to nobody with
+/// setpriv (no capabilities left).
+#[test]
+fn run_without_privileges_names_root_and_the_capabilities() {
+    let root = unsafe { libc::geteuid() } == 0;
+    let pins = PinDir::new();
+    // Never the node's root cgroup, even if the check failed to stop it: a test cgroup when
+    // root can make one, else a path that is no cgroup at all.
+    let cgroup = if root {
+        Some(TestCgroup::new().unwrap())
+    } else {
+        None
+    };
+    let cgroup_path = cgroup.as_ref().map_or_else(
+        || Path::new("/nonexistent").to_path_buf(),
+        |c| c.path().to_path_buf(),
+    );
+    let mut cmd = if root {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(VSTEER);
+        cmd
+    } else {
+        Command::new(VSTEER)
+    };
+    cmd.args(["run", "--no-proxy", "--admin-addr", "off", "--pin-dir"])
+        .arg(pins.path())
+        .arg("--cgroup")
+        .arg(&cgroup_path);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    if cgroup.is_none() {
+        // Without root no test cgroup could be made: the path check spoke first.
+        assert!(stderr.contains("no such cgroup"), "{stderr}");
+        return;
+    }
+    for needed in ["root", "CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+        assert!(stderr.contains(needed), "names {needed}: {stderr}");
+    }
+    assert!(!stderr.contains("Operation not permitted"), "{stderr}");
+    assert!(!pins.path().exists(), "pins were created");
+}
+
+/// SIGTERM while a large config is being parsed at start: the agent exits at once, before
+/// the kernel is touched, instead of finishing the parse. Kernel test: `run` needs root to
+/// get that far.
+#[test]
+fn sigterm_during_a_long_parse_exits_without_waiting_for_it() {
+    if !kernel_tests_enabled("sigterm_during_a_long_parse_exits_without_waiting_for_it") {
+        return;
+    }
+    // About 30 MB of ServiceEntries: seconds of parsing in any build.
+    let mut big = String::new();
+    for n in 0..40_000u32 {
+        big.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: s{n}, namespace: big}}\nspec:\n  hosts: [s{n}.big.svc.cluster.local]\n  addresses: [10.{}.{}.{}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}, {{number: 443, name: tls, protocol: TLS}}]\n  resolution: STATIC\n  endpoints:\n{}",
+            n >> 16,
+            (n >> 8) & 255,
+            n & 255,
+            (1..=8)
+                .map(|e| format!("  - {{address: 10.200.{}.{e}, labels: {{app: s{n}, version: v{e}, zone: a, tier: web}}}}\n", n & 255))
+                .collect::<String>()
+        ));
+    }
+    let config = ConfigDir::new(&[("big.yaml", &big)]);
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    let ns = NetNs::new().unwrap();
+    let mut cmd = Command::new(VSTEER);
+    cmd.args(["run", "--no-proxy", "--admin-addr", "off", "--config"])
+        .arg(config.path())
+        .arg("--cgroup")
+        .arg(cgroup.path())
+        .arg("--pin-dir")
+        .arg(pins.path())
+        .arg("--state-dir")
+        .arg(pins.state_dir())
+        .stderr(std::process::Stdio::piped());
+    let mut agent = vsteer_testkit::spawn::Spawned::start(cmd, &ns, None).unwrap();
+    // Past the listeners and the settle wait for the fresh file: into the parse.
+    std::thread::sleep(Duration::from_millis(400));
+    let signalled = std::time::Instant::now();
+    let code = agent.stop(Duration::from_secs(30)).unwrap();
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut err) = agent.child().stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut stderr);
+    }
+    assert!(
+        !pins.path().join("VSTEER_SERVICES").exists(),
+        "the parse was over before SIGTERM (make the config bigger): {stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stopped while reading the config"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "exit took {took:?} after SIGTERM: {stderr}"
+    );
+}
+
+/// A file the reader may not read is skipped and named; the other files are planned. As root
+/// (which reads everything) the test runs `vsteer plan` as nobody with setpriv.
+#[test]
+fn a_file_without_read_permission_is_skipped_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = tempfile::Builder::new()
+        .prefix("vsteer-perm")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), SERVICE).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("web.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let secret = dir.path().join("secret.yaml");
+    std::fs::write(&secret, SERVICE.replace("web", "other")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = if root {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(VSTEER);
+        cmd
+    } else {
+        Command::new(VSTEER)
+    };
+    let out = cmd
+        .args(["plan", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("127.100.9.1:8080"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: cannot be read", secret.display()))
+            && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
 }
 
 /// "Max open files" of a process: (soft, hard), from /proc.
@@ -249,6 +464,7 @@ fn run_lifts_its_open_files_limit_to_the_hard_one() {
     let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
     let cgroup = TestCgroup::new().unwrap();
     let pins = PinDir::new();
+    let state_dir = pins.state_dir();
     let (_, hard) = open_files_limits(std::process::id());
     // A soft limit below the hard one (prlimit execs the agent: the pid is the agent's).
     let nofile = format!("--nofile=256:{hard}");
@@ -264,6 +480,8 @@ fn run_lifts_its_open_files_limit_to_the_hard_one() {
             cgroup.path().as_os_str(),
             "--pin-dir".as_ref(),
             pins.path().as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
             "--proxy-addr".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--admin-addr".as_ref(),

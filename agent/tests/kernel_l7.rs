@@ -260,6 +260,7 @@ impl Stage {
         let files = config();
         let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
         let config = ConfigDir::new(&files);
+        let state_dir = pins.state_dir();
         let args: Vec<&std::ffi::OsStr> = vec![
             "run".as_ref(),
             "--config".as_ref(),
@@ -268,6 +269,8 @@ impl Stage {
             cgroup.path().as_os_str(),
             "--pin-dir".as_ref(),
             pins.path().as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
             "--proxy-addr".as_ref(),
             PROXY.as_ref(),
             "--admin-addr".as_ref(),

@@ -380,3 +380,264 @@ fn bad_config_is_reported_and_the_last_good_one_stays_in_force() {
     let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
     assert_only(&report, &[V2]);
 }
+
+/// The last good config survives a restart: both files break while the agent runs (a YAML
+/// syntax error, and garbage that is valid YAML), the agent is restarted on them, and not
+/// one connect fails or leaves the last good split; the new agent finds nothing to write.
+#[test]
+fn a_restart_with_broken_files_keeps_every_connect_working() {
+    if !kernel_tests_enabled("a_restart_with_broken_files_keeps_every_connect_working") {
+        return;
+    }
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[("se.yaml", &all_endpoints()), ("vs.yaml", &split(50, 50))]);
+    let mut first = stage.agent(config.path());
+    for (file, text) in [
+        (
+            "se.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: [unclosed\n",
+        ),
+        ("vs.yaml", "garbage that happens to be valid YAML\n"),
+    ] {
+        first.drain();
+        config.write(file, text);
+        let line = first.wait_for("rejected:", READY_TIMEOUT).unwrap();
+        assert!(line.contains(file), "{line}");
+    }
+    let connects = 20_000;
+    let (report, ready) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        first
+            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .unwrap();
+        let second = stage.agent(config.path());
+        let ready = second.ready_line().to_string();
+        (client.join().unwrap().unwrap(), (ready, second))
+    });
+    let (ready, _second) = ready;
+    assert!(ready.contains("written=0"), "the last good config: {ready}");
+    assert_eq!(report.outcomes.len(), connects as usize);
+    assert_only(&report, &[V1, V2]);
+    let after = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 400, DEADLINE).unwrap();
+    assert_only(&after, &[V1, V2]);
+    assert_eq!(
+        after.replies().len(),
+        2,
+        "still the split: {:?}",
+        after.replies()
+    );
+}
+
+/// A writer that pauses mid-file for longer than the settle time (0.6 s) while clients
+/// connect: the half-written file (a ServiceEntry cut before its endpoints: valid YAML, and a
+/// service with no backend) is never applied, and not one connect fails.
+#[test]
+fn a_slow_writer_drops_no_connect() {
+    if !kernel_tests_enabled("a_slow_writer_drops_no_connect") {
+        return;
+    }
+    use std::io::Write;
+    let stage = Stage::new();
+    let se = all_endpoints();
+    let config = ConfigDir::new(&[("se.yaml", &se), ("vs.yaml", &only("v1"))]);
+    let mut agent = stage.agent(config.path());
+    let cut = se.find("  endpoints:").unwrap();
+    let connects = 6_000;
+    let report = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..2 {
+            agent.drain();
+            let mut file = std::fs::File::create(config.path().join("se.yaml")).unwrap();
+            file.write_all(&se.as_bytes()[..cut]).unwrap();
+            file.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            file.write_all(&se.as_bytes()[cut..]).unwrap();
+            drop(file);
+            agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+        }
+        client.join().unwrap().unwrap()
+    });
+    assert_eq!(report.outcomes.len(), connects as usize);
+    assert_only(&report, &[V1]);
+}
+
+/// Atomically published generations, as the kubelet does for a ConfigMap volume: the files
+/// are links into `..data/`, `..data` links to a timestamped directory and is replaced by a
+/// rename. Each swap is applied whole (the service moves from v1 to v2 and back, with a new
+/// file appearing in the middle one), with no connect failing or landing outside the
+/// backends valid at that moment.
+#[test]
+fn configmap_volume_swaps_drop_no_connect() {
+    if !kernel_tests_enabled("configmap_volume_swaps_drop_no_connect") {
+        return;
+    }
+    use std::os::unix::fs::symlink;
+    let stage = Stage::new();
+    let config = ConfigDir::new(&[]);
+    let dir = config.path();
+    let publish = |generation: &str, files: &[(&str, String)]| {
+        let staged = dir.join(generation);
+        std::fs::create_dir(&staged).unwrap();
+        for (name, text) in files {
+            std::fs::write(staged.join(name), text).unwrap();
+        }
+        symlink(generation, dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        for (name, _) in files {
+            let link = dir.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(format!("..data/{name}"), link).unwrap();
+            }
+        }
+    };
+    publish(
+        "..2026_12_01_00_00_00.1",
+        &[("se.yaml", all_endpoints()), ("vs.yaml", only("v1"))],
+    );
+    let mut agent = stage.agent(dir);
+    // The middle generation moves the route into a new file, the last moves it back.
+    // A generation's directory name, its files, and the backends valid once it is applied.
+    type Generation = (
+        &'static str,
+        Vec<(&'static str, String)>,
+        &'static [&'static str],
+    );
+    let generations: [Generation; 2] = [
+        (
+            "..2026_12_01_00_01_00.2",
+            vec![
+                ("se.yaml", all_endpoints()),
+                ("vs.yaml", String::new()),
+                ("vs2.yaml", only("v2")),
+            ],
+            &[V2],
+        ),
+        (
+            "..2026_12_01_00_02_00.3",
+            vec![("se.yaml", all_endpoints()), ("vs.yaml", only("v1"))],
+            &[V1],
+        ),
+    ];
+    let connects = 8_000;
+    let (report, phases) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            connect_many(
+                &stage.ns,
+                Some(&stage.cgroup),
+                addr(VIP),
+                connects,
+                DEADLINE,
+            )
+        });
+        let mut phases = vec![Phase {
+            set: &[V1],
+            from_ns: 0,
+            until_ns: u64::MAX,
+        }];
+        let mut previous: Option<&str> = None;
+        for (generation, files, set) in &generations {
+            std::thread::sleep(Duration::from_millis(300));
+            agent.drain();
+            let written = monotonic_ns();
+            publish(generation, files);
+            agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+            let applied = monotonic_ns();
+            // The kubelet removes the old generation after the swap.
+            let old = previous.unwrap_or("..2026_12_01_00_00_00.1");
+            std::fs::remove_dir_all(dir.join(old)).unwrap();
+            previous = Some(generation);
+            if let Some(last) = phases.last_mut() {
+                last.until_ns = applied;
+            }
+            phases.push(Phase {
+                set,
+                from_ns: written,
+                until_ns: u64::MAX,
+            });
+        }
+        (client.join().unwrap().unwrap(), phases)
+    });
+    assert_eq!(report.outcomes.len(), connects as usize);
+    assert_every_connect_was_valid(&report, &phases);
+    let reached: BTreeSet<String> = report.replies().into_keys().collect();
+    assert!(
+        reached.contains(V2),
+        "the middle generation was applied: {reached:?}"
+    );
+    let after = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 200, DEADLINE).unwrap();
+    assert_only(&after, &[V1]);
+}
+
+/// The config directory replaced while the agent runs (moved away and another moved into
+/// its place, then deleted and created again): the agent follows the path, reads the new
+/// directory whole, and follows later edits in it.
+#[test]
+fn a_replaced_config_directory_is_followed_by_its_path() {
+    if !kernel_tests_enabled("a_replaced_config_directory_is_followed_by_its_path") {
+        return;
+    }
+    let stage = Stage::new();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("config");
+    let fill = |at: &Path, vs: &str| {
+        std::fs::create_dir(at).unwrap();
+        std::fs::write(at.join("se.yaml"), all_endpoints()).unwrap();
+        std::fs::write(at.join("vs.yaml"), vs).unwrap();
+    };
+    fill(&dir, &only("v1"));
+    let mut agent = stage.agent(&dir);
+    let check = |set: &[&str]| {
+        let report =
+            connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 100, DEADLINE).unwrap();
+        assert_only(&report, set);
+    };
+    check(&[V1]);
+
+    // Replaced with mv.
+    let staged = parent.path().join("config.new");
+    fill(&staged, &only("v2"));
+    agent.drain();
+    std::fs::rename(&dir, parent.path().join("config.old")).unwrap();
+    std::fs::rename(&staged, &dir).unwrap();
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    check(&[V2]);
+    // An edit in the old one is not followed; one in the new one is.
+    std::fs::write(parent.path().join("config.old/vs.yaml"), only("v3")).unwrap();
+    agent.drain();
+    let tmp = dir.join(".vs.yaml.tmp");
+    std::fs::write(&tmp, split(50, 50)).unwrap();
+    std::fs::rename(&tmp, dir.join("vs.yaml")).unwrap();
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    check(&[V1, V2]);
+
+    // Deleted (the agent keeps the last good config) and created again.
+    agent.drain();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    check(&[V1, V2]);
+    fill(&dir, &only("v3"));
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    check(&[V3]);
+    agent.drain();
+    std::fs::write(dir.join("vs.yaml"), only("v1")).unwrap();
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    check(&[V1]);
+}

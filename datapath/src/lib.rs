@@ -36,7 +36,7 @@ use vsteer_common::{Address, OriginalKey, ProxyConfig, map_names};
 use vsteer_plan::{Plan, ServiceKey};
 
 pub use keys::{address, describe, vip_key};
-pub use mounts::cgroup2_root;
+pub use mounts::{cgroup2_root, check_cgroup2};
 pub use object::{CONNECT4, GETSOCKOPT, PROGRAMS, SOCKOPS};
 pub use original::OriginalDestinations;
 pub use pins::uninstall;
@@ -89,8 +89,13 @@ impl Datapath {
                  build time): build it with `cargo xtask build`"
             );
         }
+        check_privileges()?;
         let cgroup = match &options.cgroup {
-            Some(path) => path.clone(),
+            Some(path) => {
+                // Before anything is pinned: a wrong path leaves nothing behind.
+                check_cgroup2(path)?;
+                path.clone()
+            }
             None => cgroup2_root()?,
         };
         let pin_dir = &options.pin_dir;
@@ -201,6 +206,42 @@ impl Datapath {
     pub fn netns_cookie(&self) -> u64 {
         self.netns_cookie
     }
+}
+
+/// The capabilities loading, attaching and pinning need, by bit number.
+const NEEDED_CAPS: [(u32, &str); 3] = [
+    (39, "CAP_BPF"),
+    (12, "CAP_NET_ADMIN"),
+    (21, "CAP_SYS_ADMIN"),
+];
+
+/// Fails unless this process may load, attach and pin the programs, naming what is missing.
+pub fn check_privileges() -> Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .context("no CapEff line in /proc/self/status")?;
+    let has = |bit: u32| effective & (1 << bit) != 0;
+    let missing: Vec<&str> = NEEDED_CAPS
+        .iter()
+        .filter(|(bit, _)| !has(*bit))
+        .map(|(_, name)| *name)
+        .collect();
+    // What the kernel (5.8 and later) checks: CAP_SYS_ADMIN stands in for either of the
+    // others, so a process it would let through is never refused here.
+    let (bpf, net, sys) = (has(39), has(12), has(21));
+    let allowed = sys || (bpf && net);
+    if !allowed {
+        bail!(
+            "loading and attaching the kernel programs needs root, or the capabilities CAP_BPF, \
+             CAP_NET_ADMIN and CAP_SYS_ADMIN; this process lacks {}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn write_proxy(

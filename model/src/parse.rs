@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::decode::decode_object;
+use crate::decode::{decode_object, describe};
 use crate::diagnostic::{Diagnostic, Subject};
 use crate::identity::{Precedence, ResourceId};
 use crate::resource::{Origin, Resource};
@@ -19,6 +19,16 @@ pub enum ParseError {
     Syntax { message: String },
     #[error("YAML merge key (<<): {message}")]
     MergeKey { message: String },
+    /// A document that is a string, number or list: the file is not a manifest at all
+    /// (garbage, a truncated or wrongly generated file), so none of it is believed.
+    #[error(
+        "document {document} is {found}, not a Kubernetes object (a mapping with apiVersion, \
+         kind, metadata and spec): not a manifest; file skipped"
+    )]
+    NotAManifest {
+        document: usize,
+        found: &'static str,
+    },
 }
 
 /// What one file held.
@@ -68,13 +78,29 @@ pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Parsed {
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let file: Arc<str> = Arc::from(file);
     let mut parsed = Parsed::default();
+    let mut not_a_manifest = None;
     let result = yaml::for_each_document(text, |index, value| {
+        if not_a_manifest.is_some() {
+            return;
+        }
+        if matches!(
+            value,
+            Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Sequence(_)
+        ) {
+            // Garbage that happens to be valid YAML (any text without a colon is a string).
+            not_a_manifest = Some(ParseError::NotAManifest {
+                document: index + 1,
+                found: describe(&value),
+            });
+            return;
+        }
         document_into(&mut parsed, &file, index, value)
     });
-    match result {
-        Ok(()) => parsed,
+    match (result, not_a_manifest) {
         // What was decoded before the error is dropped: the whole file is unreadable.
-        Err(e) => unreadable(syntax_error(&file, &e)),
+        (Err(e), _) => unreadable(syntax_error(&file, &e)),
+        (Ok(()), Some(error)) => unreadable(Diagnostic::new(file.clone(), error)),
+        (Ok(()), None) => parsed,
     }
 }
 
@@ -293,10 +319,96 @@ spec:
     }
 
     #[test]
+    fn a_document_that_is_a_string_or_a_list_makes_the_whole_file_unreadable() {
+        for garbage in [
+            "this is not yaml at all, just a line of text\n",
+            "- a\n- b\n",
+            "42\n",
+            &format!("{SE}---\njunk appended by a broken generator\n"),
+        ] {
+            let parsed = parse_str("g.yaml", garbage);
+            assert!(parsed.unreadable, "{garbage:?}: {parsed:?}");
+            assert!(parsed.resources.is_empty(), "{garbage:?}");
+            assert_eq!(parsed.errors.len(), 1, "{garbage:?}");
+            let e = parsed.errors[0].to_string();
+            assert!(e.contains("g.yaml") && e.contains("not a manifest"), "{e}");
+        }
+    }
+
+    #[test]
     fn non_utf8_is_rejected_whole() {
         let parsed = parse_bytes("bin.yaml", b"kind: \xff\n".to_vec());
         assert_eq!(parsed.errors.len(), 1);
         assert!(parsed.errors[0].message().contains("UTF-8"));
         assert!(parsed.unreadable);
+    }
+
+    /// Input a careless writer or a broken disk produces: every prefix of the examples (a
+    /// file cut at any byte) and bytes overwritten at random. The parser must never panic,
+    /// and whatever it cannot read it must say so (the file then keeps its last good
+    /// resources), never return nothing silently.
+    #[test]
+    fn cut_and_scrambled_examples_never_panic() {
+        let examples = [
+            include_str!("../../examples/details.yaml"),
+            include_str!("../../examples/ratings.yaml"),
+            include_str!("../../examples/reviews.yaml"),
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64*: deterministic, so a failure replays.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        for text in examples {
+            let bytes = text.as_bytes();
+            for cut in 0..=bytes.len() {
+                let parsed = parse_bytes("cut.yaml", bytes[..cut].to_vec());
+                assert!(
+                    !parsed.unreadable || !parsed.errors.is_empty(),
+                    "cut at {cut}: unreadable without a reason"
+                );
+            }
+            for _ in 0..300 {
+                let mut scrambled = bytes.to_vec();
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() % scrambled.len() as u64) as usize;
+                    scrambled[at] = (next() % 256) as u8;
+                }
+                let parsed = parse_bytes("scrambled.yaml", scrambled);
+                assert!(!parsed.unreadable || !parsed.errors.is_empty());
+            }
+        }
+    }
+
+    /// Inputs the `parse` fuzz target once failed on (`fuzz/regressions/parse/`), checked as
+    /// that target checks them.
+    #[test]
+    fn fuzz_regressions_parse() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/parse");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let parsed = parse_bytes("fuzz.yaml", std::fs::read(&path).unwrap());
+            assert!(
+                !parsed.unreadable || !parsed.errors.is_empty(),
+                "{}",
+                path.display()
+            );
+            if parsed.unreadable {
+                assert!(parsed.resources.is_empty(), "{}", path.display());
+            }
+            for error in parsed.errors.iter().chain(&parsed.warnings) {
+                let _ = error.to_string();
+            }
+        }
     }
 }

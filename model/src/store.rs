@@ -381,6 +381,22 @@ spec:
     }
 
     #[test]
+    fn garbage_that_parses_as_a_string_or_a_list_keeps_all_the_file_held() {
+        for garbage in ["dGhpcyBpcyBiYXNlNjQ= some garbage\n", "- [1, 2]\n- x\n"] {
+            let mut store = Store::default();
+            store.apply([read("svc.yaml", GOOD)]);
+            let changes = store.apply([read("svc.yaml", garbage)]);
+            assert_eq!(changes.errors.len(), 1, "{garbage:?}");
+            assert!(changes.is_empty(), "{garbage:?}: {changes:?}");
+            assert_eq!(changes.kept.len(), 2, "{garbage:?}");
+            assert_eq!(
+                ids(&store),
+                ["ServiceEntry default/a", "ServiceEntry default/b"]
+            );
+        }
+    }
+
+    #[test]
     fn one_undecodable_document_keeps_only_itself() {
         let mut store = Store::default();
         store.apply([read("svc.yaml", GOOD)]);

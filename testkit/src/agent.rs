@@ -83,9 +83,10 @@ impl AgentProcess {
         while self.lines.try_recv().is_ok() {}
     }
 
-    /// Starts `vsteer run [--config CONFIG] --cgroup CGROUP --pin-dir PIN_DIR`: the agent
-    /// attached to a cgroup and a pin directory of the caller's own, its proxy on a free
-    /// loopback port and no admin listener (nothing shared with another test).
+    /// Starts `vsteer run [--config CONFIG] --cgroup CGROUP --pin-dir PIN_DIR --state-dir
+    /// STATE`: the agent attached to a cgroup and a pin directory of the caller's own (and
+    /// the state directory that goes with it, see [`crate::pins::state_dir_for`]), its proxy
+    /// on a free loopback port and no admin listener (nothing shared with another test).
     pub fn run(
         binary: &Path,
         config: Option<&Path>,
@@ -93,6 +94,7 @@ impl AgentProcess {
         pin_dir: &Path,
         timeout: Duration,
     ) -> Result<Self> {
+        let state_dir = crate::pins::state_dir_for(pin_dir);
         let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
         if let Some(config) = config {
             args.extend(["--config".as_ref(), config.as_os_str()]);
@@ -102,6 +104,8 @@ impl AgentProcess {
             cgroup.as_os_str(),
             "--pin-dir".as_ref(),
             pin_dir.as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
             "--proxy-addr".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--admin-addr".as_ref(),

@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod interrupt;
 mod lint;
 mod paths;
@@ -53,6 +54,16 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "SCENARIOS")]
         only: Vec<bench::Scenario>,
     },
+    /// Run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for a bounded time, from a
+    /// corpus seeded with the examples; a crash fails and names its input.
+    Fuzz {
+        /// Minutes per target (fractions allowed: CI runs 0.5).
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// Run only these targets (comma-separated: parse, compile, tables).
+        #[arg(long, value_delimiter = ',', value_name = "TARGETS")]
+        only: Vec<String>,
+    },
 }
 
 fn main() {
@@ -70,5 +81,6 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Lint => lint::run(),
         Command::Demo => demo::run(),
         Command::Bench { quick, smoke, only } => bench::run(quick, smoke, &only),
+        Command::Fuzz { minutes, only } => fuzz::run(minutes, &only),
     }
 }

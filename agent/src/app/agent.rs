@@ -1,8 +1,11 @@
 //! One agent's state between changes: source -> store -> compiler -> sink. Each step
 //! passes on only what changed, so a one-resource edit among tens of thousands costs about
-//! one resource's work.
+//! one resource's work. Reading the source (`read`) may run on a thread of its own, so that
+//! nothing (a signal to stop) waits for a long parse.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -64,7 +67,8 @@ pub struct Applied {
 }
 
 pub struct Agent<S: Sink> {
-    source: Source,
+    /// Shared with the thread that reads (so that a signal never waits for a long parse).
+    source: Arc<Mutex<Source>>,
     store: Store,
     compiler: Compiler,
     sink: S,
@@ -72,8 +76,42 @@ pub struct Agent<S: Sink> {
     unwritten: BTreeSet<ServiceKey>,
 }
 
+/// What one read of the source gave, and how long it took.
+pub struct Read {
+    reading: Result<Reading>,
+    took: Duration,
+}
+
+impl Read {
+    /// Why nothing could be read, if so.
+    pub fn error(&self) -> Option<&anyhow::Error> {
+        self.reading.as_ref().err()
+    }
+}
+
+/// Reads what changed (`None` or no paths: everything, as at start and on SIGHUP).
+pub fn read(source: &Mutex<Source>, paths: Option<&[PathBuf]>) -> Read {
+    let started = Instant::now();
+    let reading = match source.lock() {
+        Ok(mut source) => match paths {
+            Some(paths) if !paths.is_empty() => source.read_changed(paths),
+            _ => source.read_all(),
+        },
+        Err(_) => Err(anyhow::anyhow!("an earlier read of the config panicked")),
+    };
+    Read {
+        reading,
+        took: started.elapsed(),
+    }
+}
+
 impl<S: Sink> Agent<S> {
     pub fn new(source: Source, sink: S) -> Agent<S> {
+        Agent::shared(Arc::new(Mutex::new(source)), sink)
+    }
+
+    /// An agent on a source that has been read already (see [`read`]).
+    pub fn shared(source: Arc<Mutex<Source>>, sink: S) -> Agent<S> {
         Agent {
             source,
             store: Store::default(),
@@ -83,8 +121,9 @@ impl<S: Sink> Agent<S> {
         }
     }
 
-    pub fn source(&self) -> &Source {
-        &self.source
+    /// The source, for a thread of its own to read.
+    pub fn source(&self) -> Arc<Mutex<Source>> {
+        self.source.clone()
     }
 
     pub fn plan(&self) -> &Plan {
@@ -102,9 +141,14 @@ impl<S: Sink> Agent<S> {
     /// Reads the whole source and brings the sink in line with everything (writing only
     /// what differs from what it holds).
     pub fn start(&mut self) -> Result<Applied, PassError> {
+        let read = read(&self.source, None);
+        self.start_from(read)
+    }
+
+    /// [`Agent::start`] with the source read already.
+    pub fn start_from(&mut self, read: Read) -> Result<Applied, PassError> {
         let started = Instant::now();
-        let reading = self.source.read_all().map_err(PassError::Read)?;
-        let read = started.elapsed();
+        let reading = read.reading.map_err(PassError::Read)?;
         let (update, resources) = self.compile(reading);
         let compiled = started.elapsed();
         let stats = self
@@ -114,8 +158,8 @@ impl<S: Sink> Agent<S> {
         self.unwritten.clear();
         Ok(Applied {
             stats,
-            read,
-            compile: compiled - read,
+            read: read.took,
+            compile: compiled,
             apply: started.elapsed() - compiled,
             recompiled: update.recompiled_services,
             resources,
@@ -125,14 +169,15 @@ impl<S: Sink> Agent<S> {
     /// Reads what changed (`None`: everything, as on SIGHUP) and writes the services it
     /// changed. On a read error nothing changes; on a write error the kernel keeps what it
     /// has and the services are written with the next change.
-    pub fn reload(&mut self, paths: Option<&[std::path::PathBuf]>) -> Result<Applied, PassError> {
+    pub fn reload(&mut self, paths: Option<&[PathBuf]>) -> Result<Applied, PassError> {
+        let read = read(&self.source, paths);
+        self.reload_from(read)
+    }
+
+    /// [`Agent::reload`] with the source read already.
+    pub fn reload_from(&mut self, read: Read) -> Result<Applied, PassError> {
         let started = Instant::now();
-        let reading = match paths {
-            Some(paths) if !paths.is_empty() => self.source.read_changed(paths),
-            _ => self.source.read_all(),
-        }
-        .map_err(PassError::Read)?;
-        let read = started.elapsed();
+        let reading = read.reading.map_err(PassError::Read)?;
         let (update, resources) = self.compile(reading);
         let compiled = started.elapsed();
         self.unwritten.extend(update.changed.iter().copied());
@@ -144,8 +189,8 @@ impl<S: Sink> Agent<S> {
         self.unwritten.clear();
         Ok(Applied {
             stats,
-            read,
-            compile: compiled - read,
+            read: read.took,
+            compile: compiled,
             apply: started.elapsed() - compiled,
             recompiled: update.recompiled_services,
             resources,
@@ -187,6 +232,7 @@ impl<S: Sink> Agent<S> {
 mod tests {
     use std::fs;
     use std::path::Path;
+    use std::time::Duration;
 
     use vsteer_model::ResourceId;
 
@@ -238,7 +284,9 @@ spec:
     }
 
     fn agent(dir: &Path) -> Agent<Recorder> {
-        Agent::new(Source::new(Some(dir.to_path_buf())), Recorder::default())
+        // Files are written just before each read: no settle wait.
+        let source = Source::with_settle(Some(dir.to_path_buf()), std::time::Duration::ZERO);
+        Agent::new(source, Recorder::default())
     }
 
     /// Who the kernel (the recorder) says holds the VIP.
@@ -302,6 +350,180 @@ spec:
             errors[0]
         );
         assert_eq!(owner(&agent), "newcomer");
+    }
+
+    /// An empty directory is read like a missing one: a volume not mounted yet or a
+    /// directory being replaced must not remove every service. An empty YAML file says
+    /// "nothing" on purpose.
+    #[test]
+    fn an_empty_directory_keeps_the_last_good_config_and_an_empty_file_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
+        )
+        .unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(agent.sink().plan.len(), 2);
+
+        // One file goes: its services go.
+        fs::remove_file(&b).unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        // The last one goes: the directory is empty, nothing changes (by event and by SIGHUP).
+        fs::remove_file(&a).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert_eq!(owner(&agent), "first");
+        agent.reload(None).unwrap();
+        assert_eq!(owner(&agent), "first");
+        assert_eq!(agent.plan(), &agent.sink().plan);
+
+        // Files come back: the directory is the truth again.
+        fs::write(&b, entry("second", "10.0.0.2")).unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert_eq!(owner(&agent), "second");
+        // An empty file: everything removed on purpose.
+        fs::write(&b, "").unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        assert!(agent.sink().plan.is_empty(), "{:?}", agent.sink().plan);
+    }
+
+    /// A file that cannot be read (a dangling symlink, a symlink loop) is skipped and
+    /// reported; what it held stays in force and every other file is applied, at start and
+    /// on every reload.
+    #[test]
+    fn an_unreadable_file_keeps_what_it_held_and_the_rest_is_applied() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        let c = dir.path().join("c.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
+        )
+        .unwrap();
+        // At start: a dangling link and a loop among good files.
+        symlink(dir.path().join("nowhere.yaml"), &c).unwrap();
+        symlink(dir.path().join("loop2.yaml"), dir.path().join("loop1.yaml")).unwrap();
+        symlink(dir.path().join("loop1.yaml"), dir.path().join("loop2.yaml")).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert_eq!(agent.sink().plan.len(), 2);
+        let errors = agent.store.errors();
+        for name in ["c.yaml", "loop1.yaml", "loop2.yaml"] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.file.ends_with(name) && e.message().contains("cannot be read")),
+                "{name} not reported: {errors:?}"
+            );
+        }
+
+        // A good file turns into a dangling link: its service stays; another file's change
+        // is still applied.
+        fs::remove_file(&a).unwrap();
+        symlink(dir.path().join("gone.yaml"), &a).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        agent.reload(None).unwrap();
+        assert_eq!(agent.sink().plan.len(), 2, "{:?}", agent.sink().plan);
+        fs::write(
+            &b,
+            entry("second", "10.0.0.9").replace("127.100.0.1", "127.100.0.3"),
+        )
+        .unwrap();
+        agent.reload(Some(std::slice::from_ref(&b))).unwrap();
+        let vips: Vec<String> = agent
+            .sink()
+            .plan
+            .services()
+            .map(|s| s.key.to_string())
+            .collect();
+        assert_eq!(vips.len(), 2, "{vips:?}");
+        assert!(vips.iter().any(|v| v.contains("127.100.0.1")), "{vips:?}");
+        assert!(vips.iter().any(|v| v.contains("127.100.0.3")), "{vips:?}");
+    }
+
+    /// The last good copy of each file survives a restart: a file broken while the agent
+    /// ran (or while none ran) still holds what it held, and so does a directory found
+    /// empty at start.
+    #[test]
+    fn a_restart_keeps_the_last_good_version_of_a_file_that_no_longer_parses() {
+        use crate::sources::snapshot::Snapshot;
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let restarted = || {
+            let snapshot =
+                Snapshot::open(state.path(), Path::new("/sys/fs/bpf/test"), dir.path()).unwrap();
+            let source = Source::with_settle(Some(dir.path().to_path_buf()), Duration::ZERO)
+                .with_snapshot(snapshot);
+            let mut agent = Agent::new(source, Recorder::default());
+            agent.start().unwrap();
+            agent
+        };
+        let vips = |agent: &Agent<Recorder>| -> Vec<String> {
+            agent
+                .sink()
+                .plan
+                .services()
+                .map(|s| format!("{} {}", s.key, s.resource.name))
+                .collect()
+        };
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
+        )
+        .unwrap();
+        let mut agent = restarted();
+        let both = vips(&agent);
+        assert_eq!(both.len(), 2, "{both:?}");
+
+        // Broken while running, then a restart: a.yaml's service stays.
+        fs::write(&a, "kind: [unclosed\n").unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        drop(agent);
+        let agent = restarted();
+        assert_eq!(vips(&agent), both);
+        // Garbage, and a document that no longer decodes, written while no agent ran.
+        drop(agent);
+        fs::write(&a, "just text\n").unwrap();
+        fs::write(
+            &b,
+            entry("second", "10.0.0.2")
+                .replace("127.100.0.1", "127.100.0.2")
+                .replace("number: 80", "number: eighty"),
+        )
+        .unwrap();
+        let agent = restarted();
+        assert_eq!(vips(&agent), both);
+
+        // Both files gone while no agent ran: an empty directory keeps the last good config.
+        drop(agent);
+        fs::remove_file(&a).unwrap();
+        fs::remove_file(&b).unwrap();
+        let mut agent = restarted();
+        assert_eq!(vips(&agent), both);
+        // A file comes back: the directory is the truth again.
+        let c = dir.path().join("c.yaml");
+        fs::write(
+            &c,
+            entry("third", "10.0.0.3").replace("127.100.0.1", "127.100.0.3"),
+        )
+        .unwrap();
+        agent.reload(Some(std::slice::from_ref(&c))).unwrap();
+        assert_eq!(owner(&agent), "third");
+        drop(agent);
+        // And a file deleted while no agent ran has no copy left.
+        let agent = restarted();
+        assert_eq!(owner(&agent), "third");
     }
 
     #[test]

@@ -12,6 +12,6 @@ mod proxy;
 mod report;
 mod run;
 
-pub use agent::{Agent, Applied, PassError, Sink};
+pub use agent::{Agent, Applied, PassError, Read, Sink, read};
 pub use proxy::ProxySettings;
 pub use run::{RunOptions, run};

@@ -5,21 +5,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{mpsc, oneshot},
 };
 use vsteer_datapath::{Datapath, DatapathOptions};
 use vsteer_proxy::RouteTables;
 
 use super::admin;
-use super::agent::{Agent, Applied, PassError};
+use super::agent::{Agent, Applied, PassError, Read};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
-use crate::sources::{Source, watch};
+use crate::sources::{Source, snapshot::Snapshot, watch};
 
 /// Everything `vsteer run` is told.
 #[derive(Debug, Clone)]
@@ -29,10 +30,15 @@ pub struct RunOptions {
     /// The cgroup v2 directory whose processes are steered; `None`: the hierarchy's root.
     pub cgroup: Option<PathBuf>,
     pub pin_dir: PathBuf,
+    /// Where the last good copy of each config file is kept for a restart (bpffs, where the
+    /// pins are, holds no plain files).
+    pub state_dir: PathBuf,
     /// `None`: no proxy; services that need one stay on the kernel path.
     pub proxy: Option<ProxySettings>,
     /// Where `/metrics` is served; `None`: nowhere.
     pub admin: Option<SocketAddr>,
+    /// How long a config file must be left alone before it is read.
+    pub settle: Duration,
 }
 
 pub fn run(options: &RunOptions) -> Result<i32> {
@@ -49,13 +55,14 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let (changed_tx, mut changed) = mpsc::unbounded_channel();
-    let source = Source::new(options.config.clone());
-    let _watch = match source.dir() {
-        Some(dir) => Some(watch::watch(dir, changed_tx)?),
-        None => None,
-    };
-
+    // The arguments first: a wrong path fails before anything of the node is touched.
+    if let Some(dir) = &options.config {
+        check_config_dir(dir)?;
+    }
+    if let Some(cgroup) = &options.cgroup {
+        vsteer_datapath::check_cgroup2(cgroup)?;
+    }
+    vsteer_datapath::check_privileges()?;
     // Everything that can fail for reasons of the node (a port taken by another process, an
     // old agent still running) fails here, before the kernel programs are touched: the proxy
     // and admin listeners bind first.
@@ -76,6 +83,32 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         None => None,
     };
 
+    let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    let mut source = Source::with_settle(options.config.clone(), options.settle);
+    if let Some(dir) = &options.config {
+        match Snapshot::open(&options.state_dir, &options.pin_dir, dir) {
+            Ok(snapshot) => source = source.with_snapshot(snapshot),
+            Err(err) => tracing::warn!(
+                "no last good snapshot: a restart will not have the last good version of a file that no longer parses: {err:#}"
+            ),
+        }
+    }
+    let watch = match source.dir() {
+        Some(dir) => Some(watch::watch(dir, options.settle, changed_tx)?),
+        None => None,
+    };
+    let source = Arc::new(Mutex::new(source));
+    let reader = Reader::start(source.clone())?;
+
+    // The config is read before the kernel is touched (a directory that cannot be read
+    // fails here), on a thread of its own: a signal to stop never waits for a long parse.
+    let Some(first) = reader.read(None, &mut sigterm, &mut sigint).await? else {
+        tracing::info!("stopped while reading the config, before the kernel was touched");
+        return Ok(0);
+    };
+    if let Some(err) = first.error() {
+        anyhow::bail!("the config cannot be read; nothing was loaded: {err:#}");
+    }
     let started = Instant::now();
     // Redirecting starts only once the proxy listens and holds its tables (below).
     let datapath = Datapath::start(&DatapathOptions {
@@ -86,8 +119,8 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();
     original.set(datapath.original_destinations()?);
-    let mut agent = Agent::new(source, Node { datapath, routes });
-    let applied = agent.start()?;
+    let mut agent = Agent::shared(source, Node { datapath, routes });
+    let applied = agent.start_from(first)?;
     // The last fallible step of the start: from here on the kernel sends proxied services
     // to the proxy, and only an orderly exit (below) turns that off again.
     if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
@@ -120,13 +153,17 @@ async fn agent(options: &RunOptions) -> Result<i32> {
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        // What to read: `None` everything (SIGHUP), or what a watch batch names; and how long
+        // its files took to settle.
+        let (paths, settle): (Option<Vec<PathBuf>>, Duration) = tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                let delivered = Instant::now();
-                let result = agent.reload(None);
-                log(result, Duration::ZERO, delivered);
+                // What the operator sees at the path is what is followed from now on.
+                if let Some(watch) = &watch {
+                    watch.follow();
+                }
+                (None, Duration::ZERO)
             }
             Some(batch) = changed.recv() => {
                 let delivered = Instant::now();
@@ -141,12 +178,19 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     }
                     first = first.min(more.first_event);
                 }
-                let settle = delivered.saturating_duration_since(first);
-                let result = agent.reload(Some(&paths));
-                log(result, settle, delivered);
+                (Some(paths), delivered.saturating_duration_since(first))
             }
-            _ = tick.tick() => agent.sweep(),
-        }
+            _ = tick.tick() => {
+                agent.sweep();
+                continue;
+            }
+        };
+        let delivered = Instant::now();
+        let Some(read) = reader.read(paths, &mut sigterm, &mut sigint).await? else {
+            tracing::info!("stopped while reading the config; that read is not applied");
+            break;
+        };
+        log(agent.reload_from(read), settle, delivered);
     }
     if let Some(proxy) = proxy {
         // The kernel first, so that no new connection is sent to a proxy that is going away.
@@ -163,6 +207,65 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         "exiting; the datapath stays in place on the last config (`vsteer uninstall` removes it)"
     );
     Ok(0)
+}
+
+/// Fails unless `dir` is a directory, naming it.
+fn check_config_dir(dir: &std::path::Path) -> Result<()> {
+    let metadata = std::fs::metadata(dir).with_context(|| {
+        format!(
+            "--config {}: cannot read the config directory",
+            dir.display()
+        )
+    })?;
+    if !metadata.is_dir() {
+        anyhow::bail!(
+            "--config {}: not a directory (give the directory that holds the *.yaml files)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads the config on a thread of its own, one read at a time.
+struct Reader {
+    requests: std_mpsc::Sender<(Option<Vec<PathBuf>>, oneshot::Sender<Read>)>,
+}
+
+impl Reader {
+    fn start(source: Arc<Mutex<Source>>) -> Result<Reader> {
+        let (requests, incoming) =
+            std_mpsc::channel::<(Option<Vec<PathBuf>>, oneshot::Sender<Read>)>();
+        std::thread::Builder::new()
+            .name("vsteer-read".into())
+            .spawn(move || {
+                for (paths, done) in incoming {
+                    let _ = done.send(super::agent::read(&source, paths.as_deref()));
+                }
+            })
+            .context("starting the config reader thread")?;
+        Ok(Reader { requests })
+    }
+
+    /// Reads `paths` (`None`: everything); `None` when SIGTERM or SIGINT came first (the read
+    /// goes on, unused, until the process exits).
+    async fn read(
+        &self,
+        paths: Option<Vec<PathBuf>>,
+        sigterm: &mut Signal,
+        sigint: &mut Signal,
+    ) -> Result<Option<Read>> {
+        let (done, read) = oneshot::channel();
+        self.requests
+            .send((paths, done))
+            .map_err(|_| anyhow::anyhow!("the config reader thread is gone"))?;
+        tokio::select! {
+            read = read => read
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("the config reader thread died while reading")),
+            _ = sigterm.recv() => Ok(None),
+            _ = sigint.recv() => Ok(None),
+        }
+    }
 }
 
 /// Logs a reload and how long each step took (the benchmarks read these): `settle_ms` is

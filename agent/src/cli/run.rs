@@ -3,12 +3,13 @@
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use vsteer_datapath::DEFAULT_PIN_DIR;
 
 use super::SourceArgs;
 use crate::app::{self, ProxySettings, RunOptions};
+use crate::sources::snapshot::DEFAULT_STATE_DIR;
 
 /// Where the proxy listens unless told: loopback, so only the node's own processes (host
 /// network namespace) are redirected to it; pods in their own namespaces keep the kernel
@@ -29,6 +30,10 @@ pub struct RunArgs {
     /// bpffs directory for vsteer's pinned maps and program links.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Where the last good copy of each config file is kept, so that a restarted agent
+    /// still has what a file that no longer parses held (one snapshot per pin directory).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Where the L7 proxy listens, at most one IPv4 and one IPv6 address (port 0: any free
     /// port). It must be reachable from the clients' network namespaces: loopback serves the
     /// node's own processes only, the node's IP serves pods too.
@@ -49,6 +54,12 @@ pub struct RunArgs {
     /// Proxy workers: each a thread with a single-threaded runtime, sharing the listener.
     #[arg(long, value_name = "N", default_value_t = 2)]
     proxy_threads: usize,
+    /// How long (milliseconds) a config file must be left alone before it is read: a writer
+    /// pausing mid-file for less is waited for (one that holds the file open is waited for
+    /// until it closes it). Atomic writes (write a temporary file, rename it into place) need
+    /// no wait.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    settle_ms: u64,
     /// Where Prometheus metrics are served (`/metrics`); `off` serves none.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020", value_parser = parse_admin)]
     admin_addr: Admin,
@@ -70,15 +81,25 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             threads: args.proxy_threads,
         })
     };
+    let config = match &args.source.config {
+        // Absolute, so that the directory is followed by the path given whatever happens to
+        // the working directory (symlinks are kept: the path is what is followed).
+        Some(dir) => {
+            Some(std::path::absolute(dir).with_context(|| format!("--config {}", dir.display()))?)
+        }
+        None => None,
+    };
     app::run(&RunOptions {
-        config: args.source.config.clone(),
+        config,
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),
+        state_dir: args.state_dir.clone(),
         proxy,
         admin: match args.admin_addr {
             Admin::Off => None,
             Admin::At(addr) => Some(addr),
         },
+        settle: std::time::Duration::from_millis(args.settle_ms),
     })
 }
 

@@ -1,12 +1,15 @@
 //! Where resources come from: a config directory (read whole, or only the files a watch
-//! says changed) or the examples built into the binary. A source only reads: it hands each
+//! says changed; `dir` decides what is read and when a file is stable, `watch` follows the
+//! directory by its path) or the examples built into the binary. A source only reads: it hands each
 //! file's parse to the model's store, which decides what is in force.
 
 pub mod dir;
 pub mod embedded;
+pub mod snapshot;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use vsteer_model::Diagnostic;
@@ -30,8 +33,13 @@ pub enum Source {
 impl Source {
     /// `dir`, or the embedded examples when `None`.
     pub fn new(dir: Option<PathBuf>) -> Source {
+        Source::with_settle(dir, watch::SETTLE)
+    }
+
+    /// `dir` (or the embedded examples), whose files are read once unmodified for `settle`.
+    pub fn with_settle(dir: Option<PathBuf>, settle: Duration) -> Source {
         match dir {
-            Some(dir) => Source::Dir(dir::DirSource::new(dir)),
+            Some(dir) => Source::Dir(dir::DirSource::with_settle(dir, settle)),
             None => Source::Embedded,
         }
     }
@@ -53,6 +61,14 @@ impl Source {
         match self {
             Source::Dir(dir) => dir.read_changed(paths),
             Source::Embedded => Ok(Reading::default()),
+        }
+    }
+
+    /// Keeps the last good copy of each file of a directory in `snapshot` (for a restart).
+    pub fn with_snapshot(self, snapshot: snapshot::Snapshot) -> Source {
+        match self {
+            Source::Dir(dir) => Source::Dir(dir.with_snapshot(snapshot)),
+            Source::Embedded => Source::Embedded,
         }
     }
 

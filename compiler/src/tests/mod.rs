@@ -2,6 +2,7 @@
 
 mod destination_rules;
 mod examples;
+mod fuzz_regressions;
 mod hosts;
 mod http_rules;
 mod incremental;

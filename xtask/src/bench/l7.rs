@@ -96,6 +96,8 @@ fn run_args(config: &Path, attach: &TestCgroup, pins: &PinDir, extra: &[&str]) -
         attach.path().into(),
         "--pin-dir".into(),
         pins.path().into(),
+        "--state-dir".into(),
+        pins.state_dir().into(),
         "--admin-addr".into(),
         "off".into(),
     ];

@@ -213,7 +213,22 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: 
             fixed = true;
         }
     }
-    if connection {
+    // `Connection: keep-alive` or `close` (what nearly every message carries) names no
+    // header to drop beyond those below: no parsing of names then.
+    let names_others = connection
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .any(|t| {
+                !(t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade"))
+            });
+    if names_others {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -228,6 +243,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, request: 
                 headers.remove(name);
             }
         }
+    }
+    if connection {
         headers.remove(header::CONNECTION);
     }
     if fixed {

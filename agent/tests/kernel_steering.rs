@@ -246,21 +246,24 @@ fn getpeername_returns_the_vip_not_the_backend() {
     }
 }
 
+/// REVIEWS plus a subset `none` that selects no endpoint, routed by `route`, and a listener
+/// on the VIP itself: a refused connect then proves the hook refused it.
+fn with_empty_subset(route: &str) -> (Fixture, Backend) {
+    let yaml = REVIEWS.replace(
+        "  - {name: v3, labels: {version: v3}}",
+        "  - {name: v3, labels: {version: v3}}\n  - {name: none, labels: {version: v9}}",
+    );
+    let fx = Fixture::new(&plan_from_yaml(&with_route_in(&yaml, route)));
+    let sentinel = Backend::tcp(&fx.ns, addr("127.100.0.1:9080"), "vip-itself").unwrap();
+    (fx, sentinel)
+}
+
 #[test]
 fn a_service_without_backends_refuses_at_once() {
     if !kernel_tests_enabled("a_service_without_backends_refuses_at_once") {
         return;
     }
-    let yaml = REVIEWS.replace(
-        "  - {name: v3, labels: {version: v3}}",
-        "  - {name: v3, labels: {version: v3}}\n  - {name: none, labels: {version: v9}}",
-    );
-    let fx = Fixture::new(&plan_from_yaml(&with_route_in(
-        &yaml,
-        "    - destination: {host: reviews, subset: none}\n",
-    )));
-    // Something listens on the VIP: a refused connect proves the hook refused it.
-    let _sentinel = Backend::tcp(&fx.ns, addr("127.100.0.1:9080"), "vip-itself").unwrap();
+    let (fx, _sentinel) = with_empty_subset("    - destination: {host: reviews, subset: none}\n");
     let started = Instant::now();
     let report = connect_many(
         &fx.ns,
@@ -286,17 +289,10 @@ fn shares_of_undefined_and_empty_subsets_are_refused() {
     if !kernel_tests_enabled("shares_of_undefined_and_empty_subsets_are_refused") {
         return;
     }
-    let yaml = REVIEWS.replace(
-        "  - {name: v3, labels: {version: v3}}",
-        "  - {name: v3, labels: {version: v3}}\n  - {name: none, labels: {version: v9}}",
-    );
-    let fx = Fixture::new(&plan_from_yaml(&with_route_in(
-        &yaml,
+    let (fx, _sentinel) = with_empty_subset(
         "    - {destination: {host: reviews, subset: v1}, weight: 60}\n    - {destination: {host: reviews, subset: undefined}, weight: 20}\n    - {destination: {host: reviews, subset: none}, weight: 20}\n",
-    )));
+    );
     let _servers = fx.tcp_backends(&[V1, V2, V3]);
-    // Something listens on the VIP: a refused connect proves the hook refused it.
-    let _sentinel = Backend::tcp(&fx.ns, addr("127.100.0.1:9080"), "vip-itself").unwrap();
     let connects = 10_000;
     let report = connect_many(
         &fx.ns,

@@ -1,7 +1,7 @@
 //! The compiler on arbitrary resource sets: the input is up to four config files (split at
-//! NUL bytes), parsed and kept as the agent's store keeps them, then compiled twice: in one
-//! update, and file by file through the incremental compiler, which must agree with
-//! compiling everything from scratch, and neither may panic.
+//! NUL bytes), parsed and kept as the agent's store keeps them, and applied file by file
+//! through the incremental compiler, which after each file must agree with compiling
+//! everything from scratch with the plan in force as the last good one; neither may panic.
 #![no_main]
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use vsteer_plan::Plan;
 fuzz_target!(|data: &[u8]| {
     let mut store = Store::default();
     let mut incremental = Compiler::default();
+    let mut last_good = Plan::default();
     for (i, bytes) in data.split(|b| *b == 0).take(4).enumerate() {
         let file = format!("f{i}.yaml");
         let changes = store.apply([FileUpdate::Read {
@@ -28,13 +29,21 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         batch.extend(changes.removed.iter().map(|id| (id.clone(), None)));
         incremental.update(&batch);
+        // After each file, as the agent applies it: from scratch, with the plan in force
+        // as the last good one (a resource rejected now keeps what it had, in both).
+        let resources: Vec<_> = store.resources().iter().map(|r| (**r).clone()).collect();
+        let scratch = compile(&resources, &last_good);
+        assert_eq!(
+            incremental.plan(),
+            &scratch.plan,
+            "the incremental compiler disagrees with compiling from scratch after f{i}.yaml"
+        );
+        assert_eq!(
+            incremental.kept(),
+            scratch.kept,
+            "kept services after f{i}.yaml"
+        );
+        last_good = scratch.plan;
     }
-    let resources: Vec<_> = store.resources().iter().map(|r| (**r).clone()).collect();
-    let scratch = compile(&resources, &Plan::default());
-    assert_eq!(
-        incremental.plan(),
-        &scratch.plan,
-        "the incremental compiler disagrees with compiling from scratch"
-    );
-    let _ = vsteer_plan::render(&scratch.plan);
+    let _ = vsteer_plan::render(&last_good);
 });

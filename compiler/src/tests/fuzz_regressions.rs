@@ -1,7 +1,8 @@
 //! Inputs the `compile` fuzz target once failed on (`fuzz/regressions/compile/`), replayed
 //! as that target checks them: up to four files split at NUL bytes, kept as the agent's
-//! store keeps them, compiled file by file through the incremental compiler, which must
-//! agree with compiling everything from scratch.
+//! store keeps them, compiled file by file through the incremental compiler, which after
+//! each file must agree with compiling everything from scratch with the plan in force as
+//! the last good one.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::*;
 fn check(data: &[u8]) {
     let mut store = Store::default();
     let mut incremental = Compiler::default();
+    let mut last_good = Plan::default();
     for (i, bytes) in data.split(|b| *b == 0).take(4).enumerate() {
         let file = format!("f{i}.yaml");
         let changes = store.apply([FileUpdate::Read {
@@ -27,10 +29,22 @@ fn check(data: &[u8]) {
             .collect();
         batch.extend(changes.removed.iter().map(|id| (id.clone(), None)));
         incremental.update(&batch);
+        // After each file, as the agent applies it: from scratch, with the plan in force
+        // as the last good one (a resource rejected now keeps what it had, in both).
+        let resources: Vec<_> = store.resources().iter().map(|r| (**r).clone()).collect();
+        let scratch = compile(&resources, &last_good);
+        assert_eq!(
+            incremental.plan(),
+            &scratch.plan,
+            "the incremental compiler disagrees with compiling from scratch after f{i}.yaml"
+        );
+        assert_eq!(
+            incremental.kept(),
+            scratch.kept,
+            "kept services after f{i}.yaml"
+        );
+        last_good = scratch.plan;
     }
-    let resources: Vec<_> = store.resources().iter().map(|r| (**r).clone()).collect();
-    let scratch = compile(&resources, &Plan::default());
-    assert_eq!(incremental.plan(), &scratch.plan);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! Pure: no I/O and no privileges, so every rule about what configuration means is unit
 //! tested here, and the datapath only has to write the plan into the kernel.
 
+pub mod agreement;
 mod destination_rule;
 mod duration;
 mod engine;

@@ -29,6 +29,9 @@ pub fn service_key(key: &VipKey) -> Option<ServiceKey> {
     Some(ServiceKey::new(ip(&key.addr), key.port, protocol))
 }
 
+// The plan marks a refused share with the port the kernel's programs refuse.
+const _: () = assert!(vsteer_plan::REFUSED_PORT == vsteer_common::REFUSED_PORT);
+
 pub fn address(ip: IpAddr, port: u16) -> Address {
     Address {
         addr: addr16(ip),

@@ -14,5 +14,6 @@ pub mod service;
 pub use render::render;
 pub use route::{RouteRef, RuleRef, Section};
 pub use service::{
-    BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
+    BackendPlan, Decision, LoadBalancer, Plan, Protocol, REFUSED_PORT, ServiceKey, ServicePlan,
+    WEIGHT_SCALE,
 };

@@ -205,6 +205,10 @@ pub struct BackendPlan {
     pub subsets: Vec<Arc<str>>,
 }
 
+/// The port that marks a refused share's backend (see `BackendPlan::refused`); the kernel's
+/// programs know it as `vsteer_common::REFUSED_PORT`, which the datapath checks is equal.
+pub const REFUSED_PORT: u16 = 0;
+
 impl BackendPlan {
     /// A share whose connects are refused (`ECONNREFUSED`): the share of a route to a subset
     /// that no DestinationRule defines, or that selects no endpoint, where Envoy answers 503.
@@ -212,7 +216,7 @@ impl BackendPlan {
     pub fn refused(weight: u32) -> BackendPlan {
         BackendPlan {
             address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            port: 0,
+            port: REFUSED_PORT,
             weight,
             labels: Labels::default(),
             subsets: Vec::new(),
@@ -220,7 +224,7 @@ impl BackendPlan {
     }
 
     pub fn is_refused(&self) -> bool {
-        self.port == 0
+        self.port == REFUSED_PORT
     }
 }
 

@@ -84,6 +84,13 @@ struct PlannedBackend {
     subsets: Vec<String>,
 }
 
+impl PlannedBackend {
+    /// A refused share's slot, which has no server (see `vsteer_plan::REFUSED_PORT`).
+    fn is_refused(&self) -> bool {
+        self.port == vsteer_plan::REFUSED_PORT
+    }
+}
+
 pub fn run() -> Result<()> {
     if !geteuid().is_root() {
         bail!("the demo loads eBPF programs and creates a network namespace: run it as root");
@@ -128,7 +135,7 @@ pub fn run() -> Result<()> {
             continue;
         }
         // A refused share has no server: its connects fail.
-        for b in service.backends.iter().filter(|b| b.port != 0) {
+        for b in service.backends.iter().filter(|b| !b.is_refused()) {
             let addr = SocketAddr::new(b.address, b.port);
             backends.push(Backend::tcp(&ns, addr, &addr.to_string())?);
         }

@@ -283,6 +283,13 @@ spec:
         )
     }
 
+    /// Two services on two VIPs: `first` in `a`, `second` in `b`.
+    fn write_two_services(a: &Path, b: &Path) {
+        fs::write(a, entry("first", "10.0.0.1")).unwrap();
+        let second = entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2");
+        fs::write(b, second).unwrap();
+    }
+
     fn agent(dir: &Path) -> Agent<Recorder> {
         // Files are written just before each read: no settle wait.
         let source = Source::with_settle(Some(dir.to_path_buf()), std::time::Duration::ZERO);
@@ -360,12 +367,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.yaml");
-        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
-        fs::write(
-            &b,
-            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
-        )
-        .unwrap();
+        write_two_services(&a, &b);
         let mut agent = agent(dir.path());
         agent.start().unwrap();
         assert_eq!(agent.sink().plan.len(), 2);
@@ -402,12 +404,7 @@ spec:
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.yaml");
         let c = dir.path().join("c.yaml");
-        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
-        fs::write(
-            &b,
-            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
-        )
-        .unwrap();
+        write_two_services(&a, &b);
         // At start: a dangling link and a loop among good files.
         symlink(dir.path().join("nowhere.yaml"), &c).unwrap();
         symlink(dir.path().join("loop2.yaml"), dir.path().join("loop1.yaml")).unwrap();
@@ -476,12 +473,7 @@ spec:
         };
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.yaml");
-        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
-        fs::write(
-            &b,
-            entry("second", "10.0.0.2").replace("127.100.0.1", "127.100.0.2"),
-        )
-        .unwrap();
+        write_two_services(&a, &b);
         let mut agent = restarted();
         let both = vips(&agent);
         assert_eq!(both.len(), 2, "{both:?}");

@@ -77,6 +77,8 @@ pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Parsed {
 /// steering none of them.
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let file: Arc<str> = Arc::from(file);
+    // A UTF-8 byte-order mark (editors on Windows write one) is not content: kubectl skips it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parsed = Parsed::default();
     let mut not_a_manifest = None;
     let result = yaml::for_each_document(text, |index, value| {
@@ -231,6 +233,22 @@ spec:
                 .iter()
                 .all(|r| &*r.origin.file == "a.yaml" && r.id.to_string() == "ServiceEntry data/db")
         );
+    }
+
+    /// As kubectl reads them: a UTF-8 byte-order mark, with LF or CRLF line ends.
+    #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_read() {
+        let crlf = SE.replace('\n', "\r\n");
+        for text in [
+            format!("\u{feff}{SE}"),
+            format!("\u{feff}{crlf}"),
+            crlf.clone(),
+        ] {
+            let loaded = parse_bytes("bom.yaml", text.clone().into_bytes());
+            assert!(loaded.errors.is_empty(), "{text:?}: {:?}", loaded.errors);
+            assert_eq!(loaded.resources.len(), 1, "{text:?}");
+            assert_eq!(loaded.resources[0].id.to_string(), "ServiceEntry data/db");
+        }
     }
 
     #[test]

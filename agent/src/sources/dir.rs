@@ -39,7 +39,7 @@ const GENERATION_ATTEMPTS: usize = 5;
 /// missing directory and nothing is removed. An empty `*.yaml` file is how to say "nothing".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "NO *.yaml OR *.yml FILES in this directory: treated like a missing directory, the last \
+    "NO *.yaml, *.yml OR *.json FILES in this directory: treated like a missing directory, the last \
      good config stays in force ({files} file(s) of it); to remove everything on purpose, leave \
      an empty .yaml file in the directory, or run `vsteer uninstall`"
 )]
@@ -122,7 +122,7 @@ impl DirSource {
         &self.dir
     }
 
-    /// Every `*.yaml` and `*.yml` file of the directory (not its subdirectories); only those
+    /// Every config file (`*.yaml`, `*.yml`, `*.json`) of the directory (not its subdirectories); only those
     /// whose bytes changed are parsed, in parallel. `Err` when the directory itself cannot
     /// be listed: nothing is known then, so nothing changes.
     pub fn read_all(&mut self) -> Result<Reading> {
@@ -279,7 +279,7 @@ impl DirSource {
             if file_name == DATA_LINK {
                 return self.read_all();
             }
-            if is_yaml_name(file_name) {
+            if is_config_name(file_name) {
                 files.push(path.clone());
             }
         }
@@ -288,7 +288,7 @@ impl DirSource {
         // Removing the last file empties the directory: that is read as a whole, and an
         // empty directory changes nothing.
         let removes = files.iter().any(|path| !present(path));
-        if removes && yaml_files(&self.dir)?.is_empty() {
+        if removes && config_files(&self.dir)?.is_empty() {
             return self.read_all();
         }
         let mut reading = Reading::default();
@@ -313,7 +313,7 @@ impl DirSource {
     /// The config files, from the generation `..data` names when there is one.
     fn list(&self) -> Result<Listing> {
         let Some(generation) = generation(&self.dir) else {
-            let entries = yaml_files(&self.dir)?
+            let entries = config_files(&self.dir)?
                 .into_iter()
                 .map(|path| Entry {
                     from: path.clone(),
@@ -327,7 +327,7 @@ impl DirSource {
         };
         // Listed by the generation, not by the links at the top: the kubelet adds the links
         // of new files after the swap and removes those of old ones later.
-        let entries = yaml_files(&generation)?
+        let entries = config_files(&generation)?
             .into_iter()
             .filter_map(|from| {
                 let path = self.dir.join(from.file_name()?);
@@ -500,16 +500,17 @@ fn present(path: &Path) -> bool {
     }
 }
 
-/// The `*.yaml` and `*.yml` files of `dir` (not its subdirectories), sorted by name, so
+/// The config files (`*.yaml`, `*.yml`, `*.json`: what `kubectl apply -f DIR` reads) of
+/// `dir` (not its subdirectories), sorted by name, so
 /// precedence (file path, then document) gives the same answer on every run.
-pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
         fs::read_dir(dir).with_context(|| format!("reading config directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing config directory {}", dir.display()))?;
         let path = entry.path();
-        if !is_yaml_name(&entry.file_name()) {
+        if !is_config_name(&entry.file_name()) {
             continue;
         }
         // A ConfigMap volume mounts each file as a symlink: they are followed.
@@ -521,7 +522,7 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-pub fn is_yaml_name(name: &OsStr) -> bool {
+pub fn is_config_name(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
     // Dot files include the `..data` links and generations of ConfigMap volumes, editors'
     // swap and lock files (`.a.yaml.swp`, `.#a.yaml`) and temporary files of atomic writes;
@@ -532,7 +533,11 @@ pub fn is_yaml_name(name: &OsStr) -> bool {
     Path::new(name.as_ref())
         .extension()
         .and_then(OsStr::to_str)
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"))
+        .is_some_and(|ext| {
+            ["yaml", "yml", "json"]
+                .iter()
+                .any(|known| ext.eq_ignore_ascii_case(known))
+        })
 }
 
 #[cfg(test)]
@@ -569,11 +574,15 @@ spec:
     }
 
     #[test]
-    fn reads_yaml_files_in_name_order() {
+    fn reads_yaml_and_json_files_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
         let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db, namespace: data}\nspec: {host: db}\n";
         fs::write(dir.path().join("b-rules.yml"), dr).unwrap();
         fs::write(dir.path().join("a-services.yaml"), SE).unwrap();
+        // JSON, as `kubectl apply -f DIR` reads it too (indented with tabs, which YAML's
+        // block style forbids and JSON allows).
+        let vs = "{\n\t\"apiVersion\": \"networking.istio.io/v1\",\n\t\"kind\": \"VirtualService\",\n\t\"metadata\": {\"name\": \"db\", \"namespace\": \"data\"},\n\t\"spec\": {\n\t\t\"hosts\": [\"db\"],\n\t\t\"tcp\": [{\"route\": [{\"destination\": {\"host\": \"db\"}}]}]\n\t}\n}\n";
+        fs::write(dir.path().join("c-routes.JSON"), vs).unwrap();
         fs::write(dir.path().join("notes.txt"), "not: [yaml").unwrap();
         fs::create_dir(dir.path().join("sub.yaml")).unwrap();
 
@@ -581,9 +590,17 @@ spec:
         assert!(store.errors().is_empty(), "{:?}", store.errors());
         let resources = store.resources();
         let ids: Vec<_> = resources.iter().map(|r| r.id.to_string()).collect();
-        assert_eq!(ids, ["ServiceEntry data/db", "DestinationRule data/db"]);
+        assert_eq!(
+            ids,
+            [
+                "ServiceEntry data/db",
+                "DestinationRule data/db",
+                "VirtualService data/db"
+            ]
+        );
         assert!(resources[0].origin.file.ends_with("a-services.yaml"));
         assert!(resources[1].origin.file.ends_with("b-rules.yml"));
+        assert!(resources[2].origin.file.ends_with("c-routes.JSON"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::dir::{DATA_LINK, is_yaml_name};
+use super::dir::{DATA_LINK, is_config_name};
 
 /// How long a file must be quiet before it is read (`--settle-ms`).
 pub const SETTLE: Duration = Duration::from_millis(200);
@@ -357,7 +357,7 @@ fn file_meaning(path: &Path, kind: &EventKind) -> Meaning {
     if name == DATA_LINK {
         return Meaning::Everything;
     }
-    if !is_yaml_name(name) {
+    if !is_config_name(name) {
         // Hidden files (editors' swap and lock files, `..data_tmp`, the timestamped
         // generations), backups (`~`), anything that is not `*.yaml` or `*.yml`.
         return Meaning::Nothing;

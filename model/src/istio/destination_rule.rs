@@ -109,7 +109,7 @@ pub struct ConsistentHashLb {
     pub http_header_name: Option<String>,
     #[serde(default)]
     pub http_cookie: Option<HttpCookie>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub use_source_ip: Option<bool>,
     #[serde(default)]
     pub http_query_parameter_name: Option<String>,
@@ -186,7 +186,7 @@ pub struct HttpSettings {
     /// `DEFAULT`, `DO_NOT_UPGRADE` or `UPGRADE`.
     #[serde(default)]
     pub h2_upgrade_policy: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub use_client_protocol: Option<bool>,
     #[serde(default)]
     pub max_concurrent_streams: Option<i32>,
@@ -196,7 +196,7 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutlierDetection {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub split_external_local_origin_errors: Option<bool>,
     #[serde(default)]
     pub consecutive_local_origin_failures: Option<u32>,

@@ -10,6 +10,7 @@ mod common;
 mod destination_rule;
 mod service_entry;
 mod virtual_service;
+pub mod yaml11;
 
 pub use common::*;
 pub use destination_rule::*;

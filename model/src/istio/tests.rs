@@ -143,3 +143,45 @@ fn specs_read_from_kubernetes_json_too() {
     assert_eq!(vs.http[0].timeout.as_deref(), Some("5s"));
     assert!(vs.http[0].retries.is_some());
 }
+
+/// kubectl reads YAML 1.1, where unquoted `yes`, `on`, `no`, `off` are booleans: every
+/// boolean field of the model reads them so (here one of each struct that has one).
+#[test]
+fn boolean_fields_read_kubectls_yaml_1_1_words() {
+    let rule: DestinationRuleSpec = from_str(
+        "host: reviews
+trafficPolicy:
+  loadBalancer: {consistentHash: {useSourceIp: yes}}
+  connectionPool: {http: {useClientProtocol: on}}
+  outlierDetection: {splitExternalLocalOriginErrors: no}
+",
+    )
+    .unwrap();
+    let policy = rule.traffic_policy.unwrap();
+    let hash = policy.load_balancer.unwrap().consistent_hash.unwrap();
+    assert_eq!(hash.use_source_ip, Some(true));
+    let pool = policy.connection_pool.unwrap().http.unwrap();
+    assert_eq!(pool.use_client_protocol, Some(true));
+    let outlier = policy.outlier_detection.unwrap();
+    assert_eq!(outlier.split_external_local_origin_errors, Some(false));
+
+    let vs: VirtualServiceSpec = from_str(
+        "hosts: [reviews]
+http:
+- match: [{uri: {prefix: /A}, ignoreUriCase: Yes}]
+  retries: {attempts: 2, retryRemoteLocalities: off, retryIgnorePreviousHosts: y}
+  corsPolicy: {allowCredentials: NO}
+  route: [{destination: {host: reviews}}]
+",
+    )
+    .unwrap();
+    let http = &vs.http[0];
+    assert!(http.matches[0].ignore_uri_case);
+    let retries = http.retries.as_ref().unwrap();
+    assert_eq!(retries.retry_remote_localities, Some(false));
+    assert_eq!(retries.retry_ignore_previous_hosts, Some(true));
+    assert_eq!(
+        http.cors_policy.as_ref().unwrap().allow_credentials,
+        Some(false)
+    );
+}

@@ -89,7 +89,7 @@ pub struct HttpMatchRequest {
     pub gateways: Vec<String>,
     #[serde(default)]
     pub query_params: BTreeMap<String, StringMatch>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::bool")]
     pub ignore_uri_case: bool,
     #[serde(default)]
     pub without_headers: BTreeMap<String, StringMatch>,
@@ -211,9 +211,9 @@ pub struct HttpRetry {
     /// Envoy's retry conditions, comma-separated, e.g. `5xx,connect-failure`.
     #[serde(default)]
     pub retry_on: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub retry_remote_localities: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub retry_ignore_previous_hosts: Option<bool>,
     #[serde(default)]
     pub backoff: Option<String>,
@@ -282,7 +282,7 @@ pub struct CorsPolicy {
     pub expose_headers: Vec<String>,
     #[serde(default)]
     pub max_age: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::yaml11::option_bool")]
     pub allow_credentials: Option<bool>,
     /// `UNSPECIFIED`, `FORWARD` or `IGNORE`.
     #[serde(default)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 use vsteer_model::intern::Interner;
-use vsteer_model::istio::{DestinationRuleSpec, Subset, TrafficPolicy};
+use vsteer_model::istio::{DestinationRuleSpec, LabelSelector, Subset, TrafficPolicy};
 use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::LoadBalancer;
 use vsteer_plan::http::HttpLoadBalancer;
@@ -23,10 +23,6 @@ use crate::traffic_policy;
 /// What is wrong with a DestinationRule on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationRuleError {
-    #[error(
-        "workloadSelector is not supported by vsteer: it steers the whole node, not chosen client workloads"
-    )]
-    WorkloadSelector,
     #[error("subset name {0:?} must be a DNS-1123 label (lowercase letters, digits and '-')")]
     SubsetName(String),
     #[error("subset {name:?} is already defined at spec.subsets[{first}]")]
@@ -43,6 +39,10 @@ pub struct Rule {
     resource: Arc<Resource>,
     /// Settings read but not applied, and the like.
     pub notes: Vec<String>,
+    /// `spec.workloadSelector` selects some client workloads. vsteer does not know which
+    /// workload connects, so the rule applies to no client (Istio applies it only to the
+    /// selected ones): it is valid but never decides for a host.
+    pub selects_clients: bool,
 }
 
 static NO_SPEC: DestinationRuleSpec = DestinationRuleSpec {
@@ -84,6 +84,10 @@ pub fn compile(
             host: host.clone(),
             resource: resource.clone(),
             notes,
+            selects_clients: spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|selector| !selector.match_labels.is_empty()),
         })
     });
     RuleState {
@@ -192,6 +196,8 @@ impl Rules {
         self.remove(&id);
         let slot = (state.precedence.clone(), id.clone());
         match &state.result {
+            // Valid, and applies to no client: indexed nowhere, so no host finds it.
+            Ok(rule) if rule.selects_clients => {}
             Ok(rule) if rule.host.starts_with('*') => {
                 self.wildcard.insert(slot, rule.clone());
             }
@@ -292,6 +298,10 @@ impl Rules {
 /// the rule covers, each with the endpoint labels of the entries listing it.
 pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<String> {
     let id = &rule.id;
+    if rule.selects_clients {
+        // Its own note (from `check`) says why it applies to no client.
+        return Vec::new();
+    }
     let deciding: Vec<&HostLabels<'_>> = hosts
         .iter()
         .filter(|(host, _)| rules.decides_for(rule, host))
@@ -327,6 +337,27 @@ pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<Str
     notes
 }
 
+/// What vsteer does with a DestinationRule's `workloadSelector`.
+fn workload_selector_note(id: &str, host: &str, selector: &LabelSelector) -> String {
+    if selector.match_labels.is_empty() {
+        return format!(
+            "{id}: spec.workloadSelector selects no labels, so every workload: applied to \
+             every client"
+        );
+    }
+    let labels: Vec<String> = selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "{id}: spec.workloadSelector applies it only to client workloads with {} in Istio; \
+         vsteer does not know the connecting workload yet, so it applies to no client and \
+         {host} follows its other DestinationRules",
+        labels.join(",")
+    )
+}
+
 fn check(
     resource: &Resource,
     spec: &DestinationRuleSpec,
@@ -338,11 +369,13 @@ fn check(
     if spec.host.is_empty() {
         problems.add("spec.host", FieldError::Required { what: "host" });
     }
-    if spec.workload_selector.is_some() {
-        problems.add(
-            "spec.workloadSelector",
-            DestinationRuleError::WorkloadSelector,
-        );
+    notes.extend(crate::export_to::note(
+        &resource.id,
+        resource.namespace(),
+        &spec.export_to,
+    ));
+    if let Some(selector) = &spec.workload_selector {
+        notes.push(workload_selector_note(&id, &spec.host, selector));
     }
     if let Some(policy) = &spec.traffic_policy {
         traffic_policy::check(

@@ -17,6 +17,7 @@ pub mod agreement;
 mod destination_rule;
 mod duration;
 mod engine;
+mod export_to;
 mod http;
 mod matching;
 pub mod names;

@@ -161,6 +161,11 @@ pub fn compile(
             ));
         }
     }
+    notes.extend(crate::export_to::note(
+        id,
+        resource.namespace(),
+        &spec.export_to,
+    ));
     if spec.hosts.len() > 1 {
         notes.push(format!(
             "{id}: hosts {} share its addresses; the plan lists them under the first",

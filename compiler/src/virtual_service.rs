@@ -224,6 +224,11 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         vs.mesh = false;
         return vs;
     }
+    vs.notes.extend(crate::export_to::note(
+        id,
+        resource.namespace(),
+        &spec.export_to,
+    ));
     if !spec.tls.is_empty() {
         vs.notes.push(format!(
             "{id}: spec.tls: tls rules are not supported yet: skipped"

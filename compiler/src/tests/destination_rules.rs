@@ -270,3 +270,82 @@ spec:
     );
     assert!(message.contains("already defined"), "{message}");
 }
+
+/// `reviews` with a DestinationRule selecting client workloads (`app: productpage`), first
+/// by precedence, defining subset `canary` and round robin; `selector` is its
+/// `workloadSelector`. The VirtualService sends half to `canary`, half to `v1`.
+fn client_selected_rule(selector: &str) -> String {
+    let selected = resource(
+        "DestinationRule",
+        "for-productpage",
+        &format!(
+            "  host: reviews
+  workloadSelector: {selector}
+  trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN}}}}
+  subsets:
+  - {{name: canary, labels: {{version: v2}}}}
+"
+        ),
+    );
+    let vs = reviews_vs(
+        "  http:
+  - route:
+    - {destination: {host: reviews, subset: canary}, weight: 50}
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+",
+    );
+    format!("{selected}{vs}")
+}
+
+/// Istio applies a DestinationRule with a `workloadSelector` only to the selected client
+/// workloads. vsteer does not know the connecting workload, so the rule applies to no
+/// client: valid (no error, `matchLabels` read as Istio's field), with a note, and the
+/// host follows its other rules: `canary` is undefined, so its share is refused.
+#[test]
+fn a_rule_that_selects_client_workloads_applies_to_no_client() {
+    let (compiled, parsed) =
+        compile_text(&client_selected_rule("{matchLabels: {app: productpage}}"));
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    assert!(compiled.errors.is_empty(), "{:#?}", compiled.errors);
+    assert!(
+        has_note(
+            &compiled,
+            "DestinationRule default/for-productpage: spec.workloadSelector applies it only to \
+             client workloads with app=productpage in Istio"
+        ),
+        "{:#?}",
+        compiled.notes
+    );
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 9080),
+        expect(&[
+            ("10.1.1.1:9080", 250_000),
+            ("10.1.1.2:9080", 250_000),
+            ("[::]:0", 500_000)
+        ])
+    );
+    assert_eq!(lb(&compiled, "10.0.0.1", 9080), LoadBalancer::Random);
+}
+
+/// A selector without labels selects every workload: the rule applies as if it had none.
+#[test]
+fn a_workload_selector_without_labels_applies_to_every_client() {
+    for selector in ["{}", "{matchLabels: {}}"] {
+        let compiled = compile_ok(&client_selected_rule(selector));
+        assert!(
+            has_note(&compiled, "selects no labels, so every workload"),
+            "{:#?}",
+            compiled.notes
+        );
+        assert_eq!(
+            backends(&compiled, "10.0.0.1", 9080),
+            expect(&[
+                ("10.1.1.1:9080", 250_000),
+                ("10.1.1.2:9080", 250_000),
+                ("10.1.2.1:9080", 250_000),
+                ("10.1.2.2:9080", 250_000)
+            ])
+        );
+        assert_eq!(lb(&compiled, "10.0.0.1", 9080), LoadBalancer::RoundRobin);
+    }
+}

@@ -174,3 +174,53 @@ fn the_catch_all_host_is_rejected_for_the_mesh() {
     let message = single_error(&compiled, "VirtualService default/r", "spec.hosts[0]");
     assert!(message.contains("not allowed"), "{message}");
 }
+
+/// Istio shows a resource only to the namespaces its `exportTo` lists. vsteer does not know
+/// client namespaces yet: the resource applies to every client, and a note names each one
+/// whose `exportTo` restricts it (never silently).
+#[test]
+fn a_restricting_export_to_applies_to_every_client_with_a_note() {
+    let entry = REVIEWS.replace(
+        "metadata: {name: reviews}\nspec:\n  hosts",
+        "metadata: {name: reviews}\nspec:\n  exportTo: [\"*\"]\n  hosts",
+    );
+    let vs = resource(
+        "VirtualService",
+        "other/reviews",
+        "  hosts: [reviews.default.svc.cluster.local]
+  exportTo: [\".\"]
+  http:
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+",
+    );
+    let rule = resource(
+        "DestinationRule",
+        "other/reviews",
+        "  host: reviews.default.svc.cluster.local\n  exportTo: [\"~\"]\n",
+    );
+    let compiled = compile_ok(&format!("{entry}{vs}{rule}"));
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 9080),
+        expect(&[("10.1.2.1:9080", 500_000), ("10.1.2.2:9080", 500_000)])
+    );
+    let export_notes: Vec<&String> = compiled
+        .notes
+        .iter()
+        .filter(|n| n.contains("exportTo"))
+        .collect();
+    assert_eq!(export_notes.len(), 2, "{:#?}", compiled.notes);
+    assert!(
+        has_note(
+            &compiled,
+            "VirtualService other/reviews: exportTo [.] shows it to clients in namespace(s) \
+             other in Istio; vsteer does not know client namespaces yet and applies it to \
+             every client"
+        ),
+        "{:#?}",
+        compiled.notes
+    );
+    assert!(has_note(
+        &compiled,
+        "DestinationRule other/reviews: exportTo [~] shows it to no client"
+    ));
+}

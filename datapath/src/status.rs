@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
-use comfy_table::{CellAlignment, Table, presets::NOTHING};
 use vsteer_common::{Address, ServiceValue, Slot, VipKey, map_names, mode, service_flags};
+use vsteer_plan::render::columns::{Align, Columns};
 
 use crate::keys::{describe, show};
 use crate::{slots::shares, tables};
@@ -70,60 +70,67 @@ pub fn render(status: &[ServiceStatus]) -> String {
     if status.is_empty() {
         return "no services in the kernel maps\n".to_string();
     }
-    let mut table = Table::new();
-    table.load_style(NOTHING);
-    table.set_header([
+    let header = [
         "SERVICE",
         "PATH",
         "SELECTION",
         "BACKEND",
         "SHARE",
         "CONNECTIONS",
+    ]
+    .map(String::from);
+    let mut columns = Columns::new([
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
     ]);
-    for s in status {
-        // A proxied service's backends are what sockets the proxy does not get (its own
-        // upstream connects, namespaces that cannot reach it) are steered to.
-        let path = if s.proxied { "proxy" } else { "kernel" };
-        if s.backends.is_empty() {
-            let none = if s.proxied {
-                "(none: L4 fallback refused)"
-            } else {
-                "(none: connects refused)"
-            };
-            table.add_row([s.service.as_str(), path, s.mode, none, "", ""]);
-        }
-        for (i, (backend, share, count)) in s.backends.iter().enumerate() {
+    columns.measure(&header);
+    for row in status.iter().flat_map(rows) {
+        columns.measure(&row);
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(status.iter().flat_map(rows)) {
+        columns.write(&mut out, &row);
+        out.push('\n');
+    }
+    out
+}
+
+/// One service's rows: one per backend, the service named on the first.
+fn rows(s: &ServiceStatus) -> Vec<[String; 6]> {
+    // A proxied service's backends are what sockets the proxy does not get (its own
+    // upstream connects, namespaces that cannot reach it) are steered to.
+    let path = if s.proxied { "proxy" } else { "kernel" };
+    if s.backends.is_empty() {
+        let none = if s.proxied {
+            "(none: L4 fallback refused)"
+        } else {
+            "(none: connects refused)"
+        };
+        return vec![[s.service.as_str(), path, s.mode, none, "", ""].map(String::from)];
+    }
+    s.backends
+        .iter()
+        .enumerate()
+        .map(|(i, (backend, share, count))| {
             let (service, path, mode) = if i == 0 {
                 (s.service.as_str(), path, s.mode)
             } else {
                 ("", "", "")
             };
-            table.add_row([
+            [
                 service.to_string(),
                 path.to_string(),
                 mode.to_string(),
                 backend.clone(),
                 format!("{:.3}%", share * 100.0),
                 count.to_string(),
-            ]);
-        }
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
-    for index in [4, 5] {
-        if let Some(column) = table.column_mut(index) {
-            column.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out: String = table
-        .lines()
-        .map(|line| format!("{}\n", line.trim_end()))
-        .collect();
-    if out.is_empty() {
-        out.push('\n');
-    }
-    out
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The plan as text, for `vsteer plan` and logs: a block per service, its backends in
 //! columns aligned across the whole plan; for a proxied service, why, and its HTTP rules.
+pub mod columns;
 mod http;
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use comfy_table::{CellAlignment, ColumnConstraint, Table, presets::NOTHING};
+use columns::{Align, Columns};
 
 use crate::service::{Decision, Plan, ServicePlan, WEIGHT_SCALE};
 
@@ -17,20 +19,13 @@ pub fn render(plan: &Plan) -> String {
     if plan.is_empty() {
         return "no services\n".to_string();
     }
-    // One table for every backend of the plan, so columns line up across services.
-    let mut table = Table::new();
-    table.load_style(NOTHING);
+    // Columns line up across the whole plan: measured over every backend first.
+    let mut columns = Columns::new([Align::Left; 4]);
     for service in plan.services() {
         for row in backend_rows(service) {
-            table.add_row(row);
+            columns.measure(&row);
         }
     }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-        column.set_cell_alignment(CellAlignment::Left);
-        column.set_constraint(ColumnConstraint::ContentWidth);
-    }
-    let mut lines = table.lines();
     let mut out = String::new();
     for (i, service) in plan.services().enumerate() {
         if i > 0 {
@@ -40,27 +35,27 @@ pub fn render(plan: &Plan) -> String {
             Some(route) => route.to_string(),
             None => "- (all endpoints)".to_string(),
         };
-        out.push_str(&format!(
-            "{} {} {}  route: {route}  lb: {}\n",
+        let _ = writeln!(
+            out,
+            "{} {} {}  route: {route}  lb: {}",
             SocketAddr::new(service.key.vip, service.key.port),
             service.key.protocol,
             service.host,
             service.load_balancer
-        ));
+        );
         if let Decision::Proxy { reason } = &service.decision {
-            out.push_str(&format!("  proxy: {reason}\n"));
+            let _ = writeln!(out, "  proxy: {reason}");
             for rule in service.http.iter().flat_map(|t| http::rules(t)) {
-                out.push_str(&format!("    {rule}\n"));
+                let _ = writeln!(out, "    {rule}");
             }
             out.push_str("  at connect time, when the proxy does not take it:\n");
         }
         if service.backends.is_empty() {
             out.push_str("  no backend: connects refused\n");
         }
-        for _ in &service.backends {
-            let line = lines.next().unwrap_or_default();
+        for row in backend_rows(service) {
             out.push_str("  ");
-            out.push_str(line.trim_end());
+            columns.write(&mut out, &row);
             out.push('\n');
         }
     }

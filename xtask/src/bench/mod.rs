@@ -137,6 +137,7 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
         update: Vec::new(),
         load: Vec::new(),
         memory: Vec::new(),
+        cli: Vec::new(),
         kernel: Vec::new(),
         l7: results::L7Results::default(),
         notes: Vec::new(),

@@ -536,6 +536,7 @@ mod tests {
             update,
             load: vec![],
             memory: vec![],
+            cli: vec![],
             kernel: vec![],
             l7: l7_sample(),
             notes: vec![],

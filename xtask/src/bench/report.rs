@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use super::results::{
-    ConnectRun, KernelCost, KernelPathVariant, L7Load, L7Variant, LoadCost, MemoryAtScale,
-    MemorySample, Results, Stat, Throughput, Variant,
+    CliAtScale, ConnectRun, KernelCost, KernelPathVariant, L7Load, L7Variant, LoadCost,
+    MemoryAtScale, MemorySample, Results, Stat, Throughput, Variant,
 };
 
 /// The service count the scale targets are named for when nothing larger than 1 was measured.
@@ -23,6 +23,12 @@ const UPDATE_END_TO_END_MAX_MS: f64 = 13.0;
 const LOAD_PEAK_RSS_MAX_MIB: f64 = 150.0;
 /// The agent's RSS at [`SCALE_TARGET_SERVICES`], ready and after the reloads.
 const SCALE_RSS_MAX_MIB: f64 = 300.0;
+/// `vsteer plan` and `vsteer status` at [`SCALE_TARGET_SERVICES`]: an operator's tools on a
+/// big node answer within seconds and fit the agent's own memory budget.
+const PLAN_MAX_MS: f64 = 5_000.0;
+const PLAN_PEAK_MAX_MIB: f64 = SCALE_RSS_MAX_MIB;
+const STATUS_MAX_MS: f64 = 2_000.0;
+const STATUS_PEAK_MAX_MIB: f64 = 100.0;
 /// The reloads the memory targets are named for.
 const MEMORY_TARGET_RELOADS: usize = 10;
 /// "Not growing over the reloads": after <= ready * GROWTH_FACTOR + GROWTH_SLACK_KIB, in every
@@ -50,6 +56,7 @@ pub fn markdown(results: &Results) -> String {
     update_table(&mut out, results);
     load_table(&mut out, results);
     memory_table(&mut out, results);
+    cli_table(&mut out, results);
     kernel_table(&mut out, results);
     l7_section(&mut out, results);
     notes(&mut out, results);
@@ -138,6 +145,8 @@ fn targets(results: &Results) -> Vec<Target> {
         load_rss_target(results),
         memory_rss_target(results),
         memory_growth_target(results),
+        cli_target(results, Tool::Plan),
+        cli_target(results, Tool::Status),
         throughput_target(results),
         l7_rps_target(results, L7Load::Http1),
         l7_p99_target(results, L7Load::Http1),
@@ -518,6 +527,85 @@ fn memory_rss_target(results: &Results) -> Target {
     }
 }
 
+/// The command-line tools measured at scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Plan,
+    Status,
+}
+
+impl Tool {
+    fn command(self) -> &'static str {
+        match self {
+            Tool::Plan => "vsteer plan",
+            Tool::Status => "vsteer status",
+        }
+    }
+
+    /// (wall time limit in ms, peak RSS limit in MiB).
+    fn limits(self) -> (f64, f64) {
+        match self {
+            Tool::Plan => (PLAN_MAX_MS, PLAN_PEAK_MAX_MIB),
+            Tool::Status => (STATUS_MAX_MS, STATUS_PEAK_MAX_MIB),
+        }
+    }
+
+    /// (wall time in ms, peak RSS in KiB) of this tool in `cli`.
+    fn stats(self, cli: &CliAtScale) -> (&Stat, &Stat) {
+        match self {
+            Tool::Plan => (&cli.plan_ms, &cli.plan_peak_kib),
+            Tool::Status => (&cli.status_ms, &cli.status_peak_kib),
+        }
+    }
+}
+
+/// The tools' run at the target's service count, or else the largest.
+fn cli_for_target(results: &Results) -> Option<&CliAtScale> {
+    results
+        .cli
+        .iter()
+        .find(|cli| cli.services == SCALE_TARGET_SERVICES)
+        .or_else(|| results.cli.iter().max_by_key(|cli| cli.services))
+}
+
+/// The slowest and the largest run decide: both limits hold for every repetition.
+fn cli_target(results: &Results, tool: Tool) -> Target {
+    let (max_ms, max_mib) = tool.limits();
+    let name = format!(
+        "`{}` at {} (SE+VS+DR each, release build) ≤ {} s and peak RSS ≤ {max_mib:.0} MiB",
+        tool.command(),
+        services_label(SCALE_TARGET_SERVICES),
+        fmt_fixed(max_ms / 1000.0, 0)
+    );
+    let Some(cli) = cli_for_target(results) else {
+        return Target::not_measured(name);
+    };
+    let (wall, peak) = tool.stats(cli);
+    let (ms, mib) = (wall.max, peak.max / 1024.0);
+    if !ms.is_finite() || !mib.is_finite() {
+        return Target::not_measured(name);
+    }
+    let verdict = at_scale(
+        Verdict::of(ms, |ms| ms <= max_ms && mib <= max_mib),
+        cli.services,
+        SCALE_TARGET_SERVICES,
+    );
+    let measured = format!(
+        "{} s, peak {} MiB at worst (median {} s, {} MiB; {} endpoints){}",
+        fmt_fixed(ms / 1000.0, 2),
+        fmt_fixed(mib, 1),
+        fmt_fixed(wall.median / 1000.0, 2),
+        fmt_fixed(peak.median / 1024.0, 1),
+        fmt_thousands(cli.endpoints as f64),
+        measured_at(cli.services, SCALE_TARGET_SERVICES, "services"),
+    );
+    Target {
+        name,
+        measured,
+        verdict,
+    }
+}
+
 /// How far one repetition's RSS grew over the reloads, KiB, and how far it may.
 fn growth(run: &MemorySample) -> (f64, f64) {
     let ready = run.ready_rss_kib as f64;
@@ -794,6 +882,45 @@ fn memory_table(out: &mut String, results: &Results) {
             fmt_stat_mib(&memory.ready_hwm_kib),
             fmt_stat_mib(&memory.after_hwm_kib),
             largest,
+        );
+    }
+    out.push('\n');
+}
+
+fn cli_table(out: &mut String, results: &Results) {
+    out.push_str(
+        "## Command-line tools at scale\n\nOn the memory scenario's config, while its agent \
+         runs: `vsteer plan --config DIR` (reads and compiles every file, prints the table) \
+         and `vsteer status` (reads every pinned map, prints the shares), output discarded; \
+         wall time and peak RSS (`ru_maxrss` from `wait4`), median (min–max) over the \
+         repetitions.\n\n",
+    );
+    if results.cli.is_empty() {
+        out.push_str("Not measured.\n\n");
+        return;
+    }
+    out.push_str(
+        "| Services | endpoints | plan s | plan peak MiB | status s | status peak MiB |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let seconds = |stat: &Stat| {
+        let s = |ms: f64| fmt_fixed(ms / 1000.0, 2);
+        if stat.median.is_finite() {
+            format!("{} ({})", s(stat.median), fmt_range(stat, s))
+        } else {
+            "-".into()
+        }
+    };
+    for cli in &results.cli {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            fmt_thousands(cli.services as f64),
+            fmt_thousands(cli.endpoints as f64),
+            seconds(&cli.plan_ms),
+            fmt_stat_mib(&cli.plan_peak_kib),
+            seconds(&cli.status_ms),
+            fmt_stat_mib(&cli.status_peak_kib),
         );
     }
     out.push('\n');
@@ -1220,6 +1347,26 @@ mod tests {
         MemoryAtScale::from_runs(services, 10, runs)
     }
 
+    /// The tools' run: `plan` taking `plan_ms` with a peak of `plan_mib` (each repetition 1 MiB
+    /// more), `status` a fixed `status_ms` and `status_mib`.
+    fn cli(
+        services: usize,
+        plan_ms: [f64; 3],
+        plan_mib: f64,
+        status_ms: f64,
+        status_mib: f64,
+    ) -> CliAtScale {
+        let kib = |mib: f64| [0.0, 1.0, 2.0].map(|d| (mib + d) * 1024.0);
+        CliAtScale {
+            services,
+            endpoints: services * 4,
+            plan_ms: Stat::of(&plan_ms),
+            plan_peak_kib: Stat::of(&kib(plan_mib)),
+            status_ms: Stat::of(&[status_ms; 3]),
+            status_peak_kib: Stat::of(&kib(status_mib)),
+        }
+    }
+
     /// A run with every scenario measured; no throughput (to see "not measured").
     fn sample() -> Results {
         Results {
@@ -1265,6 +1412,7 @@ mod tests {
                 peak_rss_kib: 46_387,
             }],
             memory: vec![memory(30_000, 200.0, 205.0)],
+            cli: vec![cli(30_000, [3_000.0, 3_200.0, 3_100.0], 280.0, 400.0, 60.0)],
             kernel: vec![
                 KernelCost {
                     program: "vsteer_connect4".into(),
@@ -1488,6 +1636,41 @@ mod tests {
             ),
             "{report}"
         );
+    }
+
+    /// The worst repetition decides, on time and on memory; a smaller run says nothing.
+    #[test]
+    fn cli_targets_take_the_worst_repetition() {
+        let plan = "`vsteer plan` at 30,000 services";
+        let status = "`vsteer status` at 30,000 services";
+        let mut results = sample();
+        let table = ratio_table(&results);
+        assert_eq!(row(&table, plan)[2], "meets", "{table:?}");
+        assert!(
+            row(&table, plan)[1].starts_with("3.20 s, peak 282.0 MiB at worst"),
+            "{:?}",
+            row(&table, plan)
+        );
+        assert_eq!(row(&table, status)[2], "meets");
+        // One slow run of plan; a status that outgrows its memory.
+        results.cli = vec![cli(30_000, [3_000.0, 5_100.0, 3_000.0], 280.0, 400.0, 99.5)];
+        let table = ratio_table(&results);
+        assert_eq!(row(&table, plan)[2], "falls short");
+        assert_eq!(row(&table, status)[2], "falls short");
+        // Memory alone: 299 + 2 MiB in the last run.
+        results.cli = vec![cli(30_000, [3_000.0; 3], 299.0, 400.0, 60.0)];
+        assert_eq!(row(&ratio_table(&results), plan)[2], "falls short");
+        results.cli = vec![cli(300, [30.0; 3], 20.0, 10.0, 5.0)];
+        let table = ratio_table(&results);
+        assert_eq!(row(&table, plan)[2], "not measured");
+        assert!(row(&table, plan)[1].ends_with("(measured at 300 services)"));
+        let report = markdown(&results);
+        assert!(
+            report.contains("| 300 | 1,200 | 0.03 (0.03–0.03) | 21.0 (20.0–22.0) |"),
+            "{report}"
+        );
+        results.cli.clear();
+        assert_eq!(row(&ratio_table(&results), status)[2], "not measured");
     }
 
     #[test]

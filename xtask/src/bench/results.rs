@@ -435,6 +435,20 @@ pub struct MemoryAtScale {
     pub runs: Vec<MemorySample>,
 }
 
+/// Scenario 3d (in the memory run): the command-line tools on the same `services` services
+/// (`endpoints` endpoints in all), release build: `vsteer plan --config DIR` (read and compile
+/// everything, print the table) and `vsteer status` (read every pinned map, print the
+/// shares), wall time and peak RSS (`ru_maxrss`), once per repetition.
+#[derive(Debug, Clone, Serialize)]
+pub struct CliAtScale {
+    pub services: usize,
+    pub endpoints: usize,
+    pub plan_ms: Stat,
+    pub plan_peak_kib: Stat,
+    pub status_ms: Stat,
+    pub status_peak_kib: Stat,
+}
+
 /// One agent's memory, KiB, from `/proc/PID/status`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct MemorySample {
@@ -477,6 +491,7 @@ pub struct Results {
     pub update: Vec<UpdateCost>,
     pub load: Vec<LoadCost>,
     pub memory: Vec<MemoryAtScale>,
+    pub cli: Vec<CliAtScale>,
     pub kernel: Vec<KernelCost>,
     pub l7: L7Results,
     /// Anything the reader must know: skipped variants, why a number is missing.
@@ -664,6 +679,7 @@ mod tests {
             update: vec![],
             load: vec![],
             memory: vec![],
+            cli: vec![],
             kernel: vec![],
             l7: L7Results::default(),
             notes: vec![],

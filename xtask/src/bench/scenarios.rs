@@ -3,6 +3,7 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::Path,
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -14,10 +15,11 @@ use vsteer_testkit::{
 use super::{
     Bench, measure, peers,
     results::{
-        ConnectRun, KernelCost, LoadCost, MemoryAtScale, MemorySample, Results, RoundSample, Stat,
-        Throughput, UpdateCost, Variant, per_round_ratio,
+        CliAtScale, ConnectRun, KernelCost, LoadCost, MemoryAtScale, MemorySample, Results,
+        RoundSample, Stat, Throughput, UpdateCost, Variant, per_round_ratio,
     },
-    system, workload,
+    system::{self, Measured},
+    workload,
 };
 
 const CLIENT_DEADLINE: Duration = Duration::from_secs(600);
@@ -446,6 +448,7 @@ pub fn memory_at_scale(bench: &Bench, results: &mut Results) -> Result<()> {
     let config = bench.work.join(format!("memory-{services}"));
     workload::write_vsteer_config(&config, services, true)?;
     let mut runs = Vec::new();
+    let mut tools = Vec::new();
     for _ in 0..bench.scale.repeats {
         bench.interrupt.check()?;
         // Every repetition starts from the same config.
@@ -459,6 +462,14 @@ pub fn memory_at_scale(bench: &Bench, results: &mut Results) -> Result<()> {
             agent.change(&config, r + 1)?;
         }
         let (after_rss_kib, after_hwm_kib) = system::memory_kib(pid)?;
+        // The tools an operator runs on such a node, while the agent runs.
+        let mut plan = Command::new(&bench.vsteer);
+        plan.arg("plan").arg("--config").arg(&config);
+        let plan = system::run_measured(plan)?;
+        let mut status = Command::new(&bench.vsteer);
+        status.arg("status").arg("--pin-dir").arg(agent.pins.path());
+        let status = system::run_measured(status)?;
+        tools.push((plan, status));
         runs.push(MemorySample {
             ready_rss_kib,
             ready_hwm_kib,
@@ -470,6 +481,16 @@ pub fn memory_at_scale(bench: &Bench, results: &mut Results) -> Result<()> {
     results
         .memory
         .push(MemoryAtScale::from_runs(services, reloads, runs));
+    let stat =
+        |f: fn(&(Measured, Measured)) -> f64| Stat::of(&tools.iter().map(f).collect::<Vec<_>>());
+    results.cli.push(CliAtScale {
+        services,
+        endpoints: workload::endpoints_of(services),
+        plan_ms: stat(|(plan, _)| plan.wall.as_secs_f64() * 1_000.0),
+        plan_peak_kib: stat(|(plan, _)| plan.max_rss_kib as f64),
+        status_ms: stat(|(_, status)| status.wall.as_secs_f64() * 1_000.0),
+        status_peak_kib: stat(|(_, status)| status.max_rss_kib as f64),
+    });
     Ok(())
 }
 

@@ -76,6 +76,52 @@ pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
+/// A command run to its end: wall time and its peak resident set.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub wall: std::time::Duration,
+    /// `ru_maxrss` of the process as `wait4` reports it, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Runs `command` (output discarded) and waits for it with `wait4`, which gives this one
+/// child's peak memory (getrusage's RUSAGE_CHILDREN would be the maximum over all children
+/// the bench ever waited for). Fails when it does not exit 0.
+pub fn run_measured(mut command: Command) -> Result<Measured> {
+    use std::process::Stdio;
+    let what = format!("{command:?}");
+    let started = std::time::Instant::now();
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Reaped here, by its pid, so `Child` is never waited on (its drop does not wait).
+    loop {
+        // SAFETY: pointers to locals that outlive the call.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            anyhow::bail!("waiting for {what}: {error}");
+        }
+    }
+    let wall = started.elapsed();
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        anyhow::bail!("{what} failed (wait status {status:#x})");
+    }
+    Ok(Measured {
+        wall,
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
 /// CPU time process `pid` used so far, all its threads, user and system, in seconds
 /// (`utime + stime` of `/proc/PID/stat`).
 pub fn cpu_seconds(pid: u32) -> Result<f64> {

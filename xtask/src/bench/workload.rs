@@ -38,6 +38,12 @@ fn filler_endpoints(i: usize) -> [Ipv4Addr; 4] {
     [0, 1, 2, 3].map(|k| Ipv4Addr::from(base + k))
 }
 
+/// The endpoints of a config of `services` services written by [`write_vsteer_config`]: the
+/// measured one's backends and four per filler.
+pub fn endpoints_of(services: usize) -> usize {
+    BACKENDS.len() + 4 * services.saturating_sub(1)
+}
+
 /// The measured service's canary weights (percent) over its 4 backends.
 pub fn weights(variant: usize) -> [u32; 4] {
     if variant.is_multiple_of(2) {

@@ -256,18 +256,21 @@ fn vips(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<(usize, IpAddr)
     vips
 }
 
-/// An IP literal; a CIDR only when it is a single address (`/32`, `/128`).
+/// An IP literal; a CIDR only when it is a single address (`/32`, `/128`). An IPv4-mapped
+/// IPv6 address (`::ffff:10.0.0.1`) is its IPv4 address: the kernel maps store IPv4 that
+/// way, so the two spellings are one VIP and must meet in the conflict check.
 fn parse_vip(address: &str) -> Result<IpAddr, ServiceEntryError> {
     if !address.contains('/') {
         return address
             .parse()
+            .map(|ip: IpAddr| ip.to_canonical())
             .map_err(|_| ServiceEntryError::NotAnIp(address.to_string()));
     }
     let net: ipnet::IpNet = address
         .parse()
         .map_err(|_| ServiceEntryError::NotAnIpOrCidr(address.to_string()))?;
     if net.prefix_len() == net.max_prefix_len() {
-        Ok(net.addr())
+        Ok(net.addr().to_canonical())
     } else {
         Err(ServiceEntryError::Cidr(address.to_string()))
     }
@@ -376,7 +379,8 @@ fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> 
             problems.add(field, FieldError::Required { what: "address" });
         } else {
             match endpoint.address.parse::<IpAddr>() {
-                Ok(address) => endpoints.push(endpoint_of(endpoint, address)),
+                // IPv4-mapped is IPv4, as for VIPs: its family decides which VIPs it serves.
+                Ok(address) => endpoints.push(endpoint_of(endpoint, address.to_canonical())),
                 // Istio also allows host names (DNS resolution) and unix:// sockets here.
                 Err(_) => problems.add(
                     field,
@@ -507,6 +511,9 @@ mod tests {
         assert_eq!(parse_vip("10.0.0.1"), Ok("10.0.0.1".parse().unwrap()));
         assert_eq!(parse_vip("10.0.0.1/32"), Ok("10.0.0.1".parse().unwrap()));
         assert_eq!(parse_vip("fd00::1/128"), Ok("fd00::1".parse().unwrap()));
+        let mapped: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(parse_vip("::ffff:10.0.0.1"), Ok(mapped));
+        assert_eq!(parse_vip("::ffff:10.0.0.1/128"), Ok(mapped));
         assert!(
             parse_vip("10.0.0.0/24")
                 .unwrap_err()

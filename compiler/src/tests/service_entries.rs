@@ -311,6 +311,46 @@ fn duplicate_vip_claim_goes_to_the_first() {
     );
 }
 
+/// `::ffff:10.0.0.1` is `10.0.0.1` in the kernel's maps (IPv4 is stored IPv4-mapped): the
+/// two spellings are one VIP, claimed once, within one entry and across entries.
+#[test]
+fn an_ipv4_mapped_vip_is_the_same_vip_as_its_ipv4_address() {
+    let mapped = GOOD_SPEC
+        .replace(
+            "  addresses: [10.0.0.1]",
+            "  addresses: [\"::ffff:10.0.0.1\"]",
+        )
+        .replace("web.example.com", "other.example.com");
+    let text = format!(
+        "{}{}",
+        service_entry("first", GOOD_SPEC),
+        service_entry("second", &mapped)
+    );
+    let (compiled, _) = compile_text(&text);
+    let message = single_error(
+        &compiled,
+        "ServiceEntry default/second",
+        "spec.addresses[0]",
+    );
+    assert!(message.contains("10.0.0.1:80/TCP"), "{message}");
+    assert_eq!(compiled.plan.len(), 1);
+
+    let both = GOOD_SPEC.replace(
+        "  addresses: [10.0.0.1]",
+        "  addresses: [10.0.0.1, \"::ffff:10.0.0.1\"]",
+    );
+    let (compiled, _) = compile_text(&service_entry("both", &both));
+    single_error(&compiled, "ServiceEntry default/both", "spec.addresses[1]");
+
+    // An IPv4-mapped endpoint serves an IPv4 VIP as an IPv4 endpoint.
+    let endpoint = GOOD_SPEC.replace("address: 10.1.0.2", "address: \"::ffff:10.1.0.2\"");
+    let compiled = compile_ok(&service_entry("web", &endpoint));
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[("10.1.0.1:80", 500_000), ("10.1.0.2:80", 500_000)])
+    );
+}
+
 #[test]
 fn duplicate_resource_names_keep_the_first() {
     let text = format!(

@@ -282,6 +282,50 @@ fn run_with_a_wrong_path_names_it_and_pins_nothing() {
     assert!(!pins.state_dir().exists(), "a snapshot was created");
 }
 
+/// A pin directory that is not on a bpffs is refused with a message naming it; nothing is
+/// mounted over its parent (which would hide what that directory holds) nor under it.
+/// Kernel test: as root the agent gets as far as the pin directory.
+#[test]
+fn run_refuses_a_pin_dir_off_bpffs_and_mounts_nothing() {
+    if !kernel_tests_enabled("run_refuses_a_pin_dir_off_bpffs_and_mounts_nothing") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let cgroup = TestCgroup::new().unwrap();
+    // A directory that holds something, as /var/run does.
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(parent.path().join("kept"), "x").unwrap();
+    let pin_dir = parent.path().join("pins");
+    let state = tempfile::tempdir().unwrap();
+    let stderr = run_failing(&[
+        "--config".as_ref(),
+        config.path().as_os_str(),
+        "--cgroup".as_ref(),
+        cgroup.path().as_os_str(),
+        "--pin-dir".as_ref(),
+        pin_dir.as_os_str(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+        "--no-proxy".as_ref(),
+    ]);
+    assert!(
+        stderr.contains(&format!(
+            "--pin-dir {}: not on a BPF filesystem",
+            pin_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mount -t bpf bpf DIR"), "{stderr}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let parent_name = parent.path().display().to_string();
+    assert!(
+        !mounts.contains(&parent_name),
+        "something was mounted at or under {parent_name}: {mounts}"
+    );
+    assert!(parent.path().join("kept").exists());
+    assert!(!pin_dir.exists(), "the pin directory was created");
+}
+
 /// Without root the agent says what it needs. As root, the test drops to nobody with
 /// setpriv (no capabilities left).
 #[test]

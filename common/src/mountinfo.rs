@@ -8,13 +8,28 @@ pub fn mount_points(fstype: &str) -> io::Result<Vec<PathBuf>> {
     Ok(parse(&text, fstype))
 }
 
+/// Every mount as (mount point, filesystem type), in mount order.
+pub fn mounts() -> io::Result<Vec<(PathBuf, String)>> {
+    Ok(parse_all(&fs::read_to_string("/proc/self/mountinfo")?))
+}
+
 /// Parses mountinfo text: `id parent major:minor root mountpoint options [tags] - type source ...`.
 pub fn parse(text: &str, fstype: &str) -> Vec<PathBuf> {
+    parse_all(text)
+        .into_iter()
+        .filter(|(_, t)| t == fstype)
+        .map(|(mount_point, _)| mount_point)
+        .collect()
+}
+
+/// Parses mountinfo text into (mount point, filesystem type) pairs.
+pub fn parse_all(text: &str) -> Vec<(PathBuf, String)> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let mount_point = left.split(' ').nth(4)?;
-            (right.split(' ').next()? == fstype).then(|| PathBuf::from(unescape(mount_point)))
+            let fstype = right.split(' ').next()?;
+            Some((PathBuf::from(unescape(mount_point)), String::from(fstype)))
         })
         .collect()
 }

@@ -168,6 +168,95 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
     assert_eq!(after.failures().values().sum::<u64>(), 5);
 }
 
+/// Exactly one agent owns a pin directory. A second one on the same pins (an operator's
+/// mistake, or the new pod of a rolling upgrade) waits without changing a map, so traffic
+/// keeps following the first one's config, and `vsteer uninstall` refuses while an agent
+/// owns the pins; when the first exits, the second takes over and its config applies.
+#[test]
+fn a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits() {
+    if !kernel_tests_enabled(
+        "a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits",
+    ) {
+        return;
+    }
+    let first_config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let moved = SERVICE
+        .replace("127.0.9.1", "127.0.9.3")
+        .replace("127.0.9.2", "127.0.9.4");
+    let second_config = ConfigDir::new(&[("web.yaml", &moved)]);
+    let ns = NetNs::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    let _backends: Vec<_> = [
+        "127.0.9.1:8080",
+        "127.0.9.2:8080",
+        "127.0.9.3:8080",
+        "127.0.9.4:8080",
+    ]
+    .iter()
+    .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
+    .collect();
+    let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
+    let served_by = |count: u32| {
+        let report = connect_many(&ns, Some(&cgroup), vip, count, Duration::from_secs(60)).unwrap();
+        assert!(report.failures().is_empty(), "{:?}", report.failures());
+        report.replies().into_keys().collect::<Vec<String>>()
+    };
+    let status = || vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+    let timeout = Duration::from_secs(30);
+    let mut first = AgentProcess::run(
+        Path::new(VSTEER),
+        Some(first_config.path()),
+        cgroup.path(),
+        pins.path(),
+        timeout,
+    )
+    .unwrap();
+    let before = status();
+
+    let mut second = AgentProcess::run_until(
+        Path::new(VSTEER),
+        Some(second_config.path()),
+        cgroup.path(),
+        pins.path(),
+        "WAITING for it to exit",
+        timeout,
+    )
+    .unwrap();
+    assert!(
+        second
+            .ready_line()
+            .contains(&format!("owned by the agent with pid {}", first.pid())),
+        "{}",
+        second.ready_line()
+    );
+    // Long enough for many attempts at the lock; the maps are the first agent's still.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(), before);
+    assert_eq!(served_by(200), ["127.0.9.1:8080", "127.0.9.2:8080"]);
+    let out = Command::new(VSTEER)
+        .args(["uninstall", "--pin-dir", pins.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "uninstall removed a running agent's pins"
+    );
+    assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
+    assert!(pins.path().join("VSTEER_SERVICES").exists());
+
+    // The rolling upgrade's end: the old agent exits, the new one takes over.
+    assert_eq!(first.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
+    second
+        .wait_for("took over the pin directory", timeout)
+        .unwrap();
+    second.wait_for(vsteer_testkit::READY, timeout).unwrap();
+    assert_eq!(served_by(200), ["127.0.9.3:8080", "127.0.9.4:8080"]);
+    assert!(status().contains("127.0.9.3:8080"), "{}", status());
+    assert_eq!(second.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
+}
+
 /// Runs `vsteer ARGS`, asserts success, returns stdout.
 fn vsteer(args: &[&str]) -> String {
     let out = Command::new(VSTEER).args(args).output().unwrap();

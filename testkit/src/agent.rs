@@ -41,7 +41,17 @@ impl AgentProcess {
         Self::launch(cmd, args, timeout)
     }
 
-    fn launch(mut cmd: Command, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<Self> {
+    fn launch(cmd: Command, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<Self> {
+        Self::launch_until(cmd, args, READY, timeout)
+    }
+
+    /// Starts the agent and waits for a line containing `needle` (instead of ready).
+    fn launch_until(
+        mut cmd: Command,
+        args: &[&std::ffi::OsStr],
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
         let binary = cmd.get_program().to_owned();
         let mut child = cmd
             .args(args)
@@ -69,7 +79,7 @@ impl AgentProcess {
             ready: String::new(),
             lines,
         };
-        agent.ready = agent.wait_for(READY, timeout)?;
+        agent.ready = agent.wait_for(needle, timeout)?;
         Ok(agent)
     }
 
@@ -94,6 +104,19 @@ impl AgentProcess {
         pin_dir: &Path,
         timeout: Duration,
     ) -> Result<Self> {
+        Self::run_until(binary, config, cgroup, pin_dir, READY, timeout)
+    }
+
+    /// [`AgentProcess::run`] that returns once the agent logs `needle` (e.g. that it waits
+    /// for another agent), ready or not; [`AgentProcess::ready_line`] is that line.
+    pub fn run_until(
+        binary: &Path,
+        config: Option<&Path>,
+        cgroup: &Path,
+        pin_dir: &Path,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
         let state_dir = crate::pins::state_dir_for(pin_dir);
         let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
         if let Some(config) = config {
@@ -111,7 +134,7 @@ impl AgentProcess {
             "--admin-addr".as_ref(),
             "off".as_ref(),
         ]);
-        Self::start(binary, &args, timeout)
+        Self::launch_until(Command::new(binary), &args, needle, timeout)
     }
 
     pub fn pid(&self) -> u32 {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::time::{ClockId, clock_gettime};
 
-pub use agent::AgentProcess;
+pub use agent::{AgentProcess, READY};
 pub use backend::Backend;
 pub use cgroup::TestCgroup;
 pub use client::{

@@ -13,7 +13,7 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::{mpsc, oneshot},
 };
-use vsteer_datapath::{Datapath, DatapathOptions};
+use vsteer_datapath::{Claim, Datapath, DatapathOptions, PinDirOwner};
 use vsteer_proxy::RouteTables;
 
 use super::admin;
@@ -41,6 +41,53 @@ pub struct RunOptions {
     pub settle: Duration,
 }
 
+/// The pin directory's lock, waited for (`None`: a signal to stop came first).
+async fn own_pin_dir(
+    pin_dir: &std::path::Path,
+    sigterm: &mut Signal,
+    sigint: &mut Signal,
+) -> Result<Option<PinDirOwner>> {
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        match PinDirOwner::claim(pin_dir)? {
+            Claim::Owned(owner) => {
+                if let Some(since) = waiting_since {
+                    tracing::info!(
+                        pin_dir = %pin_dir.display(),
+                        waited_ms = since.elapsed().as_millis(),
+                        "took over the pin directory: its owner exited"
+                    );
+                }
+                return Ok(Some(owner));
+            }
+            Claim::Busy { holder } => {
+                if waiting_since.is_none() {
+                    let holder = holder.map_or_else(
+                        || "another process".to_string(),
+                        |pid| format!("the agent with pid {pid}"),
+                    );
+                    tracing::warn!(
+                        "--pin-dir {} is owned by {holder}: WAITING for it to exit before \
+                         touching anything (a rolling upgrade hands over here; if this agent \
+                         was started by mistake, stop it)",
+                        pin_dir.display()
+                    );
+                    waiting_since = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(OWNER_POLL) => {}
+                    _ = sigterm.recv() => return Ok(None),
+                    _ = sigint.recv() => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// How often a waiting agent tries the pin directory's lock: the longest a handover waits
+/// after the owner exits.
+const OWNER_POLL: Duration = Duration::from_millis(100);
+
 pub fn run(options: &RunOptions) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,6 +110,13 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         vsteer_datapath::check_cgroup2(cgroup)?;
     }
     vsteer_datapath::check_privileges()?;
+    // One agent per pin directory: a second one (an operator's mistake, or the new pod of a
+    // rolling upgrade) waits here, before it binds a port or touches a map, for the owner to
+    // exit; the pinned datapath serves meanwhile.
+    let Some(_owner) = own_pin_dir(&options.pin_dir, &mut sigterm, &mut sigint).await? else {
+        tracing::info!("stopped while waiting for the pin directory, which was not touched");
+        return Ok(0);
+    };
     // Everything that can fail for reasons of the node (a port taken by another process, an
     // old agent still running) fails here, before the kernel programs are touched: the proxy
     // and admin listeners bind first.

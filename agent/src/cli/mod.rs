@@ -31,7 +31,7 @@ enum Command {
     /// Show what the kernel holds: services, backends, shares and connection counters.
     Status(status::PinDirArgs),
     /// Remove the datapath: detach the programs and delete the pinned maps.
-    Uninstall(status::PinDirArgs),
+    Uninstall(status::UninstallArgs),
 }
 
 /// Where the Istio resources come from.

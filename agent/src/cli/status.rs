@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use vsteer_datapath::{DEFAULT_PIN_DIR, status, uninstall};
+use vsteer_datapath::{Claim, DEFAULT_PIN_DIR, PinDirOwner, status, uninstall};
 
 use crate::sources::snapshot::{self, DEFAULT_STATE_DIR};
 
@@ -25,7 +25,34 @@ pub fn show(args: &PinDirArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn remove(args: &PinDirArgs) -> Result<i32> {
+#[derive(Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pins: PinDirArgs,
+    /// Remove the datapath even while an agent owns the pin directory (steering stops at
+    /// once, and that agent keeps running without it).
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn remove(args: &UninstallArgs) -> Result<i32> {
+    let UninstallArgs { pins: args, force } = args;
+    // Held while removing: no agent starts on a half-removed directory.
+    let _owner = match PinDirOwner::claim_existing(&args.pin_dir)? {
+        Some(Claim::Busy { holder }) if !force => {
+            let holder = holder.map_or_else(
+                || "another process".to_string(),
+                |pid| format!("the agent with pid {pid}"),
+            );
+            anyhow::bail!(
+                "{} is owned by {holder}, which is running: stop it first (its datapath stays in \
+                 place when it exits), or pass --force to pull the datapath from under it",
+                args.pin_dir.display()
+            );
+        }
+        Some(Claim::Owned(owner)) => Some(owner),
+        _ => None,
+    };
     let mut removed = uninstall(&args.pin_dir)?;
     let snapshot = snapshot::location(&args.state_dir, &args.pin_dir);
     if snapshot.is_dir() {

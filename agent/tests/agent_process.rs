@@ -257,6 +257,89 @@ fn a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits() {
     assert_eq!(second.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
 }
 
+/// Pins of another map layout (an agent of another version left them) are never adopted:
+/// the agent refuses, naming `vsteer uninstall`, and leaves them as they are, still
+/// steering; uninstall removes them, marker included.
+#[test]
+fn pins_of_another_layout_are_refused_and_left_steering() {
+    if !kernel_tests_enabled("pins_of_another_layout_are_refused_and_left_steering") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let ns = NetNs::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let pins = PinDir::new();
+    let _backends: Vec<_> = ["127.0.9.1:8080", "127.0.9.2:8080"]
+        .iter()
+        .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
+        .collect();
+    let timeout = Duration::from_secs(30);
+    let run = || {
+        AgentProcess::run(
+            Path::new(VSTEER),
+            Some(config.path()),
+            cgroup.path(),
+            pins.path(),
+            timeout,
+        )
+    };
+    let mut agent = run().unwrap();
+    assert!(
+        pins.path().join("layout-v1").is_dir(),
+        "the pins carry their layout"
+    );
+    assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
+    // As if a newer vsteer had pinned them.
+    std::fs::rename(pins.path().join("layout-v1"), pins.path().join("layout-v2")).unwrap();
+    let before = vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+
+    let mut args: Vec<&OsStr> = vec![
+        "run".as_ref(),
+        "--config".as_ref(),
+        config.path().as_os_str(),
+    ];
+    let state = vsteer_testkit::pins::state_dir_for(pins.path());
+    args.extend([
+        "--cgroup".as_ref(),
+        cgroup.path().as_os_str(),
+        "--pin-dir".as_ref(),
+        pins.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--no-proxy".as_ref(),
+    ]);
+    let out = Command::new(VSTEER).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an agent adopted pins of another layout: {stderr}"
+    );
+    assert!(
+        stderr.contains("have layout 2, and this vsteer uses layout 1")
+            && stderr.contains(&format!(
+                "vsteer uninstall --pin-dir {}",
+                pins.path().display()
+            )),
+        "{stderr}"
+    );
+    assert_eq!(
+        vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]),
+        before
+    );
+    let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
+    let report = connect_many(&ns, Some(&cgroup), vip, 50, timeout).unwrap();
+    assert_eq!(
+        report.replies().values().sum::<u64>(),
+        50,
+        "{:?}",
+        report.failures()
+    );
+
+    let removed = vsteer(&["uninstall", "--pin-dir", pins.path().to_str().unwrap()]);
+    assert!(removed.contains("layout-v2"), "{removed}");
+    assert!(!pins.path().exists(), "pin directory removed");
+}
+
 /// Runs `vsteer ARGS`, asserts success, returns stdout.
 fn vsteer(args: &[&str]) -> String {
     let out = Command::new(VSTEER).args(args).output().unwrap();

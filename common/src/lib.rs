@@ -31,6 +31,11 @@ pub mod map_names {
     pub const PINNED: [&str; 6] = [SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL];
 }
 
+/// The layout of the pinned maps: their types, sizes, keys and values, and what the values
+/// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
+/// adopts only pins of its own layout (a marker directory in the pin directory says which).
+pub const MAP_LAYOUT: u32 = 1;
+
 /// Capacity of the service map: one entry per VIP:port:protocol.
 pub const MAX_SERVICES: u32 = 131_072;
 /// Size of the backend slot array: the slots of every service's backend table together, with

@@ -13,6 +13,7 @@
 //! original destination through `OriginalDestinations` (a pinned map, so connections made
 //! under one agent keep theirs under the next).
 mod keys;
+mod layout;
 mod logs;
 mod mounts;
 mod object;
@@ -102,6 +103,8 @@ impl Datapath {
         };
         let pin_dir = &options.pin_dir;
         mounts::ensure_bpffs(pin_dir)?;
+        // Before a pinned map is opened: another layout's maps would be misread.
+        layout::check(pin_dir)?;
         for dir in [LINKS_DIR, PROGRAMS_DIR] {
             let dir = pin_dir.join(dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -124,6 +124,22 @@ pub fn uninstall(pin_dir: &Path) -> Result<Vec<PathBuf>> {
             removed.push(path);
         }
     }
+    // The layout marker, whichever layout it names (an uninstall by another version).
+    if let Ok(entries) = std::fs::read_dir(pin_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name
+                .to_string_lossy()
+                .starts_with(crate::layout::MARKER_PREFIX)
+                && path.is_dir()
+            {
+                std::fs::remove_dir(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                removed.push(path);
+            }
+        }
+    }
     if pin_dir.is_dir() {
         // Only removes the directory when nothing else lives there.
         let _ = std::fs::remove_dir(pin_dir);

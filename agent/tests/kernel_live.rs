@@ -662,3 +662,116 @@ fn a_replaced_config_directory_is_followed_by_its_path() {
     agent.wait_for("config applied", READY_TIMEOUT).unwrap();
     check(&[V1]);
 }
+
+/// ServiceEntries `hashed-i` for `i` in `range`, with consistent hashing (`useSourceIp`) on
+/// 127.100.10.i, each with 200 endpoints (nothing listens there): each needs a Maglev table
+/// of 65,521 slots, so 8 fill the 524,288-slot array and a 9th finds no room.
+fn hashed_services(range: std::ops::RangeInclusive<u8>) -> String {
+    let mut yaml = String::new();
+    for i in range {
+        yaml.push_str(&format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: hashed-{i}}}
+spec:
+  hosts: [hashed-{i}.example.com]
+  addresses: [127.100.10.{i}]
+  ports: [{{number: 80, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints:
+"
+        ));
+        for e in 0..200u32 {
+            yaml.push_str(&format!("  - address: 127.3.{i}.{e}\n"));
+        }
+        yaml.push_str(&format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: hashed-{i}}}
+spec:
+  host: hashed-{i}.example.com
+  trafficPolicy: {{loadBalancer: {{consistentHash: {{useSourceIp: true}}}}}}
+"
+        ));
+    }
+    yaml
+}
+
+/// A service the kernel maps have no room for is refused alone: the agent starts (a
+/// DaemonSet would crash-loop otherwise), logs which service and which limit, every other
+/// service applies (one sorting after the refused one too), and once room is freed the
+/// refused service is written without another change to it.
+#[test]
+fn a_service_without_room_is_refused_alone_and_written_once_room_frees() {
+    if !kernel_tests_enabled("a_service_without_room_is_refused_alone_and_written_once_room_frees")
+    {
+        return;
+    }
+    let stage = Stage::new();
+    // reviews (127.100.0.1) sorts before the hashed ones, later (127.100.20.1) after.
+    let later = service_entry(&[("127.0.1.2", "v2")])
+        .replace("name: reviews}", "name: later}")
+        .replace("reviews.default.svc", "later.default.svc")
+        .replace("127.100.0.1", "127.100.20.1")
+        .replace("host: reviews", "host: later.default.svc.cluster.local");
+    let config = ConfigDir::new(&[
+        ("a-reviews.yaml", &service_entry(&[("127.0.1.1", "v1")])),
+        ("b-hashed.yaml", &hashed_services(1..=9)),
+        ("c-later.yaml", &later),
+    ]);
+    let mut agent = AgentProcess::run_until(
+        Path::new(VSTEER),
+        Some(config.path()),
+        stage.cgroup.path(),
+        stage.pins.path(),
+        "not written",
+        READY_TIMEOUT,
+    )
+    .unwrap();
+    let refused = agent.ready_line().to_string();
+    assert!(
+        refused.contains("service 127.100.10.9:80/TCP not written")
+            && refused.contains("needs 65521 contiguous backend slots")
+            && refused.contains("MAX_BACKEND_SLOTS"),
+        "{refused}"
+    );
+    let ready = agent
+        .wait_for(vsteer_testkit::READY, READY_TIMEOUT)
+        .unwrap();
+    assert!(ready.contains("refused=1"), "{ready}");
+    let report = connect_many(&stage.ns, Some(&stage.cgroup), addr(VIP), 100, DEADLINE).unwrap();
+    assert_only(&report, &[V1]);
+    assert_eq!(report.replies().values().sum::<u64>(), 100);
+    let later_vip = addr("127.100.20.1:9080");
+    let report = connect_many(&stage.ns, Some(&stage.cgroup), later_vip, 100, DEADLINE).unwrap();
+    assert_only(&report, &[V2]);
+    let status = || {
+        let out = std::process::Command::new(VSTEER)
+            .args(["status", "--pin-dir", stage.pins.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status().contains("127.100.10.8:80/TCP"));
+    assert!(!status().contains("127.100.10.9:80/TCP"), "{}", status());
+
+    // Room: the first hashed service goes; once its slots are past their grace period, the
+    // refused one is written by the agent's own housekeeping.
+    agent.drain();
+    config.write("b-hashed.yaml", &hashed_services(2..=9));
+    agent.wait_for("config applied", READY_TIMEOUT).unwrap();
+    let line = agent
+        .wait_for(
+            "services written once the kernel maps had room",
+            READY_TIMEOUT,
+        )
+        .unwrap();
+    assert!(line.contains("still_refused=0"), "{line}");
+    let now = status();
+    assert!(
+        now.contains("127.100.10.9:80/TCP") && !now.contains("127.100.10.1:80/TCP"),
+        "{now}"
+    );
+}

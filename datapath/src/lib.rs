@@ -37,7 +37,7 @@ use aya::{
 use vsteer_common::{Address, OriginalKey, ProxyConfig, map_names};
 use vsteer_plan::{Plan, ServiceKey};
 
-pub use keys::{address, describe, vip_key};
+pub use keys::{address, describe, service_key, vip_key};
 pub use mounts::{cgroup2_root, check_cgroup2};
 pub use object::{CONNECT4, GETSOCKOPT, PROGRAMS, SOCKOPS};
 pub use original::OriginalDestinations;
@@ -45,7 +45,7 @@ pub use owner::{Claim, PinDirOwner};
 pub use pins::uninstall;
 pub use proxy::ProxyRedirect;
 pub use slots::{TableSpec, shares, table_spec};
-pub use tables::ApplyStats;
+pub use tables::{ApplyStats, Refused};
 
 use pins::{LINKS_DIR, PROGRAMS_DIR, attach_and_pin};
 

@@ -63,6 +63,11 @@ impl SlotRanges {
         self.free.insert(start, len);
     }
 
+    /// The longest run of free slots: the largest table that fits now.
+    pub fn longest_free(&self) -> u32 {
+        self.free.values().copied().max().unwrap_or(0)
+    }
+
     /// Free slots in all.
     pub fn free_slots(&self) -> u64 {
         self.free.values().map(|l| u64::from(*l)).sum()

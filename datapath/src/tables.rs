@@ -11,10 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, MapData};
 use rustc_hash::{FxHashMap, FxHashSet};
-use vsteer_common::{MAX_BACKEND_SLOTS, ServiceValue, Slot, VipKey};
+use vsteer_common::{MAX_BACKEND_SLOTS, MAX_SERVICES, ServiceValue, Slot, VipKey};
 use vsteer_plan::{Plan, ServiceKey, ServicePlan};
 
 use crate::keys::{describe, vip_key};
@@ -25,12 +25,24 @@ use crate::slots::{TableSpec, table_spec};
 const GRACE: Duration = Duration::from_secs(1);
 
 /// What one `apply` changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplyStats {
     pub added: usize,
     pub changed: usize,
     pub removed: usize,
     pub unchanged: usize,
+    /// Services that did not fit in the maps: each keeps what it had (its old table, or
+    /// nothing if new) while the rest applied; written when a later apply finds room.
+    pub refused: Vec<Refused>,
+}
+
+/// A service an apply could not write, and the limit it hit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("service {service} not written: {limit}")]
+pub struct Refused {
+    pub service: String,
+    pub key: VipKey,
+    pub limit: String,
 }
 
 /// The per-service differences between what is installed and what a plan wants.
@@ -189,23 +201,76 @@ impl Tables {
         self.write(changes)
     }
 
+    /// Writes `changes` all or nothing. Room is found first: each upsert gets its service
+    /// entry and slot range before anything is written, and one that does not fit is refused
+    /// (reported, left as it is) while the rest go on. Should a write still fail, what this
+    /// apply wrote is undone, so the maps are as they were.
     fn write(&mut self, changes: Changes) -> Result<ApplyStats> {
         let mut stats = ApplyStats {
             unchanged: changes.unchanged,
             ..ApplyStats::default()
         };
+        let removing = changes
+            .removals
+            .iter()
+            .filter(|key| self.installed.contains_key(key))
+            .count();
+        let mut entries = self.installed.len() - removing;
+        let mut reserved: Vec<(VipKey, TableSpec, u32)> = Vec::with_capacity(changes.upserts.len());
         for (key, spec) in changes.upserts {
-            let first = self.write_table(&key, &spec.slots)?;
-            let value = ServiceValue {
-                first,
-                slot_count: spec.slots.len() as u32,
-                mode: spec.mode,
-                flags: spec.flags,
-                _pad: [0; 2],
+            let count = u32::try_from(spec.slots.len()).unwrap_or(u32::MAX);
+            let new = !self.installed.contains_key(&key);
+            let limit = if new && entries >= MAX_SERVICES as usize {
+                Some(format!(
+                    "the service map is full ({MAX_SERVICES} services, MAX_SERVICES in \
+                     common/src/lib.rs); remove services or raise it"
+                ))
+            } else if let Some(first) = self.ranges.allocate(count) {
+                entries += usize::from(new);
+                reserved.push((key, spec, first));
+                None
+            } else {
+                Some(format!(
+                    "its table needs {count} contiguous backend slots and the longest free run \
+                     is {} ({} of {MAX_BACKEND_SLOTS} free in all; MAX_BACKEND_SLOTS in \
+                     common/src/lib.rs; slots of replaced tables come back {GRACE:?} after the \
+                     change): fewer endpoints or consistent-hash services, or raise it",
+                    self.ranges.longest_free(),
+                    self.ranges.free_slots()
+                ))
             };
-            self.services
-                .insert(key, value, 0)
-                .with_context(|| format!("writing service {}", describe(&key)))?;
+            if let Some(limit) = limit {
+                stats.refused.push(Refused {
+                    service: describe(&key),
+                    key,
+                    limit,
+                });
+            }
+        }
+        let mut undo: Vec<(VipKey, Option<ServiceValue>)> = Vec::new();
+        if let Err(err) = self.write_reserved(&changes.removals, &reserved, &mut undo) {
+            for (key, before) in undo.into_iter().rev() {
+                // Best effort: the first error is the one reported.
+                let _ = match before {
+                    Some(value) => self.services.insert(key, value, 0),
+                    None => self.services.remove(&key),
+                };
+            }
+            for (_, spec, first) in &reserved {
+                self.ranges.release(*first, spec.slots.len() as u32);
+            }
+            return Err(
+                err.context("nothing of this change was applied; the maps are as they were")
+            );
+        }
+        // Written: the bookkeeping follows.
+        for key in changes.removals {
+            if let Some(old) = self.installed.remove(&key) {
+                self.retire(&old);
+                stats.removed += 1;
+            }
+        }
+        for (key, spec, first) in reserved {
             let installed = Installed {
                 first,
                 count: spec.slots.len() as u32,
@@ -219,16 +284,46 @@ impl Tables {
                 None => stats.added += 1,
             }
         }
-        for key in changes.removals {
-            self.services
-                .remove(&key)
-                .with_context(|| format!("removing service {}", describe(&key)))?;
-            if let Some(old) = self.installed.remove(&key) {
-                self.retire(&old);
-            }
-            stats.removed += 1;
-        }
         Ok(stats)
+    }
+
+    /// The kernel writes of [`Tables::write`], each flip recorded in `undo` with the value
+    /// it replaced. Removals first: they free service entries for the upserts.
+    fn write_reserved(
+        &mut self,
+        removals: &[VipKey],
+        reserved: &[(VipKey, TableSpec, u32)],
+        undo: &mut Vec<(VipKey, Option<ServiceValue>)>,
+    ) -> Result<()> {
+        for key in removals {
+            let Ok(before) = self.services.get(key, 0) else {
+                continue;
+            };
+            self.services
+                .remove(key)
+                .with_context(|| format!("removing service {}", describe(key)))?;
+            undo.push((*key, Some(before)));
+        }
+        for (key, spec, first) in reserved {
+            for (index, slot) in (*first..).zip(&spec.slots) {
+                self.slots
+                    .set(index, slot, 0)
+                    .with_context(|| format!("writing backend slot {index}"))?;
+            }
+            let value = ServiceValue {
+                first: *first,
+                slot_count: spec.slots.len() as u32,
+                mode: spec.mode,
+                flags: spec.flags,
+                _pad: [0; 2],
+            };
+            let before = self.services.get(key, 0).ok();
+            self.services
+                .insert(key, value, 0)
+                .with_context(|| format!("writing service {}", describe(key)))?;
+            undo.push((*key, before));
+        }
+        Ok(())
     }
 
     /// Frees the slot ranges whose grace period is over.
@@ -246,25 +341,6 @@ impl Tables {
 
     fn retire(&mut self, old: &Installed) {
         self.retired.push((old.first, old.count, Instant::now()));
-    }
-
-    /// Writes `slots` into a free range; returns its first slot.
-    fn write_table(&mut self, key: &VipKey, slots: &[Slot]) -> Result<u32> {
-        let count = u32::try_from(slots.len()).context("too many slots")?;
-        let Some(first) = self.ranges.allocate(count) else {
-            bail!(
-                "service {} needs {count} backend slots and only {} of {MAX_BACKEND_SLOTS} are free",
-                describe(key),
-                self.ranges.free_slots()
-            );
-        };
-        for (index, slot) in (first..).zip(slots) {
-            if let Err(err) = self.slots.set(index, slot, 0) {
-                self.ranges.release(first, count);
-                return Err(err).with_context(|| format!("writing backend slot {index}"));
-            }
-        }
-        Ok(first)
     }
 }
 

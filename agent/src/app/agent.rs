@@ -156,6 +156,7 @@ impl<S: Sink> Agent<S> {
             .apply_all(self.compiler.plan())
             .map_err(PassError::Write)?;
         self.unwritten.clear();
+        self.keep_refused(&stats);
         Ok(Applied {
             stats,
             read: read.took,
@@ -164,6 +165,16 @@ impl<S: Sink> Agent<S> {
             recompiled: update.recompiled_services,
             resources,
         })
+    }
+
+    /// Services the kernel had no room for are written with the next change.
+    fn keep_refused(&mut self, stats: &ApplyStats) {
+        self.unwritten.extend(
+            stats
+                .refused
+                .iter()
+                .filter_map(|refused| vsteer_datapath::service_key(&refused.key)),
+        );
     }
 
     /// Reads what changed (`None`: everything, as on SIGHUP) and writes the services it
@@ -187,6 +198,7 @@ impl<S: Sink> Agent<S> {
             .apply_changes(self.compiler.plan(), &keys)
             .map_err(PassError::Write)?;
         self.unwritten.clear();
+        self.keep_refused(&stats);
         Ok(Applied {
             stats,
             read: read.took,
@@ -197,9 +209,23 @@ impl<S: Sink> Agent<S> {
         })
     }
 
-    /// Periodic housekeeping of the sink.
-    pub fn sweep(&mut self) {
+    /// Periodic housekeeping: the sink frees replaced tables, then the services it had no
+    /// room for are tried again (room may be free now). `None` when none waited.
+    pub fn sweep(&mut self) -> Option<Result<ApplyStats, PassError>> {
         self.sink.sweep();
+        if self.unwritten.is_empty() {
+            return None;
+        }
+        let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
+        let result = self
+            .sink
+            .apply_changes(self.compiler.plan(), &keys)
+            .map_err(PassError::Write);
+        if let Ok(stats) = &result {
+            self.unwritten.clear();
+            self.keep_refused(stats);
+        }
+        Some(result)
     }
 
     /// The store and the compiler take what was read; everything worth saying is logged.

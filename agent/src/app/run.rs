@@ -188,12 +188,14 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         .services()
         .filter(|s| matches!(s.decision, vsteer_plan::Decision::Proxy { .. }))
         .count();
+    log_refused(&applied);
     tracing::info!(
         services = agent.plan().len(),
         proxied,
         adopted,
         written = applied.stats.added + applied.stats.changed + applied.stats.removed,
         unchanged = applied.stats.unchanged,
+        refused = applied.stats.refused.len(),
         load_ms = loaded_programs.as_millis() as u64,
         read_ms = applied.read.as_millis() as u64,
         compile_ms = applied.compile.as_millis() as u64,
@@ -235,7 +237,19 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                 (Some(paths), delivered.saturating_duration_since(first))
             }
             _ = tick.tick() => {
-                agent.sweep();
+                match agent.sweep() {
+                    Some(Ok(stats)) if stats.added + stats.changed + stats.removed > 0 => {
+                        tracing::info!(
+                            added = stats.added,
+                            changed = stats.changed,
+                            removed = stats.removed,
+                            still_refused = stats.refused.len(),
+                            "services written once the kernel maps had room"
+                        );
+                    }
+                    Some(Err(err)) => tracing::error!("{err}"),
+                    _ => {}
+                }
                 continue;
             }
         };
@@ -322,25 +336,36 @@ impl Reader {
     }
 }
 
+/// Services the kernel maps had no room for: each an error naming the limit (they keep what
+/// they had and are retried with the next change).
+fn log_refused(applied: &Applied) {
+    for refused in &applied.stats.refused {
+        tracing::error!("{refused}; it keeps what it had and is retried with the next change");
+    }
+}
+
 /// Logs a reload and how long each step took (the benchmarks read these): `settle_ms` is
 /// the wait for files to be quiet, `total_us` everything from the settled event to the maps
 /// written.
 fn log(result: Result<Applied, PassError>, settle: Duration, delivered: Instant) {
     match result {
-        Ok(applied) => tracing::info!(
-            added = applied.stats.added,
-            changed = applied.stats.changed,
-            removed = applied.stats.removed,
-            unchanged = applied.stats.unchanged,
-            resources = applied.resources,
-            recompiled = applied.recompiled,
-            settle_ms = settle.as_millis() as u64,
-            read_us = applied.read.as_micros() as u64,
-            compile_us = applied.compile.as_micros() as u64,
-            apply_us = applied.apply.as_micros() as u64,
-            total_us = delivered.elapsed().as_micros() as u64,
-            "config applied"
-        ),
+        Ok(applied) => {
+            log_refused(&applied);
+            tracing::info!(
+                added = applied.stats.added,
+                changed = applied.stats.changed,
+                removed = applied.stats.removed,
+                unchanged = applied.stats.unchanged,
+                resources = applied.resources,
+                recompiled = applied.recompiled,
+                settle_ms = settle.as_millis() as u64,
+                read_us = applied.read.as_micros() as u64,
+                compile_us = applied.compile.as_micros() as u64,
+                apply_us = applied.apply.as_micros() as u64,
+                total_us = delivered.elapsed().as_micros() as u64,
+                "config applied"
+            )
+        }
         Err(err) => tracing::error!("{err}"),
     }
 }

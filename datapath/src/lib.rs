@@ -12,6 +12,7 @@
 //! the running agent's own, not pinned), and the proxy reads each accepted connection's
 //! original destination through `OriginalDestinations` (a pinned map, so connections made
 //! under one agent keep theirs under the next).
+mod counters;
 mod keys;
 mod layout;
 mod logs;
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuHashMap},
 };
 use vsteer_common::{Address, OriginalKey, ProxyConfig, map_names};
 use vsteer_plan::{Plan, ServiceKey};
@@ -69,6 +70,7 @@ pub struct Datapath {
     // Keeps the programs' log ring buffer and map handles alive.
     _ebpf: Ebpf,
     tables: tables::Tables,
+    counters: counters::Counters,
     proxy: HashMap<aya::maps::MapData, u32, ProxyConfig>,
     original: OriginalDestinations,
     /// The network namespace `start` ran in: where a loopback proxy address reaches the
@@ -158,9 +160,17 @@ impl Datapath {
             .context("map VSTEER_BACKENDS has an unexpected type or layout")?;
         let tables = tables::Tables::adopt(services, slots)?;
         let adopted = tables.installed().len();
+        let counters = ebpf
+            .take_map(map_names::COUNTERS)
+            .context("map VSTEER_COUNTERS is missing from the eBPF object")?;
+        let counters = counters::Counters::new(
+            PerCpuHashMap::try_from(counters)
+                .context("map VSTEER_COUNTERS has an unexpected type or layout")?,
+        );
         Ok(Self {
             _ebpf: ebpf,
             tables,
+            counters,
             proxy,
             original,
             netns_cookie,
@@ -194,6 +204,11 @@ impl Datapath {
     /// Frees backend tables replaced more than a grace period ago.
     pub fn sweep(&mut self) {
         self.tables.sweep()
+    }
+
+    /// Deletes the connection counters of backends `plan` no longer has; returns how many.
+    pub fn prune_counters(&mut self, plan: &Plan) -> Result<usize> {
+        self.counters.prune(plan)
     }
 
     /// A handle the proxy uses per accepted connection; Send + Sync + Clone.

@@ -26,6 +26,9 @@ pub trait Sink {
     fn apply_changes(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats>;
     /// Periodic housekeeping (freeing replaced tables).
     fn sweep(&mut self) {}
+    /// Drops the state kept for backends `plan` no longer has; how many. Required: a sink
+    /// that wraps another must pass it on.
+    fn prune(&mut self, plan: &Plan) -> Result<usize>;
 }
 
 impl Sink for Datapath {
@@ -39,6 +42,10 @@ impl Sink for Datapath {
 
     fn sweep(&mut self) {
         Datapath::sweep(self)
+    }
+
+    fn prune(&mut self, plan: &Plan) -> Result<usize> {
+        self.prune_counters(plan)
     }
 }
 
@@ -74,7 +81,14 @@ pub struct Agent<S: Sink> {
     sink: S,
     /// Services changed but not yet written (a failed write is retried with the next).
     unwritten: BTreeSet<ServiceKey>,
+    /// Backends may have left since the sink was last pruned (and when that was).
+    prune_due: bool,
+    pruned_at: Option<Instant>,
 }
+
+/// How often at most the sink's per-backend state (the connection counters) is pruned: a
+/// walk of up to 65,536 counters and of the plan's backends, too slow for every change.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 /// What one read of the source gave, and how long it took.
 pub struct Read {
@@ -118,6 +132,9 @@ impl<S: Sink> Agent<S> {
             compiler: Compiler::default(),
             sink,
             unwritten: BTreeSet::new(),
+            // An earlier agent may have left counters of backends gone since.
+            prune_due: true,
+            pruned_at: None,
         }
     }
 
@@ -156,7 +173,7 @@ impl<S: Sink> Agent<S> {
             .apply_all(self.compiler.plan())
             .map_err(PassError::Write)?;
         self.unwritten.clear();
-        self.keep_refused(&stats);
+        self.note_applied(&stats);
         Ok(Applied {
             stats,
             read: read.took,
@@ -167,8 +184,22 @@ impl<S: Sink> Agent<S> {
         })
     }
 
-    /// Services the kernel had no room for are written with the next change.
-    fn keep_refused(&mut self, stats: &ApplyStats) {
+    /// Prunes the sink's per-backend state when backends may have left, at most every
+    /// [`PRUNE_EVERY`]; `None` when not due.
+    pub fn prune(&mut self) -> Option<Result<usize>> {
+        let recent = self.pruned_at.is_some_and(|at| at.elapsed() < PRUNE_EVERY);
+        if !self.prune_due || recent {
+            return None;
+        }
+        self.prune_due = false;
+        self.pruned_at = Some(Instant::now());
+        Some(self.sink.prune(self.compiler.plan()))
+    }
+
+    /// Services the kernel had no room for are written with the next change; backends may
+    /// have left when services changed or went.
+    fn note_applied(&mut self, stats: &ApplyStats) {
+        self.prune_due |= stats.changed + stats.removed > 0;
         self.unwritten.extend(
             stats
                 .refused
@@ -198,7 +229,7 @@ impl<S: Sink> Agent<S> {
             .apply_changes(self.compiler.plan(), &keys)
             .map_err(PassError::Write)?;
         self.unwritten.clear();
-        self.keep_refused(&stats);
+        self.note_applied(&stats);
         Ok(Applied {
             stats,
             read: read.took,
@@ -223,7 +254,7 @@ impl<S: Sink> Agent<S> {
             .map_err(PassError::Write);
         if let Ok(stats) = &result {
             self.unwritten.clear();
-            self.keep_refused(stats);
+            self.note_applied(stats);
         }
         Some(result)
     }
@@ -269,6 +300,7 @@ mod tests {
     struct Recorder {
         plan: Plan,
         writes: usize,
+        prunes: usize,
     }
 
     impl Sink for Recorder {
@@ -290,8 +322,36 @@ mod tests {
                 }
             }
             self.writes += 1;
-            Ok(ApplyStats::default())
+            Ok(ApplyStats {
+                changed: keys.len(),
+                ..ApplyStats::default()
+            })
         }
+
+        fn prune(&mut self, _plan: &Plan) -> Result<usize> {
+            self.prunes += 1;
+            Ok(0)
+        }
+    }
+
+    /// Pruning is due at start (an earlier agent's leftovers) and after a change that may
+    /// have removed backends, at most every PRUNE_EVERY; never for nothing.
+    #[test]
+    fn the_sink_is_pruned_after_changes_at_most_every_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        fs::write(&a, entry("first", "10.0.0.1")).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        assert!(agent.prune().is_some(), "due at start");
+        assert!(agent.prune().is_none(), "nothing changed");
+        fs::write(&a, entry("first", "10.0.0.2")).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert!(agent.prune().is_none(), "pruned less than PRUNE_EVERY ago");
+        agent.pruned_at = agent.pruned_at.map(|at| at - PRUNE_EVERY);
+        assert!(agent.prune().is_some(), "due after the change");
+        assert!(agent.prune().is_none());
+        assert_eq!(agent.sink().prunes, 2);
     }
 
     fn entry(name: &str, endpoint: &str) -> String {

@@ -43,6 +43,10 @@ impl Sink for Node {
     fn sweep(&mut self) {
         self.datapath.sweep()
     }
+
+    fn prune(&mut self, plan: &Plan) -> Result<usize> {
+        self.datapath.prune_counters(plan)
+    }
 }
 
 /// Writes the kernel with `write` between the two halves of the route table update: tables

@@ -250,6 +250,11 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     Some(Err(err)) => tracing::error!("{err}"),
                     _ => {}
                 }
+                match agent.prune() {
+                    Some(Ok(pruned)) => tracing::info!(pruned, "pruned the connection counters of removed backends"),
+                    Some(Err(err)) => tracing::warn!("pruning the connection counters: {err:#}"),
+                    None => {}
+                }
                 continue;
             }
         };

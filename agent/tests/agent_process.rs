@@ -91,19 +91,39 @@ fn plan_without_config_shows_the_embedded_examples() {
     );
 }
 
+/// A namespace of the test's own with a TCP backend per address (each answering with its
+/// address), a cgroup and a pin directory: where an agent under test steers.
+struct Stage {
+    backends: Vec<Backend>,
+    ns: NetNs,
+    cgroup: TestCgroup,
+    pins: PinDir,
+}
+
+impl Stage {
+    fn with_backends(addrs: &[&str]) -> Stage {
+        let ns = NetNs::new().unwrap();
+        let backends = addrs
+            .iter()
+            .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
+            .collect();
+        Stage {
+            backends,
+            ns,
+            cgroup: TestCgroup::new().unwrap(),
+            pins: PinDir::new(),
+        }
+    }
+}
+
 #[test]
 fn run_steers_survives_its_exit_and_uninstall_removes_it() {
     if !kernel_tests_enabled("run_steers_survives_its_exit_and_uninstall_removes_it") {
         return;
     }
     let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
-    let ns = NetNs::new().unwrap();
-    let cgroup = TestCgroup::new().unwrap();
-    let pins = PinDir::new();
-    let backends: Vec<_> = ["127.0.9.1:8080", "127.0.9.2:8080"]
-        .iter()
-        .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
-        .collect();
+    let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
+    let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
     let mut agent = AgentProcess::run(
         Path::new(VSTEER),
         Some(config.path()),
@@ -118,7 +138,7 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
     );
 
     let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
-    let report = connect_many(&ns, Some(&cgroup), vip, 400, Duration::from_secs(60)).unwrap();
+    let report = connect_many(ns, Some(cgroup), vip, 400, Duration::from_secs(60)).unwrap();
     let replies = report.replies();
     assert_eq!(
         replies.values().sum::<u64>(),
@@ -127,7 +147,7 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
         report.failures()
     );
     assert_eq!(replies.len(), 2, "both endpoints get traffic: {replies:?}");
-    assert_eq!(backends.iter().map(Backend::served).sum::<u64>(), 400);
+    assert_eq!(stage.backends.iter().map(Backend::served).sum::<u64>(), 400);
 
     let status = vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
     assert!(status.contains("127.100.9.1:8080/TCP"), "{status}");
@@ -143,7 +163,7 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
         Some(0)
     );
     // The agent is gone; its datapath is not.
-    let after_exit = connect_many(&ns, Some(&cgroup), vip, 50, Duration::from_secs(30)).unwrap();
+    let after_exit = connect_many(ns, Some(cgroup), vip, 50, Duration::from_secs(30)).unwrap();
     assert_eq!(
         after_exit.replies().values().sum::<u64>(),
         50,
@@ -163,7 +183,7 @@ fn run_steers_survives_its_exit_and_uninstall_removes_it() {
     assert!(removed.contains("VSTEER_SERVICES"), "{removed}");
     assert!(!pins.path().exists(), "pin directory removed");
     // Detached: the VIP is no longer rewritten (nothing listens there).
-    let after = connect_many(&ns, Some(&cgroup), vip, 5, Duration::from_secs(30)).unwrap();
+    let after = connect_many(ns, Some(cgroup), vip, 5, Duration::from_secs(30)).unwrap();
     assert_eq!(after.replies(), BTreeMap::new());
     assert_eq!(after.failures().values().sum::<u64>(), 5);
 }
@@ -184,21 +204,16 @@ fn a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits() {
         .replace("127.0.9.1", "127.0.9.3")
         .replace("127.0.9.2", "127.0.9.4");
     let second_config = ConfigDir::new(&[("web.yaml", &moved)]);
-    let ns = NetNs::new().unwrap();
-    let cgroup = TestCgroup::new().unwrap();
-    let pins = PinDir::new();
-    let _backends: Vec<_> = [
+    let stage = Stage::with_backends(&[
         "127.0.9.1:8080",
         "127.0.9.2:8080",
         "127.0.9.3:8080",
         "127.0.9.4:8080",
-    ]
-    .iter()
-    .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
-    .collect();
+    ]);
+    let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
     let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
     let served_by = |count: u32| {
-        let report = connect_many(&ns, Some(&cgroup), vip, count, Duration::from_secs(60)).unwrap();
+        let report = connect_many(ns, Some(cgroup), vip, count, Duration::from_secs(60)).unwrap();
         assert!(report.failures().is_empty(), "{:?}", report.failures());
         report.replies().into_keys().collect::<Vec<String>>()
     };
@@ -266,13 +281,8 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
         return;
     }
     let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
-    let ns = NetNs::new().unwrap();
-    let cgroup = TestCgroup::new().unwrap();
-    let pins = PinDir::new();
-    let _backends: Vec<_> = ["127.0.9.1:8080", "127.0.9.2:8080"]
-        .iter()
-        .map(|a| Backend::tcp(&ns, a.parse().unwrap(), a).unwrap())
-        .collect();
+    let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
+    let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
     let timeout = Duration::from_secs(30);
     let run = || {
         AgentProcess::run(
@@ -327,7 +337,7 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
         before
     );
     let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
-    let report = connect_many(&ns, Some(&cgroup), vip, 50, timeout).unwrap();
+    let report = connect_many(ns, Some(cgroup), vip, 50, timeout).unwrap();
     assert_eq!(
         report.replies().values().sum::<u64>(),
         50,

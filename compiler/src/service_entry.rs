@@ -31,10 +31,6 @@ pub enum ServiceEntryError {
         "several hosts need HTTP or TLS ports: a plain TCP or UDP connection does not say which host it is for"
     )]
     SeveralHostsNeedHttp,
-    #[error(
-        "no addresses: vsteer steers connections by virtual IP, so a ServiceEntry needs at least one IP address"
-    )]
-    NoAddresses,
     #[error("{vip} is already listed at spec.addresses[{first}]")]
     DuplicateAddress { vip: IpAddr, first: usize },
     #[error("{0:?} is not an IP address")]
@@ -161,6 +157,14 @@ pub fn compile(
             ));
         }
     }
+    if vips.is_empty() {
+        notes.push(format!(
+            "{id}: no addresses, so a destination only: routes of other services can send \
+             traffic to its endpoints, but connects to {} are not steered (vsteer steers by \
+             virtual IP; DNS resolution, which would give it addresses, is not supported yet)",
+            spec.hosts.join(", ")
+        ));
+    }
     notes.extend(crate::export_to::note(
         id,
         resource.namespace(),
@@ -232,9 +236,7 @@ fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
 
 /// The virtual IPs, with their index in `spec.addresses`.
 fn vips(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<(usize, IpAddr)> {
-    if spec.addresses.is_empty() {
-        problems.add("spec.addresses", ServiceEntryError::NoAddresses);
-    }
+    // None is legal: the entry is then a destination only (see `compile`'s note).
     let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
     // Sized up front: an entry is kept for as long as it exists.
     let mut vips = Vec::with_capacity(spec.addresses.len());

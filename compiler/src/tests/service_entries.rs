@@ -84,12 +84,44 @@ fn every_address_and_port_is_a_service_and_udp_is_kept_apart() {
     );
 }
 
+/// A ServiceEntry without addresses is legal (common in Istio's own samples): it defines no
+/// service vsteer can steer (no virtual IP), with a note saying so, and it is a destination
+/// that routes of other services reach.
 #[test]
-fn service_entry_without_addresses_is_rejected() {
-    let spec = GOOD_SPEC.replace("  addresses: [10.0.0.1]\n", "");
-    let (compiled, _) = compile_text(&service_entry("web", &spec));
-    let message = single_error(&compiled, "ServiceEntry default/web", "spec.addresses");
-    assert!(message.contains("virtual IP"), "{message}");
+fn a_service_entry_without_addresses_is_a_destination_only() {
+    let backend_only = GOOD_SPEC
+        .replace("  addresses: [10.0.0.1]\n", "")
+        .replace("web.example.com", "api.example.com")
+        .replace("10.1.0.", "10.2.0.");
+    let vs = resource(
+        "VirtualService",
+        "web",
+        "  hosts: [web.example.com]
+  http:
+  - route: [{destination: {host: api.example.com}}]
+",
+    );
+    let text = format!(
+        "{}{}{vs}",
+        service_entry("api", &backend_only),
+        service_entry("web", GOOD_SPEC)
+    );
+    let compiled = compile_ok(&text);
+    assert!(
+        has_note(
+            &compiled,
+            "ServiceEntry default/api: no addresses, so a destination only"
+        ),
+        "{:#?}",
+        compiled.notes
+    );
+    assert_eq!(compiled.plan.len(), 1, "only web has a VIP");
+    assert_eq!(
+        backends(&compiled, "10.0.0.1", 80),
+        expect(&[("10.2.0.1:80", 500_000), ("10.2.0.2:80", 500_000)])
+    );
+    // Alone, it compiles to nothing, without an error.
+    let compiled = compile_ok(&service_entry("api", &backend_only));
     assert!(compiled.plan.is_empty());
 }
 

@@ -418,3 +418,37 @@ spec:
         assert_eq!(*peer, vip);
     }
 }
+
+/// Bookinfo's L4 routing tasks with real traffic: the fixtures of `examples/bookinfo/`
+/// (reviews 80/20 to v1/v2, tcp-echo 80/20 on port 9000 and every endpoint on 9001, where no
+/// rule applies) pass chi-square.
+#[test]
+fn bookinfo_canaries_split_real_connections_as_istio_does() {
+    if !kernel_tests_enabled("bookinfo_canaries_split_real_connections_as_istio_does") {
+        return;
+    }
+    let services = include_str!("../../examples/bookinfo/services.yaml");
+    let rules = [
+        include_str!("../../examples/bookinfo/reviews-80-20.yaml"),
+        include_str!("../../examples/bookinfo/tcp-echo-20-v2.yaml"),
+    ];
+    let fx = Fixture::new(&plan_from_yaml(&format!(
+        "{services}---\n{}---\n{}",
+        rules[0], rules[1]
+    )));
+    let reviews = ["127.0.13.1:9080", "127.0.13.2:9080", "127.0.13.3:9080"];
+    let echo_9000 = ["127.0.14.1:9000", "127.0.14.2:9000"];
+    let echo_9001 = ["127.0.14.1:9001", "127.0.14.2:9001"];
+    let _servers = fx.tcp_backends(&[&reviews[..], &echo_9000, &echo_9001].concat());
+    for (vip, backends, shares) in [
+        ("127.100.1.4:9080", &reviews[..2], [80.0, 20.0]),
+        ("127.100.1.5:9000", &echo_9000[..], [80.0, 20.0]),
+        ("127.100.1.5:9001", &echo_9001[..], [50.0, 50.0]),
+    ] {
+        let report = connect_many(&fx.ns, Some(&fx.cgroup), addr(vip), 5_000, DEADLINE).unwrap();
+        assert_only(&report, backends);
+        let observed = counts(&report, backends);
+        assert_eq!(observed.iter().sum::<u64>(), 5_000, "{vip}");
+        stats::assert_split(&observed, &shares).unwrap_or_else(|e| panic!("{vip}: {e}"));
+    }
+}

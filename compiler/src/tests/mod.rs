@@ -1,5 +1,6 @@
 //! End-to-end tests of the compiler: YAML text in, plan, errors and notes out.
 
+mod bookinfo;
 mod destination_rules;
 mod examples;
 mod fuzz_regressions;

@@ -9,6 +9,7 @@ use http::{HeaderValue, StatusCode};
 use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule};
 
 use crate::balance::{Balancer, EndpointState};
+use crate::fault::CompiledFault;
 use crate::headers::HeaderOps;
 use crate::matching::{PathMatch, RequestMatcher, RequestView};
 use crate::pool::Pools;
@@ -34,6 +35,8 @@ pub(crate) struct CompiledRule {
     /// The rule's response header operations (for redirects and direct responses; routes
     /// carry them per destination, in order).
     pub response_ops: HeaderOps,
+    /// Delays and aborts injected before the action.
+    pub fault: Option<CompiledFault>,
 }
 
 #[derive(Debug)]
@@ -215,6 +218,7 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         action,
         rewrite: rule.rewrite.as_ref().and_then(PathRewrite::compile),
         response_ops: rule_response,
+        fault: rule.fault.as_ref().and_then(CompiledFault::compile),
     }
 }
 

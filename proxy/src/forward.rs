@@ -114,6 +114,17 @@ async fn serve(
         ProxyStats::add(&stats.no_route);
         return respond::no_route(grpc);
     };
+    // Envoy's fault filter: after the route is chosen, before anything else of it.
+    if let Some(fault) = &rule.fault {
+        if let Some(delay) = fault.delay() {
+            ProxyStats::add(&stats.faults_delayed);
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(response) = fault.abort() {
+            ProxyStats::add(&stats.faults_aborted);
+            return local_reply(response, rule, conn, &parts, &started);
+        }
+    }
     let route = match &rule.action {
         Action::Direct { status, body } => {
             let response = respond::local(*status, body.clone());

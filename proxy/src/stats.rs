@@ -49,6 +49,9 @@ pub struct ProxyStats {
     /// Requests whose client reset the stream or closed while its body was being sent
     /// upstream (no response is sent or counted).
     pub downstream_resets: AtomicU64,
+    /// Requests a rule's `fault` delayed, and those it aborted.
+    pub faults_delayed: AtomicU64,
+    pub faults_aborted: AtomicU64,
 }
 
 /// A copy of [`ProxyStats`] at one moment, for comparisons in tests and logs.
@@ -66,6 +69,8 @@ pub struct StatsSnapshot {
     pub upstream_connect_errors: u64,
     pub upstream_resets: u64,
     pub downstream_resets: u64,
+    pub faults_delayed: u64,
+    pub faults_aborted: u64,
 }
 
 impl ProxyStats {
@@ -83,6 +88,8 @@ impl ProxyStats {
             upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
             upstream_resets: self.upstream_resets.load(Relaxed),
             downstream_resets: self.downstream_resets.load(Relaxed),
+            faults_delayed: self.faults_delayed.load(Relaxed),
+            faults_aborted: self.faults_aborted.load(Relaxed),
         }
     }
 
@@ -176,6 +183,14 @@ impl Collector for StatsCollector {
             "vsteer_proxy_downstream_resets",
             "Requests whose client went away while their body was sent upstream",
             s.downstream_resets,
+        )?;
+        let faults = [("delay", s.faults_delayed), ("abort", s.faults_aborted)];
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_faults_injected",
+            "Requests a VirtualService fault delayed or aborted, by kind",
+            "kind",
+            &faults,
         )
     }
 }

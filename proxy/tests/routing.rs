@@ -887,3 +887,78 @@ async fn header_values_expand_envoy_command_operators() {
     assert_eq!(reply.seen_header("x-proto"), ["HTTP/2"]);
     proxy.stop().await;
 }
+
+const FAULTS: &str = r#"  - match: [{headers: {end-user: {exact: jason}}}]
+    fault:
+      abort: {httpStatus: 500, percentage: {value: 100}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /slow}}]
+    fault:
+      delay: {fixedDelay: 300ms, percentage: {value: 100}}
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /half}}]
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 30}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /grpc}}]
+    fault:
+      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /never}}]
+    fault:
+      abort: {httpStatus: 500, percentage: {value: 0}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v3}}]
+"#;
+
+/// Fault injection as Envoy's fault filter applies it, after the rule is matched: an abort
+/// answers with its status and Envoy's body without reaching a backend (a gRPC status as a
+/// trailers-only gRPC reply), a delay holds the request that long before routing it, and a
+/// percentage aborts that share of requests (chi-square).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_abort_and_delay_the_share_of_requests_they_name() {
+    let (_backends, plan) = reviews(FAULTS, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+
+    let aborted = client.get(HOST, "/", &[("end-user", "jason")]).await;
+    assert_eq!(aborted.status, 500);
+    assert_eq!(aborted.body, "fault filter abort");
+    let other = client.get(HOST, "/", &[("end-user", "someone")]).await;
+    assert_eq!((other.status.as_u16(), other.backend()), (200, "v3"));
+
+    let started = std::time::Instant::now();
+    let slow = client.get(HOST, "/slow", &[]).await;
+    assert_eq!((slow.status.as_u16(), slow.backend()), (200, "v2"));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    let grpc = client
+        .get(HOST, "/grpc", &[("content-type", "application/grpc")])
+        .await;
+    assert_eq!(grpc.status, 200);
+    assert_eq!(grpc.headers["grpc-status"], "14");
+    assert_eq!(grpc.headers["grpc-message"], "fault filter abort");
+
+    let never = client.get(HOST, "/never", &[]).await;
+    assert_eq!((never.status.as_u16(), never.backend()), (200, "v1"));
+
+    const REQUESTS: u64 = 2_000;
+    let mut counts = [0u64; 2];
+    for _ in 0..REQUESTS {
+        match client.get(HOST, "/half", &[]).await.status.as_u16() {
+            503 => counts[0] += 1,
+            200 => counts[1] += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    vsteer_testkit::stats::assert_split(&counts, &[30.0, 70.0]).unwrap();
+
+    let stats = proxy.stats.snapshot();
+    assert_eq!(stats.faults_delayed, 1);
+    assert_eq!(stats.faults_aborted, 2 + counts[0]);
+    proxy.stop().await;
+}

@@ -55,6 +55,8 @@ pub enum HttpRuleError {
     Attempts(i32),
     #[error("set only one of uri and uriRegexRewrite")]
     RewriteBoth,
+    #[error("set only one of uri and prefixRewrite")]
+    RedirectPathBoth,
     #[error("set only one of mirror and mirrors")]
     MirrorBoth,
     #[error("a body takes only one of string and bytes")]
@@ -110,6 +112,9 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
         }
         if let Some(port) = redirect.port {
             problems.port(format!("{at}.port"), "port", port);
+        }
+        if redirect.uri.is_some() && redirect.prefix_rewrite.is_some() {
+            problems.add(at.clone(), HttpRuleError::RedirectPathBoth);
         }
         if let Some(derive) = &redirect.derive_port
             && !matches!(
@@ -538,6 +543,7 @@ fn action(
         };
         return HttpAction::Redirect(Redirect {
             uri: redirect.uri.clone(),
+            prefix_rewrite: redirect.prefix_rewrite.clone(),
             authority: redirect.authority.clone(),
             scheme: redirect.scheme.clone(),
             port,

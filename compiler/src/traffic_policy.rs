@@ -220,6 +220,10 @@ fn read(settings: &LoadBalancerSettings) -> Read {
             settings.warmup_duration_secs.is_some(),
         ),
         (".warmup", settings.warmup.is_some()),
+        (
+            ".zoneAwareLbSetting",
+            settings.zone_aware_lb_setting.is_some(),
+        ),
     ] {
         if set {
             read.notes.push((suffix, "not applied by vsteer".into()));

@@ -141,6 +141,8 @@ pub enum HttpLoadBalancer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Redirect {
     pub uri: Option<String>,
+    /// Replaces the path's matched prefix (the whole path after an exact match).
+    pub prefix_rewrite: Option<String>,
     pub authority: Option<String>,
     pub scheme: Option<String>,
     pub port: Option<RedirectPort>,

@@ -131,7 +131,7 @@ async fn serve(
             return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Redirect(redirect) => {
-            let response = respond::redirect(redirect.status, &redirect.location(&view));
+            let response = respond::redirect(redirect.status, &redirect.location(&view, matched));
             return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Route(route) => route,

@@ -6,7 +6,8 @@
 use http::StatusCode;
 use vsteer_plan::http::{Redirect, RedirectPort};
 
-use crate::matching::RequestView;
+use crate::matching::{PathMatch, RequestView};
+use crate::rewrite::PathRewrite;
 
 #[derive(Debug)]
 pub(crate) struct RedirectAction {
@@ -15,7 +16,17 @@ pub(crate) struct RedirectAction {
     host: Option<Box<str>>,
     /// `:N`, or empty for none.
     port: Box<str>,
-    path: Option<Box<str>>,
+    path: NewPath,
+}
+
+/// What the redirect does to the request's path.
+#[derive(Debug)]
+enum NewPath {
+    Keep,
+    /// `uri`: the whole path.
+    Replace(Box<str>),
+    /// `prefixRewrite`: the part the rule's path condition matched.
+    Prefix(Box<str>),
 }
 
 impl RedirectAction {
@@ -44,11 +55,16 @@ impl RedirectAction {
                 .filter(|s| !s.is_empty())
                 .map(Into::into),
             port: port.map(|p| format!(":{p}")).unwrap_or_default().into(),
-            path: r.uri.as_deref().filter(|s| !s.is_empty()).map(Into::into),
+            path: match (&r.uri, &r.prefix_rewrite) {
+                (Some(uri), _) if !uri.is_empty() => NewPath::Replace(uri.as_str().into()),
+                (_, Some(prefix)) => NewPath::Prefix(prefix.as_str().into()),
+                _ => NewPath::Keep,
+            },
         }
     }
 
-    pub(crate) fn location(&self, req: &RequestView<'_>) -> String {
+    /// The `Location` for `req`, whose path condition matched `matched`.
+    pub(crate) fn location(&self, req: &RequestView<'_>, matched: PathMatch) -> String {
         let scheme = self.scheme.as_deref().unwrap_or(req.scheme);
         let host = match &self.host {
             Some(host) => host,
@@ -61,12 +77,16 @@ impl RedirectAction {
         };
         let mut path = match &self.path {
             // A query in the new path replaces the request's.
-            Some(p) if p.contains('?') => p.to_string(),
-            Some(p) => match req.query {
+            NewPath::Replace(p) if p.contains('?') => p.to_string(),
+            NewPath::Replace(p) => match req.query {
                 Some(q) => format!("{p}?{q}"),
                 None => p.to_string(),
             },
-            None => req.path_and_query.to_string(),
+            // As a route's prefix rewrite: the rest of the path and the query stay.
+            NewPath::Prefix(p) => {
+                PathRewrite::Replace(p.clone()).apply(req.path_and_query, matched)
+            }
+            NewPath::Keep => req.path_and_query.to_string(),
         };
         if !path.starts_with('/') {
             path.insert(0, '/');
@@ -122,6 +142,7 @@ mod tests {
         RedirectAction::compile(
             &Redirect {
                 uri: uri.map(Into::into),
+                prefix_rewrite: None,
                 authority: authority.map(Into::into),
                 scheme: scheme.map(Into::into),
                 port,
@@ -131,46 +152,67 @@ mod tests {
         )
     }
 
+    /// `prefixRewrite` replaces what the rule's path condition matched, keeping the rest of
+    /// the path and the query (the whole path after an exact or regex match).
+    #[test]
+    fn prefix_rewrite_replaces_the_matched_prefix() {
+        let mut action = redirect(None, None, None, None);
+        action.path = NewPath::Prefix("/v2/".into());
+        let p = parts("/v1/items/7?q=1", "shop");
+        assert_eq!(
+            action.location(&view_of(&p), PathMatch::Prefix(4)),
+            "http://shop/v2/items/7?q=1"
+        );
+        assert_eq!(
+            action.location(&view_of(&p), PathMatch::Whole),
+            "http://shop/v2/?q=1"
+        );
+    }
+
     #[test]
     fn each_field() {
         let p = parts("/old?q=1", "reviews:9080");
         let v = view_of(&p);
         assert_eq!(
-            redirect(Some("/new"), None, None, None).location(&v),
+            redirect(Some("/new"), None, None, None).location(&v, PathMatch::Whole),
             "http://reviews:9080/new?q=1"
         );
         assert_eq!(
-            redirect(Some("/new?x=2"), None, None, None).location(&v),
+            redirect(Some("/new?x=2"), None, None, None).location(&v, PathMatch::Whole),
             "http://reviews:9080/new?x=2"
         );
         assert_eq!(
-            redirect(None, Some("other"), None, None).location(&v),
+            redirect(None, Some("other"), None, None).location(&v, PathMatch::Whole),
             "http://other/old?q=1"
         );
         assert_eq!(
-            redirect(None, None, Some("https"), None).location(&v),
+            redirect(None, None, Some("https"), None).location(&v, PathMatch::Whole),
             "https://reviews:9080/old?q=1"
         );
         assert_eq!(
-            redirect(None, None, None, Some(RedirectPort::Fixed(8080))).location(&v),
+            redirect(None, None, None, Some(RedirectPort::Fixed(8080)))
+                .location(&v, PathMatch::Whole),
             "http://reviews:8080/old?q=1"
         );
         assert_eq!(
-            redirect(None, None, None, Some(RedirectPort::FromRequestPort)).location(&v),
+            redirect(None, None, None, Some(RedirectPort::FromRequestPort))
+                .location(&v, PathMatch::Whole),
             "http://reviews:9080/old?q=1"
         );
         assert_eq!(
-            redirect(None, None, Some("https"), Some(RedirectPort::Fixed(443))).location(&v),
+            redirect(None, None, Some("https"), Some(RedirectPort::Fixed(443)))
+                .location(&v, PathMatch::Whole),
             "https://reviews:9080/old?q=1"
         );
         let p80 = parts("/", "reviews:80");
         assert_eq!(
-            redirect(None, None, Some("https"), None).location(&view_of(&p80)),
+            redirect(None, None, Some("https"), None).location(&view_of(&p80), PathMatch::Whole),
             "https://reviews/"
         );
         let v6 = parts("/", "[fd00::1]:9080");
         assert_eq!(
-            redirect(None, None, None, Some(RedirectPort::Fixed(81))).location(&view_of(&v6)),
+            redirect(None, None, None, Some(RedirectPort::Fixed(81)))
+                .location(&view_of(&v6), PathMatch::Whole),
             "http://[fd00::1]:81/"
         );
     }

@@ -554,6 +554,8 @@ const ACTIONS: &str = r#"  - match: [{uri: {prefix: /r1}}]
     redirect: {derivePort: FROM_REQUEST_PORT}
   - match: [{uri: {prefix: /r6}}]
     redirect: {uri: /six, redirectCode: 303}
+  - match: [{uri: {prefix: /r7/}}]
+    redirect: {prefixRewrite: /seven/}
   - match: [{uri: {prefix: /old/}}]
     rewrite: {uri: /new/}
     route: [{destination: {host: reviews, subset: v1}}]
@@ -602,6 +604,12 @@ async fn redirects_rewrites_and_direct_responses() {
         ("/r4", "reviews:9080", 308, "http://reviews:8443/r4"),
         ("/r5", "reviews", 301, "http://reviews:9080/r5"),
         ("/r6?x=1", "reviews", 303, "http://reviews/six?x=1"),
+        (
+            "/r7/a/b?x=1",
+            "reviews",
+            301,
+            "http://reviews/seven/a/b?x=1",
+        ),
     ];
     for (path, host, code, location) in redirects {
         let reply = client.get(host, path, &[]).await;

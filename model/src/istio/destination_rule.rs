@@ -100,6 +100,8 @@ pub struct LoadBalancerSettings {
     pub warmup_duration_secs: Option<String>,
     #[serde(default)]
     pub warmup: Option<Value>,
+    #[serde(default)]
+    pub zone_aware_lb_setting: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -190,6 +192,8 @@ pub struct HttpSettings {
     pub use_client_protocol: Option<bool>,
     #[serde(default)]
     pub max_concurrent_streams: Option<i32>,
+    #[serde(default)]
+    pub http2_keep_alive: Option<Value>,
 }
 
 /// `outlierDetection`: passive health checking, ejecting endpoints that keep failing.
@@ -215,4 +219,6 @@ pub struct OutlierDetection {
     pub max_ejection_percent: Option<i32>,
     #[serde(default)]
     pub min_health_percent: Option<i32>,
+    #[serde(default)]
+    pub outlier_detection_http_error_codes: Vec<u32>,
 }

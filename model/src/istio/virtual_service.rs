@@ -148,6 +148,9 @@ pub struct HttpRedirect {
     /// 301 when unset.
     #[serde(default)]
     pub redirect_code: Option<u32>,
+    /// Replaces the matched prefix of the path (instead of `uri`, the whole path).
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
 }
 
 /// `directResponse`: answer with a fixed status and body.

@@ -1,7 +1,8 @@
 //! The body of every response the proxy sends downstream: nothing, a local reply's bytes, or
 //! an upstream body streamed frame by frame (trailers included, never buffered whole), which
 //! on its end or drop releases what the request held (its in-flight counts, its pooled
-//! HTTP/1.1 connection).
+//! HTTP/1.1 connection). A route's timeout also bounds the upstream body: when it fires
+//! mid-body the stream is reset, as Envoy resets it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,7 +20,18 @@ enum Kind {
         body: Incoming,
         /// Dropped when the body ends.
         release: Option<Box<dyn Send>>,
+        /// The route's timeout, when it has one.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     },
+}
+
+/// Why a streamed body ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("upstream request timeout (the route's timeout fired while the body streamed)")]
+    Timeout,
 }
 
 impl ProxyBody {
@@ -31,10 +43,16 @@ impl ProxyBody {
         ProxyBody(Kind::Full(Some(bytes)))
     }
 
-    pub(crate) fn upstream(body: Incoming, release: Box<dyn Send>) -> ProxyBody {
+    /// `body` streamed until it ends, or until `deadline`.
+    pub(crate) fn upstream(
+        body: Incoming,
+        release: Box<dyn Send>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ProxyBody {
         ProxyBody(Kind::Upstream {
             body,
             release: Some(release),
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         })
     }
 }
@@ -51,21 +69,34 @@ impl std::fmt::Debug for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { body, release } => {
+            Kind::Upstream {
+                body,
+                release,
+                deadline,
+            } => {
                 let polled = Pin::new(body).poll_frame(cx);
                 if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
                     release.take();
+                    return polled.map_err(BodyError::Upstream);
                 }
-                polled
+                if polled.is_pending()
+                    && let Some(deadline) = deadline
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    // Releasing drops the upstream connection with the rest of its body.
+                    release.take();
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                polled.map_err(BodyError::Upstream)
             }
         }
     }

@@ -37,6 +37,8 @@ pub(crate) struct CompiledRule {
     pub response_ops: HeaderOps,
     /// Delays and aborts injected before the action.
     pub fault: Option<CompiledFault>,
+    /// From sending upstream to the end of the response (`None`, or Istio's `0s`: none).
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -219,6 +221,7 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         rewrite: rule.rewrite.as_ref().and_then(PathRewrite::compile),
         response_ops: rule_response,
         fault: rule.fault.as_ref().and_then(CompiledFault::compile),
+        timeout: rule.timeout.filter(|t| !t.is_zero()),
     }
 }
 

@@ -200,17 +200,42 @@ async fn serve(
     let in_flight = InFlight::new(&endpoint.pool);
     let state = Arc::new(StreamState::default());
     let request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
-    let sent = if upgrade {
-        shared
-            .upstream
-            .send_upgrade(endpoint.addr, request)
-            .await
-            .map(|response| Sent {
-                response,
-                pooled: None,
-            })
-    } else {
-        shared.upstream.send(&endpoint.pool, request).await
+    // The route's timeout runs from here to the response's end (a WebSocket tunnel, which
+    // has no end, only to its response headers).
+    let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
+    let send = async {
+        if upgrade {
+            shared
+                .upstream
+                .send_upgrade(endpoint.addr, request)
+                .await
+                .map(|response| Sent {
+                    response,
+                    pooled: None,
+                })
+        } else {
+            shared.upstream.send(&endpoint.pool, request).await
+        }
+    };
+    let sent = match deadline {
+        None => send.await,
+        Some(at) => match tokio::time::timeout_at(at, send).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                ProxyStats::add(&stats.upstream_timeouts);
+                tracing::debug!(
+                    "{} ({}): upstream request timeout",
+                    cluster.name,
+                    endpoint.addr
+                );
+                let response = respond::error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout",
+                    grpc,
+                );
+                return with_ops(response, &target.response_ops, &ctx, &request_headers);
+            }
+        },
     };
     let Sent {
         mut response,
@@ -258,7 +283,7 @@ async fn serve(
     }
     Response::from_parts(
         head,
-        ProxyBody::upstream(body, Box::new((in_flight, pooled, guard))),
+        ProxyBody::upstream(body, Box::new((in_flight, pooled, guard)), deadline),
     )
 }
 

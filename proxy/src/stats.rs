@@ -49,6 +49,8 @@ pub struct ProxyStats {
     /// Requests whose client reset the stream or closed while its body was being sent
     /// upstream (no response is sent or counted).
     pub downstream_resets: AtomicU64,
+    /// Requests answered 504 because the route's timeout fired before the response.
+    pub upstream_timeouts: AtomicU64,
     /// Requests a rule's `fault` delayed, and those it aborted.
     pub faults_delayed: AtomicU64,
     pub faults_aborted: AtomicU64,
@@ -69,6 +71,7 @@ pub struct StatsSnapshot {
     pub upstream_connect_errors: u64,
     pub upstream_resets: u64,
     pub downstream_resets: u64,
+    pub upstream_timeouts: u64,
     pub faults_delayed: u64,
     pub faults_aborted: u64,
 }
@@ -88,6 +91,7 @@ impl ProxyStats {
             upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
             upstream_resets: self.upstream_resets.load(Relaxed),
             downstream_resets: self.downstream_resets.load(Relaxed),
+            upstream_timeouts: self.upstream_timeouts.load(Relaxed),
             faults_delayed: self.faults_delayed.load(Relaxed),
             faults_aborted: self.faults_aborted.load(Relaxed),
         }
@@ -183,6 +187,12 @@ impl Collector for StatsCollector {
             "vsteer_proxy_downstream_resets",
             "Requests whose client went away while their body was sent upstream",
             s.downstream_resets,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_upstream_timeouts",
+            "Requests answered 504: the route's timeout fired before the response",
+            s.upstream_timeouts,
         )?;
         let faults = [("delay", s.faults_delayed), ("abort", s.faults_aborted)];
         labelled(

@@ -970,3 +970,60 @@ async fn faults_abort_and_delay_the_share_of_requests_they_name() {
     assert_eq!(stats.faults_aborted, 2 + counts[0]);
     proxy.stop().await;
 }
+
+const TIMEOUTS: &str = r#"  - match: [{headers: {x-timeout: {exact: short}}}]
+    timeout: 300ms
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{headers: {x-timeout: {exact: none}}}]
+    timeout: 0s
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v2}}]
+"#;
+
+/// A route's `timeout`, as Envoy's: 504 `upstream request timeout` when no response came in
+/// time (the upstream request is dropped), a reset when the body stalls past it, nothing
+/// for a response in time; `0s` disables it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_timeout_answers_504_and_bounds_the_body() {
+    let (backends, plan) = reviews(TIMEOUTS, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let short = [("x-timeout", "short")];
+    let quick = client.get(HOST, "/x", &short).await;
+    assert_eq!((quick.status.as_u16(), quick.backend()), (200, "v1"));
+
+    let started = std::time::Instant::now();
+    let late = client.get(HOST, "/hold", &short).await;
+    assert_eq!(late.status, 504);
+    assert_eq!(late.body, "upstream request timeout");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(proxy.stats.snapshot().upstream_timeouts, 1);
+
+    // Headers in time, then a body that stalls: the stream is cut at the timeout.
+    let mut fresh = H1::connect(proxy.addr).await;
+    let request = vsteer_testkit::http::request(
+        "GET",
+        "/stall-body",
+        &[("host", HOST), ("x-timeout", "short")],
+        vsteer_testkit::http::empty(),
+    );
+    let response = fresh
+        .send_raw(request)
+        .await
+        .expect("the headers came in time");
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(body.is_err(), "a stalled body was not cut");
+
+    // 0s: no timeout, a held request waits for its answer.
+    let mut waiting = H1::connect(proxy.addr).await;
+    let held =
+        tokio::spawn(async move { waiting.get(HOST, "/hold", &[("x-timeout", "none")]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!held.is_finished());
+    // Two: the request the proxy gave up on above may still hold the backend's first.
+    backends[0].release(2);
+    let answered = held.await.unwrap();
+    assert_eq!((answered.status.as_u16(), answered.backend()), (200, "v1"));
+    proxy.stop().await;
+}

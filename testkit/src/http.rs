@@ -23,7 +23,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::NetNs;
 
-pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type Body = BoxBody<Bytes, BoxError>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
@@ -43,7 +44,8 @@ fn next_ip() -> IpAddr {
 /// A backend: HTTP/1.1 and HTTP/2 (prior knowledge), answering with its name on the first
 /// line of the body and, one per line, what it saw (`method`, `path`, `authority`,
 /// `version`, `header NAME: VALUE`). Paths: `/hold` waits for [`Backend::release`]; `/echo`
-/// streams the request body back; gRPC requests get their body back with trailers; a
+/// streams the request body back; `/stall-body` sends its headers and a first line, then
+/// nothing for 10 s; gRPC requests get their body back with trailers; a
 /// WebSocket upgrade is accepted and each message echoed as `NAME: message`.
 pub struct Backend {
     pub name: String,
@@ -205,6 +207,26 @@ async fn answer(
         held.fetch_add(1, Ordering::SeqCst);
         let _ = release.acquire().await.map(|p| p.forget());
         held.fetch_sub(1, Ordering::SeqCst);
+    }
+    if path == "/stall-body" {
+        // Headers and a first line now, the rest only after 10 s: a body that stalls.
+        let frames = futures_util::stream::unfold(0u8, |step| async move {
+            match step {
+                0 => Some((
+                    Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"start\n"))),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    Some((Ok(Frame::data(Bytes::from_static(b"end\n"))), 2))
+                }
+                _ => None,
+            }
+        });
+        return Response::builder()
+            .header("x-backend", name)
+            .body(StreamBody::new(frames).boxed())
+            .unwrap();
     }
     if path == "/echo" {
         let body = req

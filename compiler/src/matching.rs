@@ -167,7 +167,7 @@ pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
 /// routed as if the setting were absent.
 pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
     [
-        ("retries", rule.retries.is_some()),
+        ("retries (but for connect failures)", rule.retries.is_some()),
         ("mirror", rule.mirror.is_some() || !rule.mirrors.is_empty()),
         ("corsPolicy", rule.cors_policy.is_some()),
     ]
@@ -224,7 +224,10 @@ mod tests {
             http("timeout: 5s\nretries: {attempts: 3}\nroute: [{destination: {host: a}}]");
         assert!(takes_every_request(&timeout, 80));
         assert_eq!(unapplied(&timeout), ["timeout", "retries"]);
-        assert_eq!(without_effect(&timeout), ["retries"]);
+        assert_eq!(
+            without_effect(&timeout),
+            ["retries (but for connect failures)"]
+        );
         let mirror = http(
             "mirror: {host: b}\nfault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]",
         );

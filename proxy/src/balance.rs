@@ -178,6 +178,22 @@ impl Balancer {
         };
         index.min(endpoints.len().saturating_sub(1))
     }
+
+    /// An endpoint for a retry, other than those `tried` when there is one: the balancer's
+    /// pick, redrawn up to 5 times (Istio's host selection retries with Envoy's
+    /// previous-hosts predicate), then the first untried one.
+    pub(crate) fn pick_other<'e>(
+        &self,
+        endpoints: &'e [EndpointState],
+        tried: &[std::net::SocketAddr],
+    ) -> &'e EndpointState {
+        let fresh = |e: &&EndpointState| !tried.contains(&e.addr);
+        (0..5)
+            .map(|_| &endpoints[self.pick(endpoints, None)])
+            .find(fresh)
+            .or_else(|| endpoints.iter().find(fresh))
+            .unwrap_or(&endpoints[self.pick(endpoints, None)])
+    }
 }
 
 /// A smooth weighted round-robin order (as nginx's): no endpoint gets a burst, each appears

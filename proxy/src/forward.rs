@@ -158,7 +158,7 @@ async fn serve(
         .hash_key()
         .map(|key| key.hash(&parts.headers, view.query, conn.peer))
         .unwrap_or_default();
-    let endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, hashed.hash)];
+    let mut endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, hashed.hash)];
     let upstream = Some((endpoint.addr, &*cluster.name, cluster.http2));
     let ctx = conn.format_context(version, upstream, rule, facts.as_ref(), &started);
     let path = rule
@@ -197,24 +197,45 @@ async fn serve(
     };
     // Nothing of the downstream connection's extensions belongs upstream.
     parts.extensions.clear();
-    let in_flight = InFlight::new(&endpoint.pool);
     let state = Arc::new(StreamState::default());
-    let request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
+    let mut request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
     // The route's timeout runs from here to the response's end (a WebSocket tunnel, which
     // has no end, only to its response headers).
     let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut in_flight = InFlight::new(&endpoint.pool);
     let send = async {
         if upgrade {
-            shared
+            return shared
                 .upstream
                 .send_upgrade(endpoint.addr, request)
                 .await
                 .map(|response| Sent {
                     response,
                     pooled: None,
-                })
-        } else {
-            shared.upstream.send(&endpoint.pool, request).await
+                });
+        }
+        // A connect failure is retried on another endpoint, as Envoy's `connect-failure`
+        // with Istio's previous-hosts predicate: the request never left, nothing is resent.
+        let mut retries = rule.connect_retries;
+        let mut tried = vec![endpoint.addr];
+        loop {
+            match shared.upstream.send(&endpoint.pool, request).await {
+                Ok(sent) => return Ok(sent),
+                Err((UpstreamError::Connect(e), Some(back))) if retries > 0 => {
+                    retries -= 1;
+                    ProxyStats::add(&stats.retries);
+                    tracing::debug!(
+                        "{} ({}): {e:#}; retried on another endpoint",
+                        cluster.name,
+                        endpoint.addr
+                    );
+                    endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
+                    tried.push(endpoint.addr);
+                    in_flight = InFlight::new(&endpoint.pool);
+                    request = back;
+                }
+                Err((e, _)) => return Err(e),
+            }
         }
     };
     let sent = match deadline {

@@ -51,6 +51,8 @@ pub struct ProxyStats {
     pub downstream_resets: AtomicU64,
     /// Requests answered 504 because the route's timeout fired before the response.
     pub upstream_timeouts: AtomicU64,
+    /// Retries: a try that failed and was made again (on another endpoint when there is one).
+    pub retries: AtomicU64,
     /// Requests a rule's `fault` delayed, and those it aborted.
     pub faults_delayed: AtomicU64,
     pub faults_aborted: AtomicU64,
@@ -72,6 +74,7 @@ pub struct StatsSnapshot {
     pub upstream_resets: u64,
     pub downstream_resets: u64,
     pub upstream_timeouts: u64,
+    pub retries: u64,
     pub faults_delayed: u64,
     pub faults_aborted: u64,
 }
@@ -92,6 +95,7 @@ impl ProxyStats {
             upstream_resets: self.upstream_resets.load(Relaxed),
             downstream_resets: self.downstream_resets.load(Relaxed),
             upstream_timeouts: self.upstream_timeouts.load(Relaxed),
+            retries: self.retries.load(Relaxed),
             faults_delayed: self.faults_delayed.load(Relaxed),
             faults_aborted: self.faults_aborted.load(Relaxed),
         }
@@ -193,6 +197,12 @@ impl Collector for StatsCollector {
             "vsteer_proxy_upstream_timeouts",
             "Requests answered 504: the route's timeout fired before the response",
             s.upstream_timeouts,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_upstream_retries",
+            "Upstream tries that failed and were made again",
+            s.retries,
         )?;
         let faults = [("delay", s.faults_delayed), ("abort", s.faults_aborted)];
         labelled(

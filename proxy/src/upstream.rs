@@ -146,13 +146,18 @@ impl Upstream {
         }
     }
 
+    /// Sends `req` to the endpoint of `pool`. When no connection could be had, the request
+    /// never left and comes back with the error, to be tried on another endpoint.
     pub(crate) async fn send(
         &self,
         pool: &Arc<EndpointPool>,
         mut req: Request<RequestBody>,
-    ) -> Result<Sent, UpstreamError> {
+    ) -> Result<Sent, (UpstreamError, Option<Request<RequestBody>>)> {
         if pool.http2 {
-            let mut sender = self.h2(pool).await?;
+            let mut sender = match self.h2(pool).await {
+                Ok(sender) => sender,
+                Err(e) => return Err((e, Some(req))),
+            };
             return match sender.try_send_request(req).await {
                 Ok(response) => Ok(Sent {
                     response,
@@ -162,24 +167,30 @@ impl Upstream {
                     // The shared connection closed under us before the request left.
                     Some(req) => {
                         pool.set_h2(None);
-                        let mut sender = self.h2(pool).await?;
+                        let mut sender = match self.h2(pool).await {
+                            Ok(sender) => sender,
+                            Err(e) => return Err((e, Some(req))),
+                        };
                         let response = sender
                             .send_request(req)
                             .await
-                            .map_err(UpstreamError::Reset)?;
+                            .map_err(|e| (UpstreamError::Reset(e), None))?;
                         Ok(Sent {
                             response,
                             pooled: None,
                         })
                     }
-                    None => Err(UpstreamError::Reset(e.into_error())),
+                    None => Err((UpstreamError::Reset(e.into_error()), None)),
                 },
             };
         }
         loop {
             let (mut sender, worker, reused) = match pool.checkout_h1(self.idle_age) {
                 Some((sender, worker)) => (sender, worker, true),
-                None => (self.open_h1(pool.addr).await?, crate::pool::worker(), false),
+                None => match self.open_h1(pool.addr).await {
+                    Ok(sender) => (sender, crate::pool::worker(), false),
+                    Err(e) => return Err((e, Some(req))),
+                },
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -190,7 +201,7 @@ impl Upstream {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => req = unsent,
-                    _ => return Err(UpstreamError::Reset(e.into_error())),
+                    _ => return Err((UpstreamError::Reset(e.into_error()), None)),
                 },
             }
         }

@@ -1027,3 +1027,74 @@ async fn a_route_timeout_answers_504_and_bounds_the_body() {
     assert_eq!((answered.status.as_u16(), answered.backend()), (200, "v1"));
     proxy.stop().await;
 }
+
+/// reviews with a dead endpoint (nothing listens) and a live one, and a VirtualService
+/// whose one rule has `retries` as given (or none).
+async fn dead_and_live(retries: &str) -> (Backend, vsteer_plan::Plan) {
+    let closed = std::net::TcpListener::bind("127.0.1.251:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let live = Backend::start("live").await;
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [127.100.0.1]
+  ports: [{{number: 9080, name: web, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.1.251
+    ports: {{web: {dead_port}}}
+  - address: {}
+    ports: {{web: {}}}
+---
+",
+        live.addr.ip(),
+        live.addr.port()
+    ) + &virtual_service(
+        "reviews",
+        &format!(
+            "  - match: [{{uri: {{prefix: /}}}}]\n{retries}    route: [{{destination: {{host: reviews}}}}]\n"
+        ),
+    );
+    (live, plan_from_yaml(&yaml))
+}
+
+/// Istio's default retry policy (a rule without `retries`: 2 retries on connect-failure,
+/// ...): a request whose endpoint refuses the connection is tried on another endpoint, so
+/// a dead endpoint costs no request; `attempts: 0` turns that off, and the dead endpoint's
+/// share gets 503s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_is_retried_on_another_endpoint() {
+    const REQUESTS: u64 = 200;
+    let (_live, plan) = dead_and_live("").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..REQUESTS {
+        let reply = client.get(HOST, "/", &[]).await;
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "live"));
+    }
+    let stats = proxy.stats.snapshot();
+    assert!(
+        stats.retries > 0,
+        "no request picked the dead endpoint: {stats:?}"
+    );
+    assert_eq!(stats.upstream_connect_errors, 0);
+    proxy.stop().await;
+
+    let (_live, plan) = dead_and_live("    retries: {attempts: 0}\n").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut failed = 0;
+    for _ in 0..REQUESTS {
+        if client.get(HOST, "/", &[]).await.status == 503 {
+            failed += 1;
+        }
+    }
+    let stats = proxy.stats.snapshot();
+    assert_eq!((stats.retries, stats.upstream_connect_errors), (0, failed));
+    vsteer_testkit::stats::assert_split(&[failed, REQUESTS - failed], &[50.0, 50.0]).unwrap();
+    proxy.stop().await;
+}

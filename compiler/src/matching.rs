@@ -169,7 +169,13 @@ pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
     [
         ("retries (but for connect failures)", rule.retries.is_some()),
         ("mirror", rule.mirror.is_some() || !rule.mirrors.is_empty()),
-        ("corsPolicy", rule.cors_policy.is_some()),
+        (
+            "corsPolicy.unmatchedPreflights: IGNORE (unmatched preflights are forwarded)",
+            rule.cors_policy
+                .as_ref()
+                .and_then(|c| c.unmatched_preflights.as_deref())
+                == Some("IGNORE"),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))

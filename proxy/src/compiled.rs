@@ -9,6 +9,7 @@ use http::{HeaderValue, StatusCode};
 use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule, RetryPolicy};
 
 use crate::balance::{Balancer, EndpointState};
+use crate::cors::CompiledCors;
 use crate::fault::CompiledFault;
 use crate::headers::HeaderOps;
 use crate::matching::{PathMatch, RequestMatcher, RequestView};
@@ -41,6 +42,7 @@ pub(crate) struct CompiledRule {
     pub timeout: Option<std::time::Duration>,
     /// How often a failed upstream connect is tried again on another endpoint.
     pub connect_retries: u32,
+    pub cors: Option<CompiledCors>,
 }
 
 #[derive(Debug)]
@@ -225,6 +227,7 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         fault: rule.fault.as_ref().and_then(CompiledFault::compile),
         timeout: rule.timeout.filter(|t| !t.is_zero()),
         connect_retries: connect_retries(rule.retries.as_ref()),
+        cors: rule.cors.as_ref().map(CompiledCors::compile),
     }
 }
 

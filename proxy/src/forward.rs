@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use crate::body::ProxyBody;
 use crate::compiled::{Action, CompiledRule, Target};
 use crate::connection::{ConnContext, RequestGuard};
+use crate::cors::CorsVerdict;
 use crate::header_value::{Context, RequestFacts};
 use crate::headers::{HeaderOps, UpgradeKind, add_forwarding, strip_hop_by_hop};
 use crate::matching::RequestView;
@@ -125,13 +126,29 @@ async fn serve(
             return local_reply(response, rule, conn, &parts, &started);
         }
     }
+    // Envoy's CORS filter: a preflight from an allowed origin is answered here, and any other
+    // request from one gets the allowances on its response.
+    let cors = match rule
+        .cors
+        .as_ref()
+        .map(|c| c.check(&parts.method, &parts.headers))
+    {
+        Some(CorsVerdict::Preflight(response)) => {
+            return local_reply(response, rule, conn, &parts, &started);
+        }
+        Some(CorsVerdict::Allowed(headers)) => headers,
+        Some(CorsVerdict::Pass) | None => HeaderMap::new(),
+    };
     let route = match &rule.action {
         Action::Direct { status, body } => {
-            let response = respond::local(*status, body.clone());
+            let mut response = respond::local(*status, body.clone());
+            response.headers_mut().extend(cors);
             return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Redirect(redirect) => {
-            let response = respond::redirect(redirect.status, &redirect.location(&view, matched));
+            let mut response =
+                respond::redirect(redirect.status, &redirect.location(&view, matched));
+            response.headers_mut().extend(cors);
             return local_reply(response, rule, conn, &parts, &started);
         }
         Action::Route(route) => route,
@@ -295,6 +312,7 @@ async fn serve(
     if let Some(cookie) = hashed.set_cookie {
         head.headers.append(header::SET_COOKIE, cookie);
     }
+    head.headers.extend(cors);
     head.version = Version::HTTP_11;
     head.extensions.clear();
     if let Some((downstream, upstream)) = tunnel {

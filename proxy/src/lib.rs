@@ -11,6 +11,7 @@ mod balance;
 mod body;
 mod compiled;
 mod connection;
+mod cors;
 mod fault;
 mod forward;
 mod hash_policy;

@@ -1098,3 +1098,72 @@ async fn a_connect_failure_is_retried_on_another_endpoint() {
     vsteer_testkit::stats::assert_split(&[failed, REQUESTS - failed], &[50.0, 50.0]).unwrap();
     proxy.stop().await;
 }
+
+const CORS: &str = r#"  - match: [{uri: {prefix: /api}}]
+    corsPolicy:
+      allowOrigins: [{exact: "https://shop.example"}, {regex: "https://.*\\.test"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-trace]
+      maxAge: 24h
+      allowCredentials: true
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v2}}]
+"#;
+
+/// `corsPolicy` as Envoy's CORS filter: a preflight from an allowed origin is answered by
+/// the proxy with the policy's allowances; a request from one reaches the backend and its
+/// response carries `Access-Control-Allow-Origin`; another origin, or none, passes
+/// untouched (its preflight goes to the backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_and_allowed_origins_marked() {
+    let (_backends, plan) = reviews(CORS, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let preflight = vsteer_testkit::http::request(
+        "OPTIONS",
+        "/api/items",
+        &[
+            ("host", HOST),
+            ("origin", "https://a.test"),
+            ("access-control-request-method", "POST"),
+        ],
+        vsteer_testkit::http::empty(),
+    );
+    let reply = client.send(preflight).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "", "answered by the proxy, not a backend");
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://a.test"
+    );
+    assert_eq!(reply.headers["access-control-allow-methods"], "GET,POST");
+    assert_eq!(reply.headers["access-control-allow-headers"], "x-token");
+    assert_eq!(reply.headers["access-control-max-age"], "86400");
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+
+    let simple = client
+        .get(HOST, "/api/items", &[("origin", "https://shop.example")])
+        .await;
+    assert_eq!((simple.status.as_u16(), simple.backend()), (200, "v1"));
+    assert_eq!(
+        simple.headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(simple.headers["access-control-expose-headers"], "x-trace");
+
+    for origin in [Some("https://evil.example"), None] {
+        let mut headers = vec![("host", HOST), ("access-control-request-method", "POST")];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let request = vsteer_testkit::http::request(
+            "OPTIONS",
+            "/api/items",
+            &headers,
+            vsteer_testkit::http::empty(),
+        );
+        let reply = client.send(request).await.unwrap();
+        assert_eq!(reply.backend(), "v1", "{origin:?}: the backend answers");
+        assert!(reply.headers.get("access-control-allow-origin").is_none());
+    }
+    proxy.stop().await;
+}

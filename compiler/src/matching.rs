@@ -168,7 +168,10 @@ pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
 pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
     [
         ("retries (but for connect failures)", rule.retries.is_some()),
-        ("mirror", rule.mirror.is_some() || !rule.mirrors.is_empty()),
+        (
+            "mirror of requests with a body",
+            rule.mirror.is_some() || !rule.mirrors.is_empty(),
+        ),
         (
             "corsPolicy.unmatchedPreflights: IGNORE (unmatched preflights are forwarded)",
             rule.cors_policy
@@ -238,7 +241,7 @@ mod tests {
             "mirror: {host: b}\nfault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]",
         );
         // The proxy injects faults.
-        assert_eq!(without_effect(&mirror), ["mirror"]);
+        assert_eq!(without_effect(&mirror), ["mirror of requests with a body"]);
     }
 
     #[test]

@@ -9,10 +9,12 @@ use http::{HeaderValue, StatusCode};
 use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule, RetryPolicy};
 
 use crate::balance::{Balancer, EndpointState};
+use crate::chance::Chance;
 use crate::cors::CompiledCors;
 use crate::fault::CompiledFault;
 use crate::headers::HeaderOps;
 use crate::matching::{PathMatch, RequestMatcher, RequestView};
+use crate::mirror::CompiledMirror;
 use crate::pool::Pools;
 use crate::redirect::RedirectAction;
 use crate::rewrite::PathRewrite;
@@ -43,6 +45,7 @@ pub(crate) struct CompiledRule {
     /// How often a failed upstream connect is tried again on another endpoint.
     pub connect_retries: u32,
     pub cors: Option<CompiledCors>,
+    pub mirrors: Vec<CompiledMirror>,
 }
 
 #[derive(Debug)]
@@ -228,6 +231,14 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         timeout: rule.timeout.filter(|t| !t.is_zero()),
         connect_retries: connect_retries(rule.retries.as_ref()),
         cors: rule.cors.as_ref().map(CompiledCors::compile),
+        mirrors: rule
+            .mirrors
+            .iter()
+            .map(|m| CompiledMirror {
+                cluster: m.cluster,
+                chance: Chance::of_percent(m.percent),
+            })
+            .collect(),
     }
 }
 

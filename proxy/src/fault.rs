@@ -11,6 +11,7 @@ use http::{Response, StatusCode};
 use vsteer_plan::http::{AbortStatus, Fault};
 
 use crate::body::ProxyBody;
+use crate::chance::Chance;
 use crate::respond::{self, CountAs};
 
 /// A rule's fault, ready to apply.
@@ -25,20 +26,6 @@ enum Abort {
     Http(StatusCode),
     /// gRPC's numeric status code.
     Grpc(u8),
-}
-
-/// A share of requests, in millionths (Envoy's fractional percent at its finest).
-#[derive(Debug, Clone, Copy)]
-struct Chance(u32);
-
-impl Chance {
-    fn of_percent(percent: f64) -> Chance {
-        Chance((percent.clamp(0.0, 100.0) * 10_000.0).round() as u32)
-    }
-
-    fn hit(self) -> bool {
-        fastrand::u32(..1_000_000) < self.0
-    }
 }
 
 /// Envoy's body for an injected abort.
@@ -133,14 +120,5 @@ mod tests {
         assert_eq!(grpc_code("16"), Some(16));
         assert_eq!(grpc_code("17"), None);
         assert_eq!(grpc_code("NOPE"), None);
-    }
-
-    #[test]
-    fn chances_are_millionths() {
-        assert_eq!(Chance::of_percent(100.0).0, 1_000_000);
-        assert_eq!(Chance::of_percent(0.0001).0, 1);
-        assert_eq!(Chance::of_percent(150.0).0, 1_000_000);
-        assert!(Chance::of_percent(100.0).hit());
-        assert!(!Chance::of_percent(0.0).hit());
     }
 }

@@ -207,6 +207,23 @@ async fn serve(
         parts.version = Version::HTTP_11;
         parts.headers.insert(header::HOST, authority);
     }
+    if !rule.mirrors.is_empty() {
+        let sent_with = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(Authority::as_str))
+            .unwrap_or_default()
+            .to_string();
+        crate::mirror::send_copies(
+            &conn.shared,
+            &table,
+            &rule.mirrors,
+            &parts,
+            &sent_with,
+            http_body::Body::is_end_stream(&body),
+        );
+    }
     let downstream_upgrade = if upgrade {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {

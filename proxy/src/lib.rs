@@ -9,6 +9,7 @@
 
 mod balance;
 mod body;
+mod chance;
 mod compiled;
 mod connection;
 mod cors;
@@ -19,6 +20,7 @@ mod hashing;
 mod header_value;
 mod headers;
 mod matching;
+mod mirror;
 mod options;
 mod original;
 mod pool;

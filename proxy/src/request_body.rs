@@ -25,13 +25,24 @@ impl StreamState {
 }
 
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    /// `None`: no body (a mirrored request's).
+    inner: Option<Incoming>,
     state: Arc<StreamState>,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, state: Arc<StreamState>) -> RequestBody {
-        RequestBody { inner, state }
+        RequestBody {
+            inner: Some(inner),
+            state,
+        }
+    }
+
+    pub(crate) fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            state: Arc::default(),
+        }
     }
 }
 
@@ -44,7 +55,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &polled {
             this.state.downstream_failed.store(true, Relaxed);
         }
@@ -52,10 +66,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

@@ -53,6 +53,11 @@ pub struct ProxyStats {
     pub upstream_timeouts: AtomicU64,
     /// Retries: a try that failed and was made again (on another endpoint when there is one).
     pub retries: AtomicU64,
+    /// Mirrored copies sent, those that failed (no endpoint, no connection, reset), and
+    /// requests not mirrored because they had a body.
+    pub mirrors_sent: AtomicU64,
+    pub mirrors_failed: AtomicU64,
+    pub mirrors_skipped: AtomicU64,
     /// Requests a rule's `fault` delayed, and those it aborted.
     pub faults_delayed: AtomicU64,
     pub faults_aborted: AtomicU64,
@@ -75,6 +80,9 @@ pub struct StatsSnapshot {
     pub downstream_resets: u64,
     pub upstream_timeouts: u64,
     pub retries: u64,
+    pub mirrors_sent: u64,
+    pub mirrors_failed: u64,
+    pub mirrors_skipped: u64,
     pub faults_delayed: u64,
     pub faults_aborted: u64,
 }
@@ -96,6 +104,9 @@ impl ProxyStats {
             downstream_resets: self.downstream_resets.load(Relaxed),
             upstream_timeouts: self.upstream_timeouts.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            mirrors_sent: self.mirrors_sent.load(Relaxed),
+            mirrors_failed: self.mirrors_failed.load(Relaxed),
+            mirrors_skipped: self.mirrors_skipped.load(Relaxed),
             faults_delayed: self.faults_delayed.load(Relaxed),
             faults_aborted: self.faults_aborted.load(Relaxed),
         }
@@ -203,6 +214,18 @@ impl Collector for StatsCollector {
             "vsteer_proxy_upstream_retries",
             "Upstream tries that failed and were made again",
             s.retries,
+        )?;
+        let mirrors = [
+            ("sent", s.mirrors_sent),
+            ("failed", s.mirrors_failed),
+            ("skipped_body", s.mirrors_skipped),
+        ];
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_mirrored_requests",
+            "Mirrored copies of requests, by outcome",
+            "outcome",
+            &mirrors,
         )?;
         let faults = [("delay", s.faults_delayed), ("abort", s.faults_aborted)];
         labelled(

@@ -1167,3 +1167,111 @@ async fn cors_preflights_are_answered_and_allowed_origins_marked() {
     }
     proxy.stop().await;
 }
+
+/// Waits (bounded) until `backend` has seen `count` requests; returns what it saw.
+async fn seen_at_least(backend: &Backend, count: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let seen = backend.seen();
+        if seen.len() >= count {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    backend.seen()
+}
+
+/// `mirror` as Envoy's request mirroring: a copy of each request (its host with `-shadow`)
+/// goes to the mirror destination, fire and forget: the client gets the primary's answer
+/// whether the mirror answers, holds the copy forever or is dead; `mirrorPercentage` takes
+/// that share (chi-square); a request with a body is not copied (counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_get_copies_and_never_delay_the_request() {
+    let closed = std::net::TcpListener::bind("127.0.1.252:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let vs = r#"  - match: [{uri: {prefix: /dead}}]
+    mirror: {host: dead.default.svc.cluster.local}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /some}}]
+    mirror: {host: reviews, subset: v2}
+    mirrorPercentage: {value: 25}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - mirror: {host: reviews, subset: v2}
+    route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let (backends, plan) = {
+        let backends = vec![Backend::start("v1").await, Backend::start("v2").await];
+        let yaml = service_entry(
+            "reviews",
+            "127.100.0.1",
+            9080,
+            "HTTP",
+            &[(&backends[0], "v1"), (&backends[1], "v2")],
+        ) + &format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: dead, namespace: default}}
+spec:
+  hosts: [dead.default.svc.cluster.local]
+  addresses: [127.100.0.9]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.1.252, ports: {{http: {dead_port}}}}}]
+---
+"
+        ) + &destination_rule("reviews", &["v1", "v2"], "")
+            + &virtual_service("reviews", vs);
+        (backends, plan_from_yaml(&yaml))
+    };
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+
+    let reply = client.get(HOST, "/all", &[]).await;
+    assert_eq!((reply.status.as_u16(), reply.backend()), (200, "v1"));
+    let copies = seen_at_least(&backends[1], 1).await;
+    assert_eq!(
+        copies,
+        ["GET reviews.default.svc.cluster.local-shadow:9080 /all"]
+    );
+
+    // A mirror that holds its copy, or is dead: the client's answer does not wait. (The
+    // primary's own /hold is let through at once.)
+    backends[0].release(1);
+    let reply = client.get(HOST, "/hold", &[]).await;
+    assert_eq!((reply.status.as_u16(), reply.backend()), (200, "v1"));
+    seen_at_least(&backends[1], 2).await;
+    assert_eq!(backends[1].held(), 1, "the copy is still held");
+    let dead = client.get(HOST, "/dead", &[]).await;
+    assert_eq!((dead.status.as_u16(), dead.backend()), (200, "v1"));
+
+    // A body is not copied.
+    let post = vsteer_testkit::http::request(
+        "POST",
+        "/all",
+        &[("host", HOST)],
+        vsteer_testkit::http::full("data"),
+    );
+    assert_eq!(client.send(post).await.unwrap().status, 200);
+
+    let before = backends[1].seen().len();
+    let sent_before = proxy.stats.snapshot().mirrors_sent;
+    const REQUESTS: u64 = 800;
+    for _ in 0..REQUESTS {
+        assert_eq!(client.get(HOST, "/some", &[]).await.status, 200);
+    }
+    let stats = proxy.stats.snapshot();
+    let sent = stats.mirrors_sent - sent_before;
+    vsteer_testkit::stats::assert_split(&[sent, REQUESTS - sent], &[25.0, 75.0]).unwrap();
+    // Copies run on their own: every one drawn lands.
+    let landed = seen_at_least(&backends[1], before + sent as usize).await;
+    let some = landed[before..]
+        .iter()
+        .filter(|s| s.ends_with(" /some"))
+        .count();
+    assert_eq!(some as u64, sent);
+    assert_eq!(stats.mirrors_skipped, 1);
+    assert!(stats.mirrors_failed >= 1, "{stats:?}");
+    backends[1].release(1);
+    proxy.stop().await;
+}

@@ -52,6 +52,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     release: Arc<Semaphore>,
     held: Arc<AtomicUsize>,
+    /// `METHOD HOST PATH` of every request, in arrival order.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -93,7 +95,9 @@ impl Backend {
         let addr = listener.local_addr().expect("backend address");
         let release = Arc::new(Semaphore::new(0));
         let held = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (name2, release2, held2) = (name.to_string(), release.clone(), held.clone());
+        let seen2 = seen.clone();
         let task = tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             loop {
@@ -101,9 +105,20 @@ impl Backend {
                     continue;
                 };
                 let (name, release, held) = (name2.clone(), release2.clone(), held2.clone());
+                let seen = seen2.clone();
                 let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
                 tasks.spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .and_then(|h| h.to_str().ok())
+                            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                            .unwrap_or("")
+                            .to_string();
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.push(format!("{} {host} {}", req.method(), req.uri().path()));
+                        }
                         let (name, release, held, up_tx) =
                             (name.clone(), release.clone(), held.clone(), up_tx.clone());
                         async move {
@@ -130,8 +145,14 @@ impl Backend {
             addr,
             release,
             held,
+            seen,
             task,
         }
+    }
+
+    /// `METHOD HOST PATH` of every request so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Requests waiting in `/hold` now.

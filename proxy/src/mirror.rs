@@ -1,0 +1,106 @@
+//! A rule's `mirror`/`mirrors`: for `percentage` of the requests, a copy goes to the mirror
+//! destination as Envoy's request mirroring sends it (the host or authority with `-shadow`
+//! appended before any port), fire and forget: the copy runs on a task of its own and its
+//! response and failures are dropped, so a slow or dead mirror never delays or fails the
+//! request itself. Only requests without a body are copied for now (a body would have to be
+//! teed to both); one with a body is counted as not mirrored.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Version};
+
+use crate::chance::Chance;
+use crate::compiled::CompiledTable;
+use crate::proxy::Shared;
+use crate::request_body::RequestBody;
+use crate::stats::ProxyStats;
+
+/// One mirror of a rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompiledMirror {
+    pub cluster: usize,
+    pub chance: Chance,
+}
+
+/// `reviews-shadow` for `reviews`, `reviews-shadow:9080` for `reviews:9080`.
+fn shadow_host(host: &str) -> String {
+    let port_at = match host.rfind(':') {
+        // An IPv6 literal's colons are inside its brackets.
+        Some(at) if !host[at..].contains(']') => at,
+        _ => host.len(),
+    };
+    format!("{}-shadow{}", &host[..port_at], &host[port_at..])
+}
+
+/// Sends the copies `mirrors` draw of the request `parts` (as it goes upstream: headers
+/// rewritten, `authority` the one it is sent with), if `bodiless`.
+pub(crate) fn send_copies(
+    shared: &Arc<Shared>,
+    table: &CompiledTable,
+    mirrors: &[CompiledMirror],
+    parts: &http::request::Parts,
+    authority: &str,
+    bodiless: bool,
+) {
+    for mirror in mirrors.iter().filter(|m| m.chance.hit()) {
+        if !bodiless {
+            ProxyStats::add(&shared.stats.mirrors_skipped);
+            continue;
+        }
+        let Some(cluster) = table.clusters.get(mirror.cluster) else {
+            continue;
+        };
+        if cluster.endpoints.is_empty() {
+            ProxyStats::add(&shared.stats.mirrors_failed);
+            continue;
+        }
+        let endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, None)];
+        let Ok(shadow) = HeaderValue::from_str(&shadow_host(authority)) else {
+            continue;
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut copy = Request::builder().method(parts.method.clone());
+        copy = if cluster.http2 {
+            copy.version(Version::HTTP_2).uri(format!(
+                "http://{}{path}",
+                shadow.to_str().unwrap_or_default()
+            ))
+        } else {
+            copy.version(Version::HTTP_11).uri(path)
+        };
+        let Ok(mut copy) = copy.body(RequestBody::empty()) else {
+            continue;
+        };
+        *copy.headers_mut() = parts.headers.clone();
+        copy.headers_mut().remove(header::HOST);
+        copy.headers_mut().remove(header::CONTENT_LENGTH);
+        if !cluster.http2 {
+            copy.headers_mut().insert(header::HOST, shadow);
+        }
+        let (shared, pool) = (shared.clone(), endpoint.pool.clone());
+        ProxyStats::add(&shared.stats.mirrors_sent);
+        tokio::spawn(async move {
+            if shared.upstream.send(&pool, copy).await.is_err() {
+                ProxyStats::add(&shared.stats.mirrors_failed);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_hosts_keep_their_port() {
+        assert_eq!(shadow_host("reviews"), "reviews-shadow");
+        assert_eq!(shadow_host("reviews:9080"), "reviews-shadow:9080");
+        assert_eq!(shadow_host("[fd00::1]:80"), "[fd00::1]-shadow:80");
+        assert_eq!(shadow_host("[fd00::1]"), "[fd00::1]-shadow");
+    }
+}

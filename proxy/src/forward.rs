@@ -251,7 +251,8 @@ async fn serve(
         // A connect failure is retried on another endpoint, as Envoy's `connect-failure`
         // with Istio's previous-hosts predicate: the request never left, nothing is resent.
         let mut retries = rule.connect_retries;
-        let mut tried = vec![endpoint.addr];
+        // Filled on a retry only: the common request allocates nothing for it.
+        let mut tried = Vec::new();
         loop {
             match shared.upstream.send(&endpoint.pool, request).await {
                 Ok(sent) => return Ok(sent),
@@ -263,8 +264,8 @@ async fn serve(
                         cluster.name,
                         endpoint.addr
                     );
-                    endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
                     tried.push(endpoint.addr);
+                    endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
                     in_flight = InFlight::new(&endpoint.pool);
                     request = back;
                 }

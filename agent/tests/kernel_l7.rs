@@ -179,7 +179,16 @@ fn config() -> Vec<(&'static str, String)> {
                 &[("127.0.5.1:8080", "v1"), ("127.0.5.2:8080", "v2")],
             ) + &virtual_service(
                 "web",
-                "  - match: [{uri: {prefix: /old}}]
+                "  - match: [{headers: {x-timeout: {exact: short}}}]
+    timeout: 300ms
+    route: [{destination: {host: web, subset: v1}}]
+  - match: [{uri: {prefix: /fault}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: web, subset: v1}}]
+  - match: [{uri: {prefix: /cors}}]
+    corsPolicy: {allowOrigins: [{exact: \"https://pod.example\"}], allowMethods: [GET]}
+    route: [{destination: {host: web, subset: v1}}]
+  - match: [{uri: {prefix: /old}}]
     redirect: {uri: /new, redirectCode: 301}
   - match: [{uri: {exact: /health}}]
     directResponse: {status: 200, body: {string: healthy}}
@@ -643,6 +652,49 @@ fn redirect_rewrite_headers_direct_response_and_404() {
     // All of it on one keep-alive connection, and the connection still serves.
     let again = stage.block(get(&mut h1, "web", "/app/x", &[]));
     assert_eq!(again.backend(), "web-v1");
+}
+
+/// The resilience features through the real hook and proxy: an injected abort, a route
+/// timeout on a backend that holds the request, and a CORS preflight answered by the proxy.
+#[test]
+fn faults_timeouts_and_cors_through_the_real_hook() {
+    if !kernel_tests_enabled("faults_timeouts_and_cors_through_the_real_hook") {
+        return;
+    }
+    let stage = Stage::new();
+    let mut h1 = stage.h1(WEB);
+    let (fault, timeout, preflight) = stage.block(async {
+        let fault = get(&mut h1, "web", "/fault", &[]).await;
+        let timeout = get(&mut h1, "web", "/hold", &[("x-timeout", "short")]).await;
+        let preflight = h1
+            .send(request(
+                "OPTIONS",
+                "/cors/x",
+                &[
+                    ("host", "web"),
+                    ("origin", "https://pod.example"),
+                    ("access-control-request-method", "GET"),
+                ],
+                vsteer_testkit::http::empty(),
+            ))
+            .await
+            .expect("a preflight reply");
+        (fault, timeout, preflight)
+    });
+    assert_eq!(
+        (fault.status.as_u16(), fault.body.as_str()),
+        (503, "fault filter abort")
+    );
+    assert_eq!(
+        (timeout.status.as_u16(), timeout.body.as_str()),
+        (504, "upstream request timeout")
+    );
+    assert_eq!(preflight.status, 200);
+    assert_eq!(
+        preflight.headers["access-control-allow-origin"],
+        "https://pod.example"
+    );
+    assert_eq!(preflight.headers["access-control-allow-methods"], "GET");
 }
 
 #[test]

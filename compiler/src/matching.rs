@@ -167,7 +167,10 @@ pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
 /// routed as if the setting were absent.
 pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
     [
-        ("retries (but for connect failures)", rule.retries.is_some()),
+        (
+            "retries of requests with a body (but for connect failures)",
+            rule.retries.is_some(),
+        ),
         (
             "mirror of requests with a body",
             rule.mirror.is_some() || !rule.mirrors.is_empty(),
@@ -235,7 +238,7 @@ mod tests {
         assert_eq!(unapplied(&timeout), ["timeout", "retries"]);
         assert_eq!(
             without_effect(&timeout),
-            ["retries (but for connect failures)"]
+            ["retries of requests with a body (but for connect failures)"]
         );
         let mirror = http(
             "mirror: {host: b}\nfault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule, RetryPolicy};
+use vsteer_plan::http::{HttpAction, HttpRouteTable, HttpRule};
 
 use crate::balance::{Balancer, EndpointState};
 use crate::chance::Chance;
@@ -17,6 +17,7 @@ use crate::matching::{PathMatch, RequestMatcher, RequestView};
 use crate::mirror::CompiledMirror;
 use crate::pool::Pools;
 use crate::redirect::RedirectAction;
+use crate::retry::CompiledRetry;
 use crate::rewrite::PathRewrite;
 
 #[derive(Debug)]
@@ -42,8 +43,8 @@ pub(crate) struct CompiledRule {
     pub fault: Option<CompiledFault>,
     /// From sending upstream to the end of the response (`None`, or Istio's `0s`: none).
     pub timeout: Option<std::time::Duration>,
-    /// How often a failed upstream connect is tried again on another endpoint.
-    pub connect_retries: u32,
+    /// What is tried again, how often.
+    pub retry: CompiledRetry,
     pub cors: Option<CompiledCors>,
     pub mirrors: Vec<CompiledMirror>,
 }
@@ -229,7 +230,7 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
         response_ops: rule_response,
         fault: rule.fault.as_ref().and_then(CompiledFault::compile),
         timeout: rule.timeout.filter(|t| !t.is_zero()),
-        connect_retries: connect_retries(rule.retries.as_ref()),
+        retry: CompiledRetry::compile(rule.retries.as_ref()),
         cors: rule.cors.as_ref().map(CompiledCors::compile),
         mirrors: rule
             .mirrors
@@ -240,26 +241,6 @@ fn compile_rule(rule: &HttpRule, service_port: u16) -> CompiledRule {
             })
             .collect(),
     }
-}
-
-/// Istio's retry policy for connect failures: its default when a rule sets none (2 retries
-/// on `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`), and
-/// when set, `attempts` if `retryOn` (Istio's default list when empty) has a condition
-/// Envoy counts a connect failure under (`connect-failure`, `5xx`, `gateway-error`,
-/// `reset`).
-fn connect_retries(policy: Option<&RetryPolicy>) -> u32 {
-    const ISTIO_DEFAULT_ATTEMPTS: u32 = 2;
-    let Some(policy) = policy else {
-        return ISTIO_DEFAULT_ATTEMPTS;
-    };
-    let covers = policy.retry_on.is_empty()
-        || policy.retry_on.iter().any(|c| {
-            matches!(
-                c.as_str(),
-                "connect-failure" | "5xx" | "gateway-error" | "reset"
-            )
-        });
-    if covers { policy.attempts } else { 0 }
 }
 
 impl RouteAction {

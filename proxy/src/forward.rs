@@ -248,29 +248,73 @@ async fn serve(
                     pooled: None,
                 });
         }
-        // A connect failure is retried on another endpoint, as Envoy's `connect-failure`
-        // with Istio's previous-hosts predicate: the request never left, nothing is resent.
-        let mut retries = rule.connect_retries;
+        // Retries go to another endpoint (Istio's previous-hosts predicate). A connect
+        // failure gives the request back (it never left); after it left, only a request
+        // without a body can be sent again, rebuilt from its head.
+        let retry = &rule.retry;
+        let mut retries = retry.attempts;
+        let head = (retries > 0 && http_body::Body::is_end_stream(request.body())).then(|| {
+            (
+                request.method().clone(),
+                request.uri().clone(),
+                request.version(),
+                request.headers().clone(),
+            )
+        });
         // Filled on a retry only: the common request allocates nothing for it.
         let mut tried = Vec::new();
         loop {
-            match shared.upstream.send(&endpoint.pool, request).await {
+            let attempt = shared.upstream.send(&endpoint.pool, request);
+            let result = match retry.per_try_timeout {
+                None => attempt.await,
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or(Err((UpstreamError::TryTimeout, None))),
+            };
+            let resend = head.is_some() && retries > 0;
+            let back = match result {
+                Ok(sent)
+                    if resend
+                        && retry.on_response(sent.response.status(), sent.response.headers()) =>
+                {
+                    None
+                }
                 Ok(sent) => return Ok(sent),
-                Err((UpstreamError::Connect(e), Some(back))) if retries > 0 => {
-                    retries -= 1;
-                    ProxyStats::add(&stats.retries);
-                    tracing::debug!(
-                        "{} ({}): {e:#}; retried on another endpoint",
-                        cluster.name,
-                        endpoint.addr
-                    );
-                    tried.push(endpoint.addr);
-                    endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
-                    in_flight = InFlight::new(&endpoint.pool);
-                    request = back;
+                Err((UpstreamError::Connect(_), Some(back)))
+                    if retries > 0 && retry.on_connect_failure() =>
+                {
+                    Some(back)
+                }
+                Err((UpstreamError::Reset(_) | UpstreamError::TryTimeout, _))
+                    if resend && retry.on_reset() && !state.downstream_failed() =>
+                {
+                    None
                 }
                 Err((e, _)) => return Err(e),
-            }
+            };
+            retries -= 1;
+            ProxyStats::add(&stats.retries);
+            tracing::debug!(
+                "{} ({}): retried on another endpoint",
+                cluster.name,
+                endpoint.addr
+            );
+            tried.push(endpoint.addr);
+            endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
+            in_flight = InFlight::new(&endpoint.pool);
+            request = match (back, &head) {
+                (Some(back), _) => back,
+                (None, Some((method, uri, version, headers))) => {
+                    let mut again = Request::new(RequestBody::empty());
+                    *again.method_mut() = method.clone();
+                    *again.uri_mut() = uri.clone();
+                    *again.version_mut() = *version;
+                    *again.headers_mut() = headers.clone();
+                    again
+                }
+                // `resend` held: there is a head.
+                (None, None) => unreachable!("a retry without the request"),
+            };
         }
     };
     let sent = match deadline {
@@ -313,6 +357,16 @@ async fn serve(
             ProxyStats::add(&stats.upstream_resets);
             tracing::debug!("{} ({}): {e}", cluster.name, endpoint.addr);
             let response = respond::upstream_failure(false, grpc);
+            return with_ops(response, &target.response_ops, &ctx, &request_headers);
+        }
+        Err(UpstreamError::TryTimeout) => {
+            ProxyStats::add(&stats.upstream_timeouts);
+            tracing::debug!("{} ({}): per-try timeout", cluster.name, endpoint.addr);
+            let response = respond::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream request timeout",
+                grpc,
+            );
             return with_ops(response, &target.response_ops, &ctx, &request_headers);
         }
     };

@@ -28,6 +28,7 @@ mod proxy;
 mod redirect;
 mod request_body;
 mod respond;
+mod retry;
 mod rewrite;
 mod ring;
 mod stats;

@@ -36,6 +36,8 @@ pub(crate) enum UpstreamError {
     Connect(anyhow::Error),
     /// The connection failed before the response headers arrived.
     Reset(hyper::Error),
+    /// No response headers within the retry policy's `perTryTimeout`.
+    TryTimeout,
 }
 
 /// A response, and the HTTP/1.1 connection to give back when its body is done.

@@ -1275,3 +1275,75 @@ spec:
     backends[1].release(1);
     proxy.stop().await;
 }
+
+/// Retries after the request left, for a request without a body (sent again as it was, on
+/// another endpoint): Istio's default policy retries a 503, `5xx` a 500-class answer, a
+/// per-try timeout gives up on an endpoint that holds the request; `attempts: 0` and a
+/// request with a body are not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_answers_are_retried_on_another_endpoint() {
+    let vs = "  - match: [{headers: {x-policy: {exact: off}}}]
+    retries: {attempts: 0}
+    route: [{destination: {host: reviews}}]
+  - match: [{headers: {x-policy: {exact: per-try}}}]
+    retries: {attempts: 1, perTryTimeout: 200ms, retryOn: reset}
+    route: [{destination: {host: reviews}}]
+  - route: [{destination: {host: reviews}}]
+";
+    let (backends, plan) = {
+        let backends = vec![Backend::start("v1").await, Backend::start("v2").await];
+        let yaml = service_entry(
+            "reviews",
+            "127.100.0.1",
+            9080,
+            "HTTP",
+            &[(&backends[0], "v1"), (&backends[1], "v1")],
+        ) + &destination_rule("reviews", &["v1"], "").replace(
+            "name: v1, labels: {version: v1}",
+            "name: both, labels: {version: v1}",
+        ) + &virtual_service("reviews", vs);
+        (backends, plan_from_yaml(&yaml))
+    };
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    const REQUESTS: u64 = 200;
+    for _ in 0..REQUESTS {
+        let reply = client.get(HOST, "/fail-on/v1", &[]).await;
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "v2"));
+    }
+    let retried = proxy.stats.snapshot().retries;
+    assert!(retried > 0, "v1 was never picked");
+    vsteer_testkit::stats::assert_split(&[retried, REQUESTS - retried], &[50.0, 50.0]).unwrap();
+
+    let mut failed = 0;
+    for _ in 0..REQUESTS {
+        if client
+            .get(HOST, "/fail-on/v1", &[("x-policy", "off")])
+            .await
+            .status
+            == 503
+        {
+            failed += 1;
+        }
+        let post = vsteer_testkit::http::request(
+            "POST",
+            "/fail-on/v1",
+            &[("host", HOST)],
+            vsteer_testkit::http::full("body"),
+        );
+        let _ = client.send(post).await.unwrap();
+    }
+    // Neither the `off` requests nor the POSTs were retried.
+    assert_eq!(proxy.stats.snapshot().retries, retried);
+    assert!(failed > 0 && failed < REQUESTS, "{failed}");
+
+    // The per-try timeout: v1 holds, the retry goes to v2.
+    for _ in 0..20 {
+        let reply = client
+            .get(HOST, "/hold-on/v1", &[("x-policy", "per-try")])
+            .await;
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "v2"));
+    }
+    backends[0].release(20);
+    proxy.stop().await;
+}

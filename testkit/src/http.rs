@@ -43,7 +43,9 @@ fn next_ip() -> IpAddr {
 
 /// A backend: HTTP/1.1 and HTTP/2 (prior knowledge), answering with its name on the first
 /// line of the body and, one per line, what it saw (`method`, `path`, `authority`,
-/// `version`, `header NAME: VALUE`). Paths: `/hold` waits for [`Backend::release`]; `/echo`
+/// `version`, `header NAME: VALUE`). Paths: `/hold` waits for [`Backend::release`] (and
+/// `/hold-on/NAME` on the backend called NAME); `/fail-on/NAME` answers 503 from the backend
+/// called NAME; `/echo`
 /// streams the request body back; `/stall-body` sends its headers and a first line, then
 /// nothing for 10 s; gRPC requests get their body back with trailers; a
 /// WebSocket upgrade is accepted and each message echoed as `NAME: message`.
@@ -224,7 +226,16 @@ async fn answer(
     {
         return grpc(name, req).await;
     }
-    if path == "/hold" {
+    // `/fail-on/NAME` answers 503 from the backend called NAME, 200 from the others.
+    if path.strip_prefix("/fail-on/") == Some(name) {
+        return Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("x-backend", name)
+            .body(full(format!("{name}\nfailed on purpose\n")))
+            .unwrap();
+    }
+    // `/hold-on/NAME` is held by the backend called NAME only.
+    if path == "/hold" || path.strip_prefix("/hold-on/") == Some(name) {
         held.fetch_add(1, Ordering::SeqCst);
         let _ = release.acquire().await.map(|p| p.forget());
         held.fetch_sub(1, Ordering::SeqCst);

@@ -33,6 +33,14 @@ async fn reviews(vs_http: &str, policy: &str) -> (Vec<Backend>, vsteer_plan::Pla
     (backends, plan_from_yaml(&yaml))
 }
 
+/// [`reviews`] with `vs_http` and no policy, served by a proxy, and a client on it.
+async fn reviews_over_h1(vs_http: &str) -> (Vec<Backend>, Harness, H1) {
+    let (backends, plan) = reviews(vs_http, "").await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let client = H1::connect(proxy.addr).await;
+    (backends, proxy, client)
+}
+
 const SEED: &str = "  - match:
     - headers:
         end-user:
@@ -49,9 +57,7 @@ const SEED: &str = "  - match:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_example_alternates_on_one_http1_connection() {
-    let (_backends, plan) = reviews(SEED, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(SEED).await;
     for i in 0..20 {
         let jason = i % 2 == 0;
         let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
@@ -111,9 +117,7 @@ async fn seed_example_over_http2_prior_knowledge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_and_hop_by_hop_headers() {
-    let (_backends, plan) = reviews(SEED, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(SEED).await;
     let reply = client
         .get(
             HOST,
@@ -185,9 +189,7 @@ const MATCHES: &str = r#"  - match: [{uri: {exact: /exact}}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_match_kind_or_and_first_match_and_404() {
-    let (_backends, plan) = reviews(MATCHES, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(MATCHES).await;
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
     let cases: &[Case] = &[
         ("GET", "/exact", &[], Some("exact")),
@@ -687,9 +689,7 @@ async fn header_operations_at_rule_and_destination_level() {
     - destination: {host: reviews, subset: v2}
       weight: 0
 "#;
-    let (_backends, plan) = reviews(single, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(single).await;
     let reply = client
         .get(HOST, "/single", &[("x-drop", "1"), ("x-multi", "client")])
         .await;
@@ -844,9 +844,7 @@ async fn header_values_expand_envoy_command_operators() {
     headers: {response: {add: {x-echo: "%REQ(end-user)% via %PROTOCOL%"}}}
     directResponse: {status: 200}
 "#;
-    let (backends, plan) = reviews(vs, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (backends, proxy, mut client) = reviews_over_h1(vs).await;
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -925,9 +923,7 @@ const FAULTS: &str = r#"  - match: [{headers: {end-user: {exact: jason}}}]
 /// percentage aborts that share of requests (chi-square).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_abort_and_delay_the_share_of_requests_they_name() {
-    let (_backends, plan) = reviews(FAULTS, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(FAULTS).await;
 
     let aborted = client.get(HOST, "/", &[("end-user", "jason")]).await;
     assert_eq!(aborted.status, 500);
@@ -985,9 +981,7 @@ const TIMEOUTS: &str = r#"  - match: [{headers: {x-timeout: {exact: short}}}]
 /// for a response in time; `0s` disables it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_timeout_answers_504_and_bounds_the_body() {
-    let (backends, plan) = reviews(TIMEOUTS, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (backends, proxy, mut client) = reviews_over_h1(TIMEOUTS).await;
     let short = [("x-timeout", "short")];
     let quick = client.get(HOST, "/x", &short).await;
     assert_eq!((quick.status.as_u16(), quick.backend()), (200, "v1"));
@@ -1117,9 +1111,7 @@ const CORS: &str = r#"  - match: [{uri: {prefix: /api}}]
 /// untouched (its preflight goes to the backend).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflights_are_answered_and_allowed_origins_marked() {
-    let (_backends, plan) = reviews(CORS, "").await;
-    let proxy = Harness::start(&plan, fixed(VIP)).await;
-    let mut client = H1::connect(proxy.addr).await;
+    let (_backends, proxy, mut client) = reviews_over_h1(CORS).await;
     let preflight = vsteer_testkit::http::request(
         "OPTIONS",
         "/api/items",

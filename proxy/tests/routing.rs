@@ -724,30 +724,40 @@ async fn header_operations_at_rule_and_destination_level() {
     proxy.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_connect_failure_is_503() {
-    // A port with nothing behind it: bind one, note it, let it go.
-    let closed = std::net::TcpListener::bind("127.0.1.250:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let yaml = format!(
+/// A port on `ip` with nothing behind it: bound, noted, let go.
+fn closed_port(ip: &str) -> u16 {
+    let closed = std::net::TcpListener::bind((ip, 0)).unwrap();
+    closed.local_addr().unwrap().port()
+}
+
+/// A ServiceEntry for reviews at 127.100.0.1:9080 (port name `web`) with `endpoints`.
+fn reviews_entry(endpoints: &[(std::net::IpAddr, u16)]) -> String {
+    let mut yaml = String::from(
         "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: reviews, namespace: default}}
+metadata: {name: reviews, namespace: default}
 spec:
   hosts: [reviews.default.svc.cluster.local]
   addresses: [127.100.0.1]
-  ports: [{{number: 9080, name: web, protocol: HTTP}}]
+  ports: [{number: 9080, name: web, protocol: HTTP}]
   resolution: STATIC
   endpoints:
-  - address: 127.0.1.250
-    ports: {{web: {port}}}
----
-"
-    ) + &virtual_service(
-        "reviews",
-        "  - match: [{uri: {prefix: /}}]\n    route: [{destination: {host: reviews}}]\n",
+",
     );
+    for (ip, port) in endpoints {
+        yaml.push_str(&format!("  - address: {ip}\n    ports: {{web: {port}}}\n"));
+    }
+    yaml + "---\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connect_failure_is_503() {
+    let dead = ("127.0.1.250".parse().unwrap(), closed_port("127.0.1.250"));
+    let yaml = reviews_entry(&[dead])
+        + &virtual_service(
+            "reviews",
+            "  - match: [{uri: {prefix: /}}]\n    route: [{destination: {host: reviews}}]\n",
+        );
     let plan = plan_from_yaml(&yaml);
     let proxy = Harness::start(&plan, fixed(VIP)).await;
     let mut client = H1::connect(proxy.addr).await;
@@ -1025,34 +1035,15 @@ async fn a_route_timeout_answers_504_and_bounds_the_body() {
 /// reviews with a dead endpoint (nothing listens) and a live one, and a VirtualService
 /// whose one rule has `retries` as given (or none).
 async fn dead_and_live(retries: &str) -> (Backend, vsteer_plan::Plan) {
-    let closed = std::net::TcpListener::bind("127.0.1.251:0").unwrap();
-    let dead_port = closed.local_addr().unwrap().port();
-    drop(closed);
     let live = Backend::start("live").await;
-    let yaml = format!(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: default}}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [127.100.0.1]
-  ports: [{{number: 9080, name: web, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.1.251
-    ports: {{web: {dead_port}}}
-  - address: {}
-    ports: {{web: {}}}
----
-",
-        live.addr.ip(),
-        live.addr.port()
-    ) + &virtual_service(
-        "reviews",
-        &format!(
-            "  - match: [{{uri: {{prefix: /}}}}]\n{retries}    route: [{{destination: {{host: reviews}}}}]\n"
-        ),
-    );
+    let dead = ("127.0.1.251".parse().unwrap(), closed_port("127.0.1.251"));
+    let yaml = reviews_entry(&[dead, (live.addr.ip(), live.addr.port())])
+        + &virtual_service(
+            "reviews",
+            &format!(
+                "  - match: [{{uri: {{prefix: /}}}}]\n{retries}    route: [{{destination: {{host: reviews}}}}]\n"
+            ),
+        );
     (live, plan_from_yaml(&yaml))
 }
 
@@ -1178,9 +1169,7 @@ async fn seen_at_least(backend: &Backend, count: usize) -> Vec<String> {
 /// that share (chi-square); a request with a body is not copied (counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrors_get_copies_and_never_delay_the_request() {
-    let closed = std::net::TcpListener::bind("127.0.1.252:0").unwrap();
-    let dead_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let dead_port = closed_port("127.0.1.252");
     let vs = r#"  - match: [{uri: {prefix: /dead}}]
     mirror: {host: dead.default.svc.cluster.local}
     route: [{destination: {host: reviews, subset: v1}}]

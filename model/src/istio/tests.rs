@@ -192,10 +192,8 @@ http:
 /// still is.
 #[test]
 fn every_field_of_the_current_protos_is_known() {
-    let parsed = crate::parse::parse_str(
-        "all-fields.yaml",
-        include_str!("testdata/all-fields.yaml"),
-    );
+    let parsed =
+        crate::parse::parse_str("all-fields.yaml", include_str!("testdata/all-fields.yaml"));
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     assert_eq!(parsed.resources.len(), 3);
     let unknown: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();

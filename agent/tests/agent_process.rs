@@ -272,6 +272,46 @@ fn a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits() {
     assert_eq!(second.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
 }
 
+/// An agent whose pins are removed under it (`vsteer uninstall --force`, or by hand) says so
+/// and puts the datapath back: within its housekeeping tick the VIP steers again, and the
+/// pins are there for `vsteer status`.
+#[test]
+fn an_agent_whose_pins_vanish_says_so_and_re_creates_them() {
+    if !kernel_tests_enabled("an_agent_whose_pins_vanish_says_so_and_re_creates_them") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
+    let timeout = Duration::from_secs(30);
+    let mut agent = AgentProcess::run(
+        Path::new(VSTEER),
+        Some(config.path()),
+        stage.cgroup.path(),
+        stage.pins.path(),
+        timeout,
+    )
+    .unwrap();
+    let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
+    let steered = || {
+        let report = connect_many(&stage.ns, Some(&stage.cgroup), vip, 20, timeout).unwrap();
+        report.replies().values().sum::<u64>()
+    };
+    assert_eq!(steered(), 20);
+    agent.drain();
+    let pins = stage.pins.path().to_str().unwrap();
+    let removed = vsteer(&["uninstall", "--force", "--pin-dir", pins]);
+    assert!(removed.contains("VSTEER_SERVICES"), "{removed}");
+    let said = agent
+        .wait_for("was removed while this agent ran", timeout)
+        .unwrap();
+    assert!(said.contains(pins), "{said}");
+    agent.wait_for("datapath re-created", timeout).unwrap();
+    assert_eq!(steered(), 20);
+    let status = vsteer(&["status", "--pin-dir", pins]);
+    assert!(status.contains("127.100.9.1:8080/TCP"), "{status}");
+    assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
+}
+
 /// Pins of another map layout (an agent of another version left them) are never adopted:
 /// the agent refuses, naming `vsteer uninstall`, and leaves them as they are, still
 /// steering; uninstall removes them, marker included.

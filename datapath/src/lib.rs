@@ -43,7 +43,7 @@ pub use mounts::{cgroup2_root, check_cgroup2};
 pub use object::{CONNECT4, GETSOCKOPT, PROGRAMS, SOCKOPS};
 pub use original::OriginalDestinations;
 pub use owner::{Claim, PinDirOwner};
-pub use pins::uninstall;
+pub use pins::{pins_present, uninstall};
 pub use proxy::ProxyRedirect;
 pub use slots::{TableSpec, shares, table_spec};
 pub use tables::{ApplyStats, Refused};

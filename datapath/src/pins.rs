@@ -99,6 +99,15 @@ fn replace_pin(path: &Path, pin: impl FnOnce(&Path) -> Result<()>) -> Result<()>
     std::fs::rename(&fresh, path).with_context(|| format!("replacing {}", path.display()))
 }
 
+/// Whether the datapath's pins are in place (the service map and every program's link):
+/// what an agent checks to notice they were removed under it.
+pub fn pins_present(pin_dir: &Path) -> bool {
+    pin_dir.join(map_names::SERVICES).exists()
+        && crate::object::PROGRAMS
+            .iter()
+            .all(|name| pin_dir.join(LINKS_DIR).join(name).exists())
+}
+
 /// Removes everything vsteer pinned under `pin_dir`: the links (which detaches the programs)
 /// and the maps. Returns what was removed.
 pub fn uninstall(pin_dir: &Path) -> Result<Vec<PathBuf>> {

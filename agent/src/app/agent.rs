@@ -196,6 +196,18 @@ impl<S: Sink> Agent<S> {
         Some(self.sink.prune(self.compiler.plan()))
     }
 
+    /// Writes the whole plan in force into the sink again (a datapath created anew, whose
+    /// maps are empty); the config is not read again.
+    pub fn rewrite_all(&mut self) -> Result<ApplyStats, PassError> {
+        let stats = self
+            .sink
+            .apply_all(self.compiler.plan())
+            .map_err(PassError::Write)?;
+        self.unwritten.clear();
+        self.note_applied(&stats);
+        Ok(stats)
+    }
+
     /// Services the kernel had no room for are written with the next change; backends may
     /// have left when services changed or went.
     fn note_applied(&mut self, stats: &ApplyStats) {

@@ -113,7 +113,8 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     // One agent per pin directory: a second one (an operator's mistake, or the new pod of a
     // rolling upgrade) waits here, before it binds a port or touches a map, for the owner to
     // exit; the pinned datapath serves meanwhile.
-    let Some(_owner) = own_pin_dir(&options.pin_dir, &mut sigterm, &mut sigint).await? else {
+    // Held for the agent's life (taken again if the directory is removed under it).
+    let Some(mut _owner) = own_pin_dir(&options.pin_dir, &mut sigterm, &mut sigint).await? else {
         tracing::info!("stopped while waiting for the pin directory, which was not touched");
         return Ok(0);
     };
@@ -165,11 +166,12 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     }
     let started = Instant::now();
     // Redirecting starts only once the proxy listens and holds its tables (below).
-    let datapath = Datapath::start(&DatapathOptions {
+    let datapath_options = DatapathOptions {
         cgroup: options.cgroup.clone(),
         pin_dir: options.pin_dir.clone(),
         proxy: None,
-    })?;
+    };
+    let datapath = Datapath::start(&datapath_options)?;
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();
     original.set(datapath.original_destinations()?);
@@ -237,6 +239,41 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                 (Some(paths), delivered.saturating_duration_since(first))
             }
             _ = tick.tick() => {
+                if !vsteer_datapath::pins_present(&options.pin_dir) {
+                    // `vsteer uninstall --force`, or a hand: the links went with the pins,
+                    // so nothing steers. The agent takes the directory again and puts the
+                    // plan in force back.
+                    tracing::error!(
+                        "the pinned datapath under {} was removed while this agent ran: \
+                         steering had stopped; re-creating it",
+                        options.pin_dir.display()
+                    );
+                    match PinDirOwner::claim(&options.pin_dir)? {
+                        Claim::Owned(claimed) => _owner = claimed,
+                        Claim::Busy { holder } => anyhow::bail!(
+                            "the pinned datapath was removed and --pin-dir {} is now owned by \
+                             {}: exiting",
+                            options.pin_dir.display(),
+                            holder.map_or("another process".to_string(), |pid| format!("pid {pid}"))
+                        ),
+                    }
+                    let datapath = Datapath::start(&datapath_options)?;
+                    original.set(datapath.original_destinations()?);
+                    agent.sink_mut().datapath = datapath;
+                    let stats = agent.rewrite_all()?;
+                    if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
+                        agent
+                            .sink_mut()
+                            .datapath
+                            .set_proxy(Some(&settings.redirect(&proxy.listening)))?;
+                    }
+                    tracing::info!(
+                        written = stats.added + stats.changed,
+                        refused = stats.refused.len(),
+                        "datapath re-created"
+                    );
+                    continue;
+                }
                 match agent.sweep() {
                     Some(Ok(stats)) if stats.added + stats.changed + stats.removed > 0 => {
                         tracing::info!(

@@ -217,7 +217,10 @@ fn a_second_agent_on_the_same_pins_waits_and_takes_over_when_the_first_exits() {
         assert!(report.failures().is_empty(), "{:?}", report.failures());
         report.replies().into_keys().collect::<Vec<String>>()
     };
-    let status = || vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+    let status = || {
+        let pins = pins.path().to_str().unwrap();
+        vsteer(&["status", "--pin-dir", pins, "--admin-addr", "off"])
+    };
     let timeout = Duration::from_secs(30);
     let mut first = AgentProcess::run(
         Path::new(VSTEER),
@@ -312,6 +315,50 @@ fn an_agent_whose_pins_vanish_says_so_and_re_creates_them() {
     assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
 }
 
+/// `vsteer status` shows the proxy's counters, read from the running agent's `/metrics`, after
+/// what the kernel maps hold; without an agent there it says so.
+#[test]
+fn status_shows_the_proxys_counters_from_the_agent() {
+    if !kernel_tests_enabled("status_shows_the_proxys_counters_from_the_agent") {
+        return;
+    }
+    let config = ConfigDir::new(&[("web.yaml", SERVICE)]);
+    let stage = Stage::with_backends(&["127.0.9.1:8080"]);
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap().to_string();
+    drop(admin);
+    let state = vsteer_testkit::pins::state_dir_for(stage.pins.path());
+    let args: Vec<&OsStr> = vec![
+        "run".as_ref(),
+        "--config".as_ref(),
+        config.path().as_os_str(),
+        "--cgroup".as_ref(),
+        stage.cgroup.path().as_os_str(),
+        "--pin-dir".as_ref(),
+        stage.pins.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--proxy-addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--admin-addr".as_ref(),
+        admin_addr.as_ref(),
+    ];
+    let _agent = AgentProcess::start(Path::new(VSTEER), &args, Duration::from_secs(30)).unwrap();
+    let pins = stage.pins.path().to_str().unwrap();
+    let status = vsteer(&["status", "--pin-dir", pins, "--admin-addr", &admin_addr]);
+    assert!(status.contains("127.100.9.1:8080/TCP"), "{status}");
+    assert!(
+        status.contains(&format!("proxy counters ({admin_addr}/metrics):"))
+            && status.contains("vsteer_proxy_accepted_connections_total"),
+        "{status}"
+    );
+    let nobody = vsteer(&["status", "--pin-dir", pins, "--admin-addr", "127.0.0.1:1"]);
+    assert!(
+        nobody.contains("proxy counters: no agent admin endpoint at 127.0.0.1:1"),
+        "{nobody}"
+    );
+}
+
 /// Pins of another map layout (an agent of another version left them) are never adopted:
 /// the agent refuses, naming `vsteer uninstall`, and leaves them as they are, still
 /// steering; uninstall removes them, marker included.
@@ -341,7 +388,11 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
     assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
     // As if a newer vsteer had pinned them.
     std::fs::rename(pins.path().join("layout-v1"), pins.path().join("layout-v2")).unwrap();
-    let before = vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]);
+    let kernel_maps = || {
+        let pins = pins.path().to_str().unwrap();
+        vsteer(&["status", "--pin-dir", pins, "--admin-addr", "off"])
+    };
+    let before = kernel_maps();
 
     let mut args: Vec<&OsStr> = vec![
         "run".as_ref(),
@@ -372,10 +423,7 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
             )),
         "{stderr}"
     );
-    assert_eq!(
-        vsteer(&["status", "--pin-dir", pins.path().to_str().unwrap()]),
-        before
-    );
+    assert_eq!(kernel_maps(), before);
     let vip: SocketAddr = "127.100.9.1:8080".parse().unwrap();
     let report = connect_many(ns, Some(cgroup), vip, 50, timeout).unwrap();
     assert_eq!(

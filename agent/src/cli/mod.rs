@@ -2,6 +2,7 @@
 //! compiler (`plan`) or the datapath (`status`, `uninstall`).
 
 mod plan;
+mod proxy_counters;
 mod run;
 mod status;
 
@@ -29,7 +30,7 @@ enum Command {
     /// changes until SIGINT/SIGTERM; the datapath stays in place after exit.
     Run(run::RunArgs),
     /// Show what the kernel holds: services, backends, shares and connection counters.
-    Status(status::PinDirArgs),
+    Status(status::StatusArgs),
     /// Remove the datapath: detach the programs and delete the pinned maps.
     Uninstall(status::UninstallArgs),
 }

@@ -20,8 +20,28 @@ pub struct PinDirArgs {
     state_dir: PathBuf,
 }
 
-pub fn show(args: &PinDirArgs) -> Result<i32> {
-    print!("{}", status::render(&status::read(&args.pin_dir)?));
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pins: PinDirArgs,
+    /// The running agent's admin address, whose `/metrics` has the proxy's counters (`off`:
+    /// the kernel maps only).
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020")]
+    admin_addr: String,
+}
+
+pub fn show(args: &StatusArgs) -> Result<i32> {
+    print!("{}", status::render(&status::read(&args.pins.pin_dir)?));
+    if args.admin_addr != "off" {
+        let admin: std::net::SocketAddr = args
+            .admin_addr
+            .parse()
+            .with_context(|| format!("--admin-addr {:?} is not an address", args.admin_addr))?;
+        print!(
+            "{}",
+            super::proxy_counters::render(admin, super::proxy_counters::read(admin))
+        );
+    }
     Ok(0)
 }
 

@@ -312,6 +312,16 @@ fn an_agent_whose_pins_vanish_says_so_and_re_creates_them() {
     assert_eq!(steered(), 20);
     let status = vsteer(&["status", "--pin-dir", pins]);
     assert!(status.contains("127.100.9.1:8080/TCP"), "{status}");
+
+    // By hand: the links and the service map go, the directory (and the agent's lock on
+    // it) stays; the agent re-creates them in place.
+    agent.drain();
+    for link in std::fs::read_dir(stage.pins.path().join("links")).unwrap() {
+        std::fs::remove_file(link.unwrap().path()).unwrap();
+    }
+    std::fs::remove_file(stage.pins.path().join("VSTEER_SERVICES")).unwrap();
+    agent.wait_for("datapath re-created", timeout).unwrap();
+    assert_eq!(steered(), 20);
     assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
 }
 

@@ -15,6 +15,8 @@ use nix::fcntl::{Flock, FlockArg};
 /// The lock on a pin directory, held until dropped (or the process exits).
 pub struct PinDirOwner {
     _lock: Flock<File>,
+    /// (device, inode) of the directory locked.
+    locked: (u64, u64),
 }
 
 /// The answer to a claim.
@@ -45,8 +47,12 @@ impl PinDirOwner {
         let metadata = dir
             .metadata()
             .with_context(|| format!("reading {}", pin_dir.display()))?;
+        let locked = (metadata.dev(), metadata.ino());
         match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(Claim::Owned(PinDirOwner { _lock: lock }))),
+            Ok(lock) => Ok(Some(Claim::Owned(PinDirOwner {
+                _lock: lock,
+                locked,
+            }))),
             Err((_, Errno::EWOULDBLOCK)) => {
                 let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
                 let holder = flock_holder(&locks, metadata.dev(), metadata.ino());
@@ -54,6 +60,14 @@ impl PinDirOwner {
             }
             Err((_, errno)) => Err(errno).with_context(|| format!("locking {}", pin_dir.display())),
         }
+    }
+}
+
+impl PinDirOwner {
+    /// Whether `pin_dir` is still the directory this lock holds (not removed and made
+    /// again, which a second claim would then have to lock).
+    pub fn covers(&self, pin_dir: &Path) -> bool {
+        std::fs::metadata(pin_dir).is_ok_and(|m| (m.dev(), m.ino()) == self.locked)
     }
 }
 
@@ -109,6 +123,8 @@ mod tests {
             Some(Claim::Busy { holder }) => assert_eq!(holder, Some(std::process::id())),
             _ => panic!("a second claim succeeded"),
         }
+        assert!(owner.covers(dir.path()));
+        assert!(!owner.covers(&dir.path().join("other")));
         drop(owner);
         assert!(matches!(
             PinDirOwner::claim_existing(dir.path()).unwrap(),

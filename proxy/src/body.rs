@@ -83,6 +83,11 @@ impl Body for ProxyBody {
                 release,
                 deadline,
             } => {
+                // Checked first: a body that is always ready never reaches the timer below.
+                if deadline.as_ref().is_some_and(|d| d.is_elapsed()) {
+                    release.take();
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
                 let polled = Pin::new(body).poll_frame(cx);
                 if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
                     release.take();

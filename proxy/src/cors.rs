@@ -18,8 +18,14 @@ use crate::matching::Matcher;
 #[derive(Debug)]
 pub(crate) struct CompiledCors {
     origins: Vec<Matcher>,
+    /// Some origin matcher matches `*`: every origin is allowed (Envoy's rule).
+    any_origin: bool,
     allow_methods: Option<HeaderValue>,
     allow_headers: Option<HeaderValue>,
+    /// `allowMethods` / `allowHeaders` of exactly `*`: the preflight's own request
+    /// headers are echoed, as Envoy does (a literal `*` is refused with credentials).
+    echo_methods: bool,
+    echo_headers: bool,
     expose_headers: Option<HeaderValue>,
     max_age: Option<HeaderValue>,
     credentials: bool,
@@ -44,10 +50,15 @@ fn joined(list: &[String]) -> Option<HeaderValue> {
 
 impl CompiledCors {
     pub(crate) fn compile(cors: &Cors) -> CompiledCors {
+        let origins: Vec<Matcher> = cors.allow_origins.iter().map(Matcher::compile).collect();
+        let star = |list: &[String]| list.len() == 1 && list[0] == "*";
         CompiledCors {
-            origins: cors.allow_origins.iter().map(Matcher::compile).collect(),
+            any_origin: origins.iter().any(|m| m.matches("*")),
+            origins,
             allow_methods: joined(&cors.allow_methods),
             allow_headers: joined(&cors.allow_headers),
+            echo_methods: star(&cors.allow_methods),
+            echo_headers: star(&cors.allow_headers),
             expose_headers: joined(&cors.expose_headers),
             max_age: cors.max_age.map(|age| HeaderValue::from(age.as_secs())),
             credentials: cors.allow_credentials == Some(true),
@@ -58,9 +69,10 @@ impl CompiledCors {
         let Some(origin) = headers.get(ORIGIN) else {
             return CorsVerdict::Pass;
         };
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| self.origins.iter().any(|m| m.matches(o)));
+        let allowed = self.any_origin
+            || origin
+                .to_str()
+                .is_ok_and(|o| self.origins.iter().any(|m| m.matches(o)));
         if !allowed {
             return CorsVerdict::Pass;
         }
@@ -82,13 +94,24 @@ impl CompiledCors {
             }
             return CorsVerdict::Allowed(out);
         }
+        let echoed = |name| headers.get(name).cloned();
+        let methods = if self.echo_methods {
+            echoed(ACCESS_CONTROL_REQUEST_METHOD)
+        } else {
+            self.allow_methods.clone()
+        };
+        let allow_headers = if self.echo_headers {
+            echoed(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+        } else {
+            self.allow_headers.clone()
+        };
         for (name, value) in [
-            (ACCESS_CONTROL_ALLOW_METHODS, &self.allow_methods),
-            (ACCESS_CONTROL_ALLOW_HEADERS, &self.allow_headers),
-            (ACCESS_CONTROL_MAX_AGE, &self.max_age),
+            (ACCESS_CONTROL_ALLOW_METHODS, methods),
+            (ACCESS_CONTROL_ALLOW_HEADERS, allow_headers),
+            (ACCESS_CONTROL_MAX_AGE, self.max_age.clone()),
         ] {
             if let Some(value) = value {
-                out.insert(name, value.clone());
+                out.insert(name, value);
             }
         }
         let mut response = Response::new(ProxyBody::empty());
@@ -170,5 +193,31 @@ mod tests {
             cors.check(&Method::GET, &HeaderMap::new()),
             CorsVerdict::Pass
         ));
+    }
+
+    /// `*` among the origins allows every origin, and `*` methods or headers echo what the
+    /// preflight asks for, as Envoy does.
+    #[test]
+    fn a_star_allows_every_origin_and_echoes_the_preflights_asks() {
+        let cors = CompiledCors::compile(&Cors {
+            allow_origins: vec![StrMatch::Exact("*".into())],
+            allow_methods: vec!["*".into()],
+            allow_headers: vec!["*".into()],
+            expose_headers: vec![],
+            max_age: None,
+            allow_credentials: Some(true),
+        });
+        let preflight = headers(&[
+            ("origin", "https://anywhere.example"),
+            ("access-control-request-method", "PATCH"),
+            ("access-control-request-headers", "x-a,x-b"),
+        ]);
+        let CorsVerdict::Preflight(reply) = cors.check(&Method::OPTIONS, &preflight) else {
+            panic!("a star did not allow the origin");
+        };
+        let h = reply.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://anywhere.example");
+        assert_eq!(h["access-control-allow-methods"], "PATCH");
+        assert_eq!(h["access-control-allow-headers"], "x-a,x-b");
     }
 }

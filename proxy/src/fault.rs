@@ -54,13 +54,15 @@ impl CompiledFault {
             .map(|(delay, _)| delay)
     }
 
-    /// The reply that aborts this request, if it draws one.
-    pub(crate) fn abort(&self) -> Option<Response<ProxyBody>> {
+    /// The reply that aborts this request, if it draws one; for a gRPC request an HTTP
+    /// status goes in gRPC's form, as Envoy's local replies do.
+    pub(crate) fn abort(&self, grpc: bool) -> Option<Response<ProxyBody>> {
         let (abort, chance) = self.abort.as_ref()?;
         if !chance.hit() {
             return None;
         }
         Some(match abort {
+            Abort::Http(status) if grpc => respond::error(*status, ABORT_BODY, true),
             Abort::Http(status) => {
                 respond::local(*status, Some(Bytes::from_static(ABORT_BODY.as_bytes())))
             }

@@ -121,7 +121,7 @@ async fn serve(
             ProxyStats::add(&stats.faults_delayed);
             tokio::time::sleep(delay).await;
         }
-        if let Some(response) = fault.abort() {
+        if let Some(response) = fault.abort(grpc) {
             ProxyStats::add(&stats.faults_aborted);
             return local_reply(response, rule, conn, &parts, &started);
         }

@@ -16,6 +16,9 @@ use crate::proxy::Shared;
 use crate::request_body::RequestBody;
 use crate::stats::ProxyStats;
 
+/// The longest a copy may take to get its response headers (its body is dropped at once).
+const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One mirror of a rule.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CompiledMirror {
@@ -85,7 +88,9 @@ pub(crate) fn send_copies(
         let (shared, pool) = (shared.clone(), endpoint.pool.clone());
         ProxyStats::add(&shared.stats.mirrors_sent);
         tokio::spawn(async move {
-            if shared.upstream.send(&pool, copy).await.is_err() {
+            // Bounded: a mirror that never answers must not pile up tasks and sockets.
+            let sent = tokio::time::timeout(MIRROR_TIMEOUT, shared.upstream.send(&pool, copy));
+            if !matches!(sent.await, Ok(Ok(_))) {
                 ProxyStats::add(&shared.stats.mirrors_failed);
             }
         });

@@ -59,7 +59,11 @@ impl CompiledRetry {
         for condition in on {
             match condition {
                 "connect-failure" => retry.connect_failure = true,
-                "reset" | "refused-stream" => retry.reset = true,
+                "reset" => retry.reset = true,
+                // Envoy retries only an HTTP/2 REFUSED_STREAM here, which guarantees the
+                // request was not processed; vsteer cannot tell it from other resets yet,
+                // so it retries none (a connect failure, which never left, still is).
+                "refused-stream" => {}
                 "5xx" => retry.five_xx = true,
                 "gateway-error" => retry.gateway_error = true,
                 "retriable-4xx" => retry.retriable_4xx = true,
@@ -132,7 +136,11 @@ mod tests {
         let none = HeaderMap::new();
         let default = CompiledRetry::compile(None);
         assert_eq!(default.attempts, 2);
-        assert!(default.on_connect_failure() && default.on_reset());
+        assert!(default.on_connect_failure());
+        assert!(
+            !default.on_reset(),
+            "a reset may have been processed: not retried"
+        );
         assert!(default.on_response(status(503), &none));
         assert!(!default.on_response(status(500), &none));
         let mut unavailable = HeaderMap::new();

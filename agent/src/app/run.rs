@@ -248,9 +248,13 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                          steering had stopped; re-creating it",
                         options.pin_dir.display()
                     );
-                    match PinDirOwner::claim(&options.pin_dir)? {
-                        Claim::Owned(claimed) => _owner = claimed,
-                        Claim::Busy { holder } => anyhow::bail!(
+                    // The pins alone may have gone (the directory and the lock on it stay): a
+                    // second claim would conflict with this agent's own lock.
+                    let ours = _owner.covers(&options.pin_dir);
+                    match if ours { None } else { Some(PinDirOwner::claim(&options.pin_dir)?) } {
+                        None => {}
+                        Some(Claim::Owned(claimed)) => _owner = claimed,
+                        Some(Claim::Busy { holder }) => anyhow::bail!(
                             "the pinned datapath was removed and --pin-dir {} is now owned by \
                              {}: exiting",
                             options.pin_dir.display(),

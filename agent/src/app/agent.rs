@@ -168,12 +168,7 @@ impl<S: Sink> Agent<S> {
         let reading = read.reading.map_err(PassError::Read)?;
         let (update, resources) = self.compile(reading);
         let compiled = started.elapsed();
-        let stats = self
-            .sink
-            .apply_all(self.compiler.plan())
-            .map_err(PassError::Write)?;
-        self.unwritten.clear();
-        self.note_applied(&stats);
+        let stats = self.rewrite_all()?;
         Ok(Applied {
             stats,
             read: read.took,
@@ -196,8 +191,8 @@ impl<S: Sink> Agent<S> {
         Some(self.sink.prune(self.compiler.plan()))
     }
 
-    /// Writes the whole plan in force into the sink again (a datapath created anew, whose
-    /// maps are empty); the config is not read again.
+    /// Writes the whole plan in force into the sink (at start, and again into a datapath
+    /// created anew, whose maps are empty); the config is not read again.
     pub fn rewrite_all(&mut self) -> Result<ApplyStats, PassError> {
         let stats = self
             .sink

@@ -429,7 +429,7 @@ fn authority(target: &Target, request: Option<&str>, conn: &ConnContext) -> Head
 
 /// The request target for the upstream: origin-form for HTTP/1.1, absolute (scheme and
 /// authority, which HTTP/2 sends as `:scheme` and `:authority`) for HTTP/2.
-fn upstream_uri(
+pub(crate) fn upstream_uri(
     uri: &Uri,
     path: Option<String>,
     authority: &HeaderValue,

@@ -62,20 +62,20 @@ pub(crate) fn send_copies(
         let Ok(shadow) = HeaderValue::from_str(&shadow_host(authority)) else {
             continue;
         };
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let mut copy = Request::builder().method(parts.method.clone());
-        copy = if cluster.http2 {
-            copy.version(Version::HTTP_2).uri(format!(
-                "http://{}{path}",
-                shadow.to_str().unwrap_or_default()
-            ))
-        } else {
-            copy.version(Version::HTTP_11).uri(path)
+        // The request target the mirror's own protocol needs, as for the request itself.
+        let Some(uri) = crate::forward::upstream_uri(&parts.uri, None, &shadow, cluster.http2)
+        else {
+            continue;
         };
+        let version = if cluster.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let copy = Request::builder()
+            .method(parts.method.clone())
+            .version(version)
+            .uri(uri);
         let Ok(mut copy) = copy.body(RequestBody::empty()) else {
             continue;
         };

@@ -42,7 +42,7 @@ pub use keys::{address, describe, service_key, vip_key};
 pub use mounts::{cgroup2_root, check_cgroup2};
 pub use object::{CONNECT4, GETSOCKOPT, PROGRAMS, SOCKOPS};
 pub use original::OriginalDestinations;
-pub use owner::{Claim, PinDirOwner};
+pub use owner::{Claim, PinDirOwner, holder_name};
 pub use pins::{pins_present, uninstall};
 pub use proxy::ProxyRedirect;
 pub use slots::{TableSpec, shares, table_spec};

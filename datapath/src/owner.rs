@@ -63,6 +63,15 @@ impl PinDirOwner {
     }
 }
 
+/// Who holds a pin directory, for messages: `the agent with pid N`, or `another process`
+/// when `/proc/locks` did not tell.
+pub fn holder_name(holder: Option<u32>) -> String {
+    holder.map_or_else(
+        || "another process".to_string(),
+        |pid| format!("the agent with pid {pid}"),
+    )
+}
+
 impl PinDirOwner {
     /// Whether `pin_dir` is still the directory this lock holds (not removed and made
     /// again, which a second claim would then have to lock).

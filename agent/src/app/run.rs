@@ -62,10 +62,7 @@ async fn own_pin_dir(
             }
             Claim::Busy { holder } => {
                 if waiting_since.is_none() {
-                    let holder = holder.map_or_else(
-                        || "another process".to_string(),
-                        |pid| format!("the agent with pid {pid}"),
-                    );
+                    let holder = vsteer_datapath::holder_name(holder);
                     tracing::warn!(
                         "--pin-dir {} is owned by {holder}: WAITING for it to exit before \
                          touching anything (a rolling upgrade hands over here; if this agent \
@@ -258,7 +255,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                             "the pinned datapath was removed and --pin-dir {} is now owned by \
                              {}: exiting",
                             options.pin_dir.display(),
-                            holder.map_or("another process".to_string(), |pid| format!("pid {pid}"))
+                            vsteer_datapath::holder_name(holder)
                         ),
                     }
                     let datapath = Datapath::start(&datapath_options)?;

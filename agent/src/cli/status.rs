@@ -60,10 +60,7 @@ pub fn remove(args: &UninstallArgs) -> Result<i32> {
     // Held while removing: no agent starts on a half-removed directory.
     let _owner = match PinDirOwner::claim_existing(&args.pin_dir)? {
         Some(Claim::Busy { holder }) if !force => {
-            let holder = holder.map_or_else(
-                || "another process".to_string(),
-                |pid| format!("the agent with pid {pid}"),
-            );
+            let holder = vsteer_datapath::holder_name(holder);
             anyhow::bail!(
                 "{} is owned by {holder}, which is running: stop it first (its datapath stays in \
                  place when it exits), or pass --force to pull the datapath from under it",

@@ -120,7 +120,7 @@ impl Compiler {
         for (id, resource) in changes {
             let change = (id.clone(), resource.clone());
             match id.kind {
-                Kind::ServiceEntry => entries.push(change),
+                Kind::ServiceEntry | Kind::Service => entries.push(change),
                 Kind::DestinationRule => rules.push(change),
                 Kind::VirtualService => virtual_services.push(change),
             }
@@ -298,7 +298,7 @@ impl Compiler {
         // Notes that depend on other resources.
         let mut entry_ids: BTreeSet<ResourceId> = touched
             .iter()
-            .filter(|id| id.kind == Kind::ServiceEntry)
+            .filter(|id| id.kind.is_service_entry())
             .cloned()
             .collect();
         for host in &dirty_hosts {
@@ -412,7 +412,7 @@ impl Compiler {
 
     fn errors_of(&self, id: &ResourceId) -> Vec<Diagnostic> {
         match id.kind {
-            Kind::ServiceEntry => self
+            Kind::ServiceEntry | Kind::Service => self
                 .registry
                 .entries
                 .get(id)
@@ -438,7 +438,7 @@ impl Compiler {
 
     fn notes_of(&self, id: &ResourceId) -> Vec<String> {
         match id.kind {
-            Kind::ServiceEntry => {
+            Kind::ServiceEntry | Kind::Service => {
                 let Some(state) = self.registry.entries.get(id) else {
                     return Vec::new();
                 };

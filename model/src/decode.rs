@@ -193,7 +193,10 @@ pub fn decode_object(
 
     let mut ignored = Vec::new();
     let spec = match kind {
-        Kind::ServiceEntry => typed(spec, &mut ignored).map(ResourceSpec::ServiceEntry),
+        // Parsed only from Istio's group (above): a Service's entry is made by the registry.
+        Kind::ServiceEntry | Kind::Service => {
+            typed(spec, &mut ignored).map(ResourceSpec::ServiceEntry)
+        }
         Kind::VirtualService => typed(spec, &mut ignored).map(ResourceSpec::VirtualService),
         Kind::DestinationRule => typed(spec, &mut ignored).map(ResourceSpec::DestinationRule),
     };

@@ -18,10 +18,15 @@ pub enum Kind {
     ServiceEntry,
     VirtualService,
     DestinationRule,
+    /// A Kubernetes Service with its EndpointSlices, as Istio's Kubernetes registry reads it:
+    /// a service entry (hosts, VIPs, ports, labelled endpoints) that the cluster made. Read
+    /// from the Kubernetes API only; its spec is a [`ServiceEntrySpec`](crate::istio::ServiceEntrySpec).
+    Service,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [
+    /// The Istio kinds, which config files hold.
+    pub const ISTIO: [Kind; 3] = [
         Kind::ServiceEntry,
         Kind::VirtualService,
         Kind::DestinationRule,
@@ -32,12 +37,18 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
+            Kind::Service => "Service",
         }
     }
 
-    /// The kind named exactly `name` (Kubernetes kinds are case-sensitive).
+    /// The Istio kind named exactly `name` (Kubernetes kinds are case-sensitive).
     pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+        Kind::ISTIO.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// A service's registry entry: a ServiceEntry, or a Kubernetes Service in that form.
+    pub fn is_service_entry(self) -> bool {
+        matches!(self, Kind::ServiceEntry | Kind::Service)
     }
 }
 
@@ -176,7 +187,7 @@ mod tests {
 
     #[test]
     fn kind_names_round_trip() {
-        for kind in Kind::ALL {
+        for kind in Kind::ISTIO {
             assert_eq!(Kind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(Kind::parse("serviceentry"), None);

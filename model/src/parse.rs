@@ -106,6 +106,20 @@ pub fn parse_str(file: &str, text: &str) -> Parsed {
     }
 }
 
+/// Decodes one object read from the Kubernetes API, whose precedence is its creation order
+/// (the caller reads it from the metadata); `file` names it in messages, e.g.
+/// `kubernetes:VirtualService/shop/reviews`. A decoding error leaves `failed` set, so the
+/// store keeps the object's last good version, as for a file.
+pub fn parse_object(file: &str, precedence: Precedence, object: Value) -> Parsed {
+    let origin = Origin {
+        file: Arc::from(file),
+        document: 0,
+    };
+    let mut parsed = Parsed::default();
+    decode_at(&mut parsed, &origin, precedence, 0, "", object);
+    parsed
+}
+
 fn document_into(parsed: &mut Parsed, file: &Arc<str>, index: usize, mut value: Value) {
     // Empty documents (a stray `---`, a file of comments) are not mistakes.
     if value.is_null() {
@@ -155,6 +169,17 @@ fn unreadable(error: Diagnostic) -> Parsed {
 
 fn decode_into(parsed: &mut Parsed, origin: &Origin, item: usize, prefix: &str, object: Value) {
     let precedence = Precedence::position(&origin.file, origin.document, item);
+    decode_at(parsed, origin, precedence, item, prefix, object)
+}
+
+fn decode_at(
+    parsed: &mut Parsed,
+    origin: &Origin,
+    precedence: Precedence,
+    item: usize,
+    prefix: &str,
+    object: Value,
+) {
     match decode_object(origin, precedence, prefix, object, &mut parsed.warnings) {
         Ok(Some(resource)) => parsed.resources.push(resource),
         Ok(None) => {}

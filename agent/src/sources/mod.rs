@@ -5,6 +5,7 @@
 
 pub mod dir;
 pub mod embedded;
+pub mod kubernetes;
 pub mod snapshot;
 pub mod watch;
 

@@ -1,0 +1,424 @@
+//! What the watches have seen of the cluster, and which of it changed since the last read.
+//! Each watched kind is replaced whole when its watch relists (a 410 Gone, a restart), so
+//! objects deleted while a watch was down leave as well; every other event changes one
+//! object. Reads turn the changed objects into the store's updates: an Istio object is decoded
+//! as a file's document is, a Service becomes its registry entry with its EndpointSlices and
+//! pod labels. Pure: the watch tasks hand it events.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::watcher::Event;
+use vsteer_model::parse::{Failed, Parsed, parse_object};
+use vsteer_model::store::FileUpdate;
+use vsteer_model::{Diagnostic, Kind, Labels, ResourceId};
+
+use super::registry::{self, ObjectKey, object_file};
+
+/// The label with which an EndpointSlice names its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// What one watch follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Watched {
+    Services,
+    EndpointSlices,
+    /// Metadata only: the labels subsets select by.
+    Pods,
+    Istio(Kind),
+}
+
+impl Watched {
+    pub fn name(self) -> &'static str {
+        match self {
+            Watched::Services => "Service",
+            Watched::EndpointSlices => "EndpointSlice",
+            Watched::Pods => "Pod",
+            Watched::Istio(kind) => kind.as_str(),
+        }
+    }
+}
+
+/// An object as a watch delivered it: its metadata, and the whole object as JSON (`Null` for
+/// the metadata-only pod watch).
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub meta: ObjectMeta,
+    pub body: serde_json::Value,
+}
+
+/// An object that does not read as its kind (the API server validates less than vsteer
+/// reads); the last good version stays in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {kind}: {message}")]
+pub struct ObjectError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// What the store is told about a changed object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Changed {
+    Service(ObjectKey),
+    Istio(Kind, ObjectKey),
+}
+
+#[derive(Default)]
+pub struct Cluster {
+    domain: String,
+    services: BTreeMap<ObjectKey, Result<Service, Diagnostic>>,
+    slices: BTreeMap<ObjectKey, Slice>,
+    /// Each Service's slices, by the service-name label.
+    slices_of: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    pods: HashMap<ObjectKey, Labels>,
+    /// The services whose slices name each pod: a label change rewrites their entries.
+    services_of_pod: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    istio: BTreeMap<(Kind, ObjectKey), Object>,
+    changed: BTreeSet<Changed>,
+    /// Objects of a relisting watch, until its list is complete.
+    relisting: HashMap<Watched, Vec<Object>>,
+    synced: BTreeSet<Watched>,
+    /// The first event not read yet (the sync latency is measured from it).
+    first_unread: Option<Instant>,
+}
+
+struct Slice {
+    service: Option<ObjectKey>,
+    parsed: Result<EndpointSlice, Diagnostic>,
+    pods: Vec<ObjectKey>,
+}
+
+impl Cluster {
+    /// Services are named `name.namespace.svc.<domain>`.
+    pub fn new(domain: &str) -> Cluster {
+        Cluster {
+            domain: domain.to_string(),
+            ..Cluster::default()
+        }
+    }
+
+    /// Takes one watch event.
+    pub fn event(&mut self, watched: Watched, event: Event<Object>) {
+        self.first_unread.get_or_insert_with(Instant::now);
+        match event {
+            Event::Init => {
+                self.relisting.insert(watched, Vec::new());
+            }
+            Event::InitApply(object) => match self.relisting.get_mut(&watched) {
+                Some(buffer) => buffer.push(object),
+                None => self.upsert(watched, object),
+            },
+            Event::InitDone => {
+                let listed = self.relisting.remove(&watched).unwrap_or_default();
+                let keep: BTreeSet<ObjectKey> =
+                    listed.iter().map(|o| ObjectKey::of(&o.meta)).collect();
+                for gone in self.keys(watched).difference(&keep) {
+                    self.delete(watched, gone);
+                }
+                for object in listed {
+                    self.upsert(watched, object);
+                }
+                self.synced.insert(watched);
+            }
+            Event::Apply(object) => self.upsert(watched, object),
+            Event::Delete(object) => self.delete(watched, &ObjectKey::of(&object.meta)),
+        }
+    }
+
+    /// Whether every one of `watches` has listed its kind once.
+    pub fn synced(&self, watches: &[Watched]) -> bool {
+        watches.iter().all(|w| self.synced.contains(w))
+    }
+
+    /// When the oldest event not read yet came.
+    pub fn first_unread(&self) -> Option<Instant> {
+        self.first_unread
+    }
+
+    /// Objects of each kind, for `vsteer status` and the metrics.
+    pub fn counts(&self) -> [(&'static str, usize); 4] {
+        [
+            ("Service", self.services.len()),
+            ("EndpointSlice", self.slices.len()),
+            ("Pod", self.pods.len()),
+            ("Istio", self.istio.len()),
+        ]
+    }
+
+    /// What changed since the last read (`all`: everything), as the store's updates.
+    pub fn updates(&mut self, all: bool) -> Vec<FileUpdate> {
+        self.first_unread = None;
+        let mut changed = std::mem::take(&mut self.changed);
+        if all {
+            changed.extend(self.services.keys().cloned().map(Changed::Service));
+            changed.extend(
+                self.istio
+                    .keys()
+                    .map(|(kind, key)| Changed::Istio(*kind, key.clone())),
+            );
+        }
+        changed
+            .into_iter()
+            .map(|changed| match changed {
+                Changed::Service(key) => self.service_update(&key),
+                Changed::Istio(kind, key) => self.istio_update(kind, &key),
+            })
+            .collect()
+    }
+
+    fn keys(&self, watched: Watched) -> BTreeSet<ObjectKey> {
+        match watched {
+            Watched::Services => self.services.keys().cloned().collect(),
+            Watched::EndpointSlices => self.slices.keys().cloned().collect(),
+            Watched::Pods => self.pods.keys().cloned().collect(),
+            Watched::Istio(kind) => self
+                .istio
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, key)| key.clone())
+                .collect(),
+        }
+    }
+
+    fn upsert(&mut self, watched: Watched, object: Object) {
+        let key = ObjectKey::of(&object.meta);
+        match watched {
+            Watched::Services => {
+                let parsed = typed::<Service>("Service", &key, object.body);
+                self.services.insert(key.clone(), parsed);
+                self.changed.insert(Changed::Service(key));
+            }
+            Watched::EndpointSlices => {
+                self.delete(watched, &key);
+                let service = object
+                    .meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .map(|name| ObjectKey {
+                        namespace: key.namespace.clone(),
+                        name: name.clone(),
+                    });
+                let parsed = typed::<EndpointSlice>("EndpointSlice", &key, object.body);
+                let pods = parsed.as_ref().map(pods_of).unwrap_or_default();
+                if let Some(service) = &service {
+                    self.slices_of
+                        .entry(service.clone())
+                        .or_default()
+                        .insert(key.clone());
+                    for pod in &pods {
+                        self.services_of_pod
+                            .entry(pod.clone())
+                            .or_default()
+                            .insert(service.clone());
+                    }
+                    self.changed.insert(Changed::Service(service.clone()));
+                }
+                self.slices.insert(
+                    key,
+                    Slice {
+                        service,
+                        parsed,
+                        pods,
+                    },
+                );
+            }
+            Watched::Pods => {
+                let labels: Labels = object
+                    .meta
+                    .labels
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                if self.pods.get(&key) != Some(&labels) {
+                    self.pods.insert(key.clone(), labels);
+                    self.pod_changed(&key);
+                }
+            }
+            Watched::Istio(kind) => {
+                self.istio.insert((kind, key.clone()), object);
+                self.changed.insert(Changed::Istio(kind, key));
+            }
+        }
+    }
+
+    fn delete(&mut self, watched: Watched, key: &ObjectKey) {
+        match watched {
+            Watched::Services => {
+                if self.services.remove(key).is_some() {
+                    self.changed.insert(Changed::Service(key.clone()));
+                }
+            }
+            Watched::EndpointSlices => {
+                let Some(slice) = self.slices.remove(key) else {
+                    return;
+                };
+                let Some(service) = slice.service else {
+                    return;
+                };
+                if let Some(slices) = self.slices_of.get_mut(&service) {
+                    slices.remove(key);
+                    if slices.is_empty() {
+                        self.slices_of.remove(&service);
+                    }
+                }
+                for pod in &slice.pods {
+                    // Another slice of the same service may name the pod too: kept then.
+                    let still = self.slices_of.get(&service).is_some_and(|slices| {
+                        slices
+                            .iter()
+                            .any(|s| self.slices.get(s).is_some_and(|s| s.pods.contains(pod)))
+                    });
+                    if !still && let Some(services) = self.services_of_pod.get_mut(pod) {
+                        services.remove(&service);
+                        if services.is_empty() {
+                            self.services_of_pod.remove(pod);
+                        }
+                    }
+                }
+                self.changed.insert(Changed::Service(service));
+            }
+            Watched::Pods => {
+                if self.pods.remove(key).is_some() {
+                    self.pod_changed(key);
+                }
+            }
+            Watched::Istio(kind) => {
+                if self.istio.remove(&(kind, key.clone())).is_some() {
+                    self.changed.insert(Changed::Istio(kind, key.clone()));
+                }
+            }
+        }
+    }
+
+    fn pod_changed(&mut self, pod: &ObjectKey) {
+        for service in self.services_of_pod.get(pod).into_iter().flatten() {
+            self.changed.insert(Changed::Service(service.clone()));
+        }
+    }
+
+    fn service_update(&self, key: &ObjectKey) -> FileUpdate {
+        let file = object_file("Service", key);
+        let service = match self.services.get(key) {
+            None => return FileUpdate::Removed { file: file.into() },
+            Some(Err(error)) => {
+                let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+                return failed(file, error.clone(), id);
+            }
+            Some(Ok(service)) => service,
+        };
+        let mut slices = Vec::new();
+        for slice in self.slices_of.get(key).into_iter().flatten() {
+            match self.slices.get(slice).map(|s| &s.parsed) {
+                Some(Ok(parsed)) => slices.push(parsed),
+                // A slice that does not read: the service keeps its last good endpoints.
+                Some(Err(error)) => {
+                    let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+                    return failed(file, error.clone(), id);
+                }
+                None => {}
+            }
+        }
+        let parsed = registry::service_entry(
+            service,
+            slices,
+            |pod| self.pods.get(pod).cloned(),
+            &self.domain,
+        );
+        FileUpdate::Read {
+            file: file.into(),
+            parsed,
+        }
+    }
+
+    fn istio_update(&self, kind: Kind, key: &ObjectKey) -> FileUpdate {
+        let file = object_file(kind.as_str(), key);
+        let Some(object) = self.istio.get(&(kind, key.clone())) else {
+            return FileUpdate::Removed { file: file.into() };
+        };
+        let precedence = registry::created(&object.meta, key);
+        let parsed = match vsteer_model::yaml::to_value(&object.body) {
+            Ok(value) => parse_object(&file, precedence, value),
+            Err(e) => {
+                let error = ObjectError {
+                    kind: kind.as_str(),
+                    message: e.to_string(),
+                };
+                let id = ResourceId::new(kind, &key.namespace, &key.name);
+                return failed(
+                    file.clone(),
+                    Diagnostic::new(file, error).resource_id(&id),
+                    id,
+                );
+            }
+        };
+        FileUpdate::Read {
+            file: file.into(),
+            parsed,
+        }
+    }
+}
+
+/// `body` as `T`, or an error naming the object and the field that does not read.
+fn typed<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    key: &ObjectKey,
+    body: serde_json::Value,
+) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let field = e.path().to_string();
+        let error = ObjectError {
+            kind,
+            message: e.into_inner().to_string(),
+        };
+        // A Service is a resource of vsteer's; a slice is named as the API names it.
+        let subject = match kind {
+            "Service" => vsteer_model::Subject::Resource(ResourceId::new(
+                Kind::Service,
+                &key.namespace,
+                &key.name,
+            )),
+            _ => vsteer_model::Subject::Other(format!("{kind} {}/{}", key.namespace, key.name)),
+        };
+        Diagnostic::new(object_file(kind, key), error)
+            .about(subject)
+            .field(if field == "." { String::new() } else { field })
+    })
+}
+
+/// The pods a slice's endpoints name.
+fn pods_of(slice: &EndpointSlice) -> Vec<ObjectKey> {
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+        .map(|r| ObjectKey {
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: r.name.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// An update that keeps `id`'s last good version, with `error`.
+fn failed(file: String, error: Diagnostic, id: ResourceId) -> FileUpdate {
+    FileUpdate::Read {
+        file: file.into(),
+        parsed: Parsed {
+            errors: vec![error],
+            failed: vec![Failed {
+                document: 0,
+                item: 0,
+                id: Some(id),
+            }],
+            ..Parsed::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The cluster's own service registry, read as Istio's Kubernetes registry reads it: a
+//! Service, its EndpointSlices and the labels of the pods behind them become one service
+//! entry (`Kind::Service`): host `name.namespace.svc.<domain>`, the ClusterIPs as VIPs, the
+//! ports with Istio's protocol selection, and the endpoints kube-proxy would use. Pure: the
+//! watchers hand it objects, it hands back what the store takes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort as KubePort};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use vsteer_model::istio::{ServiceEntrySpec, ServicePort, WorkloadEntry};
+use vsteer_model::parse::{Failed, Parsed};
+use vsteer_model::{Diagnostic, Kind, Labels, Origin, Precedence, Resource, ResourceId};
+
+/// The annotation with which a Service limits where it is visible, as Istio reads it.
+const EXPORT_TO: &str = "networking.istio.io/exportTo";
+
+/// A Service that cannot be read as a registry entry; the last good version stays in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("`{value}` is not an IP address")]
+    ClusterIp { value: String },
+    #[error("{value} is not a port number (1-65535)")]
+    Port { value: i32 },
+}
+
+/// Things of a Service that vsteer leaves out, on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryWarning {
+    #[error(
+        "an ExternalName service is resolved by DNS, which vsteer does not do: its host has \
+         no endpoints"
+    )]
+    ExternalName,
+    #[error("protocol {protocol} is not steered (TCP and UDP are): port left out")]
+    Protocol { protocol: String },
+    #[error("EndpointSlice {slice}: address type {address_type} is not steered: left out")]
+    AddressType { slice: String, address_type: String },
+    #[error("EndpointSlice {slice}: `{value}` is not an IP address: endpoint left out")]
+    EndpointAddress { slice: String, value: String },
+}
+
+/// Who a Kubernetes object is, for the maps of the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of(meta: &ObjectMeta) -> ObjectKey {
+        ObjectKey {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The name under which a Kubernetes object's resources are held in the store and named in
+/// messages, as a file's path is in file mode: `kubernetes:Service/shop/reviews`.
+pub fn object_file(kind: &str, key: &ObjectKey) -> String {
+    format!("kubernetes:{kind}/{}/{}", key.namespace, key.name)
+}
+
+/// Istio's order of conflicting resources: creation time, then namespace and name.
+pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
+    Precedence::Created(Box::new(vsteer_model::identity::Created {
+        seconds: meta
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+        namespace: key.namespace.as_str().into(),
+        name: key.name.as_str().into(),
+    }))
+}
+
+/// The registry entry of `service`, from its `slices`; `pod_labels` gives the labels of a pod
+/// an endpoint names (`None` while the pod is not known yet: no labels).
+pub fn service_entry<'a>(
+    service: &Service,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    pod_labels: impl Fn(&ObjectKey) -> Option<Labels>,
+    domain: &str,
+) -> Parsed {
+    let key = ObjectKey::of(&service.metadata);
+    let file = object_file("Service", &key);
+    let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+    let mut parsed = Parsed::default();
+    let about = |problem: Diagnostic, field: &str| problem.resource_id(&id).field(field);
+    let spec = service.spec.clone().unwrap_or_default();
+
+    let external = spec.type_.as_deref() == Some("ExternalName");
+    if external {
+        parsed.warnings.push(about(
+            Diagnostic::new(file.as_str(), RegistryWarning::ExternalName),
+            "spec.externalName",
+        ));
+    }
+    // `clusterIPs` holds both families of a dual-stack service; `None` (headless) has no VIP:
+    // its host is a destination only, as with a ServiceEntry without addresses.
+    let mut addresses = Vec::new();
+    let given = spec
+        .cluster_ips
+        .clone()
+        .filter(|ips| !ips.is_empty())
+        .map(|ips| (ips, "spec.clusterIPs"))
+        .or_else(|| {
+            spec.cluster_ip
+                .clone()
+                .map(|ip| (vec![ip], "spec.clusterIP"))
+        });
+    if let Some((ips, field)) = given.filter(|_| !external) {
+        for (i, ip) in ips.iter().enumerate() {
+            if ip.is_empty() || ip == "None" {
+                continue;
+            }
+            if ip.parse::<IpAddr>().is_err() {
+                let error = RegistryError::ClusterIp { value: ip.clone() };
+                return rejected(
+                    parsed,
+                    about(Diagnostic::new(file, error), &indexed(field, i, ips.len())),
+                    id,
+                );
+            }
+            addresses.push(ip.clone());
+        }
+    }
+
+    let mut ports = Vec::new();
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        let field = format!("spec.ports[{i}]");
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        if !matches!(protocol, "TCP" | "UDP") {
+            let warning = RegistryWarning::Protocol {
+                protocol: protocol.to_string(),
+            };
+            parsed
+                .warnings
+                .push(about(Diagnostic::new(file.as_str(), warning), &field));
+            continue;
+        }
+        let Ok(number) = u16::try_from(port.port).map(u32::from) else {
+            let error = RegistryError::Port { value: port.port };
+            return rejected(
+                parsed,
+                about(Diagnostic::new(file, error), &format!("{field}.port")),
+                id,
+            );
+        };
+        if number == 0 {
+            let error = RegistryError::Port { value: port.port };
+            return rejected(
+                parsed,
+                about(Diagnostic::new(file, error), &format!("{field}.port")),
+                id,
+            );
+        }
+        ports.push(ServicePort {
+            number,
+            protocol: istio_protocol(port),
+            name: port.name.clone().unwrap_or_default(),
+            target_port: None,
+        });
+    }
+
+    let endpoints = if external {
+        Vec::new()
+    } else {
+        endpoints(slices, &ports, &pod_labels, &mut |warning| {
+            parsed
+                .warnings
+                .push(about(Diagnostic::new(file.as_str(), warning), ""))
+        })
+    };
+
+    let export_to = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPORT_TO))
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let entry = ServiceEntrySpec {
+        hosts: vec![format!("{}.{}.svc.{domain}", key.name, key.namespace)],
+        addresses,
+        ports,
+        location: Some("MESH_INTERNAL".into()),
+        resolution: Some("STATIC".into()),
+        endpoints,
+        workload_selector: None,
+        export_to,
+        subject_alt_names: Vec::new(),
+    };
+    parsed.resources.push(Resource {
+        id,
+        precedence: created(&service.metadata, &key),
+        origin: Origin {
+            file: file.into(),
+            document: 0,
+        },
+        api_version: "v1".into(),
+        spec: vsteer_model::ResourceSpec::ServiceEntry(Box::new(entry)),
+    });
+    parsed
+}
+
+/// `field[i]` when the field holds several values.
+fn indexed(field: &str, i: usize, len: usize) -> String {
+    if len > 1 || field.ends_with('s') {
+        format!("{field}[{i}]")
+    } else {
+        field.to_string()
+    }
+}
+
+/// `parsed` with `error` and the Service marked failed: its last good version stays.
+fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed {
+    parsed.errors.push(error);
+    parsed.failed.push(Failed {
+        document: 0,
+        item: 0,
+        id: Some(id),
+    });
+    parsed
+}
+
+/// Istio's protocol of a Service port: `appProtocol` when it names one Istio knows (and
+/// Kubernetes' own `kubernetes.io/h2c`, `ws`, `wss`), else the port name's prefix before `-`
+/// (`http-web`, `grpc`), else UDP for a UDP port; empty: Istio sniffs the protocol.
+pub fn istio_protocol(port: &KubePort) -> String {
+    if port.protocol.as_deref() == Some("UDP") {
+        return "UDP".into();
+    }
+    let by_app =
+        port.app_protocol
+            .as_deref()
+            .and_then(|app| match app.to_ascii_lowercase().as_str() {
+                "kubernetes.io/h2c" => Some("HTTP2"),
+                "kubernetes.io/ws" => Some("HTTP"),
+                "kubernetes.io/wss" => Some("HTTPS"),
+                other => known_protocol(other),
+            });
+    let by_name = || {
+        let name = port.name.as_deref().unwrap_or_default();
+        let prefix = name.split('-').next().unwrap_or_default();
+        known_protocol(&prefix.to_ascii_lowercase())
+    };
+    by_app.or_else(by_name).unwrap_or_default().to_string()
+}
+
+/// Istio's protocol names (`protocol.Parse`), from lower case.
+fn known_protocol(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "tcp" => "TCP",
+        "udp" => "UDP",
+        "grpc" => "GRPC",
+        "grpc-web" => "GRPC-Web",
+        "http" => "HTTP",
+        "http_proxy" => "HTTP_PROXY",
+        "http2" => "HTTP2",
+        "https" => "HTTPS",
+        "tls" => "TLS",
+        "mongo" => "Mongo",
+        "redis" => "Redis",
+        "mysql" => "MySQL",
+        _ => return None,
+    })
+}
+
+/// The endpoints kube-proxy would use: the ready ones; when none is ready, the serving ones
+/// that are terminating (a rollout's last pods keep serving). Each at the port its slice
+/// gives for each service port's name; an address in two slices counts once.
+fn endpoints<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ports: &[ServicePort],
+    pod_labels: &impl Fn(&ObjectKey) -> Option<Labels>,
+    warn: &mut impl FnMut(RegistryWarning),
+) -> Vec<WorkloadEntry> {
+    let mut ready = BTreeMap::new();
+    let mut terminating = BTreeMap::new();
+    for slice in slices {
+        let slice_name = slice.metadata.name.clone().unwrap_or_default();
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            warn(RegistryWarning::AddressType {
+                slice: slice_name,
+                address_type: slice.address_type.clone(),
+            });
+            continue;
+        }
+        let slice_ports: BTreeMap<String, u32> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let port = u16::try_from(p.port?).ok().filter(|&n| n != 0)?;
+                Some((p.name.clone().unwrap_or_default(), u32::from(port)))
+            })
+            .filter(|(name, _)| ports.iter().any(|p| &p.name == name))
+            .collect();
+        for endpoint in &slice.endpoints {
+            let Some(address) = endpoint.addresses.first() else {
+                continue;
+            };
+            let Ok(ip) = address.parse::<IpAddr>() else {
+                warn(RegistryWarning::EndpointAddress {
+                    slice: slice_name.clone(),
+                    value: address.clone(),
+                });
+                continue;
+            };
+            let into = match usable(endpoint) {
+                Usable::Ready => &mut ready,
+                Usable::Terminating => &mut terminating,
+                Usable::No => continue,
+            };
+            into.entry(ip).or_insert_with(|| WorkloadEntry {
+                address: ip.to_string().into(),
+                ports: slice_ports.clone(),
+                labels: labels_of(endpoint, pod_labels),
+                ..WorkloadEntry::default()
+            });
+        }
+    }
+    let chosen = if ready.is_empty() { terminating } else { ready };
+    chosen.into_values().collect()
+}
+
+enum Usable {
+    Ready,
+    Terminating,
+    No,
+}
+
+/// Conditions as the API defines them: an unset `ready` is ready, an unset `serving` is
+/// `ready`, an unset `terminating` is not terminating.
+fn usable(endpoint: &Endpoint) -> Usable {
+    let conditions = endpoint.conditions.clone().unwrap_or_default();
+    let ready = conditions.ready.unwrap_or(true);
+    let serving = conditions.serving.unwrap_or(ready);
+    let terminating = conditions.terminating.unwrap_or(false);
+    if ready && !terminating {
+        Usable::Ready
+    } else if serving && terminating {
+        Usable::Terminating
+    } else {
+        Usable::No
+    }
+}
+
+fn labels_of(endpoint: &Endpoint, pod_labels: &impl Fn(&ObjectKey) -> Option<Labels>) -> Labels {
+    endpoint
+        .target_ref
+        .as_ref()
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+        .and_then(|r| {
+            pod_labels(&ObjectKey {
+                namespace: r.namespace.clone().unwrap_or_default(),
+                name: r.name.clone().unwrap_or_default(),
+            })
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

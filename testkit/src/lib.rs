@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cgroup;
 pub mod client;
 pub mod http;
+pub mod kube_api;
 pub mod netns;
 pub mod pins;
 pub mod spawn;

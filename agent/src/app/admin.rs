@@ -1,10 +1,11 @@
-//! The admin listener: Prometheus metrics at `/metrics` (the proxy's counters today; the
-//! agent's own come with Kubernetes mode). Loopback by default: it is the node's, not the
-//! mesh's.
+//! The admin listener: Prometheus metrics at `/metrics`, `/healthz` (the agent answers) and
+//! `/readyz` (its first config is in the kernel). Loopback by default: it is the node's, not
+//! the mesh's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use http_body_util::Full;
@@ -19,10 +20,25 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 /// A whole scrape: the request, the metrics, done.
 const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Whether the agent's first config is in the kernel (`/readyz`).
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Binds `addr` and serves until the task is dropped; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
+    ready: Readiness,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
@@ -44,10 +60,12 @@ pub async fn serve(
                 }
             };
             let registry = registry.clone();
+            let ready = ready.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let registry = registry.clone();
-                    async move { Ok::<_, Infallible>(respond(&registry, &request)) }
+                    let ready = ready.get();
+                    async move { Ok::<_, Infallible>(respond(&registry, ready, &request)) }
                 });
                 let serving = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -61,7 +79,7 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-fn respond(registry: &Registry, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(registry: &Registry, ready: bool, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &'static str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -86,6 +104,17 @@ fn respond(registry: &Registry, request: &Request<Incoming>) -> Response<Full<By
                 ),
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into()),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if ready => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready: the first config is not in the kernel yet\n".into(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics, /healthz or /readyz\n".into(),
+        ),
     }
 }

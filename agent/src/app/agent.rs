@@ -103,13 +103,13 @@ impl Read {
     }
 }
 
-/// Reads what changed (`None` or no paths: everything, as at start and on SIGHUP).
+/// Reads what changed (`None`: everything, as at start and on SIGHUP).
 pub fn read(source: &Mutex<Source>, paths: Option<&[PathBuf]>) -> Read {
     let started = Instant::now();
     let reading = match source.lock() {
         Ok(mut source) => match paths {
-            Some(paths) if !paths.is_empty() => source.read_changed(paths),
-            _ => source.read_all(),
+            Some(paths) => source.read_changed(paths),
+            None => source.read_all(),
         },
         Err(_) => Err(anyhow::anyhow!("an earlier read of the config panicked")),
     };

@@ -20,6 +20,7 @@ use super::admin;
 use super::agent::{Agent, Applied, PassError, Read};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
+use crate::sources::kubernetes::{self, KubeSettings};
 use crate::sources::{Source, snapshot::Snapshot, watch};
 
 /// Everything `vsteer run` is told.
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub admin: Option<SocketAddr>,
     /// How long a config file must be left alone before it is read.
     pub settle: Duration,
+    /// Read the Kubernetes API instead of `config` (which is then `None`).
+    pub kubernetes: Option<KubeSettings>,
 }
 
 /// The pin directory's lock, waited for (`None`: a signal to stop came first).
@@ -130,13 +133,23 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     if let Some(proxy) = &proxy {
         vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
     }
+    let ready = admin::Readiness::default();
     let admin = match options.admin {
-        Some(addr) => Some(admin::serve(addr, registry).await?),
+        Some(addr) => Some(admin::serve(addr, registry, ready.clone()).await?),
         None => None,
     };
 
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
-    let mut source = Source::with_settle(options.config.clone(), options.settle);
+    let mut kube = None;
+    let mut source = match &options.kubernetes {
+        Some(settings) => {
+            let watches = kubernetes::start(settings, changed_tx.clone()).await?;
+            let source = Source::Kubernetes(watches.cluster.clone());
+            kube = Some(watches);
+            source
+        }
+        None => Source::with_settle(options.config.clone(), options.settle),
+    };
     if let Some(dir) = &options.config {
         match Snapshot::open(&options.state_dir, &options.pin_dir, dir) {
             Ok(snapshot) => source = source.with_snapshot(snapshot),
@@ -151,6 +164,16 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     };
     let source = Arc::new(Mutex::new(source));
     let reader = Reader::start(source.clone())?;
+    if let Some(watches) = &mut kube {
+        // A partial view would remove every service not listed yet: nothing is applied before
+        // every watch has listed once (the pinned datapath serves meanwhile).
+        tracing::info!("waiting for the first full list of every watched kind");
+        tokio::select! {
+            _ = watches.synced() => {}
+            _ = sigterm.recv() => return Ok(0),
+            _ = sigint.recv() => return Ok(0),
+        }
+    }
 
     // The config is read before the kernel is touched (a directory that cannot be read
     // fails here), on a thread of its own: a signal to stop never waits for a long parse.
@@ -205,6 +228,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         admin = %admin.as_ref().map_or_else(|| "off".to_string(), |(a, _)| a.to_string()),
         "datapath ready"
     );
+    ready.set();
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -9,6 +9,7 @@ use vsteer_datapath::DEFAULT_PIN_DIR;
 
 use super::SourceArgs;
 use crate::app::{self, ProxySettings, RunOptions};
+use crate::sources::kubernetes::KubeSettings;
 use crate::sources::snapshot::DEFAULT_STATE_DIR;
 
 /// Where the proxy listens unless told: loopback, so only the node's own processes (host
@@ -23,6 +24,18 @@ pub const DEFAULT_PROXY_MARK: &str = "0x2000";
 pub struct RunArgs {
     #[command(flatten)]
     source: SourceArgs,
+    /// Where the resources come from: `files` (--config, or the embedded examples) or
+    /// `kubernetes` (the API server: Istio's kinds, Services, EndpointSlices, pod labels).
+    #[arg(long = "source", value_enum, default_value = "files")]
+    source_kind: SourceKind,
+    /// Kubernetes mode: the kubeconfig to use (default: in-cluster, else KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: the cluster's DNS domain; a Service's host is
+    /// `name.namespace.svc.<domain>`.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// cgroup v2 directory whose processes are steered (default: the cgroup v2 root, i.e. the
     /// whole node).
     #[arg(long, value_name = "PATH")]
@@ -65,6 +78,12 @@ pub struct RunArgs {
     admin_addr: Admin,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SourceKind {
+    Files,
+    Kubernetes,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Admin {
     Off,
@@ -89,7 +108,18 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let kubernetes = match args.source_kind {
+        SourceKind::Files => None,
+        SourceKind::Kubernetes if config.is_some() => {
+            bail!("--source kubernetes reads the API server: it takes no --config")
+        }
+        SourceKind::Kubernetes => Some(KubeSettings {
+            kubeconfig: args.kubeconfig.clone(),
+            cluster_domain: args.cluster_domain.clone(),
+        }),
+    };
     app::run(&RunOptions {
+        kubernetes,
         config,
         cgroup: args.cgroup.clone(),
         pin_dir: args.pin_dir.clone(),

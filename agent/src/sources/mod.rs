@@ -1,6 +1,7 @@
 //! Where resources come from: a config directory (read whole, or only the files a watch
 //! says changed; `dir` decides what is read and when a file is stable, `watch` follows the
-//! directory by its path) or the examples built into the binary. A source only reads: it hands each
+//! directory by its path), the examples built into the binary, or the Kubernetes API
+//! (`kubernetes`: each object is read as a file is). A source only reads: it hands each
 //! file's parse to the model's store, which decides what is in force.
 
 pub mod dir;
@@ -10,6 +11,7 @@ pub mod snapshot;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -29,6 +31,8 @@ pub enum Source {
     Dir(dir::DirSource),
     /// The examples of `examples/`, compiled into the binary.
     Embedded,
+    /// What the Kubernetes watches have seen.
+    Kubernetes(Arc<Mutex<kubernetes::cluster::Cluster>>),
 }
 
 impl Source {
@@ -53,15 +57,18 @@ impl Source {
                 updates: embedded::updates(),
                 warnings: Vec::new(),
             }),
+            Source::Kubernetes(cluster) => kubernetes_updates(cluster, true),
         }
     }
 
     /// The files at `paths` (what a watch reported), or everything when the paths say the
-    /// directory itself changed.
+    /// directory itself changed (or none are given); the Kubernetes objects that changed.
     pub fn read_changed(&mut self, paths: &[PathBuf]) -> Result<Reading> {
         match self {
+            Source::Dir(dir) if paths.is_empty() => dir.read_all(),
             Source::Dir(dir) => dir.read_changed(paths),
             Source::Embedded => Ok(Reading::default()),
+            Source::Kubernetes(cluster) => kubernetes_updates(cluster, false),
         }
     }
 
@@ -69,7 +76,7 @@ impl Source {
     pub fn with_snapshot(self, snapshot: snapshot::Snapshot) -> Source {
         match self {
             Source::Dir(dir) => Source::Dir(dir.with_snapshot(snapshot)),
-            Source::Embedded => Source::Embedded,
+            other => other,
         }
     }
 
@@ -77,7 +84,17 @@ impl Source {
     pub fn dir(&self) -> Option<&Path> {
         match self {
             Source::Dir(dir) => Some(dir.path()),
-            Source::Embedded => None,
+            Source::Embedded | Source::Kubernetes(_) => None,
         }
     }
+}
+
+fn kubernetes_updates(cluster: &Mutex<kubernetes::cluster::Cluster>, all: bool) -> Result<Reading> {
+    let mut cluster = cluster
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a Kubernetes watch panicked"))?;
+    Ok(Reading {
+        updates: cluster.updates(all),
+        warnings: Vec::new(),
+    })
 }

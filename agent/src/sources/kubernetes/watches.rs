@@ -1,0 +1,293 @@
+//! The watches on the API server (kube-rs watchers, which list, then watch from the list's
+//! resource version, resume a cut watch from the last version seen and list again after a
+//! 410 Gone), feeding the cluster state; and the debounce that turns a burst of events into
+//! one batch for the agent's loop.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Config};
+use tokio::sync::{Notify, mpsc};
+use vsteer_model::Kind;
+use vsteer_model::identity::ISTIO_NETWORKING_GROUP;
+
+use super::cluster::{Cluster, Object, Watched};
+use crate::sources::watch::Batch;
+
+/// A batch is sent once events stop for this long...
+pub const QUIET: Duration = Duration::from_millis(10);
+/// ...or this long after its first event, whichever comes first. istiod waits 100 ms (at
+/// most 10 s) because each push goes to every proxy of the mesh; vsteer writes one node's
+/// maps, in microseconds per service, so it waits far less: an endpoint change reaches the
+/// kernel in tens of milliseconds.
+pub const CEILING: Duration = Duration::from_millis(30);
+
+/// How to reach the API server and name its services.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// `None`: in-cluster config, else `KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Services are `name.namespace.svc.<domain>`.
+    pub cluster_domain: String,
+}
+
+/// The running watches; dropping them stops them.
+pub struct Watches {
+    pub cluster: Arc<Mutex<Cluster>>,
+    synced: tokio::sync::watch::Receiver<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Watches {
+    /// Waits until every watch has listed its kind once (the agent applies nothing before:
+    /// a partial view would remove services that are only not listed yet).
+    pub async fn synced(&mut self) {
+        let _ = self.synced.wait_for(|synced| *synced).await;
+    }
+}
+
+/// Connects and starts the watches; batches of changes go to `changed` once all are synced.
+pub async fn start(
+    settings: &KubeSettings,
+    changed: mpsc::UnboundedSender<Batch>,
+) -> Result<Watches> {
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        None => Config::infer()
+            .await
+            .context("no Kubernetes config: not in a cluster, and no KUBECONFIG or ~/.kube/config (or give --kubeconfig)")?,
+    };
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).context("the Kubernetes client")?;
+    let istio = istio_resources(&client)
+        .await
+        .with_context(|| format!("asking the API server {server} which Istio kinds it serves"))?;
+    if istio.is_empty() {
+        tracing::info!(
+            "the API server serves no {ISTIO_NETWORKING_GROUP} kinds (Istio's CRDs are not installed): \
+             the cluster's Services alone are steered"
+        );
+    }
+    let cluster = Arc::new(Mutex::new(Cluster::new(&settings.cluster_domain)));
+    let notify = Arc::new(Notify::new());
+    let mut expected = vec![Watched::Services, Watched::EndpointSlices, Watched::Pods];
+    let mut tasks = Vec::new();
+    let core = [
+        (Watched::Services, ApiResource::erase::<Service>(&())),
+        (
+            Watched::EndpointSlices,
+            ApiResource::erase::<EndpointSlice>(&()),
+        ),
+    ];
+    for (watched, resource) in core
+        .into_iter()
+        .chain(istio.iter().map(|(k, r)| (Watched::Istio(*k), r.clone())))
+    {
+        if let Watched::Istio(_) = watched {
+            expected.push(watched);
+        }
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |event| event.map(|e| map_event(e, |o| full(o, &resource))));
+        tasks.push(tokio::spawn(follow(
+            watched,
+            stream,
+            cluster.clone(),
+            notify.clone(),
+        )));
+    }
+    // Metadata only: a pod's labels, never its spec (a node may see thousands of pods).
+    let pods = Api::<PartialObjectMeta<Pod>>::all(client.clone());
+    let pods = watcher::watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .map(|event| {
+            event.map(|e| {
+                map_event(e, |p| Object {
+                    meta: p.metadata,
+                    body: serde_json::Value::Null,
+                })
+            })
+        });
+    tasks.push(tokio::spawn(follow(
+        Watched::Pods,
+        pods,
+        cluster.clone(),
+        notify.clone(),
+    )));
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    tasks.push(tokio::spawn(debounce(
+        cluster.clone(),
+        expected,
+        notify,
+        synced_tx,
+        changed,
+    )));
+    tracing::info!(
+        server,
+        istio_kinds = istio.len(),
+        "watching the Kubernetes API"
+    );
+    Ok(Watches {
+        cluster,
+        synced,
+        tasks,
+    })
+}
+
+/// The Istio kinds the server serves, each at the newest version vsteer reads (`v1`, else
+/// `v1beta1`): none when the group is not served.
+async fn istio_resources(client: &Client) -> Result<Vec<(Kind, ApiResource)>> {
+    let groups = client
+        .list_api_groups()
+        .await
+        .context("listing the API groups")?;
+    if !groups
+        .groups
+        .iter()
+        .any(|g| g.name == ISTIO_NETWORKING_GROUP)
+    {
+        return Ok(Vec::new());
+    }
+    let group = kube::discovery::group(client, ISTIO_NETWORKING_GROUP).await?;
+    let mut found = Vec::new();
+    for kind in Kind::ISTIO {
+        let resource = vsteer_model::identity::SUPPORTED_VERSIONS
+            .iter()
+            .find_map(|version| {
+                group
+                    .versioned_resources(version)
+                    .into_iter()
+                    .find(|(r, _)| r.kind == kind.as_str())
+                    .map(|(r, _)| r)
+            });
+        if let Some(resource) = resource {
+            found.push((kind, resource));
+        }
+    }
+    Ok(found)
+}
+
+/// A watched object with its kind and apiVersion set: list items come without them.
+fn full(mut object: DynamicObject, resource: &ApiResource) -> Object {
+    let types = object.types.get_or_insert_with(|| kube::api::TypeMeta {
+        api_version: resource.api_version.clone(),
+        kind: resource.kind.clone(),
+    });
+    if types.kind.is_empty() {
+        types.kind = resource.kind.clone();
+        types.api_version = resource.api_version.clone();
+    }
+    let meta = object.metadata.clone();
+    let body = serde_json::to_value(&object).unwrap_or(serde_json::Value::Null);
+    Object { meta, body }
+}
+
+fn map_event<K>(event: Event<K>, f: impl Fn(K) -> Object) -> Event<Object> {
+    match event {
+        Event::Apply(o) => Event::Apply(f(o)),
+        Event::Delete(o) => Event::Delete(f(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(f(o)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+/// Feeds one watch's events to the cluster state until the stream ends (it does not: the
+/// watcher retries with backoff, and each failure is logged).
+async fn follow(
+    watched: Watched,
+    stream: impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>>,
+    cluster: Arc<Mutex<Cluster>>,
+    notify: Arc<Notify>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                let relisted = matches!(event, Event::InitDone);
+                match cluster.lock() {
+                    Ok(mut cluster) => cluster.event(watched, event),
+                    Err(_) => return,
+                }
+                if relisted {
+                    tracing::debug!(kind = watched.name(), "listed");
+                }
+                notify.notify_one();
+            }
+            Err(err) => tracing::warn!(
+                kind = watched.name(),
+                "watching {}s: {err}; retrying",
+                watched.name()
+            ),
+        }
+    }
+}
+
+/// Sends one batch per burst of events, once every expected watch has listed once.
+async fn debounce(
+    cluster: Arc<Mutex<Cluster>>,
+    expected: Vec<Watched>,
+    notify: Arc<Notify>,
+    synced: tokio::sync::watch::Sender<bool>,
+    changed: mpsc::UnboundedSender<Batch>,
+) {
+    loop {
+        notify.notified().await;
+        let started = Instant::now();
+        loop {
+            let wait = QUIET.min(CEILING.saturating_sub(started.elapsed()));
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(wait) => break,
+            }
+            if started.elapsed() >= CEILING {
+                break;
+            }
+        }
+        let (ready, first) = match cluster.lock() {
+            Ok(cluster) => (cluster.synced(&expected), cluster.first_unread()),
+            Err(_) => return,
+        };
+        if !ready {
+            continue;
+        }
+        if !*synced.borrow() {
+            // The first read is the agent's own, after this: no batch for it.
+            let _ = synced.send(true);
+            continue;
+        }
+        if let Some(first) = first {
+            let batch = Batch {
+                paths: Vec::new(),
+                first_event: first,
+            };
+            if changed.send(batch).is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Kubernetes mode against the test API server: the real agent binary, with a kubeconfig
+//! pointing at it, steers a bookinfo-shaped cluster (Services with EndpointSlices, pods
+//! labelled by version, a VirtualService and a DestinationRule for reviews); objects
+//! created, changed and deleted on the server show up in real connects; a cut watch and a
+//! 410 Gone converge to the server's state while connects to an unchanged service never
+//! fail; a malformed object is named and skipped.
+//!
+//! Kernel tests: they need root. Without it they skip loudly, unless
+//! VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{addr, assert_only, counts};
+use vsteer_testkit::kube_api::{IstioApi, KubeApi};
+use vsteer_testkit::{
+    AgentProcess, Backend, NetNs, PinDir, TestCgroup, connect_many, kernel_tests_enabled,
+};
+
+const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const APPLIED: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// ClusterIPs: in the loopback range of the test's own namespace.
+const REVIEWS_VIP: &str = "127.100.0.1:9080";
+const RATINGS_VIP: &str = "127.100.0.2:9080";
+const DETAILS_VIP: &str = "127.100.0.3:9080";
+
+fn service(name: &str, vip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "bookinfo", "labels": {"app": name}},
+        "spec": {"type": "ClusterIP", "clusterIP": vip, "clusterIPs": [vip],
+                 "selector": {"app": name},
+                 "ports": [{"name": "http", "port": 9080, "protocol": "TCP", "targetPort": 9080}]}
+    })
+}
+
+/// The slice of `service`: each `(ip, pod)` ready.
+fn slice(service: &str, endpoints: &[(&str, &str)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, pod)| {
+            json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false},
+                   "nodeName": "node-1",
+                   "targetRef": {"kind": "Pod", "name": pod, "namespace": "bookinfo"}})
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-x1"), "namespace": "bookinfo",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}],
+        "endpoints": endpoints
+    })
+}
+
+fn pod(name: &str, app: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "bookinfo",
+                     "labels": {"app": app, "version": version}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": app, "image": "bookinfo"}]}
+    })
+}
+
+fn reviews_rule() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "bookinfo"},
+        "spec": {"host": "reviews", "subsets": [
+            {"name": "v1", "labels": {"version": "v1"}},
+            {"name": "v2", "labels": {"version": "v2"}},
+            {"name": "v3", "labels": {"version": "v3"}}]}
+    })
+}
+
+fn reviews_to(subset: &str) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "bookinfo"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [
+            {"destination": {"host": "reviews", "subset": subset}}]}]}
+    })
+}
+
+/// The bookinfo services, their pods (reviews v1/v2/v3) and reviews' rules, all to `v2`.
+fn bookinfo(api: &KubeApi) {
+    registry(api);
+    for object in [reviews_rule(), reviews_to("v2")] {
+        api.apply(object).expect("apply");
+    }
+}
+
+/// [`bookinfo`]'s Services, slices and pods, without the Istio rules.
+fn registry(api: &KubeApi) {
+    let objects = [
+        service("reviews", "127.100.0.1"),
+        service("ratings", "127.100.0.2"),
+        slice(
+            "reviews",
+            &[
+                ("127.0.1.1", "reviews-v1"),
+                ("127.0.1.2", "reviews-v2"),
+                ("127.0.1.3", "reviews-v3"),
+            ],
+        ),
+        slice("ratings", &[("127.0.2.1", "ratings-v1")]),
+        pod("reviews-v1", "reviews", "v1"),
+        pod("reviews-v2", "reviews", "v2"),
+        pod("reviews-v3", "reviews", "v3"),
+        pod("ratings-v1", "ratings", "v1"),
+    ];
+    for object in objects {
+        api.apply(object).expect("apply");
+    }
+}
+
+struct Cluster {
+    api: KubeApi,
+    kubeconfig: tempfile::NamedTempFile,
+    _backends: Vec<Backend>,
+    pins: PinDir,
+    cgroup: TestCgroup,
+    ns: NetNs,
+}
+
+impl Cluster {
+    fn new(istio: IstioApi) -> Cluster {
+        let ns = NetNs::new().expect("netns");
+        let backends = [
+            ("127.0.1.1:9080", "reviews-v1"),
+            ("127.0.1.2:9080", "reviews-v2"),
+            ("127.0.1.3:9080", "reviews-v3"),
+            ("127.0.2.1:9080", "ratings-v1"),
+            ("127.0.3.1:9080", "details-v1"),
+        ]
+        .iter()
+        .map(|(a, name)| Backend::tcp(&ns, addr(a), name).expect("backend"))
+        .collect();
+        let api = KubeApi::start(istio).expect("test API server");
+        let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
+        api.write_kubeconfig(kubeconfig.path()).expect("kubeconfig");
+        Cluster {
+            api,
+            kubeconfig,
+            _backends: backends,
+            pins: PinDir::new(),
+            cgroup: TestCgroup::new().expect("cgroup"),
+            ns,
+        }
+    }
+
+    fn agent(&self) -> AgentProcess {
+        let state = vsteer_testkit::pins::state_dir_for(self.pins.path());
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            "--source".as_ref(),
+            "kubernetes".as_ref(),
+            "--kubeconfig".as_ref(),
+            self.kubeconfig.path().as_os_str(),
+            "--cgroup".as_ref(),
+            self.cgroup.path().as_os_str(),
+            "--pin-dir".as_ref(),
+            self.pins.path().as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+            "--proxy-addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--admin-addr".as_ref(),
+            "off".as_ref(),
+        ];
+        AgentProcess::start(Path::new(VSTEER), &args, READY_TIMEOUT).expect("agent")
+    }
+
+    /// Where 200 connects to `vip` land, by backend name.
+    fn replies(&self, vip: &str, count: u32) -> vsteer_testkit::ConnectReport {
+        connect_many(&self.ns, Some(&self.cgroup), addr(vip), count, DEADLINE).expect("connects")
+    }
+}
+
+/// Applies a change on the server and waits for the agent to write it.
+fn changed(agent: &mut AgentProcess, change: impl FnOnce()) {
+    agent.drain();
+    change();
+    agent.wait_for("config applied", APPLIED).expect("applied");
+}
+
+#[test]
+fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
+    if !kernel_tests_enabled("objects_on_the_api_server_steer_real_connects_and_cuts_converge") {
+        return;
+    }
+    let cluster = Cluster::new(IstioApi::V1);
+    bookinfo(&cluster.api);
+    let mut agent = cluster.agent();
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v2"]);
+    assert_only(&cluster.replies(RATINGS_VIP, 50), &["ratings-v1"]);
+
+    // Changed: the route moves to v3.
+    changed(&mut agent, || {
+        cluster.api.apply(reviews_to("v3")).expect("apply")
+    });
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v3"]);
+
+    // Created after the start: a Service and its slice.
+    changed(&mut agent, || {
+        cluster
+            .api
+            .apply(service("details", "127.100.0.3"))
+            .expect("apply");
+        cluster
+            .api
+            .apply(slice("details", &[("127.0.3.1", "details-v1")]))
+            .expect("apply");
+    });
+    assert_only(&cluster.replies(DETAILS_VIP, 50), &["details-v1"]);
+
+    // A pod relabelled: subset v3 selects reviews-v1 too.
+    changed(&mut agent, || {
+        cluster
+            .api
+            .apply(pod("reviews-v1", "reviews", "v3"))
+            .expect("apply")
+    });
+    let report = cluster.replies(REVIEWS_VIP, 400);
+    assert_only(&report, &["reviews-v1", "reviews-v3"]);
+    assert!(
+        counts(&report, &["reviews-v1"])[0] > 0,
+        "{:?}",
+        report.replies()
+    );
+
+    // A cut watch resumes from its version: the change made meanwhile arrives.
+    changed(&mut agent, || {
+        cluster.api.cut_watches();
+        cluster.api.apply(reviews_to("v2")).expect("apply");
+    });
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v2"]);
+
+    // 410 Gone: the log is compacted while a Service is deleted; the watches list again and
+    // the deleted Service leaves the kernel. Connects to ratings never fail meanwhile.
+    std::thread::scope(|scope| {
+        let ratings = scope.spawn(|| cluster.replies(RATINGS_VIP, 3000));
+        agent.drain();
+        cluster.api.compact();
+        cluster
+            .api
+            .delete("Service", "bookinfo", "details")
+            .expect("delete");
+        cluster
+            .api
+            .delete("EndpointSlice", "bookinfo", "details-x1")
+            .expect("delete");
+        agent
+            .wait_for("too old resource version", APPLIED)
+            .expect("the watches were told 410 Gone");
+        agent.wait_for("config applied", APPLIED).expect("applied");
+        let mut refused = 0;
+        for _ in 0..50 {
+            let report = cluster.replies(DETAILS_VIP, 20);
+            refused = report.failures().values().sum::<u64>();
+            if refused == 20 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(refused, 20, "the deleted Service still steers");
+        let ratings = ratings.join().expect("ratings client");
+        assert_only(&ratings, &["ratings-v1"]);
+        assert_eq!(ratings.outcomes.len(), 3000);
+    });
+
+    // A malformed object is named and skipped; the others apply.
+    agent.drain();
+    let mut bad = reviews_to("v3");
+    bad["metadata"]["name"] = json!("broken");
+    bad["spec"]["http"][0]["route"][0]["weight"] = json!("all");
+    cluster.api.apply(bad).expect("apply");
+    cluster.api.apply(reviews_to("v3")).expect("apply");
+    let error = agent
+        .wait_for("VirtualService bookinfo/broken", APPLIED)
+        .expect("the malformed object is named");
+    assert!(
+        error.contains("kubernetes:VirtualService/bookinfo/broken") && error.contains("weight"),
+        "{error}"
+    );
+    agent.wait_for("config applied", APPLIED).expect("applied");
+    assert_only(
+        &cluster.replies(REVIEWS_VIP, 200),
+        &["reviews-v1", "reviews-v3"],
+    );
+    agent
+        .stop_with(libc::SIGTERM, Duration::from_secs(10))
+        .expect("stop");
+}
+
+#[test]
+fn without_istio_crds_the_services_alone_steer_and_v1beta1_is_read_when_v1_is_not_served() {
+    if !kernel_tests_enabled(
+        "without_istio_crds_the_services_alone_steer_and_v1beta1_is_read_when_v1_is_not_served",
+    ) {
+        return;
+    }
+    // No Istio: the registry alone, every ready endpoint of reviews.
+    let cluster = Cluster::new(IstioApi::None);
+    registry(&cluster.api);
+    let agent = cluster.agent();
+    let report = cluster.replies(REVIEWS_VIP, 600);
+    assert_only(&report, &["reviews-v1", "reviews-v2", "reviews-v3"]);
+    assert!(
+        counts(&report, &["reviews-v1", "reviews-v2", "reviews-v3"])
+            .iter()
+            .all(|&n| n > 0),
+        "{:?}",
+        report.replies()
+    );
+    drop(agent);
+
+    // An Istio that serves only v1beta1: its rules are read there.
+    let cluster = Cluster::new(IstioApi::V1beta1Only);
+    registry(&cluster.api);
+    for mut rule in [reviews_rule(), reviews_to("v3")] {
+        rule["apiVersion"] = json!("networking.istio.io/v1beta1");
+        cluster.api.apply(rule).expect("apply");
+    }
+    let _agent = cluster.agent();
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v3"]);
+}

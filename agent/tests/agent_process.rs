@@ -649,7 +649,7 @@ fn run_without_privileges_names_root_and_the_capabilities() {
         assert!(stderr.contains("no such cgroup"), "{stderr}");
         return;
     }
-    for needed in ["root", "CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+    for needed in ["root", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"] {
         assert!(stderr.contains(needed), "names {needed}: {stderr}");
     }
     assert!(!stderr.contains("Operation not permitted"), "{stderr}");

@@ -661,54 +661,101 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     )
 }
 
+/// Kinds served for discovery only (no lists, no watches): what `kubectl apply --dry-run` of
+/// the deploy manifests maps, as (group, version, plural, kind, namespaced).
+const DISCOVERY_ONLY: [(&str, &str, &str, &str, bool); 6] = [
+    ("", "v1", "namespaces", "Namespace", false),
+    ("", "v1", "serviceaccounts", "ServiceAccount", true),
+    ("apps", "v1", "daemonsets", "DaemonSet", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+    ),
+];
+
 /// The discovery documents: `/api`, `/apis`, and each group's and version's resources.
 fn discovery(path: &str, istio: IstioApi) -> Option<Value> {
-    let resource = |c: Collection| {
-        json!({"name": c.plural(), "singularName": c.kind().to_lowercase(), "namespaced": true,
-               "kind": c.kind(), "verbs": ["get", "list", "watch"]})
+    // (group, version, plural, kind, namespaced) of everything served.
+    let mut served: Vec<(String, String, &str, &str, bool)> = DISCOVERY_ONLY
+        .iter()
+        .map(|(g, v, p, k, n)| (g.to_string(), v.to_string(), *p, *k, *n))
+        .collect();
+    for c in Collection::ALL {
+        let group_version = c.group_version(istio.version().unwrap_or("v1"));
+        if c.is_istio() && istio.version().is_none() {
+            continue;
+        }
+        let parts: Vec<&str> = group_version.split('/').collect();
+        let (group, version) = match parts[..] {
+            ["api", version] => ("", version),
+            ["apis", group, version] => (group, version),
+            _ => continue,
+        };
+        served.push((group.into(), version.into(), c.plural(), c.kind(), true));
+    }
+    let resources = |group: &str, version: &str| {
+        let group_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        let list: Vec<Value> = served
+            .iter()
+            .filter(|(g, v, ..)| g == group && v == version)
+            .map(|(_, _, plural, kind, namespaced)| {
+                json!({"name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+                       "kind": kind, "verbs": ["get", "list", "watch"]})
+            })
+            .collect();
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list})
     };
-    let resources = |group_version: &str, collections: &[Collection]| {
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-               "resources": collections.iter().map(|&c| resource(c)).collect::<Vec<_>>()})
+    let group_doc = |name: &str| {
+        let versions: Vec<Value> = served
+            .iter()
+            .filter(|(g, ..)| g == name)
+            .map(|(_, v, ..)| v.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+            .collect();
+        json!({"name": name, "versions": versions, "preferredVersion": versions[0]})
     };
-    let group = |name: &str, version: &str| {
-        let gv = json!({"groupVersion": format!("{name}/{version}"), "version": version});
-        json!({"name": name, "versions": [gv], "preferredVersion": gv})
-    };
-    let istio_collections = [
-        Collection::VirtualServices,
-        Collection::DestinationRules,
-        Collection::ServiceEntries,
-    ];
-    match path {
-        "/api" => Some(
+    let groups: std::collections::BTreeSet<&str> = served
+        .iter()
+        .map(|(g, ..)| g.as_str())
+        .filter(|g| !g.is_empty())
+        .collect();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts[..] {
+        ["api"] => Some(
             json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
         ),
-        "/api/v1" => Some(resources("v1", &[Collection::Services, Collection::Pods])),
-        "/apis" => {
-            let mut groups = vec![group("discovery.k8s.io", "v1")];
-            if let Some(version) = istio.version() {
-                groups.push(group("networking.istio.io", version));
-            }
-            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        ["api", "v1"] => Some(resources("", "v1")),
+        ["apis"] => {
+            let list: Vec<Value> = groups.iter().map(|g| group_doc(g)).collect();
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}))
         }
-        "/apis/discovery.k8s.io" => Some(group("discovery.k8s.io", "v1")),
-        "/apis/discovery.k8s.io/v1" => Some(resources(
-            "discovery.k8s.io/v1",
-            &[Collection::EndpointSlices],
-        )),
-        _ => {
-            let version = istio.version()?;
-            if path == "/apis/networking.istio.io" {
-                Some(group("networking.istio.io", version))
-            } else if path == format!("/apis/networking.istio.io/{version}") {
-                Some(resources(
-                    &format!("networking.istio.io/{version}"),
-                    &istio_collections,
-                ))
-            } else {
-                None
-            }
+        ["apis", group] if groups.contains(group) => Some(group_doc(group)),
+        ["apis", group, version] if served.iter().any(|(g, v, ..)| g == group && v == version) => {
+            Some(resources(group, version))
         }
+        _ => None,
     }
 }

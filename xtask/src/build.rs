@@ -12,7 +12,7 @@ pub const REQUIRE_EBPF_ENV: &str = "VSTEER_REQUIRE_EBPF";
 
 /// Sets up the toolchain, then builds everything; returns the path of the `vsteer` binary.
 pub fn all(release: bool) -> Result<PathBuf> {
-    setup::run()?;
+    setup::toolchain()?;
     let mut cmd = cargo();
     cmd.args(["build", "--package", "vsteer"]);
     if release {

@@ -99,6 +99,7 @@ pub fn run() -> Result<()> {
     // step and its guards remove the namespace, cgroup, pins and backends.
     let interrupt = Interrupt::install()?;
     let check = || interrupt.check();
+    setup::run()?;
     let vsteer = build::all(false)?;
     let plan = plan(&vsteer)?;
 

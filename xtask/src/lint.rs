@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use crate::{build, paths, setup};
 
 pub fn run() -> Result<()> {
-    setup::run()?;
+    setup::toolchain()?;
     setup::run_cmd(
         Command::new("cargo")
             .current_dir(paths::root())

@@ -16,11 +16,16 @@ use crate::paths;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_FEATURE: &str = "llvm-22";
 
+/// Everything: the toolchain, and the system tools the tests, the demo and the bench use.
 pub fn run() -> Result<()> {
+    toolchain()?;
+    ensure_system_tools()
+}
+
+/// What building needs (an image build installs no test tools).
+pub fn toolchain() -> Result<()> {
     ensure_nightly_rust_src()?;
-    ensure_bpf_linker()?;
-    ensure_system_tools()?;
-    Ok(())
+    ensure_bpf_linker()
 }
 
 /// Runs a command and fails with its name when it fails.
@@ -152,8 +157,14 @@ pub fn have(tool: &str) -> bool {
 
 /// System tools the kernel tests use, by command and Debian package: bpftool is how
 /// operators (and the kernel tests) look at what vsteer loaded; `ip` (iproute2) builds the
-/// veth pairs between test namespaces.
-const SYSTEM_TOOLS: [(&str, &str); 2] = [("bpftool", "bpftool"), ("ip", "iproute2")];
+/// veth pairs between test namespaces; `setpriv` runs the agent with only the DaemonSet's
+/// capabilities; kubectl dry-runs the deploy manifests.
+const SYSTEM_TOOLS: [(&str, &str); 4] = [
+    ("bpftool", "bpftool"),
+    ("ip", "iproute2"),
+    ("setpriv", "util-linux"),
+    ("kubectl", "kubernetes-client"),
+];
 
 fn ensure_system_tools() -> Result<()> {
     let missing: Vec<&str> = SYSTEM_TOOLS

@@ -110,6 +110,7 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
         );
     }
     let interrupt = Interrupt::install()?;
+    crate::setup::run()?;
     let vsteer = build::all(true)?;
     peers::ensure_installed()?;
     let out_dir = paths::target().join("bench");

@@ -155,6 +155,7 @@ impl Cluster {
         }
     }
 
+    /// The agent, its admin listener on a free loopback port.
     fn agent(&self) -> AgentProcess {
         let state = vsteer_testkit::pins::state_dir_for(self.pins.path());
         let args: Vec<&std::ffi::OsStr> = vec![
@@ -172,7 +173,7 @@ impl Cluster {
             "--proxy-addr".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--admin-addr".as_ref(),
-            "off".as_ref(),
+            "127.0.0.1:0".as_ref(),
         ];
         AgentProcess::start(Path::new(VSTEER), &args, READY_TIMEOUT).expect("agent")
     }
@@ -181,6 +182,34 @@ impl Cluster {
     fn replies(&self, vip: &str, count: u32) -> vsteer_testkit::ConnectReport {
         connect_many(&self.ns, Some(&self.cgroup), addr(vip), count, DEADLINE).expect("connects")
     }
+}
+
+/// `GET path` from the agent's admin listener (its address is in the ready line).
+fn admin_get(agent: &AgentProcess, path: &str) -> String {
+    use std::io::{Read, Write};
+    let admin = agent
+        .ready_line()
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("admin="))
+        .expect("the admin address in the ready line");
+    let mut stream = std::net::TcpStream::connect(admin).expect("admin");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+/// The value of the metric line that starts with `name` (labels included).
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// Applies a change on the server and waits for the agent to write it.
@@ -294,6 +323,24 @@ fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
         &cluster.replies(REVIEWS_VIP, 200),
         &["reviews-v1", "reviews-v3"],
     );
+
+    // What the agent says of itself.
+    assert!(admin_get(&agent, "/readyz").starts_with("HTTP/1.0 200"));
+    assert!(admin_get(&agent, "/healthz").starts_with("HTTP/1.0 200"));
+    let metrics = admin_get(&agent, "/metrics");
+    assert_eq!(
+        metric(&metrics, "vsteer_kubernetes_objects{kind=\"Service\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&metrics, "vsteer_kubernetes_objects{kind=\"Pod\"}"),
+        4.0
+    );
+    assert_eq!(metric(&metrics, "vsteer_services "), 2.0);
+    // One watch failure per watched kind at the 410 Gone.
+    assert!(metric(&metrics, "vsteer_errors_total{step=\"watch\"}") >= 6.0);
+    assert!(metric(&metrics, "vsteer_rejected_total") >= 1.0);
+    assert!(metric(&metrics, "vsteer_sync_latency_seconds_count") >= 7.0);
     agent
         .stop_with(libc::SIGTERM, Duration::from_secs(10))
         .expect("stop");

@@ -71,6 +71,8 @@ pub struct Applied {
     pub recompiled: usize,
     /// Resources whose version in force changed.
     pub resources: usize,
+    /// Rejections reported (a resource, a document or a file that could not be used).
+    pub rejected: usize,
 }
 
 pub struct Agent<S: Sink> {
@@ -166,7 +168,7 @@ impl<S: Sink> Agent<S> {
     pub fn start_from(&mut self, read: Read) -> Result<Applied, PassError> {
         let started = Instant::now();
         let reading = read.reading.map_err(PassError::Read)?;
-        let (update, resources) = self.compile(reading);
+        let (update, resources, rejected) = self.compile(reading);
         let compiled = started.elapsed();
         let stats = self.rewrite_all()?;
         Ok(Applied {
@@ -176,6 +178,7 @@ impl<S: Sink> Agent<S> {
             apply: started.elapsed() - compiled,
             recompiled: update.recompiled_services,
             resources,
+            rejected,
         })
     }
 
@@ -227,7 +230,7 @@ impl<S: Sink> Agent<S> {
     pub fn reload_from(&mut self, read: Read) -> Result<Applied, PassError> {
         let started = Instant::now();
         let reading = read.reading.map_err(PassError::Read)?;
-        let (update, resources) = self.compile(reading);
+        let (update, resources, rejected) = self.compile(reading);
         let compiled = started.elapsed();
         self.unwritten.extend(update.changed.iter().copied());
         let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
@@ -244,6 +247,7 @@ impl<S: Sink> Agent<S> {
             apply: started.elapsed() - compiled,
             recompiled: update.recompiled_services,
             resources,
+            rejected,
         })
     }
 
@@ -267,7 +271,8 @@ impl<S: Sink> Agent<S> {
     }
 
     /// The store and the compiler take what was read; everything worth saying is logged.
-    fn compile(&mut self, reading: Reading) -> (Update, usize) {
+    /// Returns the update, the resources that changed and the rejections reported.
+    fn compile(&mut self, reading: Reading) -> (Update, usize, usize) {
         let Reading { updates, warnings } = reading;
         let started = Instant::now();
         let changes: Changes = self.store.apply(updates);
@@ -288,7 +293,8 @@ impl<S: Sink> Agent<S> {
             "compiled"
         );
         report::compiled(&update);
-        (update, batch.len())
+        let rejected = changes.errors.len() + update.errors.len();
+        (update, batch.len(), rejected)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod agent;
+mod metrics;
 mod node;
 mod proxy;
 mod report;

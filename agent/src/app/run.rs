@@ -18,6 +18,7 @@ use vsteer_proxy::RouteTables;
 
 use super::admin;
 use super::agent::{Agent, Applied, PassError, Read};
+use super::metrics::{AgentMetrics, Step};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
 use crate::sources::kubernetes::{self, KubeSettings};
@@ -130,6 +131,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         _ => None,
     };
     let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = AgentMetrics::register(&mut registry);
     if let Some(proxy) = &proxy {
         vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
     }
@@ -143,7 +145,9 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut kube = None;
     let mut source = match &options.kubernetes {
         Some(settings) => {
-            let watches = kubernetes::start(settings, changed_tx.clone()).await?;
+            let watches =
+                kubernetes::start(settings, changed_tx.clone(), metrics.errors_of(Step::Watch))
+                    .await?;
             let source = Source::Kubernetes(watches.cluster.clone());
             kube = Some(watches);
             source
@@ -197,6 +201,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     original.set(datapath.original_destinations()?);
     let mut agent = Agent::shared(source, Node { datapath, routes });
     let applied = agent.start_from(first)?;
+    metrics.applied(None, agent.plan().len(), applied.rejected);
     // The last fallible step of the start: from here on the kernel sends proxied services
     // to the proxy, and only an orderly exit (below) turns that off again.
     if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
@@ -325,7 +330,22 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             tracing::info!("stopped while reading the config; that read is not applied");
             break;
         };
-        log(agent.reload_from(read), settle, delivered);
+        let result = agent.reload_from(read);
+        match &result {
+            Ok(applied) => metrics.applied(
+                Some(settle + delivered.elapsed()),
+                agent.plan().len(),
+                applied.rejected,
+            ),
+            Err(PassError::Read(_)) => metrics.error(Step::Read),
+            Err(PassError::Write(_)) => metrics.error(Step::Write),
+        }
+        if let Some(watches) = &kube
+            && let Ok(cluster) = watches.cluster.lock()
+        {
+            metrics.objects(&cluster.counts());
+        }
+        log(result, settle, delivered);
     }
     if let Some(proxy) = proxy {
         // The kernel first, so that no new connection is sent to a proxy that is going away.

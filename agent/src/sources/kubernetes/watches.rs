@@ -63,10 +63,12 @@ impl Watches {
     }
 }
 
-/// Connects and starts the watches; batches of changes go to `changed` once all are synced.
+/// Connects and starts the watches; batches of changes go to `changed` once all are synced,
+/// and every watch failure counts in `errors`.
 pub async fn start(
     settings: &KubeSettings,
     changed: mpsc::UnboundedSender<Batch>,
+    errors: prometheus_client::metrics::counter::Counter,
 ) -> Result<Watches> {
     let config = match &settings.kubeconfig {
         Some(path) => {
@@ -118,6 +120,7 @@ pub async fn start(
             stream,
             cluster.clone(),
             notify.clone(),
+            errors.clone(),
         )));
     }
     // Metadata only: a pod's labels, never its spec (a node may see thousands of pods).
@@ -137,6 +140,7 @@ pub async fn start(
         pods,
         cluster.clone(),
         notify.clone(),
+        errors,
     )));
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     tasks.push(tokio::spawn(debounce(
@@ -223,6 +227,7 @@ async fn follow(
     stream: impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>>,
     cluster: Arc<Mutex<Cluster>>,
     notify: Arc<Notify>,
+    errors: prometheus_client::metrics::counter::Counter,
 ) {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
@@ -238,11 +243,10 @@ async fn follow(
                 }
                 notify.notify_one();
             }
-            Err(err) => tracing::warn!(
-                kind = watched.name(),
-                "watching {}s: {err}; retrying",
-                watched.name()
-            ),
+            Err(err) => {
+                errors.inc();
+                tracing::warn!("the {} watch failed: {err}; retrying", watched.name());
+            }
         }
     }
 }

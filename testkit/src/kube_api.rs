@@ -243,6 +243,15 @@ impl KubeApi {
         Ok(())
     }
 
+    /// The object `kind` `namespace/name` as the server holds it (uid and versions set).
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let collection = Collection::of_kind(kind)?;
+        self.lock()
+            .objects
+            .get(&(collection, namespace.into(), name.into()))
+            .cloned()
+    }
+
     /// Deletes the object `kind` `namespace/name`; false if there was none.
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<bool> {
         let collection =
@@ -449,10 +458,14 @@ impl Server {
         metadata_only: bool,
     ) -> Response<Body> {
         let state = self.lock();
+        let selector = query
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default();
         let all: Vec<&Value> = state
             .objects
             .iter()
-            .filter(|((c, _, _), _)| *c == collection)
+            .filter(|((c, _, _), v)| *c == collection && selects(selector, v))
             .map(|(_, v)| v)
             .collect();
         // `continue` is `<version>:<offset>`: pages of one list share the version they began at.
@@ -517,6 +530,7 @@ impl Server {
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
             .map_or(Duration::from_secs(300), Duration::from_secs);
+        let selector = query.get("fieldSelector").cloned().unwrap_or_default();
         let bookmarks = query
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true");
@@ -532,6 +546,7 @@ impl Server {
                 .log
                 .iter()
                 .filter(|e| e.collection == collection && e.rv > from)
+                .filter(|e| selects(&selector, &e.object))
                 .cloned()
                 .collect();
             (backlog, self.events.subscribe(), state.generation)
@@ -569,7 +584,9 @@ impl Server {
                     match event {
                         Ok(event)
                             if event.collection != collection
-                                || (event.kind == "BOOKMARK" && !bookmarks) => {}
+                                || (event.kind == "BOOKMARK" && !bookmarks)
+                                || (event.kind != "BOOKMARK"
+                                    && !selects(&selector, &event.object)) => {}
                         Ok(event) => {
                             if cut() || lines.send(render(&event)).await.is_err() {
                                 break;
@@ -594,6 +611,25 @@ impl Server {
         );
         response
     }
+}
+
+/// Whether `object` matches a field selector (`a.b=v,c==w,d!=x`; empty: everything).
+fn selects(selector: &str, object: &Value) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (path, want, equal) = match term.split_once("!=") {
+            Some((path, want)) => (path, want, false),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((path, want)) => (path, want, true),
+                None => return false,
+            },
+        };
+        let found = path
+            .split('.')
+            .try_fold(object, |value, key| value.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        (found == want) == equal
+    })
 }
 
 /// A query value with its `%XX` escapes (and `+`) decoded.

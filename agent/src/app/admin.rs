@@ -1,6 +1,7 @@
-//! The admin listener: Prometheus metrics at `/metrics`, `/healthz` (the agent answers) and
-//! `/readyz` (its first config is in the kernel). Loopback by default: it is the node's, not
-//! the mesh's.
+//! The admin listener: Prometheus metrics at `/metrics`, `/healthz` (the agent answers),
+//! `/readyz` (its first config is in the kernel), and JSON pages the agent adds once it has
+//! what they show (`/node/pods` in Kubernetes mode). Loopback by default: it is the node's,
+//! not the mesh's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,11 +35,32 @@ impl Readiness {
     }
 }
 
+/// A JSON page: rendered at each request.
+pub type Page = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The JSON pages by path, added while the listener runs.
+#[derive(Clone, Default)]
+pub struct Pages(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, Page>>>);
+
+impl Pages {
+    pub fn add(&self, path: &'static str, page: Page) {
+        if let Ok(mut pages) = self.0.lock() {
+            pages.insert(path, page);
+        }
+    }
+
+    fn render(&self, path: &str) -> Option<String> {
+        let page = self.0.lock().ok()?.get(path).cloned()?;
+        Some(page())
+    }
+}
+
 /// Binds `addr` and serves until the task is dropped; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
     ready: Readiness,
+    pages: Pages,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
@@ -61,11 +83,13 @@ pub async fn serve(
             };
             let registry = registry.clone();
             let ready = ready.clone();
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let registry = registry.clone();
                     let ready = ready.get();
-                    async move { Ok::<_, Infallible>(respond(&registry, ready, &request)) }
+                    let page = pages.render(request.uri().path());
+                    async move { Ok::<_, Infallible>(respond(&registry, ready, page, &request)) }
                 });
                 let serving = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -79,7 +103,12 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-fn respond(registry: &Registry, ready: bool, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    registry: &Registry,
+    ready: bool,
+    page: Option<String>,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &'static str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -88,6 +117,9 @@ fn respond(registry: &Registry, ready: bool, request: &Request<Incoming>) -> Res
             .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
         response
     };
+    if let Some(json) = page {
+        return reply(StatusCode::OK, "application/json", json);
+    }
     match request.uri().path() {
         "/metrics" => {
             let mut text = String::new();

@@ -2,8 +2,8 @@
 //! in force, the incremental compiler and the sink it feeds), where the plan goes on a node
 //! (`node`: the kernel maps and the proxy's route tables), the L7 proxy it runs (`proxy`),
 //! the loop that drives it (`run`: start-up, file events, SIGHUP, signals to stop), its
-//! metrics listener (`admin`) and what it tells the operator (`report`). The Kubernetes
-//! source plugs in here.
+//! admin listener (`admin`: metrics, health, pages), its own metrics (`metrics`) and what it
+//! tells the operator (`report`).
 
 mod admin;
 mod agent;
@@ -15,4 +15,4 @@ mod run;
 
 pub use agent::{Agent, Applied, PassError, Read, Sink, read};
 pub use proxy::ProxySettings;
-pub use run::{RunOptions, run};
+pub use run::{NODE_PODS_PAGE, RunOptions, run};

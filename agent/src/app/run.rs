@@ -85,6 +85,9 @@ async fn own_pin_dir(
     }
 }
 
+/// Where the admin listener shows the node's pods (Kubernetes mode), for `vsteer status`.
+pub const NODE_PODS_PAGE: &str = "/node/pods";
+
 /// How often a waiting agent tries the pin directory's lock: the longest a handover waits
 /// after the owner exits.
 const OWNER_POLL: Duration = Duration::from_millis(100);
@@ -136,8 +139,9 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
     }
     let ready = admin::Readiness::default();
+    let pages = admin::Pages::default();
     let admin = match options.admin {
-        Some(addr) => Some(admin::serve(addr, registry, ready.clone()).await?),
+        Some(addr) => Some(admin::serve(addr, registry, ready.clone(), pages.clone()).await?),
         None => None,
     };
 
@@ -149,6 +153,15 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                 kubernetes::start(settings, changed_tx.clone(), metrics.errors_of(Step::Watch))
                     .await?;
             let source = Source::Kubernetes(watches.cluster.clone());
+            if let Some(node_pods) = watches.node_pods.clone() {
+                pages.add(
+                    NODE_PODS_PAGE,
+                    Arc::new(move || match node_pods.lock() {
+                        Ok(pods) => serde_json::to_string(&pods.pods()).unwrap_or_default(),
+                        Err(_) => "[]".to_string(),
+                    }),
+                );
+            }
             kube = Some(watches);
             source
         }
@@ -316,6 +329,11 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     }
                     Some(Err(err)) => tracing::error!("{err}"),
                     _ => {}
+                }
+                if let Some(pods) = kube.as_ref().and_then(|w| w.node_pods.as_ref())
+                    && let Ok(mut pods) = pods.lock()
+                {
+                    pods.resolve();
                 }
                 match agent.prune() {
                     Some(Ok(pruned)) => tracing::info!(pruned, "pruned the connection counters of removed backends"),

@@ -1,6 +1,8 @@
 //! The `vsteer` command line: parses arguments and calls into the app (`run`), the
 //! compiler (`plan`) or the datapath (`status`, `uninstall`).
 
+mod admin_client;
+mod node_pods;
 mod plan;
 mod proxy_counters;
 mod run;

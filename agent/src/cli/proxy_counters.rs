@@ -2,34 +2,16 @@
 //! proxy lives in the agent's process, not in the kernel maps), its `vsteer_proxy_*` lines
 //! shown as they are. No agent, or no admin endpoint: said so, not an error.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-/// How long `status` waits for the agent.
-const WAIT: Duration = Duration::from_secs(2);
+use super::admin_client::{self, Answer};
 
 /// The `vsteer_proxy_*` samples of the agent's `/metrics` at `admin`, or why there are none.
 pub fn read(admin: SocketAddr) -> Result<Vec<String>, String> {
-    let fetch = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&admin, WAIT)?;
-        stream.set_read_timeout(Some(WAIT))?;
-        stream.set_write_timeout(Some(WAIT))?;
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let text = fetch().map_err(|e| format!("no agent admin endpoint at {admin} ({e})"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        let status = head.lines().next().unwrap_or_default();
-        return Err(format!("{admin}/metrics answered {status:?}"));
+    match admin_client::get(admin, "/metrics")? {
+        Answer::Page(body) => Ok(samples(&body)),
+        Answer::NotFound => Err(format!("{admin}/metrics answered 404")),
     }
-    Ok(samples(body))
 }
 
 /// The sample lines of the proxy's metrics (comments and other families left out).

@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// `name.namespace.svc.<domain>`.
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Kubernetes mode: this node's name (the DaemonSet passes `spec.nodeName`); the agent
+    /// keeps its pods with their cgroups, shown by `vsteer status`.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    node_name: Option<String>,
     /// cgroup v2 directory whose processes are steered (default: the cgroup v2 root, i.e. the
     /// whole node).
     #[arg(long, value_name = "PATH")]
@@ -116,6 +120,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         SourceKind::Kubernetes => Some(KubeSettings {
             kubeconfig: args.kubeconfig.clone(),
             cluster_domain: args.cluster_domain.clone(),
+            node_name: args.node_name.clone(),
+            // Kubelet's pod cgroups are under the node's cgroup v2 root, which --cgroup names.
+            cgroup_root: match &args.cgroup {
+                Some(cgroup) => cgroup.clone(),
+                None => vsteer_datapath::cgroup2_root()?,
+            },
         }),
     };
     app::run(&RunOptions {

@@ -24,8 +24,8 @@ pub struct PinDirArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pins: PinDirArgs,
-    /// The running agent's admin address, whose `/metrics` has the proxy's counters (`off`:
-    /// the kernel maps only).
+    /// The running agent's admin address, whose `/metrics` has the proxy's counters and, in
+    /// Kubernetes mode, `/node/pods` the node's pods (`off`: the kernel maps only).
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020")]
     admin_addr: String,
 }
@@ -41,6 +41,7 @@ pub fn show(args: &StatusArgs) -> Result<i32> {
             "{}",
             super::proxy_counters::render(admin, super::proxy_counters::read(admin))
         );
+        print!("{}", super::node_pods::section(admin));
     }
     Ok(0)
 }

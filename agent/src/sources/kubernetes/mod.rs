@@ -3,6 +3,7 @@
 //! (`cluster`), where `registry` turns each Service into its entry.
 
 pub mod cluster;
+pub mod node_pods;
 pub mod registry;
 pub mod watches;
 

@@ -21,6 +21,7 @@ use vsteer_model::Kind;
 use vsteer_model::identity::ISTIO_NETWORKING_GROUP;
 
 use super::cluster::{Cluster, Object, Watched};
+use super::node_pods::NodePods;
 use crate::sources::watch::Batch;
 
 /// A batch is sent once events stop for this long...
@@ -38,11 +39,18 @@ pub struct KubeSettings {
     pub kubeconfig: Option<PathBuf>,
     /// Services are `name.namespace.svc.<domain>`.
     pub cluster_domain: String,
+    /// This node's name: its pods are watched, with their cgroups under `cgroup_root`
+    /// (`None`: no node pods are kept).
+    pub node_name: Option<String>,
+    /// The cgroup v2 directory kubelet's pod cgroups are under.
+    pub cgroup_root: PathBuf,
 }
 
 /// The running watches; dropping them stops them.
 pub struct Watches {
     pub cluster: Arc<Mutex<Cluster>>,
+    /// The pods of this node, when its name is known.
+    pub node_pods: Option<Arc<Mutex<NodePods>>>,
     synced: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -140,8 +148,23 @@ pub async fn start(
         pods,
         cluster.clone(),
         notify.clone(),
-        errors,
+        errors.clone(),
     )));
+    let node_pods = settings.node_name.as_ref().map(|node| {
+        let pods = Arc::new(Mutex::new(NodePods::new(&settings.cgroup_root)));
+        let resource = ApiResource::erase::<Pod>(&());
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+        let stream = watcher::watcher(api, config)
+            .default_backoff()
+            .map(move |event| event.map(|e| map_event(e, |o| full(o, &resource))));
+        tasks.push(tokio::spawn(follow_node_pods(
+            stream,
+            pods.clone(),
+            errors.clone(),
+        )));
+        pods
+    });
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     tasks.push(tokio::spawn(debounce(
         cluster.clone(),
@@ -157,6 +180,7 @@ pub async fn start(
     );
     Ok(Watches {
         cluster,
+        node_pods,
         synced,
         tasks,
     })
@@ -246,6 +270,27 @@ async fn follow(
             Err(err) => {
                 errors.inc();
                 tracing::warn!("the {} watch failed: {err}; retrying", watched.name());
+            }
+        }
+    }
+}
+
+/// Feeds the node's pod watch to the node's pods (nothing to recompile: no batch).
+async fn follow_node_pods(
+    stream: impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>>,
+    pods: Arc<Mutex<NodePods>>,
+    errors: prometheus_client::metrics::counter::Counter,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => match pods.lock() {
+                Ok(mut pods) => pods.event(event),
+                Err(_) => return,
+            },
+            Err(err) => {
+                errors.inc();
+                tracing::warn!("the watch of this node's pods failed: {err}; retrying");
             }
         }
     }

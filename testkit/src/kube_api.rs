@@ -283,12 +283,13 @@ impl KubeApi {
         self.lock().generation += 1;
     }
 
-    /// Forgets the change log and cuts every watch: a client resuming from any version it
-    /// holds gets 410 Gone and must list again.
+    /// Forgets the change log and cuts every watch: a client resuming from a version older
+    /// than the latest gets 410 Gone and must list again.
     pub fn compact(&self) {
         let mut state = self.lock();
         state.log.clear();
-        state.oldest = state.rv + 1;
+        // Events up to now are forgotten: a watch must start from now or later.
+        state.oldest = state.rv;
         state.generation += 1;
     }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: vsteer against what a user would pick instead (connecting straight to
 //! the backend, kube-proxy-style iptables DNAT, haproxy), on the same machine, in the same run,
 //! inside a network namespace of the bench's own.
+mod kubernetes;
 mod l7;
 mod l7_workload;
 mod loadgen;
@@ -36,6 +37,9 @@ pub struct Scale {
     pub memory_reloads: usize,
     /// Seconds of load per L7 run (one variant, one load, one round).
     pub l7_secs: u32,
+    /// Services at the test API server in the Kubernetes scenario, and EndpointSlice changes.
+    pub kubernetes_services: usize,
+    pub kubernetes_changes: usize,
 }
 
 impl Scale {
@@ -51,6 +55,8 @@ impl Scale {
                 memory_services: 300,
                 memory_reloads: 10,
                 l7_secs: 1,
+                kubernetes_services: 300,
+                kubernetes_changes: 20,
             }
         } else if quick {
             Scale {
@@ -63,6 +69,8 @@ impl Scale {
                 memory_services: 30_000,
                 memory_reloads: 10,
                 l7_secs: 3,
+                kubernetes_services: 30_000,
+                kubernetes_changes: 200,
             }
         } else {
             Scale {
@@ -75,6 +83,8 @@ impl Scale {
                 memory_services: 30_000,
                 memory_reloads: 10,
                 l7_secs: 5,
+                kubernetes_services: 30_000,
+                kubernetes_changes: 300,
             }
         }
     }
@@ -100,6 +110,7 @@ pub enum Scenario {
     Load,
     Memory,
     L7,
+    Kubernetes,
 }
 
 pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
@@ -141,6 +152,7 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
         cli: Vec::new(),
         kernel: Vec::new(),
         l7: results::L7Results::default(),
+        kubernetes: Vec::new(),
         notes: Vec::new(),
     };
     if cores < 2 {
@@ -182,6 +194,13 @@ pub fn run(quick: bool, smoke: bool, only: &[Scenario]) -> Result<()> {
             bench.scale.l7_secs
         );
         l7::l7_proxies(&bench, &mut results)?;
+    }
+    if wanted(Scenario::Kubernetes) {
+        println!(
+            "bench: Kubernetes mode with {} Services, {} EndpointSlice changes",
+            bench.scale.kubernetes_services, bench.scale.kubernetes_changes
+        );
+        kubernetes::kubernetes_sync(&bench, &mut results)?;
     }
 
     let report = report::markdown(&results);

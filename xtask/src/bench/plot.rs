@@ -539,6 +539,7 @@ mod tests {
             cli: vec![],
             kernel: vec![],
             l7: l7_sample(),
+            kubernetes: vec![],
             notes: vec![],
         }
     }

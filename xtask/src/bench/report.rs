@@ -41,6 +41,10 @@ const L7_MAX_P99_VS_NGINX: f64 = 1.0;
 /// A kernel-path service with the proxy running: as the connect target, against direct and
 /// against an agent without the proxy.
 const KERNEL_PATH_MIN_RATIO: f64 = 0.98;
+/// Kubernetes mode at 30,000 Services: an EndpointSlice change to the maps written, p99, and
+/// the agent's RSS while changes run.
+const KUBERNETES_P99_MAX_MS: f64 = 50.0;
+const KUBERNETES_RSS_MAX_MIB: f64 = 200.0;
 /// The program whose in-kernel cost the per-call target is about.
 const CONNECT4_PROGRAM: &str = "vsteer_connect4";
 
@@ -59,6 +63,7 @@ pub fn markdown(results: &Results) -> String {
     cli_table(&mut out, results);
     kernel_table(&mut out, results);
     l7_section(&mut out, results);
+    kubernetes_table(&mut out, results);
     notes(&mut out, results);
     out.push_str(
         "## Plots\n\n\
@@ -154,7 +159,118 @@ fn targets(results: &Results) -> Vec<Target> {
         l7_p99_target(results, L7Load::Http2),
         kernel_path_target(results, KernelPathVariant::Direct),
         kernel_path_target(results, KernelPathVariant::VsteerNoProxy),
+        kubernetes_latency_target(results),
+        kubernetes_rss_target(results),
     ]
+}
+
+/// The Kubernetes run at the target's service count, or else the largest.
+fn kubernetes_for_target(results: &Results) -> Option<&super::results::KubernetesSync> {
+    results
+        .kubernetes
+        .iter()
+        .find(|k| k.services == SCALE_TARGET_SERVICES)
+        .or_else(|| results.kubernetes.iter().max_by_key(|k| k.services))
+}
+
+fn kubernetes_latency_target(results: &Results) -> Target {
+    let name = format!(
+        "Kubernetes at {}: EndpointSlice change to maps written, p99 ≤ {KUBERNETES_P99_MAX_MS:.0} ms (debounce included)",
+        services_label(SCALE_TARGET_SERVICES)
+    );
+    let Some(run) = kubernetes_for_target(results) else {
+        return Target::not_measured(name);
+    };
+    let verdict = at_scale(
+        Verdict::of(run.latency_p99_ms, |ms| ms <= KUBERNETES_P99_MAX_MS),
+        run.services,
+        SCALE_TARGET_SERVICES,
+    );
+    let measured = format!(
+        "p99 {} ms, p50 {} ms, max {} ms over {} changes; kube-proxy-style iptables-restore {} ms per change{}",
+        fmt_ms(run.latency_p99_ms),
+        fmt_ms(run.latency_p50_ms),
+        fmt_ms(run.latency_max_ms),
+        run.changes,
+        fmt_ms(run.iptables_restore_ms.median),
+        measured_at(run.services, SCALE_TARGET_SERVICES, "Services"),
+    );
+    Target {
+        name,
+        measured,
+        verdict,
+    }
+}
+
+fn kubernetes_rss_target(results: &Results) -> Target {
+    let name = format!(
+        "Kubernetes at {}: agent RSS ≤ {KUBERNETES_RSS_MAX_MIB:.0} MiB while 10 EndpointSlices/s change",
+        services_label(SCALE_TARGET_SERVICES)
+    );
+    let Some(run) = kubernetes_for_target(results) else {
+        return Target::not_measured(name);
+    };
+    let peak = run.peak_rss_kib as f64 / 1024.0;
+    let verdict = at_scale(
+        Verdict::of(peak, |mib| mib <= KUBERNETES_RSS_MAX_MIB),
+        run.services,
+        SCALE_TARGET_SERVICES,
+    );
+    let measured = format!(
+        "{} MiB at most (ready {} MiB, VmHWM {} MiB), {} cores{}",
+        fmt_fixed(peak, 1),
+        fmt_fixed(run.ready_rss_kib as f64 / 1024.0, 1),
+        fmt_fixed(run.hwm_kib as f64 / 1024.0, 1),
+        fmt_fixed(run.cpu_cores, 3),
+        measured_at(run.services, SCALE_TARGET_SERVICES, "Services"),
+    );
+    Target {
+        name,
+        measured,
+        verdict,
+    }
+}
+
+fn kubernetes_table(out: &mut String, results: &Results) {
+    out.push_str(
+        "## Kubernetes mode\n\nThe test API server holds N Services, each with an EndpointSlice \
+         of two ready endpoints and their two pods; the agent (`--source kubernetes`) lists \
+         them, then one EndpointSlice changes every 100 ms (one endpoint's `ready` flips). \
+         Latency is from the change at the API server to the agent's \"config applied\" line \
+         (by the line's own timestamp): watch delivery, the 10 ms debounce, recompile and the \
+         diffed map write. kube-proxy's iptables mode answers such a change with an \
+         `iptables-restore` of its ruleset, timed in the same run (its minimum sync period, \
+         1 s by default, not counted).\n\n",
+    );
+    if results.kubernetes.is_empty() {
+        out.push_str("Not measured.\n\n");
+        return;
+    }
+    out.push_str(
+        "| Services | Pods | Ready | Changes | p50 | p99 | max | iptables-restore | RSS ready \
+         | RSS peak | VmHWM | CPU |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in &results.kubernetes {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ms | {} at {}/s | {} ms | {} ms | {} ms | {} | {} | {} | {} | {} cores |",
+            fmt_thousands(run.services as f64),
+            fmt_thousands(run.pods as f64),
+            fmt_ms(run.ready_ms),
+            run.changes,
+            fmt_fixed(run.changes_per_sec, 1),
+            fmt_ms(run.latency_p50_ms),
+            fmt_ms(run.latency_p99_ms),
+            fmt_ms(run.latency_max_ms),
+            fmt_stat_ms(&run.iptables_restore_ms),
+            fmt_mib(run.ready_rss_kib),
+            fmt_mib(run.peak_rss_kib),
+            fmt_mib(run.hwm_kib),
+            fmt_fixed(run.cpu_cores, 3),
+        );
+    }
+    out.push('\n');
 }
 
 /// vsteer's proxy's requests/s over nginx's under `load`, per round.
@@ -1426,6 +1542,7 @@ mod tests {
                 },
             ],
             l7: Default::default(),
+            kubernetes: Vec::new(),
             notes: vec!["haproxy skipped at 30,000 services:\nnot installed".into()],
         }
     }
@@ -1684,7 +1801,7 @@ mod tests {
         results.notes.clear();
         let report = markdown(&results);
         let table = ratio_table(&results);
-        assert_eq!(table.matches("| not measured |").count(), 18, "{table}");
+        assert_eq!(table.matches("| not measured |").count(), 20, "{table}");
         assert!(table.contains("at 30,000 services"), "{table}");
         assert_no_nan(&report);
 

@@ -475,6 +475,32 @@ impl MemoryAtScale {
     }
 }
 
+/// Scenario 6: Kubernetes mode with `services` Services (each an EndpointSlice of two
+/// endpoints, and their pods) at the test API server: EndpointSlice changes at a steady pace.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesSync {
+    pub services: usize,
+    pub pods: usize,
+    pub changes: usize,
+    /// The pace the changes ran at.
+    pub changes_per_sec: f64,
+    /// From `vsteer run` started to its datapath ready (every kind listed, compiled, written).
+    pub ready_ms: f64,
+    /// From an EndpointSlice changed at the API server to the agent's "config applied" (maps
+    /// written), debounce included.
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// The agent's VmRSS when ready, its largest while the changes ran, and its VmHWM, KiB.
+    pub ready_rss_kib: u64,
+    pub peak_rss_kib: u64,
+    pub hwm_kib: u64,
+    /// The agent's CPU while the changes ran, in cores.
+    pub cpu_cores: f64,
+    /// kube-proxy style: `iptables-restore` of the whole ruleset for the same services.
+    pub iptables_restore_ms: Stat,
+}
+
 /// Scenario 4: the kernel's own statistics (`kernel.bpf_stats_enabled`) for one program.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelCost {
@@ -494,6 +520,7 @@ pub struct Results {
     pub cli: Vec<CliAtScale>,
     pub kernel: Vec<KernelCost>,
     pub l7: L7Results,
+    pub kubernetes: Vec<KubernetesSync>,
     /// Anything the reader must know: skipped variants, why a number is missing.
     pub notes: Vec<String>,
 }
@@ -682,6 +709,7 @@ mod tests {
             cli: vec![],
             kernel: vec![],
             l7: L7Results::default(),
+            kubernetes: Vec::new(),
             notes: vec![],
         };
         let direct = results.connect_run(1, Variant::Direct).map(|r| r.vs_direct);

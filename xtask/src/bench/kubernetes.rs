@@ -100,6 +100,8 @@ pub fn kubernetes_sync(bench: &Bench, results: &mut Results) -> Result<()> {
     let mut peak_rss_kib = ready_rss_kib;
     let cpu_before = system::cpu_seconds(pid)?;
     let run_started = Instant::now();
+    // Every change flips a slice's second endpoint from what it is: never a no-op.
+    let mut second_ready = vec![true; services];
     for k in 0..changes {
         bench.interrupt.check()?;
         let due = run_started + PACE * k as u32;
@@ -108,7 +110,8 @@ pub fn kubernetes_sync(bench: &Bench, results: &mut Results) -> Result<()> {
         let i = (k * 7_919) % services;
         agent.drain();
         let sent = SystemTime::now();
-        api.apply(slice(i, k % 2 == 1))?;
+        second_ready[i] = !second_ready[i];
+        api.apply(slice(i, second_ready[i]))?;
         let line = agent.wait_for("config applied", APPLIED)?;
         latencies.push(since(sent, &line)?.as_secs_f64() * 1_000.0);
         peak_rss_kib = peak_rss_kib.max(system::memory_kib(pid)?.0);

@@ -16,6 +16,7 @@ use vsteer_model::parse::{Failed, Parsed, parse_object};
 use vsteer_model::store::FileUpdate;
 use vsteer_model::{Diagnostic, Kind, Labels, ResourceId};
 
+use super::records::{ServiceRecord, SliceRecord};
 use super::registry::{self, ObjectKey, object_file};
 
 /// The label with which an EndpointSlice names its Service.
@@ -66,20 +67,31 @@ enum Changed {
     Istio(Kind, ObjectKey),
 }
 
+/// An object as kept: only what is read of it (the JSON of a watch event is dropped at once;
+/// a node holds every Service and slice of the cluster).
+enum Kept {
+    Service(Result<ServiceRecord, Diagnostic>),
+    Slice(Slice),
+    Pod(Labels),
+    Istio(Kind, Parsed),
+}
+
 #[derive(Default)]
 pub struct Cluster {
     domain: String,
-    services: BTreeMap<ObjectKey, Result<Service, Diagnostic>>,
+    services: BTreeMap<ObjectKey, Result<ServiceRecord, Diagnostic>>,
     slices: BTreeMap<ObjectKey, Slice>,
-    /// Each Service's slices, by the service-name label.
-    slices_of: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Each Service's slices, by the service-name label (a few per service: a list).
+    slices_of: HashMap<ObjectKey, Vec<ObjectKey>>,
     pods: HashMap<ObjectKey, Labels>,
-    /// The services whose slices name each pod: a label change rewrites their entries.
-    services_of_pod: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    istio: BTreeMap<(Kind, ObjectKey), Object>,
+    /// The services whose slices name each pod (nearly always one): a label change
+    /// rewrites their entries.
+    services_of_pod: HashMap<ObjectKey, Vec<ObjectKey>>,
+    /// Istio objects, decoded as they arrived (a file's parse: resources or errors).
+    istio: BTreeMap<(Kind, ObjectKey), Parsed>,
     changed: BTreeSet<Changed>,
     /// Objects of a relisting watch, until its list is complete.
-    relisting: HashMap<Watched, Vec<Object>>,
+    relisting: HashMap<Watched, Vec<(ObjectKey, Kept)>>,
     synced: BTreeSet<Watched>,
     /// The first event not read yet (the sync latency is measured from it).
     first_unread: Option<Instant>,
@@ -87,8 +99,13 @@ pub struct Cluster {
 
 struct Slice {
     service: Option<ObjectKey>,
-    parsed: Result<EndpointSlice, Diagnostic>,
-    pods: Vec<ObjectKey>,
+    parsed: Result<SliceRecord, Diagnostic>,
+}
+
+impl Slice {
+    fn pods(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.parsed.iter().flat_map(SliceRecord::pods)
+    }
 }
 
 impl Cluster {
@@ -107,23 +124,35 @@ impl Cluster {
             Event::Init => {
                 self.relisting.insert(watched, Vec::new());
             }
-            Event::InitApply(object) => match self.relisting.get_mut(&watched) {
-                Some(buffer) => buffer.push(object),
-                None => self.upsert(watched, object),
-            },
+            Event::InitApply(object) => {
+                let key = ObjectKey::of(&object.meta);
+                let kept = keep(watched, &key, object);
+                match self.relisting.get_mut(&watched) {
+                    Some(buffer) => buffer.push((key, kept)),
+                    None => self.upsert(key, kept),
+                }
+            }
             Event::InitDone => {
                 let listed = self.relisting.remove(&watched).unwrap_or_default();
-                let keep: BTreeSet<ObjectKey> =
-                    listed.iter().map(|o| ObjectKey::of(&o.meta)).collect();
-                for gone in self.keys(watched).difference(&keep) {
-                    self.delete(watched, gone);
+                let keep: BTreeSet<&ObjectKey> = listed.iter().map(|(key, _)| key).collect();
+                let gone: Vec<ObjectKey> = self
+                    .keys(watched)
+                    .into_iter()
+                    .filter(|key| !keep.contains(key))
+                    .collect();
+                for key in &gone {
+                    self.delete(watched, key);
                 }
-                for object in listed {
-                    self.upsert(watched, object);
+                for (key, kept) in listed {
+                    self.upsert(key, kept);
                 }
                 self.synced.insert(watched);
             }
-            Event::Apply(object) => self.upsert(watched, object),
+            Event::Apply(object) => {
+                let key = ObjectKey::of(&object.meta);
+                let kept = keep(watched, &key, object);
+                self.upsert(key, kept);
+            }
             Event::Delete(object) => self.delete(watched, &ObjectKey::of(&object.meta)),
         }
     }
@@ -183,64 +212,37 @@ impl Cluster {
         }
     }
 
-    fn upsert(&mut self, watched: Watched, object: Object) {
-        let key = ObjectKey::of(&object.meta);
-        match watched {
-            Watched::Services => {
-                let parsed = typed::<Service>("Service", &key, object.body);
+    fn upsert(&mut self, key: ObjectKey, kept: Kept) {
+        match kept {
+            Kept::Service(parsed) => {
                 self.services.insert(key.clone(), parsed);
                 self.changed.insert(Changed::Service(key));
             }
-            Watched::EndpointSlices => {
-                self.delete(watched, &key);
-                let service = object
-                    .meta
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .map(|name| ObjectKey {
-                        namespace: key.namespace.clone(),
-                        name: name.clone(),
-                    });
-                let parsed = typed::<EndpointSlice>("EndpointSlice", &key, object.body);
-                let pods = parsed.as_ref().map(pods_of).unwrap_or_default();
-                if let Some(service) = &service {
-                    self.slices_of
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
-                    for pod in &pods {
-                        self.services_of_pod
-                            .entry(pod.clone())
-                            .or_default()
-                            .insert(service.clone());
+            Kept::Slice(slice) => {
+                self.delete(Watched::EndpointSlices, &key);
+                if let Some(service) = &slice.service {
+                    let slices = self.slices_of.entry(service.clone()).or_default();
+                    if !slices.contains(&key) {
+                        slices.push(key.clone());
+                    }
+                    for pod in slice.pods() {
+                        let services = self.services_of_pod.entry(pod.clone()).or_default();
+                        if !services.contains(service) {
+                            services.push(service.clone());
+                        }
                     }
                     self.changed.insert(Changed::Service(service.clone()));
                 }
-                self.slices.insert(
-                    key,
-                    Slice {
-                        service,
-                        parsed,
-                        pods,
-                    },
-                );
+                self.slices.insert(key, slice);
             }
-            Watched::Pods => {
-                let labels: Labels = object
-                    .meta
-                    .labels
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+            Kept::Pod(labels) => {
                 if self.pods.get(&key) != Some(&labels) {
                     self.pods.insert(key.clone(), labels);
                     self.pod_changed(&key);
                 }
             }
-            Watched::Istio(kind) => {
-                self.istio.insert((kind, key.clone()), object);
+            Kept::Istio(kind, parsed) => {
+                self.istio.insert((kind, key.clone()), parsed);
                 self.changed.insert(Changed::Istio(kind, key));
             }
         }
@@ -257,24 +259,26 @@ impl Cluster {
                 let Some(slice) = self.slices.remove(key) else {
                     return;
                 };
-                let Some(service) = slice.service else {
+                let Some(service) = slice.service.clone() else {
                     return;
                 };
                 if let Some(slices) = self.slices_of.get_mut(&service) {
-                    slices.remove(key);
+                    slices.retain(|s| s != key);
                     if slices.is_empty() {
                         self.slices_of.remove(&service);
                     }
                 }
-                for pod in &slice.pods {
+                for pod in slice.pods() {
                     // Another slice of the same service may name the pod too: kept then.
                     let still = self.slices_of.get(&service).is_some_and(|slices| {
-                        slices
-                            .iter()
-                            .any(|s| self.slices.get(s).is_some_and(|s| s.pods.contains(pod)))
+                        slices.iter().any(|s| {
+                            self.slices
+                                .get(s)
+                                .is_some_and(|s| s.pods().any(|p| p == pod))
+                        })
                     });
                     if !still && let Some(services) = self.services_of_pod.get_mut(pod) {
-                        services.remove(&service);
+                        services.retain(|s| s != &service);
                         if services.is_empty() {
                             self.services_of_pod.remove(pod);
                         }
@@ -337,28 +341,29 @@ impl Cluster {
 
     fn istio_update(&self, kind: Kind, key: &ObjectKey) -> FileUpdate {
         let file = object_file(kind.as_str(), key);
-        let Some(object) = self.istio.get(&(kind, key.clone())) else {
-            return FileUpdate::Removed { file: file.into() };
-        };
-        let precedence = registry::created(&object.meta, key);
-        let parsed = match vsteer_model::yaml::to_value(&object.body) {
-            Ok(value) => parse_object(&file, precedence, value),
-            Err(e) => {
-                let error = ObjectError {
-                    kind: kind.as_str(),
-                    message: e.to_string(),
-                };
-                let id = ResourceId::new(kind, &key.namespace, &key.name);
-                return failed(
-                    file.clone(),
-                    Diagnostic::new(file, error).resource_id(&id),
-                    id,
-                );
-            }
-        };
-        FileUpdate::Read {
-            file: file.into(),
-            parsed,
+        match self.istio.get(&(kind, key.clone())) {
+            Some(parsed) => FileUpdate::Read {
+                file: file.into(),
+                parsed: parsed.clone(),
+            },
+            None => FileUpdate::Removed { file: file.into() },
+        }
+    }
+}
+
+/// An Istio object decoded as a file's document is.
+fn decode_istio(kind: Kind, key: &ObjectKey, object: &Object) -> Parsed {
+    let file = object_file(kind.as_str(), key);
+    let precedence = registry::created(&object.meta, key);
+    match vsteer_model::yaml::to_value(&object.body) {
+        Ok(value) => parse_object(&file, precedence, value),
+        Err(e) => {
+            let error = ObjectError {
+                kind: kind.as_str(),
+                message: e.to_string(),
+            };
+            let id = ResourceId::new(kind, &key.namespace, &key.name);
+            failed_parse(Diagnostic::new(file, error).resource_id(&id), id)
         }
     }
 }
@@ -390,33 +395,49 @@ fn typed<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The pods a slice's endpoints name.
-fn pods_of(slice: &EndpointSlice) -> Vec<ObjectKey> {
-    slice
-        .endpoints
-        .iter()
-        .filter_map(|e| e.target_ref.as_ref())
-        .filter(|r| r.kind.as_deref() == Some("Pod"))
-        .map(|r| ObjectKey {
-            namespace: r.namespace.clone().unwrap_or_default(),
-            name: r.name.clone().unwrap_or_default(),
-        })
-        .collect()
+/// What is kept of `object`, read at once (its JSON is not kept).
+fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
+    match watched {
+        Watched::Services => {
+            Kept::Service(typed::<Service>("Service", key, object.body).map(ServiceRecord::from))
+        }
+        Watched::EndpointSlices => {
+            let service = object
+                .meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(|name| ObjectKey {
+                    namespace: key.namespace.clone(),
+                    name: name.clone(),
+                });
+            let parsed =
+                typed::<EndpointSlice>("EndpointSlice", key, object.body).map(SliceRecord::from);
+            Kept::Slice(Slice { service, parsed })
+        }
+        Watched::Pods => Kept::Pod(object.meta.labels.unwrap_or_default().into_iter().collect()),
+        Watched::Istio(kind) => Kept::Istio(kind, decode_istio(kind, key, &object)),
+    }
 }
 
 /// An update that keeps `id`'s last good version, with `error`.
 fn failed(file: String, error: Diagnostic, id: ResourceId) -> FileUpdate {
     FileUpdate::Read {
         file: file.into(),
-        parsed: Parsed {
-            errors: vec![error],
-            failed: vec![Failed {
-                document: 0,
-                item: 0,
-                id: Some(id),
-            }],
-            ..Parsed::default()
-        },
+        parsed: failed_parse(error, id),
+    }
+}
+
+/// A parse that keeps `id`'s last good version, with `error`.
+fn failed_parse(error: Diagnostic, id: ResourceId) -> Parsed {
+    Parsed {
+        errors: vec![error],
+        failed: vec![Failed {
+            document: 0,
+            item: 0,
+            id: Some(id),
+        }],
+        ..Parsed::default()
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod node_pods;
+pub mod records;
 pub mod registry;
 pub mod watches;
 

@@ -7,15 +7,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort as KubePort};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vsteer_model::istio::{ServiceEntrySpec, ServicePort, WorkloadEntry};
 use vsteer_model::parse::{Failed, Parsed};
 use vsteer_model::{Diagnostic, Kind, Labels, Origin, Precedence, Resource, ResourceId};
 
-/// The annotation with which a Service limits where it is visible, as Istio reads it.
-const EXPORT_TO: &str = "networking.istio.io/exportTo";
+use super::records::{EndpointRecord, PortRecord, ServiceRecord, SliceRecord};
 
 /// A Service that cannot be read as a registry entry; the last good version stays in force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +63,16 @@ pub fn object_file(kind: &str, key: &ObjectKey) -> String {
 
 /// Istio's order of conflicting resources: creation time, then namespace and name.
 pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
+    let seconds = meta
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second());
+    created_at(seconds, key)
+}
+
+fn created_at(seconds: i64, key: &ObjectKey) -> Precedence {
     Precedence::Created(Box::new(vsteer_model::identity::Created {
-        seconds: meta
-            .creation_timestamp
-            .as_ref()
-            .map_or(0, |t| t.0.as_second()),
+        seconds,
         namespace: key.namespace.as_str().into(),
         name: key.name.as_str().into(),
     }))
@@ -79,19 +81,17 @@ pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
 /// The registry entry of `service`, from its `slices`; `pod_labels` gives the labels of a pod
 /// an endpoint names (`None` while the pod is not known yet: no labels).
 pub fn service_entry<'a>(
-    service: &Service,
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    service: &ServiceRecord,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
     pod_labels: impl Fn(&ObjectKey) -> Option<Labels>,
     domain: &str,
 ) -> Parsed {
-    let key = ObjectKey::of(&service.metadata);
+    let key = &service.key;
     let file = object_file("Service", &key);
     let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
     let mut parsed = Parsed::default();
     let about = |problem: Diagnostic, field: &str| problem.resource_id(&id).field(field);
-    let spec = service.spec.clone().unwrap_or_default();
-
-    let external = spec.type_.as_deref() == Some("ExternalName");
+    let external = service.service_type.as_deref() == Some("ExternalName");
     if external {
         parsed.warnings.push(about(
             Diagnostic::new(file.as_str(), RegistryWarning::ExternalName),
@@ -101,17 +101,8 @@ pub fn service_entry<'a>(
     // `clusterIPs` holds both families of a dual-stack service; `None` (headless) has no VIP:
     // its host is a destination only, as with a ServiceEntry without addresses.
     let mut addresses = Vec::new();
-    let given = spec
-        .cluster_ips
-        .clone()
-        .filter(|ips| !ips.is_empty())
-        .map(|ips| (ips, "spec.clusterIPs"))
-        .or_else(|| {
-            spec.cluster_ip
-                .clone()
-                .map(|ip| (vec![ip], "spec.clusterIP"))
-        });
-    if let Some((ips, field)) = given.filter(|_| !external) {
+    if !external {
+        let (ips, field) = (&service.cluster_ips, service.cluster_ips_field);
         for (i, ip) in ips.iter().enumerate() {
             if ip.is_empty() || ip == "None" {
                 continue;
@@ -129,7 +120,7 @@ pub fn service_entry<'a>(
     }
 
     let mut ports = Vec::new();
-    for (i, port) in spec.ports.iter().flatten().enumerate() {
+    for (i, port) in service.ports.iter().enumerate() {
         let field = format!("spec.ports[{i}]");
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
         if !matches!(protocol, "TCP" | "UDP") {
@@ -176,10 +167,8 @@ pub fn service_entry<'a>(
     };
 
     let export_to = service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(EXPORT_TO))
+        .export_to
+        .as_deref()
         .map(|value| {
             value
                 .split(',')
@@ -203,7 +192,7 @@ pub fn service_entry<'a>(
     };
     parsed.resources.push(Resource {
         id,
-        precedence: created(&service.metadata, &key),
+        precedence: created_at(service.created, key),
         origin: Origin {
             file: file.into(),
             document: 0,
@@ -237,7 +226,7 @@ fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed {
 /// Istio's protocol of a Service port: `appProtocol` when it names one Istio knows (and
 /// Kubernetes' own `kubernetes.io/h2c`, `ws`, `wss`), else the port name's prefix before `-`
 /// (`http-web`, `grpc`), else UDP for a UDP port; empty: Istio sniffs the protocol.
-pub fn istio_protocol(port: &KubePort) -> String {
+pub fn istio_protocol(port: &PortRecord) -> String {
     if port.protocol.as_deref() == Some("UDP") {
         return "UDP".into();
     }
@@ -281,7 +270,7 @@ fn known_protocol(name: &str) -> Option<&'static str> {
 /// that are terminating (a rollout's last pods keep serving). Each at the port its slice
 /// gives for each service port's name; an address in two slices counts once.
 fn endpoints<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
     ports: &[ServicePort],
     pod_labels: &impl Fn(&ObjectKey) -> Option<Labels>,
     warn: &mut impl FnMut(RegistryWarning),
@@ -289,7 +278,7 @@ fn endpoints<'a>(
     let mut ready = BTreeMap::new();
     let mut terminating = BTreeMap::new();
     for slice in slices {
-        let slice_name = slice.metadata.name.clone().unwrap_or_default();
+        let slice_name = slice.name.clone();
         if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             warn(RegistryWarning::AddressType {
                 slice: slice_name,
@@ -300,15 +289,14 @@ fn endpoints<'a>(
         let slice_ports: BTreeMap<String, u32> = slice
             .ports
             .iter()
-            .flatten()
-            .filter_map(|p| {
-                let port = u16::try_from(p.port?).ok().filter(|&n| n != 0)?;
-                Some((p.name.clone().unwrap_or_default(), u32::from(port)))
+            .filter_map(|(name, port)| {
+                let port = u16::try_from((*port)?).ok().filter(|&n| n != 0)?;
+                Some((name.clone(), u32::from(port)))
             })
             .filter(|(name, _)| ports.iter().any(|p| &p.name == name))
             .collect();
         for endpoint in &slice.endpoints {
-            let Some(address) = endpoint.addresses.first() else {
+            let Some(address) = &endpoint.address else {
                 continue;
             };
             let Ok(ip) = address.parse::<IpAddr>() else {
@@ -343,11 +331,10 @@ enum Usable {
 
 /// Conditions as the API defines them: an unset `ready` is ready, an unset `serving` is
 /// `ready`, an unset `terminating` is not terminating.
-fn usable(endpoint: &Endpoint) -> Usable {
-    let conditions = endpoint.conditions.clone().unwrap_or_default();
-    let ready = conditions.ready.unwrap_or(true);
-    let serving = conditions.serving.unwrap_or(ready);
-    let terminating = conditions.terminating.unwrap_or(false);
+fn usable(endpoint: &EndpointRecord) -> Usable {
+    let ready = endpoint.ready.unwrap_or(true);
+    let serving = endpoint.serving.unwrap_or(ready);
+    let terminating = endpoint.terminating.unwrap_or(false);
     if ready && !terminating {
         Usable::Ready
     } else if serving && terminating {
@@ -357,17 +344,14 @@ fn usable(endpoint: &Endpoint) -> Usable {
     }
 }
 
-fn labels_of(endpoint: &Endpoint, pod_labels: &impl Fn(&ObjectKey) -> Option<Labels>) -> Labels {
+fn labels_of(
+    endpoint: &EndpointRecord,
+    pod_labels: &impl Fn(&ObjectKey) -> Option<Labels>,
+) -> Labels {
     endpoint
-        .target_ref
+        .pod
         .as_ref()
-        .filter(|r| r.kind.as_deref() == Some("Pod"))
-        .and_then(|r| {
-            pod_labels(&ObjectKey {
-                namespace: r.namespace.clone().unwrap_or_default(),
-                name: r.name.clone().unwrap_or_default(),
-            })
-        })
+        .and_then(pod_labels)
         .unwrap_or_default()
 }
 

@@ -7,24 +7,30 @@ use serde_json::json;
 use vsteer_model::ResourceSpec;
 
 use super::*;
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-fn service(value: serde_json::Value) -> Service {
-    serde_json::from_value(value).expect("a Service")
+fn service(value: serde_json::Value) -> ServiceRecord {
+    ServiceRecord::from(serde_json::from_value::<Service>(value).expect("a Service"))
 }
 
-fn slice(value: serde_json::Value) -> EndpointSlice {
-    serde_json::from_value(value).expect("an EndpointSlice")
+fn slice(value: serde_json::Value) -> SliceRecord {
+    SliceRecord::from(serde_json::from_value::<EndpointSlice>(value).expect("an EndpointSlice"))
 }
 
-fn reviews() -> Service {
-    service(json!({
+fn reviews() -> ServiceRecord {
+    service(reviews_object())
+}
+
+fn reviews_object() -> serde_json::Value {
+    json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "reviews", "namespace": "bookinfo",
                      "creationTimestamp": "2026-11-30T10:00:00Z"},
         "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
                  "ports": [{"name": "http", "port": 9080, "protocol": "TCP", "targetPort": 9080}],
                  "selector": {"app": "reviews"}, "type": "ClusterIP"}
-    }))
+    })
 }
 
 fn endpoint(ip: &str, pod: &str, conditions: serde_json::Value) -> serde_json::Value {
@@ -32,7 +38,7 @@ fn endpoint(ip: &str, pod: &str, conditions: serde_json::Value) -> serde_json::V
            "targetRef": {"kind": "Pod", "name": pod, "namespace": "bookinfo"}})
 }
 
-fn reviews_slice(endpoints: Vec<serde_json::Value>) -> EndpointSlice {
+fn reviews_slice(endpoints: Vec<serde_json::Value>) -> SliceRecord {
     slice(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "reviews-abcde", "namespace": "bookinfo",
@@ -117,7 +123,7 @@ fn terminating_endpoints_serve_only_when_none_is_ready() {
         endpoint("10.244.1.6", "reviews-v2", terminating.clone()),
         endpoint("10.244.1.7", "reviews-v3", not_ready.clone()),
     ]);
-    let addresses = |slice: &EndpointSlice| -> Vec<String> {
+    let addresses = |slice: &SliceRecord| -> Vec<String> {
         let parsed = service_entry(&reviews(), [slice], versions, "cluster.local");
         entry(&parsed)
             .endpoints
@@ -169,9 +175,7 @@ fn endpoints_take_the_port_their_slice_gives_for_the_port_name() {
 #[test]
 fn headless_and_external_name_services_have_no_vip() {
     let mut headless = reviews();
-    let spec = headless.spec.as_mut().expect("spec");
-    spec.cluster_ip = Some("None".into());
-    spec.cluster_ips = Some(vec!["None".into()]);
+    headless.cluster_ips = vec!["None".into()];
     let slice = reviews_slice(vec![endpoint("10.244.1.5", "reviews-v1", ready())]);
     let parsed = service_entry(&headless, [&slice], versions, "cluster.local");
     let spec = entry(&parsed);
@@ -201,8 +205,7 @@ fn headless_and_external_name_services_have_no_vip() {
 #[test]
 fn dual_stack_services_have_a_vip_of_each_family() {
     let mut dual = reviews();
-    dual.spec.as_mut().expect("spec").cluster_ips =
-        Some(vec!["10.96.0.20".into(), "fd00:10:96::20".into()]);
+    dual.cluster_ips = vec!["10.96.0.20".into(), "fd00:10:96::20".into()];
     let parsed = service_entry(&dual, [], versions, "cluster.local");
     assert_eq!(entry(&parsed).addresses, ["10.96.0.20", "fd00:10:96::20"]);
 }
@@ -210,7 +213,7 @@ fn dual_stack_services_have_a_vip_of_each_family() {
 #[test]
 fn a_malformed_service_is_an_error_naming_it_and_its_field_and_keeps_its_last_good() {
     let mut bad = reviews();
-    bad.spec.as_mut().expect("spec").cluster_ips = Some(vec!["10.96.0.300".into()]);
+    bad.cluster_ips = vec!["10.96.0.300".into()];
     let parsed = service_entry(&bad, [], versions, "cluster.local");
     assert!(parsed.resources.is_empty());
     assert_eq!(parsed.failed.len(), 1);
@@ -227,7 +230,8 @@ fn a_malformed_service_is_an_error_naming_it_and_its_field_and_keeps_its_last_go
 #[test]
 fn protocols_are_selected_as_istio_selects_them() {
     let port = |value: serde_json::Value| -> String {
-        istio_protocol(&serde_json::from_value(value).expect("a port"))
+        let port: ServicePort = serde_json::from_value(value).expect("a port");
+        istio_protocol(&PortRecord::from(port))
     };
     assert_eq!(port(json!({"port": 80, "name": "http-web"})), "HTTP");
     assert_eq!(port(json!({"port": 80, "name": "grpc"})), "GRPC");
@@ -254,11 +258,9 @@ fn protocols_are_selected_as_istio_selects_them() {
 
 #[test]
 fn the_export_to_annotation_limits_where_the_service_is_visible() {
-    let mut local = reviews();
-    local.metadata.annotations = Some(BTreeMap::from([(
-        "networking.istio.io/exportTo".into(),
-        ".,shop".into(),
-    )]));
+    let mut value = serde_json::to_value(reviews_object()).expect("json");
+    value["metadata"]["annotations"] = json!({"networking.istio.io/exportTo": ".,shop"});
+    let local = service(value);
     let parsed = service_entry(&local, [], versions, "cluster.local");
     assert_eq!(entry(&parsed).export_to, [".", "shop"]);
 }

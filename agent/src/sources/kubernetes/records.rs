@@ -1,0 +1,145 @@
+//! What the agent keeps of a Service and of an EndpointSlice between events: the fields the
+//! registry reads, nothing else. A node's agent holds every Service and slice of the cluster
+//! (tens of thousands); the API types carry every field of the object (a k8s-openapi Service
+//! is over a kilobyte before its strings), these a few dozen bytes plus the strings read.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::registry::ObjectKey;
+
+/// The annotation with which a Service limits where it is visible, as Istio reads it.
+const EXPORT_TO: &str = "networking.istio.io/exportTo";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub key: ObjectKey,
+    /// `metadata.creationTimestamp`, seconds (Istio orders conflicts by it).
+    pub created: i64,
+    /// The `networking.istio.io/exportTo` annotation, as written.
+    pub export_to: Option<String>,
+    /// `spec.type`.
+    pub service_type: Option<String>,
+    /// `spec.clusterIPs` when set, else `spec.clusterIP`; and which of the two it is, for
+    /// messages.
+    pub cluster_ips: Vec<String>,
+    pub cluster_ips_field: &'static str,
+    pub ports: Vec<PortRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRecord {
+    pub name: Option<String>,
+    pub port: i32,
+    pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceRecord {
+    pub name: String,
+    pub address_type: String,
+    /// (port name, port) of the slice's ports.
+    pub ports: Vec<(String, Option<i32>)>,
+    pub endpoints: Vec<EndpointRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRecord {
+    /// The first address (the API allows one, for now).
+    pub address: Option<String>,
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+    /// The pod it names, when its target is a pod.
+    pub pod: Option<ObjectKey>,
+}
+
+impl From<Service> for ServiceRecord {
+    fn from(service: Service) -> ServiceRecord {
+        let key = ObjectKey::of(&service.metadata);
+        let created = service
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second());
+        let export_to = service
+            .metadata
+            .annotations
+            .and_then(|mut a| a.remove(EXPORT_TO));
+        let spec = service.spec.unwrap_or_default();
+        let (cluster_ips, cluster_ips_field) = match spec.cluster_ips.filter(|ips| !ips.is_empty())
+        {
+            Some(ips) => (ips, "spec.clusterIPs"),
+            None => (spec.cluster_ip.into_iter().collect(), "spec.clusterIP"),
+        };
+        ServiceRecord {
+            key,
+            created,
+            export_to,
+            service_type: spec.type_,
+            cluster_ips,
+            cluster_ips_field,
+            ports: spec
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(PortRecord::from)
+                .collect(),
+        }
+    }
+}
+
+impl From<ServicePort> for PortRecord {
+    fn from(port: ServicePort) -> PortRecord {
+        PortRecord {
+            name: port.name,
+            port: port.port,
+            protocol: port.protocol,
+            app_protocol: port.app_protocol,
+        }
+    }
+}
+
+impl From<EndpointSlice> for SliceRecord {
+    fn from(slice: EndpointSlice) -> SliceRecord {
+        SliceRecord {
+            name: slice.metadata.name.unwrap_or_default(),
+            address_type: slice.address_type,
+            ports: slice
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.name.unwrap_or_default(), p.port))
+                .collect(),
+            endpoints: slice
+                .endpoints
+                .into_iter()
+                .map(|e| {
+                    let conditions = e.conditions.unwrap_or_default();
+                    let pod = e
+                        .target_ref
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                        .map(|r| ObjectKey {
+                            namespace: r.namespace.unwrap_or_default(),
+                            name: r.name.unwrap_or_default(),
+                        });
+                    EndpointRecord {
+                        address: e.addresses.into_iter().next(),
+                        ready: conditions.ready,
+                        serving: conditions.serving,
+                        terminating: conditions.terminating,
+                        pod,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SliceRecord {
+    /// The pods its endpoints name.
+    pub fn pods(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.endpoints.iter().filter_map(|e| e.pod.as_ref())
+    }
+}

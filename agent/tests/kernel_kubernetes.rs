@@ -28,6 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const REVIEWS_VIP: &str = "127.100.0.1:9080";
 const RATINGS_VIP: &str = "127.100.0.2:9080";
 const DETAILS_VIP: &str = "127.100.0.3:9080";
+const PRODUCTPAGE_VIP: &str = "127.100.0.4:9080";
 
 fn service(name: &str, vip: &str) -> Value {
     json!({
@@ -101,6 +102,9 @@ fn registry(api: &KubeApi) {
     let objects = [
         service("reviews", "127.100.0.1"),
         service("ratings", "127.100.0.2"),
+        service("productpage", "127.100.0.4"),
+        slice("productpage", &[("127.0.4.1", "productpage-v1")]),
+        pod("productpage-v1", "productpage", "v1"),
         slice(
             "reviews",
             &[
@@ -138,6 +142,7 @@ impl Cluster {
             ("127.0.1.3:9080", "reviews-v3"),
             ("127.0.2.1:9080", "ratings-v1"),
             ("127.0.3.1:9080", "details-v1"),
+            ("127.0.4.1:9080", "productpage-v1"),
         ]
         .iter()
         .map(|(a, name)| Backend::tcp(&ns, addr(a), name).expect("backend"))
@@ -161,6 +166,11 @@ impl Cluster {
     }
 
     fn agent_with(&self, extra: &[&str]) -> AgentProcess {
+        self.agent_until(extra, vsteer_testkit::agent::READY)
+    }
+
+    /// The agent, returned once it logs `needle`.
+    fn agent_until(&self, extra: &[&str], needle: &str) -> AgentProcess {
         let state = vsteer_testkit::pins::state_dir_for(self.pins.path());
         let args: Vec<&std::ffi::OsStr> = vec![
             "run".as_ref(),
@@ -183,7 +193,7 @@ impl Cluster {
             .into_iter()
             .chain(extra.iter().map(|a| a.as_ref()))
             .collect();
-        AgentProcess::start(Path::new(VSTEER), &args, READY_TIMEOUT).expect("agent")
+        AgentProcess::start_until(Path::new(VSTEER), &args, needle, READY_TIMEOUT).expect("agent")
     }
 
     /// Connects to `vip` until every one lands on one of `names` (a change may reach the
@@ -247,6 +257,7 @@ fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
     let mut agent = cluster.agent();
     assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v2"]);
     assert_only(&cluster.replies(RATINGS_VIP, 50), &["ratings-v1"]);
+    assert_only(&cluster.replies(PRODUCTPAGE_VIP, 50), &["productpage-v1"]);
 
     // Changed: the route moves to v3.
     changed(&mut agent, || {
@@ -282,17 +293,17 @@ fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
         report.replies()
     );
 
-    // A cut watch resumes from its version: the change made meanwhile arrives.
-    changed(&mut agent, || {
-        cluster.api.cut_watches();
-        cluster.api.apply(reviews_to("v2")).expect("apply");
-    });
-    cluster.settles_to(REVIEWS_VIP, 200, &["reviews-v2"]);
-
-    // 410 Gone: the log is compacted while a Service is deleted; the watches list again and
-    // the deleted Service leaves the kernel. Connects to ratings never fail meanwhile.
+    // A cut watch resumes from its version: the change made meanwhile arrives. Then 410
+    // Gone: the log is compacted while a Service is deleted; the watches list again and the
+    // deleted Service leaves the kernel. Connects to ratings, unchanged, never fail meanwhile.
     std::thread::scope(|scope| {
-        let ratings = scope.spawn(|| cluster.replies(RATINGS_VIP, 3000));
+        let ratings = scope.spawn(|| cluster.replies(RATINGS_VIP, 6000));
+        changed(&mut agent, || {
+            cluster.api.cut_watches();
+            cluster.api.apply(reviews_to("v2")).expect("apply");
+        });
+        cluster.settles_to(REVIEWS_VIP, 200, &["reviews-v2"]);
+
         agent.drain();
         cluster.api.compact();
         cluster
@@ -331,7 +342,7 @@ fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
         assert_eq!(refused, 20, "the deleted Service still steers");
         let ratings = ratings.join().expect("ratings client");
         assert_only(&ratings, &["ratings-v1"]);
-        assert_eq!(ratings.outcomes.len(), 3000);
+        assert_eq!(ratings.outcomes.len(), 6000);
     });
 
     // A malformed object is named and skipped; the others apply.
@@ -357,13 +368,13 @@ fn objects_on_the_api_server_steer_real_connects_and_cuts_converge() {
     let metrics = admin_get(&agent, "/metrics");
     assert_eq!(
         metric(&metrics, "vsteer_kubernetes_objects{kind=\"Service\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         metric(&metrics, "vsteer_kubernetes_objects{kind=\"Pod\"}"),
-        4.0
+        5.0
     );
-    assert_eq!(metric(&metrics, "vsteer_services "), 2.0);
+    assert_eq!(metric(&metrics, "vsteer_services "), 3.0);
     // A failure for each watch told 410 Gone (those behind the latest version).
     assert!(metric(&metrics, "vsteer_errors_total{step=\"watch\"}") >= 1.0);
     assert!(metric(&metrics, "vsteer_rejected_total") >= 1.0);
@@ -423,7 +434,7 @@ fn the_nodes_pods_are_kept_with_their_cgroups_and_shown_by_status() {
     }
     let cluster = Cluster::new(IstioApi::None);
     registry(&cluster.api);
-    let mut elsewhere = pod("productpage-v1", "productpage", "v1");
+    let mut elsewhere = pod("other-node-pod", "productpage", "v1");
     elsewhere["spec"]["nodeName"] = json!("node-2");
     cluster.api.apply(elsewhere).expect("apply");
     for (name, qos) in [("reviews-v1", "Burstable"), ("reviews-v2", "BestEffort")] {
@@ -493,7 +504,7 @@ fn the_nodes_pods_are_kept_with_their_cgroups_and_shown_by_status() {
     );
     // A pod without a cgroup yet is listed as such; another node's pod is not listed.
     assert!(line("reviews-v3").contains("(not made yet)"), "{shown}");
-    assert!(!shown.contains("productpage-v1"), "{shown}");
+    assert!(!shown.contains("other-node-pod"), "{shown}");
     drop(agent);
     for dir in [
         systemd.clone(),
@@ -627,4 +638,34 @@ fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
         assert_eq!(backend, expected, "request {i}: {seen:?}");
     }
     drop(agent);
+}
+
+/// A restarted agent whose API server does not answer applies nothing: the datapath its
+/// predecessor pinned keeps steering, and the agent syncs once the server answers.
+#[test]
+fn while_the_api_server_is_down_a_restarted_agent_keeps_the_pinned_datapath() {
+    if !kernel_tests_enabled(
+        "while_the_api_server_is_down_a_restarted_agent_keeps_the_pinned_datapath",
+    ) {
+        return;
+    }
+    let cluster = Cluster::new(IstioApi::V1);
+    bookinfo(&cluster.api);
+    let first = cluster.agent();
+    assert_only(&cluster.replies(REVIEWS_VIP, 100), &["reviews-v2"]);
+    drop(first);
+
+    cluster.api.set_down(true);
+    let mut second = cluster.agent_until(&[], "does not answer discovery");
+    // Changed meanwhile, not seen yet: the pinned datapath steers as before.
+    cluster.api.apply(reviews_to("v3")).expect("apply");
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v2"]);
+    assert_only(&cluster.replies(RATINGS_VIP, 50), &["ratings-v1"]);
+
+    cluster.api.set_down(false);
+    let ready = second
+        .wait_for(vsteer_testkit::agent::READY, READY_TIMEOUT)
+        .expect("ready once the API server answers");
+    assert!(ready.contains("adopted=3"), "{ready}");
+    assert_only(&cluster.replies(REVIEWS_VIP, 200), &["reviews-v3"]);
 }

@@ -27,6 +27,16 @@ impl AgentProcess {
         Self::launch(Command::new(binary), args, timeout)
     }
 
+    /// [`AgentProcess::start`] that returns once the agent logs `needle`, ready or not.
+    pub fn start_until(
+        binary: &Path,
+        args: &[&std::ffi::OsStr],
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::launch_until(Command::new(binary), args, needle, timeout)
+    }
+
     /// [`AgentProcess::start`] inside `ns` and `cgroup`: the agent's own sockets (its
     /// proxy's listener and upstream connects) then live there and meet the cgroup's hooks.
     pub fn start_in(

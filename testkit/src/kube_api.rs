@@ -122,6 +122,8 @@ struct State {
     oldest: u64,
     /// Bumped to cut every open watch.
     generation: u64,
+    /// Unreachable: every connection is closed at once, unanswered.
+    down: bool,
     uid: u64,
 }
 
@@ -153,6 +155,7 @@ impl KubeApi {
             log: Vec::new(),
             oldest: 0,
             generation: 0,
+            down: false,
             uid: 0,
         }));
         let (events, _) = broadcast::channel(LAG);
@@ -278,6 +281,14 @@ impl KubeApi {
         Ok(true)
     }
 
+    /// Makes the server unreachable (every open watch cut, every new connection closed at
+    /// once, unanswered) or reachable again.
+    pub fn set_down(&self, down: bool) {
+        let mut state = self.lock();
+        state.down = down;
+        state.generation += 1;
+    }
+
     /// Cuts every open watch; clients resume from their last resource version.
     pub fn cut_watches(&self) {
         self.lock().generation += 1;
@@ -394,6 +405,10 @@ impl Server {
                     Err(_) => continue,
                 },
             };
+            if self.lock().down {
+                drop(stream);
+                continue;
+            }
             let server = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {

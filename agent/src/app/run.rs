@@ -149,9 +149,13 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut kube = None;
     let mut source = match &options.kubernetes {
         Some(settings) => {
-            let watches =
-                kubernetes::start(settings, changed_tx.clone(), metrics.errors_of(Step::Watch))
-                    .await?;
+            let starting =
+                kubernetes::start(settings, changed_tx.clone(), metrics.errors_of(Step::Watch));
+            let watches = tokio::select! {
+                watches = starting => watches?,
+                _ = sigterm.recv() => return Ok(0),
+                _ = sigint.recv() => return Ok(0),
+            };
             let source = Source::Kubernetes(watches.cluster.clone());
             if let Some(node_pods) = watches.node_pods.clone() {
                 pages.add(

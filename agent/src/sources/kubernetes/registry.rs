@@ -87,7 +87,7 @@ pub fn service_entry<'a>(
     domain: &str,
 ) -> Parsed {
     let key = &service.key;
-    let file = object_file("Service", &key);
+    let file = object_file("Service", key);
     let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
     let mut parsed = Parsed::default();
     let about = |problem: Diagnostic, field: &str| problem.resource_id(&id).field(field);

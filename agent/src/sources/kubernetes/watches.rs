@@ -92,9 +92,7 @@ pub async fn start(
     };
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).context("the Kubernetes client")?;
-    let istio = istio_resources(&client)
-        .await
-        .with_context(|| format!("asking the API server {server} which Istio kinds it serves"))?;
+    let istio = discover(&client, &server).await;
     if istio.is_empty() {
         tracing::info!(
             "the API server serves no {ISTIO_NETWORKING_GROUP} kinds (Istio's CRDs are not installed): \
@@ -184,6 +182,29 @@ pub async fn start(
         synced,
         tasks,
     })
+}
+
+/// How long discovery waits between tries, at most.
+const DISCOVERY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// [`istio_resources`], tried until the API server answers (a node's agent may start before
+/// the API server is reachable: the pinned datapath serves meanwhile), with backoff.
+async fn discover(client: &Client, server: &str) -> Vec<(Kind, ApiResource)> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match istio_resources(client).await {
+            Ok(found) => return found,
+            Err(err) => {
+                tracing::warn!(
+                    "the API server {server} does not answer discovery: {err:#}; the pinned \
+                     datapath serves meanwhile; trying again in {} ms",
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(DISCOVERY_RETRY_MAX);
+            }
+        }
+    }
 }
 
 /// The Istio kinds the server serves, each at the newest version vsteer reads (`v1`, else

@@ -128,16 +128,18 @@ pub enum Precedence {
         document: u32,
         item: u32,
     },
-    /// Kubernetes: creation time, then namespace and name, as Istio orders conflicts (boxed:
+    /// Kubernetes: creation time, then name and namespace, as Istio orders conflicts (boxed:
     /// precedences are kept in every index, and file mode's is half the size).
     Created(Box<Created>),
 }
 
+/// Field order is the order of comparison: creation time, then name, then namespace, as
+/// Istio's `sortConfigByCreationTime` has it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Created {
     pub seconds: i64,
-    pub namespace: Arc<str>,
     pub name: Arc<str>,
+    pub namespace: Arc<str>,
 }
 
 /// File path, then document, then item; the resources of one file share the path's
@@ -202,6 +204,23 @@ mod tests {
     #[test]
     fn precedence_stays_small() {
         assert!(std::mem::size_of::<Precedence>() <= 24);
+    }
+
+    #[test]
+    fn kubernetes_objects_are_ordered_by_creation_then_name_then_namespace() {
+        let at = |seconds, namespace: &str, name: &str| {
+            Precedence::Created(Box::new(Created {
+                seconds,
+                name: name.into(),
+                namespace: namespace.into(),
+            }))
+        };
+        assert!(at(1, "z", "z") < at(2, "a", "a"));
+        assert!(
+            at(1, "z", "a") < at(1, "a", "b"),
+            "the name before the namespace"
+        );
+        assert!(at(1, "a", "x") < at(1, "b", "x"));
     }
 
     #[test]

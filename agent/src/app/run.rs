@@ -190,7 +190,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         // every watch has listed once (the pinned datapath serves meanwhile).
         tracing::info!("waiting for the first full list of every watched kind");
         tokio::select! {
-            _ = watches.synced() => {}
+            synced = watches.synced() => synced?,
             _ = sigterm.recv() => return Ok(0),
             _ = sigint.recv() => return Ok(0),
         }
@@ -219,6 +219,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut agent = Agent::shared(source, Node { datapath, routes });
     let applied = agent.start_from(first)?;
     metrics.applied(None, agent.plan().len(), applied.rejected);
+    note_objects(&metrics, kube.as_ref());
     // The last fallible step of the start: from here on the kernel sends proxied services
     // to the proxy, and only an orderly exit (below) turns that off again.
     if let (Some(settings), Some(proxy)) = (&options.proxy, &proxy) {
@@ -253,6 +254,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     ready.set();
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut exit_code = 0;
     loop {
         // What to read: `None` everything (SIGHUP), or what a watch batch names; and how long
         // its files took to settle.
@@ -282,6 +284,16 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                 (Some(paths), delivered.saturating_duration_since(first))
             }
             _ = tick.tick() => {
+                if kube.as_ref().is_some_and(|watches| watches.stopped()) {
+                    // An orderly exit (below), so that proxied services go back to the kernel
+                    // path before the proxy goes.
+                    tracing::error!(
+                        "a Kubernetes watch stopped: exiting (the datapath stays on the last \
+                         config applied; a restarted agent lists everything again)"
+                    );
+                    exit_code = 1;
+                    break;
+                }
                 if !vsteer_datapath::pins_present(&options.pin_dir) {
                     // `vsteer uninstall --force`, or a hand: the links went with the pins,
                     // so nothing steers. The agent takes the directory again and puts the
@@ -362,11 +374,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             Err(PassError::Read(_)) => metrics.error(Step::Read),
             Err(PassError::Write(_)) => metrics.error(Step::Write),
         }
-        if let Some(watches) = &kube
-            && let Ok(cluster) = watches.cluster.lock()
-        {
-            metrics.objects(&cluster.counts());
-        }
+        note_objects(&metrics, kube.as_ref());
         log(result, settle, delivered);
     }
     if let Some(proxy) = proxy {
@@ -383,7 +391,16 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         pin_dir = %options.pin_dir.display(),
         "exiting; the datapath stays in place on the last config (`vsteer uninstall` removes it)"
     );
-    Ok(0)
+    Ok(exit_code)
+}
+
+/// The Kubernetes objects held, by kind, into the metrics.
+fn note_objects(metrics: &AgentMetrics, kube: Option<&kubernetes::Watches>) {
+    if let Some(watches) = kube
+        && let Ok(cluster) = watches.cluster.lock()
+    {
+        metrics.objects(&cluster.counts());
+    }
 }
 
 /// Fails unless `dir` is a directory, naming it.

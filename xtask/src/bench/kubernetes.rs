@@ -3,8 +3,9 @@
 //! lists them all, then EndpointSlices change ten times a second (one endpoint's `ready`
 //! flips): the time from each change at the API server to the kernel maps written (the
 //! agent's "config applied" line, by its own timestamp), and the agent's RSS and CPU while
-//! the changes run. kube-proxy's iptables mode answers the same change with an
-//! `iptables-restore` of its ruleset, timed in the same run.
+//! the changes run. kube-proxy's iptables mode answered such a change with an
+//! `iptables-restore` of its whole ruleset (before 1.28's MinimizeIPTablesRestore), timed in
+//! the same run.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

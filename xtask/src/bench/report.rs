@@ -239,8 +239,8 @@ fn kubernetes_table(out: &mut String, results: &Results) {
          Latency is from the change at the API server to the agent's \"config applied\" line \
          (by the line's own timestamp): watch delivery, the 10 ms debounce, recompile and the \
          diffed map write. kube-proxy's iptables mode answers such a change with an \
-         `iptables-restore` of its ruleset, timed in the same run (its minimum sync period, \
-         1 s by default, not counted).\n\n",
+         `iptables-restore` of its ruleset, timed in the same run (a full restore, as before \
+         kube-proxy 1.28; its minimum sync period, 1 s by default, not counted).\n\n",
     );
     if results.kubernetes.is_empty() {
         out.push_str("Not measured.\n\n");

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
-use vsteer_model::parse::{Failed, Parsed, parse_object};
+use vsteer_model::parse::{Parsed, parse_object};
 use vsteer_model::store::FileUpdate;
 use vsteer_model::{Diagnostic, Kind, Labels, ResourceId};
 
@@ -97,6 +97,7 @@ pub struct Cluster {
     first_unread: Option<Instant>,
 }
 
+#[derive(PartialEq)]
 struct Slice {
     service: Option<ObjectKey>,
     parsed: Result<SliceRecord, Diagnostic>,
@@ -119,7 +120,15 @@ impl Cluster {
 
     /// Takes one watch event.
     pub fn event(&mut self, watched: Watched, event: Event<Object>) {
-        self.first_unread.get_or_insert_with(Instant::now);
+        self.apply_event(watched, event);
+        // An event that changed nothing read (a pod's status, an object's annotations, a
+        // relist of the same objects) starts no pass.
+        if !self.changed.is_empty() {
+            self.first_unread.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn apply_event(&mut self, watched: Watched, event: Event<Object>) {
         match event {
             Event::Init => {
                 self.relisting.insert(watched, Vec::new());
@@ -215,10 +224,15 @@ impl Cluster {
     fn upsert(&mut self, key: ObjectKey, kept: Kept) {
         match kept {
             Kept::Service(parsed) => {
-                self.services.insert(key.clone(), parsed);
-                self.changed.insert(Changed::Service(key));
+                if self.services.get(&key) != Some(&parsed) {
+                    self.services.insert(key.clone(), parsed);
+                    self.changed.insert(Changed::Service(key));
+                }
             }
             Kept::Slice(slice) => {
+                if self.slices.get(&key) == Some(&slice) {
+                    return;
+                }
                 self.delete(Watched::EndpointSlices, &key);
                 if let Some(service) = &slice.service {
                     let slices = self.slices_of.entry(service.clone()).or_default();
@@ -242,8 +256,11 @@ impl Cluster {
                 }
             }
             Kept::Istio(kind, parsed) => {
-                self.istio.insert((kind, key.clone()), parsed);
-                self.changed.insert(Changed::Istio(kind, key));
+                let key = (kind, key);
+                if self.istio.get(&key) != Some(&parsed) {
+                    self.changed.insert(Changed::Istio(kind, key.1.clone()));
+                    self.istio.insert(key, parsed);
+                }
             }
         }
     }
@@ -428,17 +445,8 @@ fn failed(file: String, error: Diagnostic, id: ResourceId) -> FileUpdate {
     }
 }
 
-/// A parse that keeps `id`'s last good version, with `error`.
 fn failed_parse(error: Diagnostic, id: ResourceId) -> Parsed {
-    Parsed {
-        errors: vec![error],
-        failed: vec![Failed {
-            document: 0,
-            item: 0,
-            id: Some(id),
-        }],
-        ..Parsed::default()
-    }
+    registry::rejected(Parsed::default(), error, id)
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The pods of this node (a watch of pods with `spec.nodeName` = the node), each with its
 //! namespace, labels and cgroup: the directory kubelet made for it under the cgroup v2 root
-//! (systemd or cgroupfs driver, by QoS class), and that directory's cgroup id, which is what
-//! the kernel programs see of a socket's owner. The map source-aware routing and exportTo
-//! will look clients up in; today `vsteer status` shows it.
+//! (systemd or cgroupfs driver, by QoS class), and that directory's cgroup id. A socket's
+//! owner sits in a container's cgroup below it, so the kernel programs find the pod by that
+//! id among the owner's ancestors (`bpf_get_current_ancestor_cgroup_id` at the pod's level).
+//! The map source-aware routing and exportTo will look clients up in; today `vsteer status`
+//! shows it.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -25,7 +27,7 @@ pub struct NodePod {
     pub labels: BTreeMap<String, String>,
     /// Its cgroup directory, once kubelet has made it.
     pub cgroup: Option<PathBuf>,
-    /// The directory's cgroup id (its inode number), as `bpf_get_current_cgroup_id` gives it.
+    /// The directory's cgroup id (its inode number): an ancestor of its containers' cgroups.
     pub cgroup_id: Option<u64>,
 }
 

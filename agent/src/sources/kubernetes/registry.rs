@@ -61,7 +61,7 @@ pub fn object_file(kind: &str, key: &ObjectKey) -> String {
     format!("kubernetes:{kind}/{}/{}", key.namespace, key.name)
 }
 
-/// Istio's order of conflicting resources: creation time, then namespace and name.
+/// Istio's order of conflicting resources: creation time, then name, then namespace.
 pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
     let seconds = meta
         .creation_timestamp
@@ -111,7 +111,7 @@ pub fn service_entry<'a>(
                 let error = RegistryError::ClusterIp { value: ip.clone() };
                 return rejected(
                     parsed,
-                    about(Diagnostic::new(file, error), &indexed(field, i, ips.len())),
+                    about(Diagnostic::new(file, error), &indexed(field, i)),
                     id,
                 );
             }
@@ -132,7 +132,7 @@ pub fn service_entry<'a>(
                 .push(about(Diagnostic::new(file.as_str(), warning), &field));
             continue;
         }
-        let Ok(number) = u16::try_from(port.port).map(u32::from) else {
+        let Some(number) = u16::try_from(port.port).ok().filter(|&n| n != 0) else {
             let error = RegistryError::Port { value: port.port };
             return rejected(
                 parsed,
@@ -140,14 +140,7 @@ pub fn service_entry<'a>(
                 id,
             );
         };
-        if number == 0 {
-            let error = RegistryError::Port { value: port.port };
-            return rejected(
-                parsed,
-                about(Diagnostic::new(file, error), &format!("{field}.port")),
-                id,
-            );
-        }
+        let number = u32::from(number);
         ports.push(ServicePort {
             number,
             protocol: istio_protocol(port),
@@ -203,17 +196,17 @@ pub fn service_entry<'a>(
     parsed
 }
 
-/// `field[i]` when the field holds several values.
-fn indexed(field: &str, i: usize, len: usize) -> String {
-    if len > 1 || field.ends_with('s') {
+/// `field[i]` for a list field (`spec.clusterIPs`), the field alone for a single one.
+fn indexed(field: &str, i: usize) -> String {
+    if field.ends_with('s') {
         format!("{field}[{i}]")
     } else {
         field.to_string()
     }
 }
 
-/// `parsed` with `error` and the Service marked failed: its last good version stays.
-fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed {
+/// `parsed` with `error` and `id` marked failed: its last good version stays.
+pub fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed {
     parsed.errors.push(error);
     parsed.failed.push(Failed {
         document: 0,
@@ -223,28 +216,27 @@ fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed {
     parsed
 }
 
-/// Istio's protocol of a Service port: `appProtocol` when it names one Istio knows (and
-/// Kubernetes' own `kubernetes.io/h2c`, `ws`, `wss`), else the port name's prefix before `-`
-/// (`http-web`, `grpc`), else UDP for a UDP port; empty: Istio sniffs the protocol.
+/// Istio's protocol of a Service port, as its `kube.ConvertProtocol` chooses it: UDP for a
+/// UDP port; else `appProtocol` when set (Kubernetes' `kubernetes.io/h2c`, `ws`, `wss`
+/// mapped), the port name when not; of that, a `grpc-web` prefix, or the part before the
+/// first `-` (`http-web`, `grpc`). Empty: a protocol Istio does not know, which it sniffs.
 pub fn istio_protocol(port: &PortRecord) -> String {
     if port.protocol.as_deref() == Some("UDP") {
         return "UDP".into();
     }
-    let by_app =
-        port.app_protocol
-            .as_deref()
-            .and_then(|app| match app.to_ascii_lowercase().as_str() {
-                "kubernetes.io/h2c" => Some("HTTP2"),
-                "kubernetes.io/ws" => Some("HTTP"),
-                "kubernetes.io/wss" => Some("HTTPS"),
-                other => known_protocol(other),
-            });
-    let by_name = || {
-        let name = port.name.as_deref().unwrap_or_default();
-        let prefix = name.split('-').next().unwrap_or_default();
-        known_protocol(&prefix.to_ascii_lowercase())
+    let name = match port.app_protocol.as_deref() {
+        Some("kubernetes.io/h2c") => return "HTTP2".into(),
+        Some("kubernetes.io/ws") => return "HTTP".into(),
+        Some("kubernetes.io/wss") => return "HTTPS".into(),
+        Some(app) => app,
+        None => port.name.as_deref().unwrap_or_default(),
     };
-    by_app.or_else(by_name).unwrap_or_default().to_string()
+    let name = name.to_ascii_lowercase();
+    if name.starts_with("grpc-web") {
+        return "GRPC-Web".into();
+    }
+    let prefix = name.split('-').next().unwrap_or_default();
+    known_protocol(prefix).unwrap_or_default().to_string()
 }
 
 /// Istio's protocol names (`protocol.Parse`), from lower case.
@@ -329,13 +321,15 @@ enum Usable {
     No,
 }
 
-/// Conditions as the API defines them: an unset `ready` is ready, an unset `serving` is
-/// `ready`, an unset `terminating` is not terminating.
+/// Conditions as kube-proxy reads them: unset `ready` and `serving` are true, an unset
+/// `terminating` false; a ready endpoint is used even while terminating (a Service with
+/// `publishNotReadyAddresses` keeps its terminating pods ready), a serving and terminating
+/// one only when none is ready.
 fn usable(endpoint: &EndpointRecord) -> Usable {
     let ready = endpoint.ready.unwrap_or(true);
-    let serving = endpoint.serving.unwrap_or(ready);
+    let serving = endpoint.serving.unwrap_or(true);
     let terminating = endpoint.terminating.unwrap_or(false);
-    if ready && !terminating {
+    if ready {
         Usable::Ready
     } else if serving && terminating {
         Usable::Terminating

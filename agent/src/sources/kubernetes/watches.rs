@@ -65,9 +65,19 @@ impl Drop for Watches {
 
 impl Watches {
     /// Waits until every watch has listed its kind once (the agent applies nothing before:
-    /// a partial view would remove services that are only not listed yet).
-    pub async fn synced(&mut self) {
-        let _ = self.synced.wait_for(|synced| *synced).await;
+    /// a partial view would remove services that are only not listed yet). Fails when the
+    /// watches stopped first.
+    pub async fn synced(&mut self) -> Result<()> {
+        match self.synced.wait_for(|synced| *synced).await {
+            Ok(_) => Ok(()),
+            Err(_) => anyhow::bail!("the Kubernetes watches stopped before their first list"),
+        }
+    }
+
+    /// Whether a watch task ended: they never do unless one broke (a panic), and then the
+    /// agent's view of the cluster stops following it.
+    pub fn stopped(&self) -> bool {
+        self.tasks.iter().any(|task| task.is_finished())
     }
 }
 

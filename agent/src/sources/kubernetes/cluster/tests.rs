@@ -161,9 +161,10 @@ fn events_during_a_relist_wait_for_its_end() {
     cluster.event(Watched::Services, Event::Init);
     cluster.event(
         Watched::Services,
-        Event::InitApply(service("web", "10.96.0.1")),
+        Event::InitApply(service("web", "10.96.0.9")),
     );
-    // Nothing changes until the list is complete: `web` is not deleted meanwhile.
+    // Nothing changes until the list is complete: `web` is neither deleted nor changed
+    // meanwhile.
     assert!(cluster.updates(false).is_empty());
     cluster.event(Watched::Services, Event::InitDone);
     assert_eq!(cluster.updates(false).len(), 1);
@@ -222,5 +223,35 @@ fn deleting_a_slice_takes_its_endpoints_and_its_pods_index() {
     assert!(endpoints(&store, "web").is_empty());
     // The pods no longer belong to the service: their label changes write nothing.
     cluster.event(Watched::Pods, Event::Apply(pod("web-a", "v9")));
+    assert!(cluster.updates(false).is_empty());
+}
+
+#[test]
+fn events_that_change_nothing_read_start_no_pass() {
+    let (mut cluster, _store) = synced_cluster();
+    assert!(cluster.first_unread().is_none());
+    // A pod's status changes (its labels do not); a Service and a slice come again as they
+    // were, with new resource versions; a whole relist of the same objects.
+    let mut running = pod("web-a", "v1");
+    running.body["status"] = json!({"phase": "Running"});
+    running.meta.resource_version = Some("999".into());
+    cluster.event(Watched::Pods, Event::Apply(running));
+    let mut again = service("web", "10.96.0.1");
+    again.meta.resource_version = Some("1000".into());
+    cluster.event(Watched::Services, Event::Apply(again));
+    cluster.event(
+        Watched::EndpointSlices,
+        Event::Apply(slice(
+            "web-1",
+            "web",
+            &[("10.244.0.1", "web-a"), ("10.244.0.2", "web-b")],
+        )),
+    );
+    list(
+        &mut cluster,
+        Watched::Services,
+        vec![service("web", "10.96.0.1")],
+    );
+    assert!(cluster.first_unread().is_none(), "no pass is due");
     assert!(cluster.updates(false).is_empty());
 }

@@ -137,6 +137,13 @@ fn terminating_endpoints_serve_only_when_none_is_ready() {
         endpoint("10.244.1.7", "reviews-v3", not_ready),
     ]);
     assert_eq!(addresses(&draining), ["10.244.1.6"]);
+    // Ready while terminating (publishNotReadyAddresses): ready, as kube-proxy has it.
+    let ready_terminating = json!({"ready": true, "serving": true, "terminating": true});
+    let kept = reviews_slice(vec![
+        endpoint("10.244.1.5", "reviews-v1", ready()),
+        endpoint("10.244.1.6", "reviews-v2", ready_terminating),
+    ]);
+    assert_eq!(addresses(&kept), ["10.244.1.5", "10.244.1.6"]);
 }
 
 #[test]
@@ -245,11 +252,14 @@ fn protocols_are_selected_as_istio_selects_them() {
         port(json!({"port": 80, "appProtocol": "kubernetes.io/h2c"})),
         "HTTP2"
     );
-    // An appProtocol Istio does not know falls back to the name.
+    // appProtocol replaces the name, even one Istio does not know (then it sniffs).
     assert_eq!(
         port(json!({"port": 80, "name": "https-x", "appProtocol": "example.com/x"})),
-        "HTTPS"
+        ""
     );
+    // grpc-web is one prefix, though it holds a hyphen.
+    assert_eq!(port(json!({"port": 80, "name": "grpc-web-ui"})), "GRPC-Web");
+    assert_eq!(port(json!({"port": 80, "name": "GRPC-api"})), "GRPC");
     assert_eq!(
         port(json!({"port": 53, "name": "dns", "protocol": "UDP"})),
         "UDP"

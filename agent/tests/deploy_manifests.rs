@@ -202,24 +202,19 @@ fn the_daemonsets_capabilities_are_all_the_agent_needs() {
         .join(",");
     let cgroup = TestCgroup::new().expect("cgroup");
     let pins = PinDir::new();
-    let state = vsteer_testkit::pins::state_dir_for(pins.path());
-    let args: Vec<std::ffi::OsString> = vec![
+    let placement = vsteer_testkit::agent::RunPlacement {
+        cgroup: cgroup.path(),
+        pin_dir: pins.path(),
+        proxy_addr: "127.0.0.1:0",
+        admin_addr: "off",
+    };
+    let mut args: Vec<std::ffi::OsString> = vec![
         format!("--bounding-set={bounding}").into(),
         "--inh-caps=-all".into(),
         "--".into(),
         VSTEER.into(),
-        "run".into(),
-        "--cgroup".into(),
-        cgroup.path().into(),
-        "--pin-dir".into(),
-        pins.path().into(),
-        "--state-dir".into(),
-        state.into(),
-        "--proxy-addr".into(),
-        "127.0.0.1:0".into(),
-        "--admin-addr".into(),
-        "off".into(),
     ];
+    args.extend(vsteer_testkit::agent::run_args(&placement));
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let agent = AgentProcess::start(Path::new("setpriv"), &args, Duration::from_secs(30))
         .expect("the agent starts with the DaemonSet's capabilities");

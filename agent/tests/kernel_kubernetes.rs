@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{addr, assert_only, counts};
+use vsteer_testkit::agent::RunPlacement;
 use vsteer_testkit::kube_api::{IstioApi, KubeApi};
 use vsteer_testkit::{
     AgentProcess, Backend, NetNs, PinDir, TestCgroup, connect_many, kernel_tests_enabled,
@@ -171,29 +172,21 @@ impl Cluster {
 
     /// The agent, returned once it logs `needle`.
     fn agent_until(&self, extra: &[&str], needle: &str) -> AgentProcess {
-        let state = vsteer_testkit::pins::state_dir_for(self.pins.path());
-        let args: Vec<&std::ffi::OsStr> = vec![
-            "run".as_ref(),
+        let placement = RunPlacement {
+            cgroup: self.cgroup.path(),
+            pin_dir: self.pins.path(),
+            proxy_addr: "127.0.0.1:0",
+            admin_addr: "127.0.0.1:0",
+        };
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "--source".as_ref(),
             "kubernetes".as_ref(),
             "--kubeconfig".as_ref(),
             self.kubeconfig.path().as_os_str(),
-            "--cgroup".as_ref(),
-            self.cgroup.path().as_os_str(),
-            "--pin-dir".as_ref(),
-            self.pins.path().as_os_str(),
-            "--state-dir".as_ref(),
-            state.as_os_str(),
-            "--proxy-addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--admin-addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
         ];
-        let args: Vec<&std::ffi::OsStr> = args
-            .into_iter()
-            .chain(extra.iter().map(|a| a.as_ref()))
-            .collect();
-        AgentProcess::start_until(Path::new(VSTEER), &args, needle, READY_TIMEOUT).expect("agent")
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        AgentProcess::start_run(Path::new(VSTEER), &placement, &args, needle, READY_TIMEOUT)
+            .expect("agent")
     }
 
     /// Connects to `vip` until every one lands on one of `names` (a change may reach the
@@ -568,24 +561,20 @@ fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
     .expect("apply");
     let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
     api.write_kubeconfig(kubeconfig.path()).expect("kubeconfig");
-    let state = vsteer_testkit::pins::state_dir_for(pins.path());
-    let args: Vec<&std::ffi::OsStr> = vec![
-        "run".as_ref(),
-        "--source".as_ref(),
-        "kubernetes".as_ref(),
-        "--kubeconfig".as_ref(),
-        kubeconfig.path().as_os_str(),
-        "--cgroup".as_ref(),
-        cgroup.path().as_os_str(),
-        "--pin-dir".as_ref(),
-        pins.path().as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--proxy-addr".as_ref(),
-        "198.18.0.1:15001".as_ref(),
-        "--admin-addr".as_ref(),
-        "off".as_ref(),
-    ];
+    let placement = RunPlacement {
+        cgroup: cgroup.path(),
+        pin_dir: pins.path(),
+        proxy_addr: "198.18.0.1:15001",
+        admin_addr: "off",
+    };
+    let mut args = vsteer_testkit::agent::run_args(&placement);
+    args.extend([
+        "--source".into(),
+        "kubernetes".into(),
+        "--kubeconfig".into(),
+    ]);
+    args.push(kubeconfig.path().into());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let agent = AgentProcess::start_in(
         Path::new(VSTEER),
         &args,

@@ -117,6 +117,20 @@ impl AgentProcess {
         Self::run_until(binary, config, cgroup, pin_dir, READY, timeout)
     }
 
+    /// [`AgentProcess::start`] with [`run_args`] first, then `extra`.
+    pub fn start_run(
+        binary: &Path,
+        placement: &RunPlacement,
+        extra: &[&std::ffi::OsStr],
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let mut args = run_args(placement);
+        args.extend(extra.iter().map(|a| a.to_os_string()));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        Self::launch_until(Command::new(binary), &args, needle, timeout)
+    }
+
     /// [`AgentProcess::run`] that returns once the agent logs `needle` (e.g. that it waits
     /// for another agent), ready or not; [`AgentProcess::ready_line`] is that line.
     pub fn run_until(
@@ -127,24 +141,17 @@ impl AgentProcess {
         needle: &str,
         timeout: Duration,
     ) -> Result<Self> {
-        let state_dir = crate::pins::state_dir_for(pin_dir);
-        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        let placement = RunPlacement {
+            cgroup,
+            pin_dir,
+            proxy_addr: "127.0.0.1:0",
+            admin_addr: "off",
+        };
+        let mut extra: Vec<&std::ffi::OsStr> = Vec::new();
         if let Some(config) = config {
-            args.extend(["--config".as_ref(), config.as_os_str()]);
+            extra.extend(["--config".as_ref(), config.as_os_str()]);
         }
-        args.extend([
-            "--cgroup".as_ref(),
-            cgroup.as_os_str(),
-            "--pin-dir".as_ref(),
-            pin_dir.as_os_str(),
-            "--state-dir".as_ref(),
-            state_dir.as_os_str(),
-            "--proxy-addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--admin-addr".as_ref(),
-            "off".as_ref(),
-        ]);
-        Self::launch_until(Command::new(binary), &args, needle, timeout)
+        Self::start_run(binary, &placement, &extra, needle, timeout)
     }
 
     pub fn pid(&self) -> u32 {
@@ -189,6 +196,34 @@ impl AgentProcess {
         let signal = signal.try_into().context("not a signal")?;
         crate::spawn::stop_child(&mut self.child, signal, timeout)
     }
+}
+
+/// Where a test's agent runs: its own cgroup and pins (and the state directory that goes
+/// with them), its proxy and admin addresses (`off`: none).
+pub struct RunPlacement<'a> {
+    pub cgroup: &'a Path,
+    pub pin_dir: &'a Path,
+    pub proxy_addr: &'a str,
+    pub admin_addr: &'a str,
+}
+
+/// `run --cgroup C --pin-dir P --state-dir S --proxy-addr X --admin-addr Y`: the arguments
+/// every test agent takes, so that nothing of it is the node's.
+pub fn run_args(placement: &RunPlacement) -> Vec<std::ffi::OsString> {
+    let state = crate::pins::state_dir_for(placement.pin_dir);
+    vec![
+        "run".into(),
+        "--cgroup".into(),
+        placement.cgroup.into(),
+        "--pin-dir".into(),
+        placement.pin_dir.into(),
+        "--state-dir".into(),
+        state.into(),
+        "--proxy-addr".into(),
+        placement.proxy_addr.into(),
+        "--admin-addr".into(),
+        placement.admin_addr.into(),
+    ]
 }
 
 impl Drop for AgentProcess {

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use vsteer_testkit::agent::RunPlacement;
 use vsteer_testkit::kube_api::{IstioApi, KubeApi};
-use vsteer_testkit::{AgentProcess, NetNs, PinDir, TestCgroup};
+use vsteer_testkit::{AgentProcess, PinDir, TestCgroup};
 
-use super::results::{KubernetesSync, Results, Stat};
-use super::{Bench, peers, system, workload};
+use super::results::{KubernetesSync, Results};
+use super::{Bench, system};
 
 /// The changes' pace: one every 100 ms.
 const PACE: Duration = Duration::from_millis(100);
@@ -122,14 +123,7 @@ pub fn kubernetes_sync(bench: &Bench, results: &mut Results) -> Result<()> {
     let (_, hwm_kib) = system::memory_kib(pid)?;
     drop(agent);
 
-    let ns = NetNs::new()?;
-    let ruleset = workload::iptables_ruleset(services);
-    let mut restore = Vec::new();
-    for _ in 0..bench.scale.repeats {
-        bench.interrupt.check()?;
-        restore.push(peers::iptables_restore(&ns, &ruleset)?.as_secs_f64() * 1_000.0);
-    }
-    peers::iptables_flush(&ns)?;
+    let restore = super::scenarios::iptables_restore_ms(bench, services)?;
 
     let rate = changes as f64 / wall;
     results.kubernetes.push(KubernetesSync {
@@ -145,7 +139,7 @@ pub fn kubernetes_sync(bench: &Bench, results: &mut Results) -> Result<()> {
         peak_rss_kib,
         hwm_kib,
         cpu_cores,
-        iptables_restore_ms: Stat::of(&restore),
+        iptables_restore_ms: restore,
     });
     Ok(())
 }
@@ -156,25 +150,25 @@ fn start_agent(
     cgroup: &TestCgroup,
     pins: &PinDir,
 ) -> Result<AgentProcess> {
-    let state = vsteer_testkit::pins::state_dir_for(pins.path());
-    let args: Vec<&std::ffi::OsStr> = vec![
-        "run".as_ref(),
+    let placement = RunPlacement {
+        cgroup: cgroup.path(),
+        pin_dir: pins.path(),
+        proxy_addr: "127.0.0.1:0",
+        admin_addr: "off",
+    };
+    let extra: [&std::ffi::OsStr; 4] = [
         "--source".as_ref(),
         "kubernetes".as_ref(),
         "--kubeconfig".as_ref(),
         kubeconfig.as_os_str(),
-        "--cgroup".as_ref(),
-        cgroup.path().as_os_str(),
-        "--pin-dir".as_ref(),
-        pins.path().as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--proxy-addr".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--admin-addr".as_ref(),
-        "off".as_ref(),
     ];
-    AgentProcess::start(&bench.vsteer, &args, READY)
+    AgentProcess::start_run(
+        &bench.vsteer,
+        &placement,
+        &extra,
+        vsteer_testkit::READY,
+        READY,
+    )
 }
 
 /// How long after `sent` the agent logged `line` (by the line's own UTC timestamp, so the

@@ -361,14 +361,7 @@ pub fn update_cost(bench: &Bench, results: &mut Results) -> Result<()> {
         }
     }
     std::fs::remove_dir_all(&config).ok();
-    let ns = NetNs::new()?;
-    let ruleset = workload::iptables_ruleset(services);
-    let mut restore = Vec::new();
-    for _ in 0..bench.scale.repeats {
-        bench.interrupt.check()?;
-        restore.push(peers::iptables_restore(&ns, &ruleset)?.as_secs_f64() * 1_000.0);
-    }
-    peers::iptables_flush(&ns)?;
+    let restore = iptables_restore_ms(bench, services)?;
     let pick = |f: fn(&Applied) -> f64| Stat::of(&applied.iter().map(f).collect::<Vec<_>>());
     let settle = pick(|a| a.settle_ms.unwrap_or(f64::NAN));
     let from = match applied.iter().filter(|a| a.from_total).count() {
@@ -382,7 +375,7 @@ pub fn update_cost(bench: &Bench, results: &mut Results) -> Result<()> {
         vsteer_reload_ms: pick(|a| a.end_to_end_ms),
         vsteer_reload_from: from.to_string(),
         vsteer_settle_ms: settle,
-        iptables_restore_ms: Stat::of(&restore),
+        iptables_restore_ms: restore,
     });
     let timing = if from == "read_us+compile_us+apply_us" {
         "this agent logs no total_us, so end to end is its read_us + compile_us + apply_us \
@@ -411,6 +404,20 @@ pub fn update_cost(bench: &Bench, results: &mut Results) -> Result<()> {
         "one-service change at {services} services: {timing}; {settle_note}"
     ));
     Ok(())
+}
+
+/// kube-proxy's answer to a change with `services` services: `iptables-restore` of the
+/// whole ruleset, ms, once per repetition, in a namespace of its own.
+pub(super) fn iptables_restore_ms(bench: &Bench, services: usize) -> Result<Stat> {
+    let ns = NetNs::new()?;
+    let ruleset = workload::iptables_ruleset(services);
+    let mut restore = Vec::new();
+    for _ in 0..bench.scale.repeats {
+        bench.interrupt.check()?;
+        restore.push(peers::iptables_restore(&ns, &ruleset)?.as_secs_f64() * 1_000.0);
+    }
+    peers::iptables_flush(&ns)?;
+    Ok(Stat::of(&restore))
 }
 
 /// Scenario 3b: compiling and loading N VirtualServices (each with its ServiceEntry and

@@ -517,32 +517,19 @@ fn the_nodes_pods_are_kept_with_their_cgroups_and_shown_by_status() {
 /// pod labelled v2, everyone else v3, request by request on one connection.
 #[test]
 fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
-    use vsteer_testkit::http::{Backend as HttpBackend, H1};
-    use vsteer_testkit::{Veth, tcp_sockets_in};
+    use vsteer_testkit::http::H1;
+    use vsteer_testkit::tcp_sockets_in;
     if !kernel_tests_enabled("the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode") {
         return;
     }
-    let node = NetNs::new().expect("node namespace");
-    let pod_ns = NetNs::new().expect("pod namespace");
-    let _veth = Veth::pair(&node, "198.18.0.1/30", &pod_ns, "198.18.0.2/30").expect("veth");
+    let stage = support::L7Node::new(&[
+        ("reviews-v1", "127.0.1.1:9080"),
+        ("reviews-v2", "127.0.1.2:9080"),
+        ("reviews-v3", "127.0.1.3:9080"),
+    ]);
+    let (node, pod_ns, runtime) = (&stage.node, &stage.pod, &stage.runtime);
     let cgroup = TestCgroup::new().expect("cgroup");
     let pins = PinDir::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let _backends: Vec<HttpBackend> = {
-        let _in_runtime = runtime.enter();
-        [
-            ("reviews-v1", "127.0.1.1:9080"),
-            ("reviews-v2", "127.0.1.2:9080"),
-            ("reviews-v3", "127.0.1.3:9080"),
-        ]
-        .iter()
-        .map(|(name, a)| HttpBackend::start_in(&node, name, addr(a)).expect("backend"))
-        .collect()
-    };
     // The API server where the agent is: the node's namespace.
     let api = node
         .run(|| KubeApi::start(IstioApi::V1))
@@ -564,7 +551,7 @@ fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
     let placement = RunPlacement {
         cgroup: cgroup.path(),
         pin_dir: pins.path(),
-        proxy_addr: "198.18.0.1:15001",
+        proxy_addr: &format!("{}:15001", support::L7_NODE_ADDR),
         admin_addr: "off",
     };
     let mut args = vsteer_testkit::agent::run_args(&placement);
@@ -575,21 +562,16 @@ fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
     ]);
     args.push(kubeconfig.path().into());
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let agent = AgentProcess::start_in(
-        Path::new(VSTEER),
-        &args,
-        READY_TIMEOUT,
-        &node,
-        Some(&cgroup),
-    )
-    .expect("agent ready");
+    let agent =
+        AgentProcess::start_in(Path::new(VSTEER), &args, READY_TIMEOUT, node, Some(&cgroup))
+            .expect("agent ready");
     assert!(
         agent.ready_line().contains("proxied=1"),
         "{}",
         agent.ready_line()
     );
 
-    let socket = tcp_sockets_in(&pod_ns, &cgroup, libc::AF_INET, 1)
+    let socket = tcp_sockets_in(pod_ns, &cgroup, libc::AF_INET, 1)
         .expect("a socket in the pod")
         .pop()
         .expect("one socket");

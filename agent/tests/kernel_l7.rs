@@ -19,18 +19,17 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use support::{ConfigDir, addr};
+use support::{ConfigDir, L7Node, addr};
 use vsteer_datapath::OriginalDestinations;
-use vsteer_testkit::http::{Backend, Body, H1, H2, Reply, request};
+use vsteer_testkit::http::{Body, H1, H2, Reply, request};
 use vsteer_testkit::{
-    AgentProcess, NetNs, PinDir, TestCgroup, Veth, kernel_tests_enabled, stats, tcp_sockets_in,
+    AgentProcess, PinDir, TestCgroup, kernel_tests_enabled, stats, tcp_sockets_in,
 };
 
 const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Any one exchange; a lost connection fails the test instead of stalling it.
 const TIMEOUT: Duration = Duration::from_secs(20);
-const NODE: &str = "198.18.0.1";
 const PROXY: &str = "198.18.0.1:15001";
 
 const REVIEWS: &str = "127.100.0.1:9080";
@@ -233,39 +232,20 @@ fn config() -> Vec<(&'static str, String)> {
 
 /// The node (agent, proxy, backends) and a pod joined to it, with the agent running.
 struct Stage {
-    // Field order is drop order: the agent first (it stops by its pid), then the backends'
-    // runtime, the pins, the link, the cgroup and the namespaces.
+    // Field order is drop order: the agent first (it stops by its pid), then the backends,
+    // their runtime, the link and the namespaces, the pins and the cgroup.
     agent: AgentProcess,
-    runtime: tokio::runtime::Runtime,
-    _backends: Vec<Backend>,
+    l7: L7Node,
     _config: ConfigDir,
     pins: PinDir,
-    _veth: Veth,
     cgroup: TestCgroup,
-    pod: NetNs,
-    _node: NetNs,
 }
 
 impl Stage {
     fn new() -> Stage {
-        let node = NetNs::new().expect("node namespace");
-        let pod = NetNs::new().expect("pod namespace");
-        let veth =
-            Veth::pair(&node, &format!("{NODE}/30"), &pod, "198.18.0.2/30").expect("veth pair");
+        let l7 = L7Node::new(&BACKENDS);
         let cgroup = TestCgroup::new().expect("cgroup");
         let pins = PinDir::new();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime");
-        let backends = {
-            let _in_runtime = runtime.enter();
-            BACKENDS
-                .iter()
-                .map(|(name, a)| Backend::start_in(&node, name, addr(a)).expect("backend"))
-                .collect()
-        };
         let files = config();
         let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
         let config = ConfigDir::new(&files);
@@ -291,7 +271,7 @@ impl Stage {
             Path::new(VSTEER),
             &args,
             READY_TIMEOUT,
-            &node,
+            &l7.node,
             Some(&cgroup),
         )
         .expect("agent ready");
@@ -302,23 +282,19 @@ impl Stage {
         );
         Stage {
             agent,
-            runtime,
-            _backends: backends,
+            l7,
             _config: config,
             pins,
-            _veth: veth,
             cgroup,
-            pod,
-            _node: node,
         }
     }
 
     /// `count` TCP connections from the pod to `target`, as an application makes them.
     fn connect(&self, target: &str, count: usize) -> Vec<tokio::net::TcpStream> {
         let target = addr(target);
-        let sockets = tcp_sockets_in(&self.pod, &self.cgroup, libc::AF_INET, count)
+        let sockets = tcp_sockets_in(&self.l7.pod, &self.cgroup, libc::AF_INET, count)
             .expect("sockets in the pod");
-        let _in_runtime = self.runtime.enter();
+        let _in_runtime = self.l7.runtime.enter();
         sockets
             .into_iter()
             .map(|fd| {
@@ -348,7 +324,8 @@ impl Stage {
 
     /// Runs `f` on the test runtime, bounded by [`TIMEOUT`].
     fn block<T>(&self, f: impl Future<Output = T>) -> T {
-        self.runtime
+        self.l7
+            .runtime
             .block_on(async { tokio::time::timeout(TIMEOUT, f).await })
             .expect("an exchange took longer than the timeout")
     }
@@ -498,6 +475,7 @@ fn a_90_10_route_splits_requests_on_keep_alive_connections() {
     let stage = Stage::new();
     let streams = stage.connect(RATINGS, CONNECTIONS);
     let counts: BTreeMap<String, u64> = stage
+        .l7
         .runtime
         .block_on(async {
             tokio::time::timeout(Duration::from_secs(120), async {
@@ -749,7 +727,7 @@ fn connections_the_kernel_did_not_redirect_are_refused_and_counted() {
 impl Stage {
     /// The agent's `/metrics`, fetched inside its namespace.
     fn metrics(&self) -> String {
-        let reply = self._node.run(|| {
+        let reply = self.l7.node.run(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

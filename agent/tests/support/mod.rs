@@ -140,3 +140,51 @@ impl ConfigDir {
         self.0.path()
     }
 }
+
+/// A "node" namespace and a "pod" namespace joined by a veth pair (node 198.18.0.1/30, pod
+/// 198.18.0.2/30), a multi-threaded runtime for HTTP clients, and HTTP backends
+/// (`(name, address)`) in the node's namespace: the L7 path's stage, as a pod on a node
+/// reaches the node's proxy.
+pub struct L7Node {
+    // Field order is drop order: backends before their runtime, the link before the
+    // namespaces.
+    pub backends: Vec<vsteer_testkit::http::Backend>,
+    pub runtime: tokio::runtime::Runtime,
+    pub veth: vsteer_testkit::Veth,
+    pub pod: NetNs,
+    pub node: NetNs,
+}
+
+/// The node's address on the veth pair.
+pub const L7_NODE_ADDR: &str = "198.18.0.1";
+
+impl L7Node {
+    pub fn new(backends: &[(&str, &str)]) -> L7Node {
+        let node = NetNs::new().expect("node namespace");
+        let pod = NetNs::new().expect("pod namespace");
+        let veth =
+            vsteer_testkit::Veth::pair(&node, &format!("{L7_NODE_ADDR}/30"), &pod, "198.18.0.2/30")
+                .expect("veth pair");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let backends = {
+            let _in_runtime = runtime.enter();
+            backends
+                .iter()
+                .map(|(name, a)| {
+                    vsteer_testkit::http::Backend::start_in(&node, name, addr(a)).expect("backend")
+                })
+                .collect()
+        };
+        L7Node {
+            backends,
+            runtime,
+            veth,
+            pod,
+            node,
+        }
+    }
+}

@@ -111,32 +111,36 @@ pub async fn start(
     }
     let cluster = Arc::new(Mutex::new(Cluster::new(&settings.cluster_domain)));
     let notify = Arc::new(Notify::new());
-    let mut expected = vec![Watched::Services, Watched::EndpointSlices, Watched::Pods];
-    let mut tasks = Vec::new();
-    let core = [
+    let mut watches = vec![
         (Watched::Services, ApiResource::erase::<Service>(&())),
         (
             Watched::EndpointSlices,
             ApiResource::erase::<EndpointSlice>(&()),
         ),
     ];
-    for (watched, resource) in core
-        .into_iter()
-        .chain(istio.iter().map(|(k, r)| (Watched::Istio(*k), r.clone())))
-    {
-        if let Watched::Istio(_) = watched {
-            expected.push(watched);
+    watches.extend(istio.iter().map(|(k, r)| (Watched::Istio(*k), r.clone())));
+    let mut expected: Vec<Watched> = watches.iter().map(|(w, _)| *w).collect();
+    expected.push(Watched::Pods);
+    let mut tasks = Vec::new();
+    // Every event goes to the cluster state, then wakes the debounce.
+    let into_cluster = |watched: Watched| {
+        let (cluster, notify) = (cluster.clone(), notify.clone());
+        move |event| {
+            let Ok(mut cluster) = cluster.lock() else {
+                return false;
+            };
+            cluster.event(watched, event);
+            notify.notify_one();
+            true
         }
-        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-        let stream = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |event| event.map(|e| map_event(e, |o| full(o, &resource))));
+    };
+    for (watched, resource) in watches {
+        let stream = dynamic_watch(&client, resource, watcher::Config::default());
         tasks.push(tokio::spawn(follow(
-            watched,
+            watched.name(),
             stream,
-            cluster.clone(),
-            notify.clone(),
             errors.clone(),
+            into_cluster(watched),
         )));
     }
     // Metadata only: a pod's labels, never its spec (a node may see thousands of pods).
@@ -152,24 +156,31 @@ pub async fn start(
             })
         });
     tasks.push(tokio::spawn(follow(
-        Watched::Pods,
+        Watched::Pods.name(),
         pods,
-        cluster.clone(),
-        notify.clone(),
         errors.clone(),
+        into_cluster(Watched::Pods),
     )));
     let node_pods = settings.node_name.as_ref().map(|node| {
         let pods = Arc::new(Mutex::new(NodePods::new(&settings.cgroup_root)));
-        let resource = ApiResource::erase::<Pod>(&());
-        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
         let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-        let stream = watcher::watcher(api, config)
-            .default_backoff()
-            .map(move |event| event.map(|e| map_event(e, |o| full(o, &resource))));
-        tasks.push(tokio::spawn(follow_node_pods(
+        let stream = dynamic_watch(&client, ApiResource::erase::<Pod>(&()), config);
+        let into_pods = {
+            let pods = pods.clone();
+            // Nothing to recompile: no batch.
+            move |event| {
+                let Ok(mut pods) = pods.lock() else {
+                    return false;
+                };
+                pods.event(event);
+                true
+            }
+        };
+        tasks.push(tokio::spawn(follow(
+            "node's Pod",
             stream,
-            pods.clone(),
             errors.clone(),
+            into_pods,
         )));
         pods
     });
@@ -275,53 +286,38 @@ fn map_event<K>(event: Event<K>, f: impl Fn(K) -> Object) -> Event<Object> {
     }
 }
 
-/// Feeds one watch's events to the cluster state until the stream ends (it does not: the
-/// watcher retries with backoff, and each failure is logged).
+/// One kind's watch, every object read as JSON (a malformed one is then one error of its
+/// own, not a failed list).
+fn dynamic_watch(
+    client: &Client,
+    resource: ApiResource,
+    config: watcher::Config,
+) -> impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>> + use<> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    watcher::watcher(api, config)
+        .default_backoff()
+        .map(move |event| event.map(|e| map_event(e, |o| full(o, &resource))))
+}
+
+/// Hands one watch's events to `take` until the stream ends (it does not: the watcher
+/// retries with backoff, and each failure is logged and counted) or `take` says stop.
 async fn follow(
-    watched: Watched,
+    name: &'static str,
     stream: impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>>,
-    cluster: Arc<Mutex<Cluster>>,
-    notify: Arc<Notify>,
     errors: prometheus_client::metrics::counter::Counter,
+    mut take: impl FnMut(Event<Object>) -> bool,
 ) {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                let relisted = matches!(event, Event::InitDone);
-                match cluster.lock() {
-                    Ok(mut cluster) => cluster.event(watched, event),
-                    Err(_) => return,
+                if !take(event) {
+                    return;
                 }
-                if relisted {
-                    tracing::debug!(kind = watched.name(), "listed");
-                }
-                notify.notify_one();
             }
             Err(err) => {
                 errors.inc();
-                tracing::warn!("the {} watch failed: {err}; retrying", watched.name());
-            }
-        }
-    }
-}
-
-/// Feeds the node's pod watch to the node's pods (nothing to recompile: no batch).
-async fn follow_node_pods(
-    stream: impl futures_util::Stream<Item = Result<Event<Object>, watcher::Error>>,
-    pods: Arc<Mutex<NodePods>>,
-    errors: prometheus_client::metrics::counter::Counter,
-) {
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => match pods.lock() {
-                Ok(mut pods) => pods.event(event),
-                Err(_) => return,
-            },
-            Err(err) => {
-                errors.inc();
-                tracing::warn!("the watch of this node's pods failed: {err}; retrying");
+                tracing::warn!("the {name} watch failed: {err}; retrying");
             }
         }
     }

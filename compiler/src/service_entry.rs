@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use vsteer_model::intern::Interner;
 use vsteer_model::istio::{ServiceEntrySpec, WorkloadEntry};
-use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId};
+use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, SmallMap};
 use vsteer_plan::{BackendPlan, Protocol, ServiceKey};
 
 use crate::names::is_dns1123_label;
@@ -74,8 +74,8 @@ pub struct Entry {
 #[derive(Debug, PartialEq)]
 struct Endpoint {
     address: IpAddr,
-    /// Endpoint port by service port name.
-    ports: BTreeMap<String, u32>,
+    /// Endpoint port by service port name (shared with the model's endpoint).
+    ports: SmallMap<u32>,
     labels: Labels,
     /// Its load-balancing weight among the endpoints of one destination (`weight`; unset or
     /// 0 is 1, as Istio hands Envoy, which takes no 0).
@@ -390,13 +390,13 @@ fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> 
                 ),
             }
         }
-        for (name, &number) in &endpoint.ports {
+        for (name, &number) in endpoint.ports.iter() {
             let field = format!("spec.endpoints[{j}].ports.{name}");
-            if !port_names.contains(name.as_str()) {
+            if !port_names.contains(name) {
                 problems.add(
                     field,
                     ServiceEntryError::UnknownPortName {
-                        name: name.clone(),
+                        name: name.to_string(),
                         ports: port_names.iter().copied().collect::<Vec<_>>().join(", "),
                     },
                 );

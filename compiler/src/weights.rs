@@ -58,7 +58,11 @@ pub(crate) fn spread(shares: Vec<Share>) -> Vec<BackendPlan> {
             }
         }
     }
-    merged.into_values().filter(|b| b.weight > 0).collect()
+    let mut backends: Vec<BackendPlan> = merged.into_values().filter(|b| b.weight > 0).collect();
+    // The plan keeps it for the service's life: no room for more (a filter's collect
+    // reserves four).
+    backends.shrink_to_fit();
+    backends
 }
 
 /// Divides `total` in proportion to `weights` into integers that sum to `total` (unless all

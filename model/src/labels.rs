@@ -1,28 +1,25 @@
-//! Labels (of an endpoint, or a subset's selector): few short pairs, held as one sorted
-//! slice behind an `Arc`. A map with one entry costs a whole B-tree node (over 500 bytes);
-//! tens of thousands of endpoints made that most of the agent's memory.
+//! Labels (of an endpoint, or a subset's selector): a `SmallMap` of strings, shared by
+//! every backend planned from the endpoint.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::small_map::SmallMap;
+
 /// Sorted by key, each key once. Cloning shares the pairs.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Arc<[(Box<str>, Box<str>)]>);
+pub struct Labels(SmallMap<Box<str>>);
 
 impl Labels {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        self.0.get(key).map(|v| &**v)
     }
 
     /// In key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.0.iter().map(|(k, v)| (k, &**v))
     }
 
     pub fn len(&self) -> usize {
@@ -42,11 +39,7 @@ impl Labels {
 
 impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Labels {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let map: BTreeMap<Box<str>, Box<str>> = iter
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        Labels(map.into_iter().collect())
+        Labels(iter.into_iter().map(|(k, v)| (k, v.into())).collect())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod istio;
 pub mod labels;
 pub mod parse;
 pub mod resource;
+pub mod small_map;
 pub mod store;
 pub mod yaml;
 
@@ -19,3 +20,4 @@ pub use diagnostic::{Diagnostic, Subject};
 pub use identity::{Kind, Precedence, ResourceId};
 pub use labels::Labels;
 pub use resource::{Origin, Resource, ResourceSpec};
+pub use small_map::SmallMap;

@@ -62,8 +62,9 @@ type Slot = (u32, u32);
 
 #[derive(Default)]
 struct FileState {
-    /// What the file contributes, kept last good versions included.
-    resources: BTreeMap<Slot, Arc<Resource>>,
+    /// What the file contributes, kept last good versions included, sorted by slot. A
+    /// slice: most files hold one resource, which a map would give a whole B-tree node.
+    resources: Box<[(Slot, Arc<Resource>)]>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
@@ -93,7 +94,9 @@ impl Store {
                 FileUpdate::Unreadable { file, error } => {
                     let previous = self.files.get(&file);
                     let resources = previous.map(|p| p.resources.clone()).unwrap_or_default();
-                    changes.kept.extend(resources.values().cloned());
+                    changes
+                        .kept
+                        .extend(resources.iter().map(|(_, r)| r.clone()));
                     let next = FileState {
                         resources,
                         errors: vec![error],
@@ -107,7 +110,7 @@ impl Store {
                 Some(state) => self.files.insert(file.clone(), clone_state(state)),
                 None => self.files.remove(&file),
             };
-            for resource in old.iter().flat_map(|s| s.resources.values()) {
+            for (_, resource) in old.iter().flat_map(|s| s.resources.iter()) {
                 let id = &resource.id;
                 before
                     .entry(id.clone())
@@ -116,7 +119,7 @@ impl Store {
                 self.remove_copy(resource);
             }
             if let Some(state) = &next {
-                for resource in state.resources.values() {
+                for (_, resource) in state.resources.iter() {
                     let id = &resource.id;
                     before
                         .entry(id.clone())
@@ -291,7 +294,7 @@ fn next_state(
         .collect();
     if let Some(previous) = previous {
         if unreadable {
-            for (position, resource) in &previous.resources {
+            for (position, resource) in previous.resources.iter() {
                 next.insert(*position, resource.clone());
                 kept.push(resource.clone());
             }
@@ -306,7 +309,9 @@ fn next_state(
                     Some(id) => previous.resources.iter().find(|(_, r)| &r.id == id),
                     None => previous
                         .resources
-                        .get_key_value(&position)
+                        .binary_search_by_key(&position, |(p, _)| *p)
+                        .ok()
+                        .map(|i| &previous.resources[i])
                         .filter(|(_, r)| !present.contains(&r.id)),
                 };
                 if let Some((position, resource)) = last
@@ -320,7 +325,7 @@ fn next_state(
         }
     }
     FileState {
-        resources: next,
+        resources: next.into_iter().collect(),
         errors,
         warnings,
     }

@@ -2,11 +2,12 @@
 //! in force, the incremental compiler and the sink it feeds), where the plan goes on a node
 //! (`node`: the kernel maps and the proxy's route tables), the L7 proxy it runs (`proxy`),
 //! the loop that drives it (`run`: start-up, file events, SIGHUP, signals to stop), its
-//! admin listener (`admin`: metrics, health, pages), its own metrics (`metrics`) and what it
-//! tells the operator (`report`).
+//! admin listener (`admin`: metrics, health, pages), its own metrics (`metrics`), freed
+//! memory handed back after a pass (`memory`) and what it tells the operator (`report`).
 
 mod admin;
 mod agent;
+mod memory;
 mod metrics;
 mod node;
 mod proxy;

@@ -252,6 +252,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         "datapath ready"
     );
     ready.set();
+    super::memory::release_freed();
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut exit_code = 0;
@@ -490,7 +491,8 @@ fn log(result: Result<Applied, PassError>, settle: Duration, delivered: Instant)
                 apply_us = applied.apply.as_micros() as u64,
                 total_us = delivered.elapsed().as_micros() as u64,
                 "config applied"
-            )
+            );
+            super::memory::release_freed();
         }
         Err(err) => tracing::error!("{err}"),
     }

@@ -2,10 +2,10 @@
 //! registry.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 use super::WorkloadSelector;
 use crate::labels::Labels;
+use crate::small_map::SmallMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,9 +54,10 @@ pub struct ServicePort {
 pub struct WorkloadEntry {
     #[serde(default)]
     pub address: Box<str>,
-    /// Endpoint port by service port name, when it differs from the service port.
+    /// Endpoint port by service port name, when it differs from the service port. Shared:
+    /// the endpoints of one EndpointSlice, and the compiler's copy, point at the same pairs.
     #[serde(default)]
-    pub ports: BTreeMap<String, u32>,
+    pub ports: SmallMap<u32>,
     /// Shared: every backend planned from this endpoint points at the same labels.
     #[serde(default)]
     pub labels: Labels,

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
+use smallvec::SmallVec;
 use vsteer_model::parse::{Parsed, parse_object};
 use vsteer_model::store::FileUpdate;
 use vsteer_model::{Diagnostic, Kind, Labels, ResourceId};
@@ -68,10 +69,11 @@ enum Changed {
 }
 
 /// An object as kept: only what is read of it (the JSON of a watch event is dropped at once;
-/// a node holds every Service and slice of the cluster).
+/// a node holds every Service and slice of the cluster). Boxed: a B-tree node holds eleven
+/// values inline and is often half empty, so each value costs a pointer there, not itself.
 enum Kept {
-    Service(Result<ServiceRecord, Diagnostic>),
-    Slice(Slice),
+    Service(Box<Result<ServiceRecord, Diagnostic>>),
+    Slice(Box<Slice>),
     Pod(Labels),
     Istio(Kind, Parsed),
 }
@@ -79,14 +81,15 @@ enum Kept {
 #[derive(Default)]
 pub struct Cluster {
     domain: String,
-    services: BTreeMap<ObjectKey, Result<ServiceRecord, Diagnostic>>,
-    slices: BTreeMap<ObjectKey, Slice>,
+    services: BTreeMap<ObjectKey, Box<Result<ServiceRecord, Diagnostic>>>,
+    slices: BTreeMap<ObjectKey, Box<Slice>>,
     /// Each Service's slices, by the service-name label (a few per service: a list).
-    slices_of: HashMap<ObjectKey, Vec<ObjectKey>>,
-    pods: HashMap<ObjectKey, Labels>,
-    /// The services whose slices name each pod (nearly always one): a label change
-    /// rewrites their entries.
-    services_of_pod: HashMap<ObjectKey, Vec<ObjectKey>>,
+    slices_of: HashMap<ObjectKey, Keys>,
+    /// Every pod the pod watch listed or a slice names: one map for both, the cluster's
+    /// largest.
+    pods: HashMap<ObjectKey, Pod>,
+    /// How many of `pods` the pod watch listed.
+    listed_pods: usize,
     /// Istio objects, decoded as they arrived (a file's parse: resources or errors).
     istio: BTreeMap<(Kind, ObjectKey), Parsed>,
     changed: BTreeSet<Changed>,
@@ -95,6 +98,17 @@ pub struct Cluster {
     synced: BTreeSet<Watched>,
     /// The first event not read yet (the sync latency is measured from it).
     first_unread: Option<Instant>,
+}
+
+/// A few object keys: one inline (nearly every list: a service's slices, a pod's services).
+type Keys = SmallVec<[ObjectKey; 1]>;
+
+#[derive(Default)]
+struct Pod {
+    /// `None` until the pod watch lists it.
+    labels: Option<Labels>,
+    /// The services whose slices name the pod: a label change rewrites their entries.
+    services: Keys,
 }
 
 #[derive(PartialEq)]
@@ -181,7 +195,7 @@ impl Cluster {
         [
             ("Service", self.services.len()),
             ("EndpointSlice", self.slices.len()),
-            ("Pod", self.pods.len()),
+            ("Pod", self.listed_pods),
             ("Istio", self.istio.len()),
         ]
     }
@@ -211,7 +225,12 @@ impl Cluster {
         match watched {
             Watched::Services => self.services.keys().cloned().collect(),
             Watched::EndpointSlices => self.slices.keys().cloned().collect(),
-            Watched::Pods => self.pods.keys().cloned().collect(),
+            Watched::Pods => self
+                .pods
+                .iter()
+                .filter(|(_, pod)| pod.labels.is_some())
+                .map(|(key, _)| key.clone())
+                .collect(),
             Watched::Istio(kind) => self
                 .istio
                 .keys()
@@ -235,23 +254,22 @@ impl Cluster {
                 }
                 self.delete(Watched::EndpointSlices, &key);
                 if let Some(service) = &slice.service {
-                    let slices = self.slices_of.entry(service.clone()).or_default();
-                    if !slices.contains(&key) {
-                        slices.push(key.clone());
-                    }
+                    push_once(self.slices_of.entry(service.clone()).or_default(), &key);
                     for pod in slice.pods() {
-                        let services = self.services_of_pod.entry(pod.clone()).or_default();
-                        if !services.contains(service) {
-                            services.push(service.clone());
-                        }
+                        let services = &mut self.pods.entry(pod.clone()).or_default().services;
+                        push_once(services, service);
                     }
                     self.changed.insert(Changed::Service(service.clone()));
                 }
                 self.slices.insert(key, slice);
             }
             Kept::Pod(labels) => {
-                if self.pods.get(&key) != Some(&labels) {
-                    self.pods.insert(key.clone(), labels);
+                let pod = self.pods.entry(key.clone()).or_default();
+                if pod.labels.as_ref() != Some(&labels) {
+                    if pod.labels.is_none() {
+                        self.listed_pods += 1;
+                    }
+                    pod.labels = Some(labels);
                     self.pod_changed(&key);
                 }
             }
@@ -294,17 +312,24 @@ impl Cluster {
                                 .is_some_and(|s| s.pods().any(|p| p == pod))
                         })
                     });
-                    if !still && let Some(services) = self.services_of_pod.get_mut(pod) {
-                        services.retain(|s| s != &service);
-                        if services.is_empty() {
-                            self.services_of_pod.remove(pod);
+                    if !still && let Some(known) = self.pods.get_mut(pod) {
+                        known.services.retain(|s| s != &service);
+                        if known.services.is_empty() && known.labels.is_none() {
+                            self.pods.remove(pod);
                         }
                     }
                 }
                 self.changed.insert(Changed::Service(service));
             }
             Watched::Pods => {
-                if self.pods.remove(key).is_some() {
+                let Some(pod) = self.pods.get_mut(key) else {
+                    return;
+                };
+                if pod.labels.take().is_some() {
+                    self.listed_pods -= 1;
+                    if pod.services.is_empty() {
+                        self.pods.remove(key);
+                    }
                     self.pod_changed(key);
                 }
             }
@@ -317,17 +342,22 @@ impl Cluster {
     }
 
     fn pod_changed(&mut self, pod: &ObjectKey) {
-        for service in self.services_of_pod.get(pod).into_iter().flatten() {
+        let services = self
+            .pods
+            .get(pod)
+            .map(|p| &p.services[..])
+            .unwrap_or_default();
+        for service in services {
             self.changed.insert(Changed::Service(service.clone()));
         }
     }
 
     fn service_update(&self, key: &ObjectKey) -> FileUpdate {
         let file = object_file("Service", key);
-        let service = match self.services.get(key) {
+        let service = match self.services.get(key).map(|s| &**s) {
             None => return FileUpdate::Removed { file: file.into() },
             Some(Err(error)) => {
-                let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+                let id = key.resource_id(Kind::Service);
                 return failed(file, error.clone(), id);
             }
             Some(Ok(service)) => service,
@@ -338,7 +368,7 @@ impl Cluster {
                 Some(Ok(parsed)) => slices.push(parsed),
                 // A slice that does not read: the service keeps its last good endpoints.
                 Some(Err(error)) => {
-                    let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+                    let id = key.resource_id(Kind::Service);
                     return failed(file, error.clone(), id);
                 }
                 None => {}
@@ -347,7 +377,7 @@ impl Cluster {
         let parsed = registry::service_entry(
             service,
             slices,
-            |pod| self.pods.get(pod).cloned(),
+            |pod| self.pods.get(pod).and_then(|p| p.labels.clone()),
             &self.domain,
         );
         FileUpdate::Read {
@@ -415,9 +445,9 @@ fn typed<T: serde::de::DeserializeOwned>(
 /// What is kept of `object`, read at once (its JSON is not kept).
 fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
     match watched {
-        Watched::Services => {
-            Kept::Service(typed::<Service>("Service", key, object.body).map(ServiceRecord::from))
-        }
+        Watched::Services => Kept::Service(Box::new(
+            typed::<Service>("Service", key, object.body).map(ServiceRecord::from),
+        )),
         Watched::EndpointSlices => {
             let service = object
                 .meta
@@ -426,14 +456,21 @@ fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .map(|name| ObjectKey {
                     namespace: key.namespace.clone(),
-                    name: name.clone(),
+                    name: name.as_str().into(),
                 });
             let parsed =
                 typed::<EndpointSlice>("EndpointSlice", key, object.body).map(SliceRecord::from);
-            Kept::Slice(Slice { service, parsed })
+            Kept::Slice(Box::new(Slice { service, parsed }))
         }
         Watched::Pods => Kept::Pod(object.meta.labels.unwrap_or_default().into_iter().collect()),
         Watched::Istio(kind) => Kept::Istio(kind, decode_istio(kind, key, &object)),
+    }
+}
+
+/// Adds `key` to `keys` unless it is there.
+fn push_once(keys: &mut Keys, key: &ObjectKey) {
+    if !keys.contains(key) {
+        keys.push(key.clone());
     }
 }
 

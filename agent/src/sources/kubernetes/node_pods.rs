@@ -97,8 +97,8 @@ impl NodePods {
             _ => find_cgroup(&self.root, &uid, &qos_class),
         };
         let pod = NodePod {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
             uid,
             qos_class,
             labels: object.meta.labels.clone().unwrap_or_default(),

@@ -3,6 +3,8 @@
 //! (tens of thousands); the API types carry every field of the object (a k8s-openapi Service
 //! is over a kilobyte before its strings), these a few dozen bytes plus the strings read.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -24,7 +26,7 @@ pub struct ServiceRecord {
     /// messages.
     pub cluster_ips: Vec<String>,
     pub cluster_ips_field: &'static str,
-    pub ports: Vec<PortRecord>,
+    pub ports: Box<[PortRecord]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +39,17 @@ pub struct PortRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceRecord {
-    pub name: String,
-    pub address_type: String,
+    pub name: Box<str>,
+    pub address_type: Box<str>,
     /// (port name, port) of the slice's ports.
-    pub ports: Vec<(String, Option<i32>)>,
-    pub endpoints: Vec<EndpointRecord>,
+    pub ports: Box<[(Box<str>, Option<i32>)]>,
+    pub endpoints: Box<[EndpointRecord]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRecord {
     /// The first address (the API allows one, for now).
-    pub address: Option<String>,
+    pub address: Option<Box<str>>,
     pub ready: Option<bool>,
     pub serving: Option<bool>,
     pub terminating: Option<bool>,
@@ -80,12 +82,7 @@ impl From<Service> for ServiceRecord {
             service_type: spec.type_,
             cluster_ips,
             cluster_ips_field,
-            ports: spec
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .map(PortRecord::from)
-                .collect(),
+            ports: fresh(spec.ports.unwrap_or_default(), PortRecord::from),
         }
     }
 }
@@ -103,36 +100,36 @@ impl From<ServicePort> for PortRecord {
 
 impl From<EndpointSlice> for SliceRecord {
     fn from(slice: EndpointSlice) -> SliceRecord {
+        let namespace: Option<Arc<str>> = slice.metadata.namespace.as_deref().map(Arc::from);
+        let endpoints = fresh(slice.endpoints, |e| {
+            let conditions = e.conditions.unwrap_or_default();
+            let pod = e
+                .target_ref
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .map(|r| ObjectKey {
+                    // Nearly always the slice's own namespace: one string for both.
+                    namespace: match (&namespace, r.namespace) {
+                        (Some(own), Some(theirs)) if **own == *theirs => own.clone(),
+                        (_, theirs) => theirs.unwrap_or_default().into(),
+                    },
+                    name: r.name.unwrap_or_default().into(),
+                });
+            EndpointRecord {
+                address: e.addresses.into_iter().next().map(String::into_boxed_str),
+                ready: conditions.ready,
+                serving: conditions.serving,
+                terminating: conditions.terminating,
+                pod,
+            }
+        });
+        let ports = fresh(slice.ports.unwrap_or_default(), |p| {
+            (p.name.unwrap_or_default().into_boxed_str(), p.port)
+        });
         SliceRecord {
-            name: slice.metadata.name.unwrap_or_default(),
-            address_type: slice.address_type,
-            ports: slice
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| (p.name.unwrap_or_default(), p.port))
-                .collect(),
-            endpoints: slice
-                .endpoints
-                .into_iter()
-                .map(|e| {
-                    let conditions = e.conditions.unwrap_or_default();
-                    let pod = e
-                        .target_ref
-                        .filter(|r| r.kind.as_deref() == Some("Pod"))
-                        .map(|r| ObjectKey {
-                            namespace: r.namespace.unwrap_or_default(),
-                            name: r.name.unwrap_or_default(),
-                        });
-                    EndpointRecord {
-                        address: e.addresses.into_iter().next(),
-                        ready: conditions.ready,
-                        serving: conditions.serving,
-                        terminating: conditions.terminating,
-                        pod,
-                    }
-                })
-                .collect(),
+            name: slice.metadata.name.unwrap_or_default().into_boxed_str(),
+            address_type: slice.address_type.into_boxed_str(),
+            ports,
+            endpoints,
         }
     }
 }
@@ -142,4 +139,12 @@ impl SliceRecord {
     pub fn pods(&self) -> impl Iterator<Item = &ObjectKey> {
         self.endpoints.iter().filter_map(|e| e.pod.as_ref())
     }
+}
+
+/// `items` mapped into a new allocation of the records' own size: a `collect` in place
+/// would keep the API types' allocation (several times larger) for the record's life.
+fn fresh<T, U>(items: Vec<T>, map: impl FnMut(T) -> U) -> Box<[U]> {
+    let mut records = Vec::with_capacity(items.len());
+    records.extend(items.into_iter().map(map));
+    records.into_boxed_slice()
 }

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vsteer_model::istio::{ServiceEntrySpec, ServicePort, WorkloadEntry};
 use vsteer_model::parse::{Failed, Parsed};
-use vsteer_model::{Diagnostic, Kind, Labels, Origin, Precedence, Resource, ResourceId};
+use vsteer_model::{Diagnostic, Kind, Labels, Origin, Precedence, Resource, ResourceId, SmallMap};
 
 use super::records::{EndpointRecord, PortRecord, ServiceRecord, SliceRecord};
 
@@ -39,18 +40,36 @@ pub enum RegistryWarning {
     EndpointAddress { slice: String, value: String },
 }
 
-/// Who a Kubernetes object is, for the maps of the cluster state.
+/// Who a Kubernetes object is, for the maps of the cluster state. Shared strings: the
+/// state names a Service from its slices, its pods and its changes, and each of those
+/// copies is a reference count, not two more allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn of(meta: &ObjectMeta) -> ObjectKey {
+    pub fn new(namespace: &str, name: &str) -> ObjectKey {
         ObjectKey {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn of(meta: &ObjectMeta) -> ObjectKey {
+        ObjectKey::new(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The resource it stands for, as `kind`, sharing its strings.
+    pub fn resource_id(&self, kind: Kind) -> ResourceId {
+        ResourceId {
+            kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -73,8 +92,8 @@ pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
 fn created_at(seconds: i64, key: &ObjectKey) -> Precedence {
     Precedence::Created(Box::new(vsteer_model::identity::Created {
         seconds,
-        namespace: key.namespace.as_str().into(),
-        name: key.name.as_str().into(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
     }))
 }
 
@@ -88,7 +107,7 @@ pub fn service_entry<'a>(
 ) -> Parsed {
     let key = &service.key;
     let file = object_file("Service", key);
-    let id = ResourceId::new(Kind::Service, &key.namespace, &key.name);
+    let id = key.resource_id(Kind::Service);
     let mut parsed = Parsed::default();
     let about = |problem: Diagnostic, field: &str| problem.resource_id(&id).field(field);
     let external = service.service_type.as_deref() == Some("ExternalName");
@@ -100,7 +119,8 @@ pub fn service_entry<'a>(
     }
     // `clusterIPs` holds both families of a dual-stack service; `None` (headless) has no VIP:
     // its host is a destination only, as with a ServiceEntry without addresses.
-    let mut addresses = Vec::new();
+    // Exact sizes: the entry lives as long as the Service, and a first push reserves four.
+    let mut addresses = Vec::with_capacity(service.cluster_ips.len());
     if !external {
         let (ips, field) = (&service.cluster_ips, service.cluster_ips_field);
         for (i, ip) in ips.iter().enumerate() {
@@ -119,7 +139,7 @@ pub fn service_entry<'a>(
         }
     }
 
-    let mut ports = Vec::new();
+    let mut ports = Vec::with_capacity(service.ports.len());
     for (i, port) in service.ports.iter().enumerate() {
         let field = format!("spec.ports[{i}]");
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
@@ -270,22 +290,23 @@ fn endpoints<'a>(
     let mut ready = BTreeMap::new();
     let mut terminating = BTreeMap::new();
     for slice in slices {
-        let slice_name = slice.name.clone();
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        let slice_name = &slice.name;
+        if !matches!(&*slice.address_type, "IPv4" | "IPv6") {
             warn(RegistryWarning::AddressType {
-                slice: slice_name,
-                address_type: slice.address_type.clone(),
+                slice: slice_name.to_string(),
+                address_type: slice.address_type.to_string(),
             });
             continue;
         }
-        let slice_ports: BTreeMap<String, u32> = slice
+        // One copy for the slice: its endpoints share it.
+        let slice_ports: SmallMap<u32> = slice
             .ports
             .iter()
             .filter_map(|(name, port)| {
                 let port = u16::try_from((*port)?).ok().filter(|&n| n != 0)?;
-                Some((name.clone(), u32::from(port)))
+                Some((&**name, u32::from(port)))
             })
-            .filter(|(name, _)| ports.iter().any(|p| &p.name == name))
+            .filter(|(name, _)| ports.iter().any(|p| p.name == *name))
             .collect();
         for endpoint in &slice.endpoints {
             let Some(address) = &endpoint.address else {
@@ -293,8 +314,8 @@ fn endpoints<'a>(
             };
             let Ok(ip) = address.parse::<IpAddr>() else {
                 warn(RegistryWarning::EndpointAddress {
-                    slice: slice_name.clone(),
-                    value: address.clone(),
+                    slice: slice_name.to_string(),
+                    value: address.to_string(),
                 });
                 continue;
             };

@@ -255,3 +255,38 @@ fn events_that_change_nothing_read_start_no_pass() {
     assert!(cluster.first_unread().is_none(), "no pass is due");
     assert!(cluster.updates(false).is_empty());
 }
+
+#[test]
+fn a_pod_known_to_a_slice_and_to_the_pod_watch_is_counted_once_and_leaves_with_both() {
+    let (mut cluster, mut store) = synced_cluster();
+    let pods = |cluster: &Cluster| cluster.counts()[2].1;
+    assert_eq!(pods(&cluster), 2);
+    // The pod goes while its slice still names it: its endpoint stays, without labels.
+    cluster.event(Watched::Pods, Event::Delete(pod("web-b", "v2")));
+    assert_eq!(pods(&cluster), 1);
+    store.apply(cluster.updates(false));
+    assert_eq!(
+        endpoints(&store, "web")[1],
+        ("10.244.0.2".into(), "-".into())
+    );
+    // It comes back (a relist): its labels apply again, counted once.
+    list(
+        &mut cluster,
+        Watched::Pods,
+        vec![pod("web-a", "v1"), pod("web-b", "v4")],
+    );
+    assert_eq!(pods(&cluster), 2);
+    store.apply(cluster.updates(false));
+    assert_eq!(
+        endpoints(&store, "web")[1],
+        ("10.244.0.2".into(), "v4".into())
+    );
+    // With the slice and the pods gone, nothing of them is left.
+    cluster.event(
+        Watched::EndpointSlices,
+        Event::Delete(slice("web-1", "web", &[])),
+    );
+    list(&mut cluster, Watched::Pods, Vec::new());
+    assert_eq!(pods(&cluster), 0);
+    assert!(cluster.pods.is_empty(), "no entry outlives its pod and its slices");
+}

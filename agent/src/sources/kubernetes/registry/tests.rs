@@ -1,8 +1,6 @@
 //! Services and EndpointSlices as `kubectl get -o json` prints them, read as Istio's registry
 //! reads them.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 use vsteer_model::ResourceSpec;
 
@@ -110,7 +108,7 @@ fn a_service_with_its_slice_and_pods_is_an_entry_with_labelled_endpoints() {
     );
     assert_eq!(
         spec.endpoints[0].ports,
-        BTreeMap::from([("http".into(), 9080)])
+        SmallMap::from_iter([("http", 9080)])
     );
 }
 
@@ -173,8 +171,8 @@ fn endpoints_take_the_port_their_slice_gives_for_the_port_name() {
     assert_eq!(
         ports,
         [
-            BTreeMap::from([("http".into(), 8080)]),
-            BTreeMap::from([("http".into(), 9090)])
+            SmallMap::from_iter([("http", 8080)]),
+            SmallMap::from_iter([("http", 9090)])
         ]
     );
 }

@@ -128,9 +128,10 @@ pub enum Precedence {
         document: u32,
         item: u32,
     },
-    /// Kubernetes: creation time, then name and namespace, as Istio orders conflicts (boxed:
-    /// precedences are kept in every index, and file mode's is half the size).
-    Created(Box<Created>),
+    /// Kubernetes: creation time, then name and namespace, as Istio orders conflicts (behind
+    /// an `Arc`: precedences are kept in every index, file mode's is half the size, and a
+    /// copy shares the one allocation).
+    Created(Arc<Created>),
 }
 
 /// Field order is the order of comparison: creation time, then name, then namespace, as
@@ -209,7 +210,7 @@ mod tests {
     #[test]
     fn kubernetes_objects_are_ordered_by_creation_then_name_then_namespace() {
         let at = |seconds, namespace: &str, name: &str| {
-            Precedence::Created(Box::new(Created {
+            Precedence::Created(Arc::new(Created {
                 seconds,
                 name: name.into(),
                 namespace: namespace.into(),

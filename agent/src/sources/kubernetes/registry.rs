@@ -90,7 +90,7 @@ pub fn created(meta: &ObjectMeta, key: &ObjectKey) -> Precedence {
 }
 
 fn created_at(seconds: i64, key: &ObjectKey) -> Precedence {
-    Precedence::Created(Box::new(vsteer_model::identity::Created {
+    Precedence::Created(Arc::new(vsteer_model::identity::Created {
         seconds,
         namespace: key.namespace.clone(),
         name: key.name.clone(),

@@ -288,5 +288,8 @@ fn a_pod_known_to_a_slice_and_to_the_pod_watch_is_counted_once_and_leaves_with_b
     );
     list(&mut cluster, Watched::Pods, Vec::new());
     assert_eq!(pods(&cluster), 0);
-    assert!(cluster.pods.is_empty(), "no entry outlives its pod and its slices");
+    assert!(
+        cluster.pods.is_empty(),
+        "no entry outlives its pod and its slices"
+    );
 }

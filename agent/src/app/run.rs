@@ -492,7 +492,9 @@ fn log(result: Result<Applied, PassError>, settle: Duration, delivered: Instant)
                 total_us = delivered.elapsed().as_micros() as u64,
                 "config applied"
             );
-            super::memory::release_freed();
+            if applied.resources >= super::memory::LARGE_PASS {
+                super::memory::release_freed();
+            }
         }
         Err(err) => tracing::error!("{err}"),
     }

@@ -30,6 +30,11 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// How many copies share these labels (an interner forgets what only it holds).
+    pub fn holders(&self) -> usize {
+        self.0.holders()
+    }
+
     /// Whether every pair of `selector` is among these labels (an empty selector selects
     /// everything), as a subset's labels select endpoints.
     pub fn contains_all(&self, selector: &Labels) -> bool {

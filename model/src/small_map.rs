@@ -33,6 +33,11 @@ impl<V> SmallMap<V> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// How many copies share these pairs (an interner forgets what only it holds).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
 }
 
 // By hand: deriving would ask `V: Clone` / `V: Default`, which sharing never needs.
@@ -91,6 +96,7 @@ mod tests {
         assert_eq!(names, ["admin", "web"]);
         let copy = ports.clone();
         assert!(Arc::ptr_eq(&copy.0, &ports.0));
+        assert_eq!(ports.holders(), 2);
         let yaml: SmallMap<u32> = crate::yaml::from_str("{web: 8081, admin: 9000}").unwrap();
         assert_eq!(yaml, ports);
         assert!(SmallMap::<u32>::default().is_empty());

@@ -233,6 +233,8 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         .services()
         .filter(|s| matches!(s.decision, vsteer_plan::Decision::Proxy { .. }))
         .count();
+    // Before the agent says it is ready: what the start freed is handed back first.
+    super::memory::release_freed();
     log_refused(&applied);
     tracing::info!(
         services = agent.plan().len(),
@@ -252,7 +254,6 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         "datapath ready"
     );
     ready.set();
-    super::memory::release_freed();
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut exit_code = 0;

@@ -5,7 +5,7 @@
 //! as a file's document is, a Service becomes its registry entry with its EndpointSlices and
 //! pod labels. Pure: the watch tasks hand it events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Service;
@@ -86,10 +86,14 @@ pub struct Cluster {
     /// Each Service's slices, by the service-name label (a few per service: a list).
     slices_of: HashMap<ObjectKey, Keys>,
     /// Every pod the pod watch listed or a slice names: one map for both, the cluster's
-    /// largest.
-    pods: HashMap<ObjectKey, Pod>,
+    /// largest (boxed: a hash table is up to half empty, and an empty slot costs what its
+    /// value does).
+    pods: HashMap<ObjectKey, Box<Pod>>,
     /// How many of `pods` the pod watch listed.
     listed_pods: usize,
+    /// One copy of each pod label set: the pods of one ReplicaSet carry the same labels.
+    label_sets: HashSet<Labels>,
+    label_sets_pruned_at: usize,
     /// Istio objects, decoded as they arrived (a file's parse: resources or errors).
     istio: BTreeMap<(Kind, ObjectKey), Parsed>,
     changed: BTreeSet<Changed>,
@@ -264,6 +268,7 @@ impl Cluster {
                 self.slices.insert(key, slice);
             }
             Kept::Pod(labels) => {
+                let labels = self.shared_labels(labels);
                 let pod = self.pods.entry(key.clone()).or_default();
                 if pod.labels.as_ref() != Some(&labels) {
                     if pod.labels.is_none() {
@@ -339,6 +344,21 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// `labels`, or the equal set already held. Sets only this table holds are forgotten
+    /// once it has grown by a quarter, so pods that come and go do not pile them up.
+    fn shared_labels(&mut self, labels: Labels) -> Labels {
+        if let Some(known) = self.label_sets.get(&labels) {
+            return known.clone();
+        }
+        self.label_sets.insert(labels.clone());
+        let size = self.label_sets.len();
+        if size > self.label_sets_pruned_at + self.label_sets_pruned_at / 4 + 16 {
+            self.label_sets.retain(|set| set.holders() > 1);
+            self.label_sets_pruned_at = self.label_sets.len();
+        }
+        labels
     }
 
     fn pod_changed(&mut self, pod: &ObjectKey) {
@@ -454,10 +474,7 @@ fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .map(|name| ObjectKey {
-                    namespace: key.namespace.clone(),
-                    name: name.as_str().into(),
-                });
+                .map(|name| ObjectKey::new(&key.namespace, name));
             let parsed =
                 typed::<EndpointSlice>("EndpointSlice", key, object.body).map(SliceRecord::from);
             Kept::Slice(Box::new(Slice { service, parsed }))

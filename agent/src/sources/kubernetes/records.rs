@@ -3,8 +3,6 @@
 //! (tens of thousands); the API types carry every field of the object (a k8s-openapi Service
 //! is over a kilobyte before its strings), these a few dozen bytes plus the strings read.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -100,19 +98,16 @@ impl From<ServicePort> for PortRecord {
 
 impl From<EndpointSlice> for SliceRecord {
     fn from(slice: EndpointSlice) -> SliceRecord {
-        let namespace: Option<Arc<str>> = slice.metadata.namespace.as_deref().map(Arc::from);
         let endpoints = fresh(slice.endpoints, |e| {
             let conditions = e.conditions.unwrap_or_default();
             let pod = e
                 .target_ref
                 .filter(|r| r.kind.as_deref() == Some("Pod"))
-                .map(|r| ObjectKey {
-                    // Nearly always the slice's own namespace: one string for both.
-                    namespace: match (&namespace, r.namespace) {
-                        (Some(own), Some(theirs)) if **own == *theirs => own.clone(),
-                        (_, theirs) => theirs.unwrap_or_default().into(),
-                    },
-                    name: r.name.unwrap_or_default().into(),
+                .map(|r| {
+                    ObjectKey::new(
+                        r.namespace.as_deref().unwrap_or_default(),
+                        r.name.as_deref().unwrap_or_default(),
+                    )
                 });
             EndpointRecord {
                 address: e.addresses.into_iter().next().map(String::into_boxed_str),

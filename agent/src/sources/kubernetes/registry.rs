@@ -52,7 +52,8 @@ pub struct ObjectKey {
 impl ObjectKey {
     pub fn new(namespace: &str, name: &str) -> ObjectKey {
         ObjectKey {
-            namespace: namespace.into(),
+            // A cluster has few namespaces and every object names one: one copy each.
+            namespace: vsteer_model::intern::shared(namespace),
             name: name.into(),
         }
     }
@@ -210,7 +211,7 @@ pub fn service_entry<'a>(
             file: file.into(),
             document: 0,
         },
-        api_version: "v1".into(),
+        api_version: vsteer_model::intern::shared("v1"),
         spec: vsteer_model::ResourceSpec::ServiceEntry(Box::new(entry)),
     });
     parsed

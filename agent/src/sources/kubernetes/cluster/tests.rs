@@ -293,3 +293,32 @@ fn a_pod_known_to_a_slice_and_to_the_pod_watch_is_counted_once_and_leaves_with_b
         "no entry outlives its pod and its slices"
     );
 }
+
+#[test]
+fn pods_with_the_same_labels_share_one_copy_and_gone_ones_are_forgotten() {
+    let mut cluster = Cluster::new("cluster.local");
+    // A ReplicaSet's pods: the same labels; 100 of them, then all gone.
+    let pods: Vec<Object> = (0..100).map(|i| pod(&format!("web-{i}"), "v1")).collect();
+    list(&mut cluster, Watched::Pods, pods);
+    let labels = |cluster: &Cluster, name: &str| {
+        let key = ObjectKey::new("shop", name);
+        cluster.pods[&key].labels.clone().expect("listed")
+    };
+    let first = labels(&cluster, "web-0");
+    // The table, 100 pods and `first`.
+    assert_eq!(first.holders(), 102);
+    assert_eq!(cluster.label_sets.len(), 1);
+    drop(first);
+    // Pods with labels of their own each come and go: the table does not keep their sets.
+    for i in 0..200 {
+        let name = format!("once-{i}");
+        cluster.event(Watched::Pods, Event::Apply(pod(&name, &format!("v{i}"))));
+        cluster.event(Watched::Pods, Event::Delete(pod(&name, &format!("v{i}"))));
+    }
+    assert!(
+        cluster.label_sets.len() < 60,
+        "{} sets kept for 200 pods that are gone",
+        cluster.label_sets.len()
+    );
+    assert_eq!(labels(&cluster, "web-99").holders(), 102);
+}

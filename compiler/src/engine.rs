@@ -511,7 +511,7 @@ impl Compiler {
             return Vec::new();
         };
         let mut ids: BTreeSet<&ResourceId> = BTreeSet::new();
-        for host in &entry.hosts {
+        for host in entry.hosts.iter() {
             ids.extend(self.vs_by_host.get(host).into_iter().flatten());
         }
         ids.extend(self.vs_by_vip.get(&key.vip).into_iter().flatten());
@@ -536,7 +536,7 @@ impl Compiler {
         let Some(old) = self.services.remove(key) else {
             return;
         };
-        for host in &old.hosts {
+        for host in old.hosts.iter() {
             if let Some(keys) = self.host_deps.get_mut(host) {
                 keys.remove(key);
                 if keys.is_empty() {

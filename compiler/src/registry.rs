@@ -51,7 +51,8 @@ pub struct EntryState {
     pub precedence: Precedence,
     pub file: Arc<str>,
     /// As written (non-empty ones), also for a rejected entry: routes to them say why.
-    pub hosts: Vec<Arc<str>>,
+    /// Shared with the compiled entry's.
+    pub hosts: Arc<[Arc<str>]>,
     /// Valid on its own, or its errors.
     pub compiled: Result<Arc<Entry>, Vec<Diagnostic>>,
     /// Whether it holds its services, and its conflict errors if not.
@@ -242,7 +243,7 @@ impl Registry {
             return Vec::new();
         };
         let mut notes = Vec::new();
-        for host in &entry.hosts {
+        for host in entry.hosts.iter() {
             let first = self.hosts.get(host).and_then(|ids| {
                 ids.before(&(state.precedence.clone(), id.clone()))
                     .iter()
@@ -293,7 +294,7 @@ impl Registry {
 
     fn index(&mut self, id: &ResourceId, state: &EntryState) {
         let slot = (state.precedence.clone(), id.clone());
-        for host in &state.hosts {
+        for host in state.hosts.iter() {
             self.hosts
                 .entry(host.clone())
                 .or_default()
@@ -308,7 +309,7 @@ impl Registry {
 
     fn unindex(&mut self, id: &ResourceId, state: &EntryState) {
         let slot = (state.precedence.clone(), id.clone());
-        for host in &state.hosts {
+        for host in state.hosts.iter() {
             if let Some(ids) = self.hosts.get_mut(host) {
                 ids.remove(&slot);
                 if ids.is_empty() {
@@ -525,7 +526,7 @@ fn entry_state(resource: &Arc<Resource>, interner: &Interner) -> EntryState {
             .filter(|h| !h.is_empty())
             .map(|h| interner.get(h))
             .collect(),
-        (Err(_), None) => Vec::new(),
+        (Err(_), None) => Arc::from([]),
     };
     EntryState {
         precedence: resource.precedence.clone(),

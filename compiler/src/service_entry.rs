@@ -62,7 +62,7 @@ pub struct Entry {
     pub precedence: Precedence,
     pub file: Arc<str>,
     /// As written: Istio does not expand a ServiceEntry's hosts. At least one.
-    pub hosts: Vec<Arc<str>>,
+    pub hosts: Arc<[Arc<str>]>,
     /// The virtual IPs, with their index in `spec.addresses`.
     pub vips: Vec<(usize, IpAddr)>,
     pub ports: Vec<Port>,

@@ -1,7 +1,9 @@
 //! A few (name, value) pairs, sorted by name, behind one `Arc`: the shape of an endpoint's
 //! labels and of its ports by name. A `BTreeMap` with one entry costs a whole B-tree node
 //! (hundreds of bytes) and every clone copies it; tens of thousands of endpoints, each
-//! held by the model and by the compiler, made that most of the agent's memory.
+//! held by the model and by the compiler, made that most of the agent's memory. Names are
+//! shared process-wide (`intern::shared`): a cluster uses a few dozen label keys and port
+//! names over and over (`app`, `version`, `http`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Sorted by name, each name once. Cloning shares the pairs.
 #[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SmallMap<V>(Arc<[(Box<str>, V)]>);
+pub struct SmallMap<V>(Arc<[(Arc<str>, V)]>);
 
 impl<V> SmallMap<V> {
     pub fn get(&self, name: &str) -> Option<&V> {
@@ -54,9 +56,12 @@ impl<V> Default for SmallMap<V> {
 }
 
 /// A name given twice keeps its last value, as a map's insert does.
-impl<K: Into<Box<str>>, V> FromIterator<(K, V)> for SmallMap<V> {
+impl<K: AsRef<str>, V> FromIterator<(K, V)> for SmallMap<V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let map: BTreeMap<Box<str>, V> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let map: BTreeMap<Arc<str>, V> = iter
+            .into_iter()
+            .map(|(k, v)| (crate::intern::shared(k.as_ref()), v))
+            .collect();
         SmallMap(map.into_iter().collect())
     }
 }
@@ -97,6 +102,9 @@ mod tests {
         let copy = ports.clone();
         assert!(Arc::ptr_eq(&copy.0, &ports.0));
         assert_eq!(ports.holders(), 2);
+        // Names are one copy wherever they appear.
+        let other: SmallMap<u32> = [("web", 1)].into_iter().collect();
+        assert!(Arc::ptr_eq(&other.0[0].0, &ports.0[1].0));
         let yaml: SmallMap<u32> = crate::yaml::from_str("{web: 8081, admin: 9000}").unwrap();
         assert_eq!(yaml, ports);
         assert!(SmallMap::<u32>::default().is_empty());

@@ -101,6 +101,8 @@ pub fn run(options: &RunOptions) -> Result<i32> {
 }
 
 async fn agent(options: &RunOptions) -> Result<i32> {
+    // Until the datapath is ready (see `memory`).
+    let start_purge = super::memory::PurgeAtOnce::start();
     // Handle the signals before anything is loaded, so a signal during start-up still ends in
     // an orderly exit rather than the default instant death.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -235,6 +237,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         .count();
     // Before the agent says it is ready: what the start freed is handed back first.
     super::memory::release_freed();
+    drop(start_purge);
     log_refused(&applied);
     tracing::info!(
         services = agent.plan().len(),

@@ -2,6 +2,7 @@
 //! registry.
 
 use serde::Deserialize;
+use std::sync::Arc;
 
 use super::WorkloadSelector;
 use crate::labels::Labels;
@@ -17,12 +18,13 @@ pub struct ServiceEntrySpec {
     pub addresses: Vec<String>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
-    /// `MESH_EXTERNAL` or `MESH_INTERNAL`.
+    /// `MESH_EXTERNAL` or `MESH_INTERNAL` (an `Arc`: the Kubernetes registry's entries
+    /// share one copy).
     #[serde(default)]
-    pub location: Option<String>,
+    pub location: Option<Arc<str>>,
     /// `NONE`, `STATIC`, `DNS` or `DNS_ROUND_ROBIN`; Istio's default when absent is `NONE`.
     #[serde(default)]
-    pub resolution: Option<String>,
+    pub resolution: Option<Arc<str>>,
     #[serde(default)]
     pub endpoints: Vec<WorkloadEntry>,
     #[serde(default)]

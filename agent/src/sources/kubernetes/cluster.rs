@@ -118,7 +118,8 @@ struct Pod {
 #[derive(PartialEq)]
 struct Slice {
     service: Option<ObjectKey>,
-    parsed: Result<SliceRecord, Diagnostic>,
+    /// The error boxed: it is rare, and larger than the record.
+    parsed: Result<SliceRecord, Box<Diagnostic>>,
 }
 
 impl Slice {
@@ -389,7 +390,7 @@ impl Cluster {
                 // A slice that does not read: the service keeps its last good endpoints.
                 Some(Err(error)) => {
                     let id = key.resource_id(Kind::Service);
-                    return failed(file, error.clone(), id);
+                    return failed(file, (**error).clone(), id);
                 }
                 None => {}
             }
@@ -400,10 +401,12 @@ impl Cluster {
             |pod| self.pods.get(pod).and_then(|p| p.labels.clone()),
             &self.domain,
         );
-        FileUpdate::Read {
-            file: file.into(),
-            parsed,
-        }
+        // The store keys the file by the name the resource gives as its origin: one copy.
+        let file = match parsed.resources.first() {
+            Some(resource) => resource.origin.file.clone(),
+            None => file.into(),
+        };
+        FileUpdate::Read { file, parsed }
     }
 
     fn istio_update(&self, kind: Kind, key: &ObjectKey) -> FileUpdate {
@@ -475,8 +478,9 @@ fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
                 .as_ref()
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .map(|name| ObjectKey::new(&key.namespace, name));
-            let parsed =
-                typed::<EndpointSlice>("EndpointSlice", key, object.body).map(SliceRecord::from);
+            let parsed = typed::<EndpointSlice>("EndpointSlice", key, object.body)
+                .map(SliceRecord::from)
+                .map_err(Box::new);
             Kept::Slice(Box::new(Slice { service, parsed }))
         }
         Watched::Pods => Kept::Pod(object.meta.labels.unwrap_or_default().into_iter().collect()),

@@ -17,22 +17,22 @@ pub struct ServiceRecord {
     /// `metadata.creationTimestamp`, seconds (Istio orders conflicts by it).
     pub created: i64,
     /// The `networking.istio.io/exportTo` annotation, as written.
-    pub export_to: Option<String>,
+    pub export_to: Option<Box<str>>,
     /// `spec.type`.
-    pub service_type: Option<String>,
+    pub service_type: Option<Box<str>>,
     /// `spec.clusterIPs` when set, else `spec.clusterIP`; and which of the two it is, for
     /// messages.
-    pub cluster_ips: Vec<String>,
+    pub cluster_ips: Box<[Box<str>]>,
     pub cluster_ips_field: &'static str,
     pub ports: Box<[PortRecord]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRecord {
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     pub port: i32,
-    pub protocol: Option<String>,
-    pub app_protocol: Option<String>,
+    pub protocol: Option<Box<str>>,
+    pub app_protocol: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,8 @@ impl From<Service> for ServiceRecord {
         let export_to = service
             .metadata
             .annotations
-            .and_then(|mut a| a.remove(EXPORT_TO));
+            .and_then(|mut a| a.remove(EXPORT_TO))
+            .map(String::into_boxed_str);
         let spec = service.spec.unwrap_or_default();
         let (cluster_ips, cluster_ips_field) = match spec.cluster_ips.filter(|ips| !ips.is_empty())
         {
@@ -77,8 +78,8 @@ impl From<Service> for ServiceRecord {
             key,
             created,
             export_to,
-            service_type: spec.type_,
-            cluster_ips,
+            service_type: spec.type_.map(String::into_boxed_str),
+            cluster_ips: fresh(cluster_ips, String::into_boxed_str),
             cluster_ips_field,
             ports: fresh(spec.ports.unwrap_or_default(), PortRecord::from),
         }
@@ -88,10 +89,10 @@ impl From<Service> for ServiceRecord {
 impl From<ServicePort> for PortRecord {
     fn from(port: ServicePort) -> PortRecord {
         PortRecord {
-            name: port.name,
+            name: port.name.map(String::into_boxed_str),
             port: port.port,
-            protocol: port.protocol,
-            app_protocol: port.app_protocol,
+            protocol: port.protocol.map(String::into_boxed_str),
+            app_protocol: port.app_protocol.map(String::into_boxed_str),
         }
     }
 }

@@ -107,14 +107,15 @@ pub fn service_entry<'a>(
     domain: &str,
 ) -> Parsed {
     let key = &service.key;
-    let file = object_file("Service", key);
+    // One copy for the resource's origin and its diagnostics.
+    let file: Arc<str> = object_file("Service", key).into();
     let id = key.resource_id(Kind::Service);
     let mut parsed = Parsed::default();
     let about = |problem: Diagnostic, field: &str| problem.resource_id(&id).field(field);
     let external = service.service_type.as_deref() == Some("ExternalName");
     if external {
         parsed.warnings.push(about(
-            Diagnostic::new(file.as_str(), RegistryWarning::ExternalName),
+            Diagnostic::new(file.clone(), RegistryWarning::ExternalName),
             "spec.externalName",
         ));
     }
@@ -125,18 +126,20 @@ pub fn service_entry<'a>(
     if !external {
         let (ips, field) = (&service.cluster_ips, service.cluster_ips_field);
         for (i, ip) in ips.iter().enumerate() {
-            if ip.is_empty() || ip == "None" {
+            if ip.is_empty() || &**ip == "None" {
                 continue;
             }
             if ip.parse::<IpAddr>().is_err() {
-                let error = RegistryError::ClusterIp { value: ip.clone() };
+                let error = RegistryError::ClusterIp {
+                    value: ip.to_string(),
+                };
                 return rejected(
                     parsed,
-                    about(Diagnostic::new(file, error), &indexed(field, i)),
+                    about(Diagnostic::new(file.clone(), error), &indexed(field, i)),
                     id,
                 );
             }
-            addresses.push(ip.clone());
+            addresses.push(ip.to_string());
         }
     }
 
@@ -150,14 +153,17 @@ pub fn service_entry<'a>(
             };
             parsed
                 .warnings
-                .push(about(Diagnostic::new(file.as_str(), warning), &field));
+                .push(about(Diagnostic::new(file.clone(), warning), &field));
             continue;
         }
         let Some(number) = u16::try_from(port.port).ok().filter(|&n| n != 0) else {
             let error = RegistryError::Port { value: port.port };
             return rejected(
                 parsed,
-                about(Diagnostic::new(file, error), &format!("{field}.port")),
+                about(
+                    Diagnostic::new(file.clone(), error),
+                    &format!("{field}.port"),
+                ),
                 id,
             );
         };
@@ -165,7 +171,7 @@ pub fn service_entry<'a>(
         ports.push(ServicePort {
             number,
             protocol: istio_protocol(port),
-            name: port.name.clone().unwrap_or_default(),
+            name: port.name.as_deref().unwrap_or_default().to_string(),
             target_port: None,
         });
     }
@@ -176,7 +182,7 @@ pub fn service_entry<'a>(
         endpoints(slices, &ports, &pod_labels, &mut |warning| {
             parsed
                 .warnings
-                .push(about(Diagnostic::new(file.as_str(), warning), ""))
+                .push(about(Diagnostic::new(file.clone(), warning), ""))
         })
     };
 
@@ -197,8 +203,8 @@ pub fn service_entry<'a>(
         hosts: vec![format!("{}.{}.svc.{domain}", key.name, key.namespace)],
         addresses,
         ports,
-        location: Some("MESH_INTERNAL".into()),
-        resolution: Some("STATIC".into()),
+        location: Some(vsteer_model::intern::shared("MESH_INTERNAL")),
+        resolution: Some(vsteer_model::intern::shared("STATIC")),
         endpoints,
         workload_selector: None,
         export_to,
@@ -207,10 +213,7 @@ pub fn service_entry<'a>(
     parsed.resources.push(Resource {
         id,
         precedence: created_at(service.created, key),
-        origin: Origin {
-            file: file.into(),
-            document: 0,
-        },
+        origin: Origin { file, document: 0 },
         api_version: vsteer_model::intern::shared("v1"),
         spec: vsteer_model::ResourceSpec::ServiceEntry(Box::new(entry)),
     });

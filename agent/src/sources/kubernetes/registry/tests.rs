@@ -180,7 +180,7 @@ fn endpoints_take_the_port_their_slice_gives_for_the_port_name() {
 #[test]
 fn headless_and_external_name_services_have_no_vip() {
     let mut headless = reviews();
-    headless.cluster_ips = vec!["None".into()];
+    headless.cluster_ips = Box::from(["None".into()]);
     let slice = reviews_slice(vec![endpoint("10.244.1.5", "reviews-v1", ready())]);
     let parsed = service_entry(&headless, [&slice], versions, "cluster.local");
     let spec = entry(&parsed);
@@ -210,7 +210,7 @@ fn headless_and_external_name_services_have_no_vip() {
 #[test]
 fn dual_stack_services_have_a_vip_of_each_family() {
     let mut dual = reviews();
-    dual.cluster_ips = vec!["10.96.0.20".into(), "fd00:10:96::20".into()];
+    dual.cluster_ips = Box::from(["10.96.0.20".into(), "fd00:10:96::20".into()]);
     let parsed = service_entry(&dual, [], versions, "cluster.local");
     assert_eq!(entry(&parsed).addresses, ["10.96.0.20", "fd00:10:96::20"]);
 }
@@ -218,7 +218,7 @@ fn dual_stack_services_have_a_vip_of_each_family() {
 #[test]
 fn a_malformed_service_is_an_error_naming_it_and_its_field_and_keeps_its_last_good() {
     let mut bad = reviews();
-    bad.cluster_ips = vec!["10.96.0.300".into()];
+    bad.cluster_ips = Box::from(["10.96.0.300".into()]);
     let parsed = service_entry(&bad, [], versions, "cluster.local");
     assert!(parsed.resources.is_empty());
     assert_eq!(parsed.failed.len(), 1);

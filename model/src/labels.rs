@@ -1,15 +1,15 @@
 //! Labels (of an endpoint, or a subset's selector): a `SmallMap` of strings, shared by
 //! every backend planned from the endpoint.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::small_map::SmallMap;
 
-/// Sorted by key, each key once. Cloning shares the pairs.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Sorted by key, each key once. Cloning shares the pairs. Read and written as a map.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(transparent)]
 pub struct Labels(SmallMap<Box<str>>);
 
 impl Labels {
@@ -62,19 +62,6 @@ impl std::ops::Index<&str> for Labels {
 impl fmt::Debug for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<'de> Deserialize<'de> for Labels {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<String, String>::deserialize(deserializer)?;
-        Ok(map.into_iter().collect())
-    }
-}
-
-impl Serialize for Labels {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
     }
 }
 

@@ -2,7 +2,7 @@
 //! cluster: a listed page of JSON per 500 objects, decoded, compiled, dropped) frees much
 //! of what it allocated; mimalloc keeps a freed page for a second before it purges it, and
 //! by then the next page of the list has been laid out around it. Measured at 30,000
-//! Services of a cluster: 236 MiB resident at the peak and 208 after, against 206 and 198
+//! Services of a cluster: 231 MiB resident at the peak and 203 after, against 202 and 194
 //! with pages purged as soon as they empty. So the start purges at once, and every large
 //! pass ends with a purge. Afterwards freed pages wait 10 ms, not mimalloc 3's second:
 //! with a second, 10 EndpointSlice changes a second kept 10 MiB more resident (194.7 MiB

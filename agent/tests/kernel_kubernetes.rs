@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{addr, assert_only, counts};
+use support::{addr, assert_only, assert_seed_rule_alternates, counts};
 use vsteer_testkit::agent::RunPlacement;
 use vsteer_testkit::kube_api::{IstioApi, KubeApi};
 use vsteer_testkit::{
@@ -581,33 +581,11 @@ fn the_seed_rule_is_served_on_the_l7_path_in_kubernetes_mode() {
         .expect("connect from the pod");
     let stream: std::net::TcpStream = socket.into();
     stream.set_nonblocking(true).expect("non-blocking");
-    let seen: Vec<String> = runtime.block_on(async {
+    runtime.block_on(async {
         let stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
         let mut h1 = H1::over(stream).await;
-        let mut seen = Vec::new();
-        for i in 0..20 {
-            let headers: &[(&str, &str)] = if i % 2 == 0 {
-                &[("end-user", "jason")]
-            } else {
-                &[]
-            };
-            let reply =
-                tokio::time::timeout(DEADLINE, h1.get("reviews:9080", "/reviews/0", headers))
-                    .await
-                    .expect("a reply in time");
-            assert_eq!(reply.status, 200, "{reply:?}");
-            seen.push(reply.backend().to_string());
-        }
-        seen
+        assert_seed_rule_alternates(&mut h1, 20, DEADLINE).await
     });
-    for (i, backend) in seen.iter().enumerate() {
-        let expected = if i % 2 == 0 {
-            "reviews-v2"
-        } else {
-            "reviews-v3"
-        };
-        assert_eq!(backend, expected, "request {i}: {seen:?}");
-    }
     drop(agent);
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use support::{ConfigDir, L7Node, addr};
+use support::{ConfigDir, L7Node, addr, assert_seed_rule_alternates};
 use vsteer_datapath::OriginalDestinations;
 use vsteer_testkit::http::{Body, H1, H2, Reply, request};
 use vsteer_testkit::{
@@ -348,28 +348,7 @@ fn the_seed_rule_over_http1_keep_alive_alternates_per_request() {
     }
     let stage = Stage::new();
     let mut h1 = stage.h1(REVIEWS);
-    let seen: Vec<String> = stage.block(async {
-        let mut seen = Vec::new();
-        for i in 0..40 {
-            let headers: &[(&str, &str)] = if i % 2 == 0 {
-                &[("end-user", "jason")]
-            } else {
-                &[]
-            };
-            let reply = get(&mut h1, "reviews:9080", "/reviews/0", headers).await;
-            assert_eq!(reply.status, 200, "{reply:?}");
-            seen.push(reply.backend().to_string());
-        }
-        seen
-    });
-    for (i, backend) in seen.iter().enumerate() {
-        let expected = if i % 2 == 0 {
-            "reviews-v2"
-        } else {
-            "reviews-v3"
-        };
-        assert_eq!(backend, expected, "request {i} of one connection: {seen:?}");
-    }
+    stage.block(assert_seed_rule_alternates(&mut h1, 40, TIMEOUT));
     // Through the proxy, the backend saw the client's own request.
     let reply = stage.block(get(&mut h1, "reviews:9080", "/x?y=1", &[]));
     assert_eq!(reply.seen("path"), Some("/x?y=1"));

@@ -65,8 +65,37 @@ struct FileState {
     /// What the file contributes, kept last good versions included, sorted by slot. A
     /// slice: most files hold one resource, which a map would give a whole B-tree node.
     resources: Box<[(Slot, Arc<Resource>)]>,
+    /// Its errors and warnings; `None` for a clean file (most files, and every object of a
+    /// cluster: one pointer each, not two empty lists).
+    problems: Option<Box<Problems>>,
+}
+
+#[derive(Clone, Default)]
+struct Problems {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+}
+
+impl FileState {
+    fn new(
+        resources: Box<[(Slot, Arc<Resource>)]>,
+        errors: Vec<Diagnostic>,
+        warnings: Vec<Diagnostic>,
+    ) -> FileState {
+        let clean = errors.is_empty() && warnings.is_empty();
+        FileState {
+            resources,
+            problems: (!clean).then(|| Box::new(Problems { errors, warnings })),
+        }
+    }
+
+    fn errors(&self) -> &[Diagnostic] {
+        self.problems.as_ref().map_or(&[], |p| &p.errors)
+    }
+
+    fn warnings(&self) -> &[Diagnostic] {
+        self.problems.as_ref().map_or(&[], |p| &p.warnings)
+    }
 }
 
 #[derive(Default)]
@@ -97,11 +126,7 @@ impl Store {
                     changes
                         .kept
                         .extend(resources.iter().map(|(_, r)| r.clone()));
-                    let next = FileState {
-                        resources,
-                        errors: vec![error],
-                        warnings: Vec::new(),
-                    };
+                    let next = FileState::new(resources, vec![error], Vec::new());
                     (file, Some(next))
                 }
                 FileUpdate::Removed { file } => (file, None),
@@ -127,8 +152,8 @@ impl Store {
                     touched.insert(id.clone());
                     self.add_copy(resource);
                 }
-                changes.errors.extend(state.errors.iter().cloned());
-                changes.warnings.extend(state.warnings.iter().cloned());
+                changes.errors.extend(state.errors().iter().cloned());
+                changes.warnings.extend(state.warnings().iter().cloned());
             }
         }
         for id in touched {
@@ -196,7 +221,7 @@ impl Store {
         let mut errors: Vec<Diagnostic> = self
             .files
             .values()
-            .flat_map(|f| f.errors.iter().cloned())
+            .flat_map(|f| f.errors().iter().cloned())
             .collect();
         let mut ids: Vec<&ResourceId> = self.duplicates.keys().collect();
         ids.sort();
@@ -209,7 +234,7 @@ impl Store {
     pub fn warnings(&self) -> Vec<Diagnostic> {
         self.files
             .values()
-            .flat_map(|f| f.warnings.iter().cloned())
+            .flat_map(|f| f.warnings().iter().cloned())
             .collect()
     }
 
@@ -268,8 +293,7 @@ fn slot(resource: &Resource) -> Slot {
 fn clone_state(state: &FileState) -> FileState {
     FileState {
         resources: state.resources.clone(),
-        errors: state.errors.clone(),
-        warnings: state.warnings.clone(),
+        problems: state.problems.clone(),
     }
 }
 
@@ -324,11 +348,7 @@ fn next_state(
             }
         }
     }
-    FileState {
-        resources: next.into_iter().collect(),
-        errors,
-        warnings,
-    }
+    FileState::new(next.into_iter().collect(), errors, warnings)
 }
 
 #[cfg(test)]

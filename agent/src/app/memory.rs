@@ -9,6 +9,8 @@
 //! ready, 204.8 while the changes ran). 10 ms is mimalloc 2's default, which it shipped
 //! for years, long enough that the proxy's request path does not purge and refault a
 //! page per request.
+//!
+//! The agent also keeps to small pages: see [`use_small_pages`].
 
 #[cfg(feature = "mimalloc")]
 use libmimalloc_sys as mi;
@@ -54,6 +56,19 @@ fn set_purge_delay(ms: std::os::raw::c_long) {
     };
 }
 
+/// Turns transparent huge pages off for the agent (`PR_SET_THP_DISABLE`; it holds across
+/// `exec` for whatever the agent starts). mimalloc asks for huge pages for its arenas, and a
+/// 2 MiB page that holds a few live objects is resident whole: the agent's heap is tens of
+/// thousands of small records, kept for long, and gains nothing from fewer TLB misses. Measured at
+/// 30,000 Services of a cluster: 203 MB resident when ready with huge pages (39 MB of them
+/// huge), 187 MB without. Called first thing, before the heap grows.
+pub fn use_small_pages() {
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        // Only memory is at stake: a kernel without the call (before 3.15) still runs vsteer.
+        tracing::warn!(%error, "could not turn transparent huge pages off");
+    }
+}
+
 /// Purges the allocator's freed pages now (a no-op without mimalloc: glibc's allocator
 /// returns the top of its heap by itself).
 pub fn release_freed() {
@@ -66,6 +81,15 @@ pub fn release_freed() {
             took_us = started.elapsed().as_micros() as u64,
             "freed memory handed back"
         );
+    }
+}
+
+#[cfg(test)]
+mod small_pages_tests {
+    #[test]
+    fn the_agent_turns_transparent_huge_pages_off_for_itself() {
+        super::use_small_pages();
+        assert_eq!(nix::sys::prctl::get_thp_disable(), Ok(true));
     }
 }
 

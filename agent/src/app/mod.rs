@@ -7,7 +7,7 @@
 
 mod admin;
 mod agent;
-mod memory;
+pub(crate) mod memory;
 mod metrics;
 mod node;
 mod proxy;

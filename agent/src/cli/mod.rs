@@ -50,6 +50,7 @@ pub struct SourceArgs {
 pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     init_tracing();
+    crate::app::memory::use_small_pages();
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),

@@ -188,3 +188,27 @@ impl L7Node {
         }
     }
 }
+
+/// The seed's rule, request by request over one HTTP/1.1 connection: even requests carry
+/// `end-user: jason` (Istio sends them to reviews-v2), odd ones carry nothing (the default
+/// route, reviews-v3). Asserts every reply is 200 from the expected version and returns
+/// the backends in order.
+pub async fn assert_seed_rule_alternates(
+    h1: &mut vsteer_testkit::http::H1,
+    requests: usize,
+    deadline: std::time::Duration,
+) -> Vec<String> {
+    let mut seen = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let jason = i % 2 == 0;
+        let headers: &[(&str, &str)] = if jason { &[("end-user", "jason")] } else { &[] };
+        let reply = tokio::time::timeout(deadline, h1.get("reviews:9080", "/reviews/0", headers))
+            .await
+            .expect("a reply in time");
+        assert_eq!(reply.status, 200, "request {i}: {reply:?}");
+        seen.push(reply.backend().to_string());
+        let expected = if jason { "reviews-v2" } else { "reviews-v3" };
+        assert_eq!(seen[i], expected, "request {i} of one connection: {seen:?}");
+    }
+    seen
+}

@@ -253,11 +253,12 @@ impl Cluster {
                     self.changed.insert(Changed::Service(key));
                 }
             }
-            Kept::Slice(slice) => {
+            Kept::Slice(mut slice) => {
                 if self.slices.get(&key) == Some(&slice) {
                     return;
                 }
                 self.delete(Watched::EndpointSlices, &key);
+                self.share_keys(&mut slice);
                 if let Some(service) = &slice.service {
                     push_once(self.slices_of.entry(service.clone()).or_default(), &key);
                     for pod in slice.pods() {
@@ -342,6 +343,23 @@ impl Cluster {
             Watched::Istio(kind) => {
                 if self.istio.remove(&(kind, key.clone())).is_some() {
                     self.changed.insert(Changed::Istio(kind, key.clone()));
+                }
+            }
+        }
+    }
+
+    /// Points `slice`'s names of its Service and pods at the copies the maps already hold:
+    /// every pod is named by its own watch and by a slice, 60,000 names at 30,000 Services.
+    fn share_keys(&self, slice: &mut Slice) {
+        if let Some(service) = &mut slice.service
+            && let Some((held, _)) = self.services.get_key_value(service)
+        {
+            *service = held.clone();
+        }
+        if let Ok(record) = &mut slice.parsed {
+            for pod in record.endpoints.iter_mut().filter_map(|e| e.pod.as_mut()) {
+                if let Some((held, _)) = self.pods.get_key_value(pod) {
+                    *pod = held.clone();
                 }
             }
         }
@@ -479,7 +497,7 @@ fn keep(watched: Watched, key: &ObjectKey, object: Object) -> Kept {
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .map(|name| ObjectKey::new(&key.namespace, name));
             let parsed = typed::<EndpointSlice>("EndpointSlice", key, object.body)
-                .map(SliceRecord::from)
+                .map(|slice| SliceRecord::from(slice).named(key))
                 .map_err(Box::new);
             Kept::Slice(Box::new(Slice { service, parsed }))
         }

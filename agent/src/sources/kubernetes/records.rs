@@ -3,6 +3,8 @@
 //! (tens of thousands); the API types carry every field of the object (a k8s-openapi Service
 //! is over a kilobyte before its strings), these a few dozen bytes plus the strings read.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -37,7 +39,8 @@ pub struct PortRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceRecord {
-    pub name: Box<str>,
+    /// Shared with the slice's key (see [`SliceRecord::named`]).
+    pub name: Arc<str>,
     pub address_type: Box<str>,
     /// (port name, port) of the slice's ports.
     pub ports: Box<[(Box<str>, Option<i32>)]>,
@@ -122,7 +125,7 @@ impl From<EndpointSlice> for SliceRecord {
             (p.name.unwrap_or_default().into_boxed_str(), p.port)
         });
         SliceRecord {
-            name: slice.metadata.name.unwrap_or_default().into_boxed_str(),
+            name: slice.metadata.name.unwrap_or_default().into(),
             address_type: slice.address_type.into_boxed_str(),
             ports,
             endpoints,
@@ -131,6 +134,14 @@ impl From<EndpointSlice> for SliceRecord {
 }
 
 impl SliceRecord {
+    /// Its name as the copy in `key`, which the cluster state holds anyway.
+    pub fn named(mut self, key: &ObjectKey) -> SliceRecord {
+        if *self.name == *key.name {
+            self.name = key.name.clone();
+        }
+        self
+    }
+
     /// The pods its endpoints name.
     pub fn pods(&self) -> impl Iterator<Item = &ObjectKey> {
         self.endpoints.iter().filter_map(|e| e.pod.as_ref())

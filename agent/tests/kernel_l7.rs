@@ -199,8 +199,28 @@ fn config() -> Vec<(&'static str, String)> {
     route: [{destination: {host: web, subset: v2}}]
   - match: [{uri: {prefix: /app}}]
     route: [{destination: {host: web, subset: v1}}]
+  - name: team
+    match: [{uri: {prefix: /team}}]
+    headers: {response: {set: {x-root-rule: team}}}
+    delegate: {name: web-team}
 ",
             ),
+        ),
+        (
+            // A delegate (no hosts): its rules stand in web's `team` rule.
+            "web-team.yaml",
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web-team}
+spec:
+  http:
+  - match: [{uri: {prefix: /team/v2}}]
+    route: [{destination: {host: web, subset: v2}}]
+  - match: [{uri: {prefix: /elsewhere}}]
+    route: [{destination: {host: web, subset: v2}}]
+  - route: [{destination: {host: web, subset: v1}}]
+"
+            .to_string(),
         ),
         (
             "front.yaml",
@@ -569,6 +589,33 @@ fn a_websocket_upgrade_passes_through_the_proxy() {
         echoed
     });
     assert_eq!(echoed, ["reviews-v2: one", "reviews-v2: two"]);
+}
+
+/// Istio's VirtualService chaining through the real hook and proxy: the delegate's rules
+/// serve within the root rule's match, inherit its fields, and one outside it is dropped.
+#[test]
+fn a_delegate_virtual_services_rules_serve_within_the_root_rule() {
+    if !kernel_tests_enabled("a_delegate_virtual_services_rules_serve_within_the_root_rule") {
+        return;
+    }
+    let stage = Stage::new();
+    let mut h1 = stage.h1(WEB);
+    let (v2, v1, elsewhere) = stage.block(async {
+        let v2 = get(&mut h1, "web", "/team/v2/page", &[]).await;
+        let v1 = get(&mut h1, "web", "/team/other", &[]).await;
+        let elsewhere = get(&mut h1, "web", "/elsewhere", &[]).await;
+        (v2, v1, elsewhere)
+    });
+    assert_eq!(v2.status, 200, "{v2:?}");
+    assert_eq!(v2.backend(), "web-v2");
+    assert_eq!(v1.status, 200, "{v1:?}");
+    assert_eq!(v1.backend(), "web-v1");
+    // The root rule's response headers, which the delegate's rules leave unset.
+    assert_eq!(v2.headers["x-root-rule"], "team");
+    assert_eq!(v1.headers["x-root-rule"], "team");
+    // `/elsewhere` is outside the root rule's `/team`: that delegate rule is dropped, and no
+    // other rule of web matches it.
+    assert_eq!(elsewhere.status, 404, "{elsewhere:?}");
 }
 
 #[test]

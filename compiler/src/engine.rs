@@ -6,7 +6,7 @@
 //! only those are computed again. `compile` from scratch is the same engine fed everything
 //! at once, so both give the same answer.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use vsteer_model::intern::Interner;
 use vsteer_model::{Diagnostic, Kind, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::{Plan, ServiceKey};
 
+use crate::delegate;
 use crate::destination_rule::{self, HostLabels, Rules};
 use crate::names::host_match;
 use crate::registry::Registry;
@@ -40,9 +41,17 @@ pub struct Update {
 }
 
 struct VsState {
+    /// As compiled: a root's delegating rules expanded.
     vs: Arc<VirtualService>,
+    /// As written (what a root that delegates to this one merges).
+    written: Arc<Resource>,
+    /// The VirtualServices its rules delegate to.
+    delegates: Box<[ResourceId]>,
     resolved: Resolved,
 }
+
+/// A VirtualService as written, and as the compiler reads it.
+type Written = (Arc<Resource>, delegate::Expanded);
 
 /// The incremental compiler.
 pub struct Compiler {
@@ -53,6 +62,8 @@ pub struct Compiler {
     vs_by_host: HashMap<Arc<str>, SortedSet<ResourceId>>,
     vs_by_vip: HashMap<IpAddr, SortedSet<ResourceId>>,
     vs_wildcard: BTreeSet<ResourceId>,
+    /// The roots that delegate to each VirtualService (which may not exist yet).
+    roots_of: HashMap<ResourceId, BTreeSet<ResourceId>>,
     /// VirtualServices by the hosts their destinations and mirrors name.
     vs_by_destination: HashMap<Arc<str>, SortedSet<ResourceId>>,
     plan: Plan,
@@ -92,6 +103,7 @@ impl Compiler {
             vs_by_host: HashMap::default(),
             vs_by_vip: HashMap::default(),
             vs_wildcard: BTreeSet::new(),
+            roots_of: HashMap::default(),
             vs_by_destination: HashMap::default(),
             plan: last_good.clone(),
             services: HashMap::default(),
@@ -175,26 +187,64 @@ impl Compiler {
             dirty_hosts.extend(matching);
         }
 
-        // Stage A of VirtualServices, and their indexes.
-        for (id, resource) in &virtual_services {
-            if let Some(old) = self.virtual_services.remove(id) {
+        // Stage A of VirtualServices, and their indexes. The roots that delegate to a
+        // changed VirtualService are compiled again with it.
+        let mut written: BTreeMap<ResourceId, Option<Arc<Resource>>> =
+            virtual_services.iter().cloned().collect();
+        for (id, _) in &virtual_services {
+            for root in self.roots_of.get(id).into_iter().flatten() {
+                if !written.contains_key(root) {
+                    let state = self.virtual_services.get(root);
+                    written.insert(root.clone(), state.map(|s| s.written.clone()));
+                    touched.insert(root.clone());
+                }
+            }
+        }
+        let expanded: Vec<(ResourceId, Option<Written>)> = written
+            .iter()
+            .map(|(id, resource)| {
+                let lookup = |target: &ResourceId| match written.get(target) {
+                    Some(now) => now.as_ref(),
+                    None => self.virtual_services.get(target).map(|s| &s.written),
+                };
+                let expanded = resource
+                    .as_ref()
+                    .map(|r| (r.clone(), delegate::expand(r, lookup)));
+                (id.clone(), expanded)
+            })
+            .collect();
+        for (id, resource) in expanded {
+            if let Some(old) = self.virtual_services.remove(&id) {
                 self.unindex_vs(&old.vs);
+                for target in &old.delegates {
+                    remove_root(&mut self.roots_of, target, &id);
+                }
                 dirty_keys.extend(old.resolved.covered.iter().map(|(k, _)| *k));
             }
-            if let Some(deps) = self.vs_deps.get(id) {
+            if let Some(deps) = self.vs_deps.get(&id) {
                 dirty_keys.extend(deps.iter().copied());
             }
-            if let Some(resource) = resource {
-                let vs = Arc::new(virtual_service::compile(resource, &self.hosts));
+            if let Some((written, expanded)) = resource {
+                let mut vs = virtual_service::compile(&expanded.resource, &self.hosts);
+                vs.notes.extend(expanded.notes);
+                let vs = Arc::new(vs);
                 self.index_vs(&vs);
+                for target in &expanded.delegates {
+                    self.roots_of
+                        .entry(target.clone())
+                        .or_default()
+                        .insert(id.clone());
+                }
                 self.virtual_services.insert(
                     id.clone(),
                     Box::new(VsState {
                         vs,
+                        written,
+                        delegates: expanded.delegates.into_boxed_slice(),
                         resolved: empty_resolution(),
                     }),
                 );
-                dirty_vs.insert(id.clone());
+                dirty_vs.insert(id);
             }
         }
 
@@ -599,6 +649,20 @@ impl Compiler {
             .chain(vs.mirrors.iter().map(|m| &m.destination));
         for destination in destinations {
             remove_from(&mut self.vs_by_destination, &destination.host, id);
+        }
+    }
+}
+
+/// `root` no longer delegates to `target`.
+fn remove_root(
+    roots_of: &mut HashMap<ResourceId, BTreeSet<ResourceId>>,
+    target: &ResourceId,
+    root: &ResourceId,
+) {
+    if let Some(roots) = roots_of.get_mut(target) {
+        roots.remove(root);
+        if roots.is_empty() {
+            roots_of.remove(target);
         }
     }
 }

@@ -14,6 +14,7 @@
 //! tested here, and the datapath only has to write the plan into the kernel.
 
 pub mod agreement;
+mod delegate;
 mod destination_rule;
 mod duration;
 mod engine;

@@ -216,7 +216,24 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         return vs;
     };
     let id = &resource.id;
-    if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == MESH) {
+    let delegate = crate::delegate::is_delegate(spec);
+    if delegate {
+        vs.notes.push(format!(
+            "{id}: no hosts: a delegate, its http rules apply only where a root \
+             VirtualService's rule delegates to it"
+        ));
+        let unread = [
+            ("gateways", !spec.gateways.is_empty()),
+            ("tls", !spec.tls.is_empty()),
+            ("tcp", !spec.tcp.is_empty()),
+        ];
+        for (field, _) in unread.iter().filter(|(_, set)| *set) {
+            vs.notes.push(format!(
+                "{id}: spec.{field}: a delegate's {field} are not read (Istio's validation \
+                 refuses them; the root's apply): ignored"
+            ));
+        }
+    } else if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == MESH) {
         vs.notes.push(format!(
             "{id}: applies only to gateways ({}), not to mesh traffic: skipped",
             spec.gateways.join(", ")
@@ -229,7 +246,7 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         resource.namespace(),
         &spec.export_to,
     ));
-    if !spec.tls.is_empty() {
+    if !spec.tls.is_empty() && !delegate {
         vs.notes.push(format!(
             "{id}: spec.tls: tls rules are not supported yet: skipped"
         ));
@@ -241,7 +258,9 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         .collect();
     let mut problems = Problems::new(resource);
     // Istio's own rule: `*` would capture every service of the mesh.
-    problems.check_hosts(&spec.hosts, "for a VirtualService that applies to the mesh");
+    if !delegate {
+        problems.check_hosts(&spec.hosts, "for a VirtualService that applies to the mesh");
+    }
     for (i, rule) in spec.http.iter().enumerate() {
         let field = format!("spec.http[{i}]");
         let acts =
@@ -316,7 +335,8 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
             });
         }
     }
-    for (i, rule) in spec.tcp.iter().enumerate() {
+    let tcp = if delegate { &[][..] } else { &spec.tcp[..] };
+    for (i, rule) in tcp.iter().enumerate() {
         let field = format!("spec.tcp[{i}]");
         if rule.route.is_empty() {
             problems.add(
@@ -566,7 +586,8 @@ pub fn resolve(vs: &VirtualService, registry: &Registry, rules: &Rules) -> Resol
     resolved.covered.shrink_to_fit();
     resolved.valid = vs.errors.is_empty() && problems.is_empty();
     resolved.errors = problems.errors;
-    if resolved.valid && resolved.covered.is_empty() {
+    // A delegate (no hosts) covers nothing by itself: its own note says where it applies.
+    if resolved.valid && resolved.covered.is_empty() && !vs.hosts.is_empty() {
         resolved.notes.push(format!(
             "{}: hosts {} match no ServiceEntry service; it routes nothing",
             vs.id,

@@ -90,6 +90,23 @@ spec:
 "
             )
         }
+        _ if rng.chance(20) => {
+            // A delegate: no hosts, its rules stand in a root's (below).
+            let to = rng.pick(&HOSTS);
+            let subset = rng.pick(&SUBSETS);
+            let prefix = rng.pick(&["/a", "/b", "/"]);
+            format!(
+                "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs{n}}}
+spec:
+  http:
+  - match: [{{uri: {{prefix: {prefix}}}}}]
+    route: [{{destination: {{host: {to}, subset: {subset}}}}}]
+  - route: [{{destination: {{host: {to}}}}}]
+"
+            )
+        }
         _ => {
             let host = if rng.chance(10) {
                 "'*.svc.cluster.local'".to_string()
@@ -104,6 +121,12 @@ spec:
             let w = rng.below(101);
             let header = if rng.chance(30) {
                 "  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: HOST}}]\n".replace("HOST", other)
+            } else if rng.chance(40) {
+                // Delegates to a VirtualService that may be a delegate, a root or absent.
+                format!(
+                    "  - match: [{{uri: {{prefix: /a}}}}]\n    delegate: {{name: vs{}}}\n",
+                    rng.below(4)
+                )
             } else {
                 String::new()
             };

@@ -1,6 +1,7 @@
 //! End-to-end tests of the compiler: YAML text in, plan, errors and notes out.
 
 mod bookinfo;
+mod delegates;
 mod destination_rules;
 mod examples;
 mod fuzz_regressions;

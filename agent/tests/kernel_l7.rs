@@ -38,9 +38,10 @@ const GRPC: &str = "127.100.0.4:50051";
 const WEB: &str = "127.100.0.5:80";
 const FRONT: &str = "127.100.0.6:80";
 const MIDDLE: &str = "127.100.0.7:80";
+const POOLED: &str = "127.100.0.8:80";
 
 /// Every backend: (name, address).
-const BACKENDS: [(&str, &str); 12] = [
+const BACKENDS: [(&str, &str); 13] = [
     ("reviews-v1", "127.0.1.1:9080"),
     ("reviews-v2", "127.0.1.2:9080"),
     ("reviews-v3", "127.0.1.3:9080"),
@@ -54,6 +55,8 @@ const BACKENDS: [(&str, &str); 12] = [
     // reaches.
     ("middle-l4", "127.0.7.1:80"),
     ("middle-l7", "127.0.7.2:80"),
+    // The one endpoint of a service with connectionPool limits.
+    ("pooled-v1", "127.0.8.1:80"),
     ("unused", "127.0.9.1:80"),
 ];
 
@@ -207,6 +210,16 @@ fn config() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            // Istio's circuit-breaking task: no VirtualService, a DestinationRule's limits.
+            "pooled.yaml",
+            service("pooled", POOLED, http, &[("127.0.8.1:80", "v1")])
+                + "  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+",
+        ),
+        (
             // A delegate (no hosts): its rules stand in web's `team` rule.
             "web-team.yaml",
             "apiVersion: networking.istio.io/v1
@@ -296,7 +309,7 @@ impl Stage {
         )
         .expect("agent ready");
         assert!(
-            agent.ready_line().contains("proxied=6"),
+            agent.ready_line().contains("proxied=7"),
             "{}",
             agent.ready_line()
         );
@@ -589,6 +602,56 @@ fn a_websocket_upgrade_passes_through_the_proxy() {
         echoed
     });
     assert_eq!(echoed, ["reviews-v2: one", "reviews-v2: two"]);
+}
+
+/// Istio's circuit breaking through the real hook and proxy: one connection and one
+/// pending request allowed, 20 concurrent requests from the pod: 2 served (one after the
+/// other on the one connection), 18 answered 503 `x-envoy-overloaded` at once, and the
+/// endpoint never sees a second connection.
+#[test]
+fn connection_pool_limits_overflow_with_503_and_hold_one_upstream_connection() {
+    if !kernel_tests_enabled(
+        "connection_pool_limits_overflow_with_503_and_hold_one_upstream_connection",
+    ) {
+        return;
+    }
+    let stage = Stage::new();
+    let backend = stage
+        .l7
+        .backends
+        .iter()
+        .find(|b| b.name == "pooled-v1")
+        .expect("the pooled backend");
+    let streams = stage.connect(POOLED, 20);
+    let replies = stage.block(async {
+        let clients: Vec<_> = streams
+            .into_iter()
+            .map(|stream| {
+                tokio::spawn(
+                    async move { H1::over(stream).await.get("pooled", "/hold", &[]).await },
+                )
+            })
+            .collect();
+        // Bounded by the stage's timeout: 18 answered at once, one at the endpoint.
+        while clients.iter().filter(|c| c.is_finished()).count() < 18 || backend.held() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(clients.iter().filter(|c| c.is_finished()).count(), 18);
+        backend.release(2);
+        let mut replies = Vec::new();
+        for client in clients {
+            replies.push(client.await.expect("a client task"));
+        }
+        replies
+    });
+    let overflowed: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(overflowed.len(), 18, "{replies:?}");
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 2);
+    for reply in overflowed {
+        assert_eq!(reply.headers["x-envoy-overloaded"], "true");
+    }
+    assert_eq!(backend.connections(), 1);
+    assert_eq!(backend.peak_connections(), 1);
 }
 
 /// Istio's VirtualService chaining through the real hook and proxy: the delegate's rules

@@ -14,7 +14,7 @@ use vsteer_model::intern::Interner;
 use vsteer_model::istio::{DestinationRuleSpec, LabelSelector, Subset, TrafficPolicy};
 use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::LoadBalancer;
-use vsteer_plan::http::HttpLoadBalancer;
+use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer};
 
 use crate::names::{host_match, is_dns1123_label, resolve_host};
 use crate::problems::{FieldError, Problems};
@@ -182,6 +182,11 @@ impl ForHost {
     /// The per-request load balancer for the same traffic.
     pub fn http_load_balancer(&self, subset: Option<&str>, port: u16) -> HttpLoadBalancer {
         traffic_policy::http_load_balancer(self.policy(), self.subset_policy(subset), port)
+    }
+
+    /// The connection pool limits the proxy applies to the same traffic.
+    pub fn connection_limits(&self, subset: Option<&str>, port: u16) -> ConnectionLimits {
+        traffic_policy::connection_limits(self.policy(), self.subset_policy(subset), port)
     }
 }
 

@@ -461,22 +461,34 @@ pub fn table(
             break;
         }
     }
-    // A consistent hash on a header, cookie or query parameter needs the requests too.
+    // A consistent hash on a header, cookie or query parameter needs the requests too, and
+    // so do limits on connections and requests.
     let decision = match decision.unwrap_or(Decision::Kernel) {
-        Decision::Kernel => table
-            .clusters
-            .iter()
-            .find(|c| !matches!(c.load_balancer, HttpLoadBalancer::Simple(_)))
-            .map(|c| Decision::Proxy {
+        Decision::Kernel => proxied_by_policy(&table.clusters).unwrap_or(Decision::Kernel),
+        proxy => proxy,
+    };
+    (table, decision, notes)
+}
+
+/// The proxy when a cluster's DestinationRule asks for what only a proxy does: a consistent
+/// hash on request data, or connection pool limits (Istio's circuit breaking).
+pub(crate) fn proxied_by_policy(clusters: &[Cluster]) -> Option<Decision> {
+    clusters.iter().find_map(|c| {
+        if !matches!(c.load_balancer, HttpLoadBalancer::Simple(_)) {
+            return Some(Decision::Proxy {
                 reason: format!(
                     "a consistent hash on request data for {} (DestinationRule trafficPolicy.loadBalancer.consistentHash)",
                     c.name
                 ),
-            })
-            .unwrap_or(Decision::Kernel),
-        proxy => proxy,
-    };
-    (table, decision, notes)
+            });
+        }
+        c.limits.needs_proxy().then(|| Decision::Proxy {
+            reason: format!(
+                "connection pool limits for {} (DestinationRule trafficPolicy.connectionPool)",
+                c.name
+            ),
+        })
+    })
 }
 
 /// The HTTP route table of a service no VirtualService routes, for when the proxy serves it
@@ -667,6 +679,9 @@ fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> 
         load_balancer: target
             .rules
             .http_load_balancer(subset.as_deref(), port.number),
+        limits: target
+            .rules
+            .connection_limits(subset.as_deref(), port.number),
         endpoints,
     });
     Some(clusters.len() - 1)

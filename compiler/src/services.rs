@@ -105,23 +105,34 @@ pub fn assemble(
             }
         }
         routed.notes.extend(notes);
-    } else if kind == Some(PortKind::Http)
-        && !matches!(
-            rules
-                .for_host(entry.host())
-                .http_load_balancer(None, key.port),
+    } else if kind == Some(PortKind::Http) && {
+        // Checked before a table is built: most services have no such rule.
+        let host_rules = rules.for_host(entry.host());
+        !matches!(
+            host_rules.http_load_balancer(None, key.port),
             HttpLoadBalancer::Simple(_)
-        )
-    {
-        // The proxy needs a table to serve it: the default route.
+        ) || host_rules.connection_limits(None, key.port).needs_proxy()
+    } {
+        // The default route, served by the proxy: the host's DestinationRule asks for what
+        // only it does.
         let table = http::default_table(entry, key, rules.for_host(entry.host()));
-        routed.plan.http = Some(Arc::new(table));
-        routed.plan.decision = Decision::Proxy {
-            reason: format!(
-                "a consistent hash on request data for {} (DestinationRule trafficPolicy.loadBalancer.consistentHash)",
-                entry.host()
-            ),
-        };
+        if let Some(decision) = http::proxied_by_policy(&table.clusters) {
+            routed.plan.http = Some(Arc::new(table));
+            routed.plan.decision = decision;
+        }
+    } else if kind.is_some_and(|k| k != PortKind::Http)
+        && rules
+            .for_host(entry.host())
+            .connection_limits(None, key.port)
+            .needs_proxy()
+    {
+        routed.notes.push(format!(
+            "{} port {}: the DestinationRule's connectionPool limits apply on the proxy path \
+             (HTTP ports) only; this port is steered in the kernel, which counts no \
+             connections: not applied",
+            entry.host(),
+            key.port
+        ));
     }
 
     // What would have changed this service had it been valid: a rejected VirtualService

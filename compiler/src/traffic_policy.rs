@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use vsteer_model::istio::{LoadBalancerSettings, PortTrafficPolicy, TrafficPolicy};
+use vsteer_model::istio::{
+    ConnectionPoolSettings, LoadBalancerSettings, PortTrafficPolicy, TrafficPolicy,
+};
 use vsteer_plan::LoadBalancer;
-use vsteer_plan::http::HttpLoadBalancer;
+use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer};
 
 use crate::duration::parse_duration;
 use crate::problems::{FieldError, Problems};
@@ -38,6 +40,8 @@ pub enum PolicyError {
     CookieName,
     #[error("{0}")]
     Duration(String),
+    #[error("must not be negative (0 or unset: no limit)")]
+    NegativeLimit,
 }
 
 /// The load balancer settings for traffic to `port` of a host, and to `subset` of it if one
@@ -89,6 +93,120 @@ pub(crate) fn http_load_balancer(
     }
 }
 
+/// The connection pool settings for traffic to `port` of a host and `subset`, merged as
+/// Istio's `MergeTrafficPolicy` does: as [`settings`] merges load balancers, the subset's
+/// `connectionPool` replacing the rule's whole, a port level replacing both even unset.
+fn pool_settings<'p>(
+    rule: Option<&'p TrafficPolicy>,
+    subset: Option<&'p TrafficPolicy>,
+    port: u16,
+) -> Option<&'p ConnectionPoolSettings> {
+    let mut settings = rule.and_then(|p| match port_level(&p.port_level_settings, port) {
+        Some(level) => level.connection_pool.as_ref(),
+        None => p.connection_pool.as_ref(),
+    });
+    if let Some(subset) = subset {
+        if subset.connection_pool.is_some() {
+            settings = subset.connection_pool.as_ref();
+        }
+        if let Some(level) = port_level(&subset.port_level_settings, port) {
+            settings = level.connection_pool.as_ref();
+        }
+    }
+    settings
+}
+
+/// The limits of a cluster (host, subset, port) from its `connectionPool`. Istio reads a
+/// 0 as unset, and unset as no limit (it raises Envoy's defaults of 1,024 to the maximum).
+pub(crate) fn connection_limits(
+    rule: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u16,
+) -> ConnectionLimits {
+    let Some(pool) = pool_settings(rule, subset, port) else {
+        return ConnectionLimits::default();
+    };
+    let limit = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0);
+    let (tcp, http) = (pool.tcp.as_ref(), pool.http.as_ref());
+    ConnectionLimits {
+        max_connections: limit(tcp.and_then(|t| t.max_connections)),
+        max_pending_requests: limit(http.and_then(|h| h.http1_max_pending_requests)),
+        max_requests: limit(http.and_then(|h| h.http2_max_requests)),
+        max_requests_per_connection: limit(http.and_then(|h| h.max_requests_per_connection)),
+        connect_timeout: tcp
+            .and_then(|t| t.connect_timeout.as_deref())
+            .and_then(|t| parse_duration(t).ok())
+            .filter(|t| !t.is_zero()),
+    }
+}
+
+/// Checks a `connectionPool` at `field`: limits not negative, the connect timeout a
+/// duration; the settings vsteer reads but does not apply go to `ignored`.
+fn check_pool(
+    pool: &ConnectionPoolSettings,
+    field: &str,
+    problems: &mut Problems,
+    ignored: &mut Vec<String>,
+) {
+    let limit = |problems: &mut Problems, value: Option<i32>, name: &str| {
+        if value.is_some_and(|n| n < 0) {
+            problems.add(format!("{field}.{name}"), PolicyError::NegativeLimit);
+        }
+    };
+    if let Some(tcp) = &pool.tcp {
+        limit(problems, tcp.max_connections, "tcp.maxConnections");
+        if let Some(timeout) = tcp.connect_timeout.as_deref()
+            && let Err(e) = parse_duration(timeout)
+        {
+            problems.add(
+                format!("{field}.tcp.connectTimeout"),
+                PolicyError::Duration(e),
+            );
+        }
+        for (name, set) in [
+            ("tcpKeepalive", tcp.tcp_keepalive.is_some()),
+            (
+                "maxConnectionDuration",
+                tcp.max_connection_duration.is_some(),
+            ),
+            ("idleTimeout", tcp.idle_timeout.is_some()),
+        ] {
+            if set {
+                ignored.push(format!("{field}.tcp.{name}"));
+            }
+        }
+    }
+    if let Some(http) = &pool.http {
+        limit(
+            problems,
+            http.http1_max_pending_requests,
+            "http.http1MaxPendingRequests",
+        );
+        limit(problems, http.http2_max_requests, "http.http2MaxRequests");
+        limit(
+            problems,
+            http.max_requests_per_connection,
+            "http.maxRequestsPerConnection",
+        );
+        limit(problems, http.max_retries, "http.maxRetries");
+        for (name, set) in [
+            ("maxRetries", http.max_retries.is_some()),
+            ("idleTimeout", http.idle_timeout.is_some()),
+            ("h2UpgradePolicy", http.h2_upgrade_policy.is_some()),
+            ("useClientProtocol", http.use_client_protocol.is_some()),
+            (
+                "maxConcurrentStreams",
+                http.max_concurrent_streams.is_some(),
+            ),
+            ("http2KeepAlive", http.http2_keep_alive.is_some()),
+        ] {
+            if set {
+                ignored.push(format!("{field}.http.{name}"));
+            }
+        }
+    }
+}
+
 fn for_port(policy: &TrafficPolicy, port: u16) -> Option<&LoadBalancerSettings> {
     match port_level(&policy.port_level_settings, port) {
         Some(level) => level.load_balancer.as_ref(),
@@ -115,8 +233,10 @@ pub(crate) fn check(
     if let Some(lb) = &policy.load_balancer {
         check_load_balancer(lb, &format!("{field}.loadBalancer"), problems, notes, id);
     }
+    if let Some(pool) = &policy.connection_pool {
+        check_pool(pool, &format!("{field}.connectionPool"), problems, ignored);
+    }
     let unapplied = [
-        ("connectionPool", policy.connection_pool.is_some()),
         ("outlierDetection", policy.outlier_detection.is_some()),
         ("tls", policy.tls.is_some()),
         ("tunnel", policy.tunnel.is_some()),
@@ -164,8 +284,15 @@ pub(crate) fn check(
                 id,
             );
         }
+        if let Some(pool) = &level.connection_pool {
+            check_pool(
+                pool,
+                &format!("{level_field}.connectionPool"),
+                problems,
+                ignored,
+            );
+        }
         let unapplied = [
-            ("connectionPool", level.connection_pool.is_some()),
             ("outlierDetection", level.outlier_detection.is_some()),
             ("tls", level.tls.is_some()),
         ];

@@ -110,7 +110,49 @@ pub struct Cluster {
     /// HTTP/2 to the endpoints (the destination port is HTTP2 or GRPC), else HTTP/1.1.
     pub http2: bool,
     pub load_balancer: HttpLoadBalancer,
+    /// The DestinationRule's `connectionPool` limits (Envoy's circuit breakers); unset ones
+    /// are unlimited, as Istio sets them.
+    #[serde(skip_serializing_if = "ConnectionLimits::is_unlimited")]
+    pub limits: ConnectionLimits,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// A cluster's limits, as Istio's `connectionPool` sets Envoy's circuit breakers and
+/// connection options. Over a limit a request gets 503 at once (`x-envoy-overloaded`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct ConnectionLimits {
+    /// `tcp.maxConnections`: upstream connections of the cluster, all endpoints together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// `http.http1MaxPendingRequests`: requests waiting for a connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u32>,
+    /// `http.http2MaxRequests`: requests in flight (HTTP/1.1 and HTTP/2 alike, as in Envoy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    /// `http.maxRequestsPerConnection`: an HTTP/1.1 connection is closed after so many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+    /// `tcp.connectTimeout`.
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<Duration>,
+}
+
+impl ConnectionLimits {
+    pub fn is_unlimited(&self) -> bool {
+        *self == ConnectionLimits::default()
+    }
+
+    /// Whether a limit counts connections or requests, which only the proxy can.
+    pub fn needs_proxy(&self) -> bool {
+        self.max_connections.is_some()
+            || self.max_pending_requests.is_some()
+            || self.max_requests.is_some()
+            || self.max_requests_per_connection.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

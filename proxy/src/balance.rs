@@ -251,7 +251,7 @@ mod tests {
                 EndpointState {
                     addr,
                     weight: *w,
-                    pool: pools.get(addr, false),
+                    pool: pools.get(addr, false, None),
                 }
             })
             .collect()

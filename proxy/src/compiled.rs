@@ -107,6 +107,7 @@ impl CompiledTable {
             .clusters
             .iter()
             .map(|c| {
+                let limits = pools.cluster_limits(&c.name, &c.limits);
                 let endpoints: Vec<EndpointState> = c
                     .endpoints
                     .iter()
@@ -115,7 +116,7 @@ impl CompiledTable {
                         EndpointState {
                             addr,
                             weight: e.weight.max(1),
-                            pool: pools.get(addr, c.http2),
+                            pool: pools.get(addr, c.http2, limits.as_ref()),
                         }
                     })
                     .collect();

@@ -236,6 +236,18 @@ async fn serve(
     // The route's timeout runs from here to the response's end (a WebSocket tunnel, which
     // has no end, only to its response headers).
     let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
+    // Requests in flight to the cluster (`http2MaxRequests`): held until the response ends.
+    let request_slot = match &endpoint.pool.limits {
+        Some(limits) => match limits.request() {
+            Some(slot) => Some(slot),
+            None => {
+                ProxyStats::add(&stats.overflows);
+                let response = respond::overflow(grpc);
+                return with_ops(response, &target.response_ops, &ctx, &request_headers);
+            }
+        },
+        None => None,
+    };
     let mut in_flight = InFlight::new(&endpoint.pool);
     let send = async {
         if upgrade {
@@ -359,6 +371,12 @@ async fn serve(
             let response = respond::upstream_failure(false, grpc);
             return with_ops(response, &target.response_ops, &ctx, &request_headers);
         }
+        Err(UpstreamError::Overflow) => {
+            ProxyStats::add(&stats.overflows);
+            tracing::debug!("{}: connection pool overflow", cluster.name);
+            let response = respond::overflow(grpc);
+            return with_ops(response, &target.response_ops, &ctx, &request_headers);
+        }
         Err(UpstreamError::TryTimeout) => {
             ProxyStats::add(&stats.upstream_timeouts);
             tracing::debug!("{} ({}): per-try timeout", cluster.name, endpoint.addr);
@@ -388,13 +406,17 @@ async fn serve(
     head.version = Version::HTTP_11;
     head.extensions.clear();
     if let Some((downstream, upstream)) = tunnel {
-        let hold = Box::new((in_flight, guard, conn.open.clone()));
+        let hold = Box::new((in_flight, request_slot, guard, conn.open.clone()));
         upgrade::tunnel(downstream, upstream, hold, shared.shutdown.clone());
         return Response::from_parts(head, ProxyBody::empty());
     }
     Response::from_parts(
         head,
-        ProxyBody::upstream(body, Box::new((in_flight, pooled, guard)), deadline),
+        ProxyBody::upstream(
+            body,
+            Box::new((in_flight, pooled, request_slot, guard)),
+            deadline,
+        ),
     )
 }
 

@@ -19,6 +19,7 @@ mod hash_policy;
 mod hashing;
 mod header_value;
 mod headers;
+mod limits;
 mod matching;
 mod mirror;
 mod options;

@@ -1,7 +1,9 @@
 //! Upstream connections kept per endpoint (address and protocol), shared by every route
 //! table that names the endpoint, so a table change keeps warm connections: idle HTTP/1.1
 //! connections (last used first out), one multiplexed HTTP/2 connection, and the endpoint's
-//! count of requests in flight (what LEAST_REQUEST compares).
+//! count of requests in flight (what LEAST_REQUEST compares). An endpoint of a cluster with
+//! `connectionPool` limits has a pool of that cluster's own, whose connections its limits
+//! count.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::{http1, http2};
 use rustc_hash::FxHashMap;
 
+use crate::limits::ClusterLimits;
 use crate::request_body::RequestBody;
 
 pub(crate) type H1Sender = http1::SendRequest<RequestBody>;
@@ -20,9 +23,12 @@ pub(crate) type H2Sender = http2::SendRequest<RequestBody>;
 pub(crate) struct EndpointPool {
     pub addr: SocketAddr,
     pub http2: bool,
+    /// The limits of the cluster this pool is for alone; `None`: shared by every
+    /// unlimited cluster naming the endpoint.
+    pub limits: Option<Arc<ClusterLimits>>,
     active: AtomicU32,
-    /// Idle connections, each with the worker whose runtime drives it.
-    idle: Mutex<Vec<(H1Sender, Instant, usize)>>,
+    /// Idle connections: the worker whose runtime drives each, and the requests it carried.
+    idle: Mutex<Vec<Idle>>,
     shared: Mutex<Option<H2Sender>>,
     /// Held while the HTTP/2 connection is (re)established, so concurrent requests wait for
     /// one connection instead of each opening their own.
@@ -32,11 +38,21 @@ pub(crate) struct EndpointPool {
     pub(crate) h2_failures: std::sync::atomic::AtomicU64,
 }
 
+/// An idle HTTP/1.1 connection.
+#[derive(Debug)]
+struct Idle {
+    sender: H1Sender,
+    since: Instant,
+    worker: usize,
+    uses: u32,
+}
+
 impl EndpointPool {
-    fn new(addr: SocketAddr, http2: bool) -> EndpointPool {
+    fn new(addr: SocketAddr, http2: bool, limits: Option<Arc<ClusterLimits>>) -> EndpointPool {
         EndpointPool {
             addr,
             http2,
+            limits,
             active: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
@@ -50,34 +66,55 @@ impl EndpointPool {
         self.active.load(Relaxed)
     }
 
-    /// An idle HTTP/1.1 connection ready for a request, not older than `max_age`, and the
-    /// worker that drives it: the most recently used one of this worker's (its connection
-    /// task runs on this thread, so no request crosses threads), else another worker's.
-    pub(crate) fn checkout_h1(&self, max_age: Duration) -> Option<(H1Sender, usize)> {
+    /// An idle HTTP/1.1 connection ready for a request, not older than `max_age`, the
+    /// worker that drives it and the requests it carried: the most recently used one of this
+    /// worker's (its connection task runs on this thread, so no request crosses threads),
+    /// else another worker's.
+    pub(crate) fn checkout_h1(&self, max_age: Duration) -> Option<(H1Sender, usize, u32)> {
         let (worker, now) = (worker(), Instant::now());
-        let usable = |(sender, since, _): &(H1Sender, Instant, usize)| {
-            sender.is_ready() && now.duration_since(*since) < max_age
-        };
+        let usable = |i: &Idle| i.sender.is_ready() && now.duration_since(i.since) < max_age;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // The oldest are first: prune once the first one is of no use any more.
         if idle
             .first()
-            .is_some_and(|(s, since, _)| s.is_closed() || now.duration_since(*since) >= max_age)
+            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) >= max_age)
         {
-            idle.retain(|(s, since, _)| !s.is_closed() && now.duration_since(*since) < max_age);
+            idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < max_age);
         }
         let at = idle
             .iter()
-            .rposition(|entry| entry.2 == worker && usable(entry))
+            .rposition(|i| i.worker == worker && usable(i))
             .or_else(|| idle.iter().rposition(usable))?;
-        let (sender, _, owner) = idle.remove(at);
-        Some((sender, owner))
+        let Idle {
+            sender,
+            worker,
+            uses,
+            ..
+        } = idle.remove(at);
+        Some((sender, worker, uses))
     }
 
-    fn put_h1(&self, sender: H1Sender, max_idle: usize, worker: usize) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < max_idle {
-            idle.push((sender, Instant::now(), worker));
+    fn put_h1(&self, sender: H1Sender, max_idle: usize, worker: usize, uses: u32) {
+        let spent = self
+            .limits
+            .as_ref()
+            .and_then(|l| l.settings.max_requests_per_connection)
+            .is_some_and(|max| uses >= max);
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if spent || idle.len() >= max_idle {
+                // Dropped: the connection closes, and its slot frees when it has.
+                return;
+            }
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+                worker,
+                uses,
+            });
+        }
+        if let Some(limits) = &self.limits {
+            limits.returned();
         }
     }
 
@@ -118,6 +155,8 @@ pub(crate) struct PooledH1 {
     max_idle: usize,
     /// The worker whose runtime drives the connection.
     worker: usize,
+    /// Requests it carried, this one included.
+    uses: u32,
 }
 
 impl PooledH1 {
@@ -126,12 +165,14 @@ impl PooledH1 {
         sender: H1Sender,
         max_idle: usize,
         worker: usize,
+        uses: u32,
     ) -> PooledH1 {
         PooledH1 {
             pool,
             sender: Some(sender),
             max_idle,
             worker,
+            uses,
         }
     }
 }
@@ -141,16 +182,17 @@ impl Drop for PooledH1 {
         let Some(mut sender) = self.sender.take() else {
             return;
         };
+        let (max_idle, worker, uses) = (self.max_idle, self.worker, self.uses);
         if sender.is_ready() {
-            self.pool.put_h1(sender, self.max_idle, self.worker);
+            self.pool.put_h1(sender, max_idle, worker, uses);
         } else if !sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             // hyper finishes the exchange on its connection task; wait for it there.
-            let (pool, max_idle, worker) = (self.pool.clone(), self.max_idle, self.worker);
+            let pool = self.pool.clone();
             runtime.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    pool.put_h1(sender, max_idle, worker);
+                    pool.put_h1(sender, max_idle, worker, uses);
                 }
             });
         }
@@ -172,20 +214,39 @@ pub(crate) fn worker() -> usize {
     WORKER.with(std::cell::Cell::get)
 }
 
-/// Every endpoint's pool, by (address, HTTP/2); tables hold the pools, this only finds them.
+/// Every endpoint's pool, by (address, HTTP/2, the limited cluster it is for: its limits'
+/// address, 0 for none); tables hold the pools, this only finds them.
 #[derive(Debug, Default)]
 pub(crate) struct Pools {
-    map: Mutex<FxHashMap<(SocketAddr, bool), Weak<EndpointPool>>>,
+    map: Mutex<FxHashMap<(SocketAddr, bool, usize), Weak<EndpointPool>>>,
+    /// The counts of limited clusters.
+    limits: crate::limits::Limits,
 }
 
 impl Pools {
-    pub(crate) fn get(&self, addr: SocketAddr, http2: bool) -> Arc<EndpointPool> {
+    /// The counts of cluster `name` under `settings`; `None` for an unlimited cluster.
+    pub(crate) fn cluster_limits(
+        &self,
+        name: &str,
+        settings: &vsteer_plan::http::ConnectionLimits,
+    ) -> Option<Arc<ClusterLimits>> {
+        self.limits.get(name, settings)
+    }
+
+    pub(crate) fn get(
+        &self,
+        addr: SocketAddr,
+        http2: bool,
+        limits: Option<&Arc<ClusterLimits>>,
+    ) -> Arc<EndpointPool> {
+        // The pool holds its limits, so the address is not reused while the entry lives.
+        let key = (addr, http2, limits.map_or(0, |l| Arc::as_ptr(l) as usize));
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pool) = map.get(&(addr, http2)).and_then(Weak::upgrade) {
+        if let Some(pool) = map.get(&key).and_then(Weak::upgrade) {
             return pool;
         }
-        let pool = Arc::new(EndpointPool::new(addr, http2));
-        map.insert((addr, http2), Arc::downgrade(&pool));
+        let pool = Arc::new(EndpointPool::new(addr, http2, limits.cloned()));
+        map.insert(key, Arc::downgrade(&pool));
         pool
     }
 
@@ -193,5 +254,7 @@ impl Pools {
     pub(crate) fn prune(&self) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, pool| pool.strong_count() > 0);
+        drop(map);
+        self.limits.prune();
     }
 }

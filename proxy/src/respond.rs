@@ -81,6 +81,19 @@ pub(crate) fn upstream_failure(connect: bool, grpc: bool) -> Response<ProxyBody>
     error(StatusCode::SERVICE_UNAVAILABLE, message, grpc)
 }
 
+/// Envoy's answer when a circuit breaker (`connectionPool` limit) overflows.
+pub(crate) fn overflow(grpc: bool) -> Response<ProxyBody> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        grpc,
+    );
+    response
+        .headers_mut()
+        .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    response
+}
+
 pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
     let mut response = local(status, None);
     match HeaderValue::from_str(location) {

@@ -42,6 +42,8 @@ pub struct ProxyStats {
     /// 503s because the rule's destinations resolved to no cluster (Envoy's
     /// `cluster_not_found`).
     pub no_cluster: AtomicU64,
+    /// 503s because a `connectionPool` limit was reached (Envoy's `upstream_rq_*_overflow`).
+    pub overflows: AtomicU64,
     /// Upstream connects that failed (refused, timed out, SO_MARK denied, own address).
     pub upstream_connect_errors: AtomicU64,
     /// Upstream connections that failed after connecting, before the response headers.
@@ -75,6 +77,7 @@ pub struct StatsSnapshot {
     pub no_route: u64,
     pub no_healthy_upstream: u64,
     pub no_cluster: u64,
+    pub overflows: u64,
     pub upstream_connect_errors: u64,
     pub upstream_resets: u64,
     pub downstream_resets: u64,
@@ -99,6 +102,7 @@ impl ProxyStats {
             no_route: self.no_route.load(Relaxed),
             no_healthy_upstream: self.no_healthy_upstream.load(Relaxed),
             no_cluster: self.no_cluster.load(Relaxed),
+            overflows: self.overflows.load(Relaxed),
             upstream_connect_errors: self.upstream_connect_errors.load(Relaxed),
             upstream_resets: self.upstream_resets.load(Relaxed),
             downstream_resets: self.downstream_resets.load(Relaxed),
@@ -177,6 +181,7 @@ impl Collector for StatsCollector {
             ("no_route", s.no_route),
             ("no_healthy_upstream", s.no_healthy_upstream),
             ("cluster_not_found", s.no_cluster),
+            ("overflow", s.overflows),
         ];
         labelled(
             &mut encoder,

@@ -2,12 +2,14 @@
 //! the proxy's own connections back to it, TCP_NODELAY, a connect timeout), HTTP/1.1 over a
 //! pooled connection (a pooled one found closed before the request went out is retried on a
 //! fresh one) or HTTP/2 over the endpoint's shared connection, and a dedicated HTTP/1.1
-//! connection for protocol upgrades.
+//! connection for protocol upgrades. A cluster's `connectionPool` limits are applied here:
+//! a new connection only with a slot of the cluster's, else the request waits as pending
+//! (if there is room) for one to close or go idle.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use http::{Request, Response};
@@ -17,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::limits::Slot;
 use crate::pool::{EndpointPool, H1Sender, H2Sender, PooledH1};
 use crate::request_body::RequestBody;
 
@@ -38,6 +41,8 @@ pub(crate) enum UpstreamError {
     Reset(hyper::Error),
     /// No response headers within the retry policy's `perTryTimeout`.
     TryTimeout,
+    /// Over a `connectionPool` limit (Envoy's circuit breaker overflow): never retried.
+    Overflow,
 }
 
 /// A response, and the HTTP/1.1 connection to give back when its body is done.
@@ -58,7 +63,20 @@ pub(crate) fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
 }
 
 impl Upstream {
-    async fn connect(&self, addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    async fn connect(&self, pool: &EndpointPool) -> anyhow::Result<TcpStream> {
+        let timeout = pool
+            .limits
+            .as_ref()
+            .and_then(|l| l.settings.connect_timeout)
+            .unwrap_or(self.connect_timeout);
+        self.connect_within(pool.addr, timeout).await
+    }
+
+    async fn connect_within(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<TcpStream> {
         if is_own(&self.own, addr) {
             return Err(anyhow!(
                 "endpoint {addr} is the proxy's own listen address: refusing to send a request to itself"
@@ -78,17 +96,22 @@ impl Upstream {
         socket
             .set_nodelay(true)
             .with_context(|| format!("TCP_NODELAY on the socket to endpoint {addr}"))?;
-        match tokio::time::timeout(self.connect_timeout, socket.connect(addr)).await {
+        match tokio::time::timeout(connect_timeout, socket.connect(addr)).await {
             Ok(stream) => stream.with_context(|| format!("connect to endpoint {addr}")),
             Err(_) => Err(anyhow!(
-                "connect to endpoint {addr}: no answer within {:?}",
-                self.connect_timeout
+                "connect to endpoint {addr}: no answer within {connect_timeout:?}"
             )),
         }
     }
 
-    async fn open_h1(&self, addr: SocketAddr) -> Result<H1Sender, UpstreamError> {
-        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+    /// A new connection, which holds `slot` (its count in the cluster's limits) while open.
+    async fn open_h1(
+        &self,
+        pool: &EndpointPool,
+        slot: Option<Slot>,
+    ) -> Result<H1Sender, UpstreamError> {
+        let addr = pool.addr;
+        let stream = self.connect(pool).await.map_err(UpstreamError::Connect)?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -96,6 +119,7 @@ impl Upstream {
                 UpstreamError::Connect(anyhow!(e).context(format!("HTTP/1.1 to endpoint {addr}")))
             })?;
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!("upstream HTTP/1.1 connection to {addr}: {e}");
             }
@@ -103,8 +127,13 @@ impl Upstream {
         Ok(sender)
     }
 
-    async fn open_h2(&self, addr: SocketAddr) -> Result<H2Sender, UpstreamError> {
-        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+    async fn open_h2(
+        &self,
+        pool: &EndpointPool,
+        slot: Option<Slot>,
+    ) -> Result<H2Sender, UpstreamError> {
+        let addr = pool.addr;
+        let stream = self.connect(pool).await.map_err(UpstreamError::Connect)?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
@@ -113,6 +142,7 @@ impl Upstream {
                 UpstreamError::Connect(anyhow!(e).context(format!("HTTP/2 to endpoint {addr}")))
             })?;
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!("upstream HTTP/2 connection to {addr}: {e}");
             }
@@ -136,7 +166,13 @@ impl Upstream {
                 pool.addr
             )));
         }
-        match self.open_h2(pool.addr).await {
+        // A limited cluster's HTTP/2 connection needs a slot too; without one the request
+        // overflows (its streams would all wait on one connection anyway).
+        let slot = match &pool.limits {
+            Some(limits) => Some(limits.connection().ok_or(UpstreamError::Overflow)?),
+            None => None,
+        };
+        match self.open_h2(pool, slot).await {
             Ok(sender) => {
                 pool.set_h2(Some(sender.clone()));
                 Ok(sender)
@@ -186,19 +222,42 @@ impl Upstream {
                 },
             };
         }
+        let mut waited_since = None;
         loop {
-            let (mut sender, worker, reused) = match pool.checkout_h1(self.idle_age) {
-                Some((sender, worker)) => (sender, worker, true),
-                None => match self.open_h1(pool.addr).await {
-                    Ok(sender) => (sender, crate::pool::worker(), false),
-                    Err(e) => return Err((e, Some(req))),
-                },
+            let (mut sender, worker, uses, reused) = match pool.checkout_h1(self.idle_age) {
+                Some((sender, worker, uses)) => (sender, worker, uses, true),
+                None => {
+                    let slot = match &pool.limits {
+                        None => None,
+                        Some(limits) => match limits.connection() {
+                            Some(slot) => Some(slot),
+                            None => {
+                                // Pending: wait for a connection to close or go idle, as
+                                // long as a connect may take, then look again.
+                                let since = *waited_since.get_or_insert_with(Instant::now);
+                                let left = self.connect_timeout.saturating_sub(since.elapsed());
+                                let Some(_pending) = limits.pending().filter(|_| !left.is_zero())
+                                else {
+                                    return Err((UpstreamError::Overflow, Some(req)));
+                                };
+                                let _ = tokio::time::timeout(left, limits.freed()).await;
+                                continue;
+                            }
+                        },
+                    };
+                    match self.open_h1(pool, slot).await {
+                        Ok(sender) => (sender, crate::pool::worker(), 0, false),
+                        Err(e) => return Err((e, Some(req))),
+                    }
+                }
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
+                    let pooled =
+                        PooledH1::new(pool.clone(), sender, self.max_idle, worker, uses + 1);
                     return Ok(Sent {
                         response,
-                        pooled: Some(PooledH1::new(pool.clone(), sender, self.max_idle, worker)),
+                        pooled: Some(pooled),
                     });
                 }
                 Err(mut e) => match e.take_message() {
@@ -215,7 +274,10 @@ impl Upstream {
         addr: SocketAddr,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let stream = self.connect(addr).await.map_err(UpstreamError::Connect)?;
+        let stream = self
+            .connect_within(addr, self.connect_timeout)
+            .await
+            .map_err(UpstreamError::Connect)?;
         let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -1328,3 +1328,95 @@ async fn retriable_answers_are_retried_on_another_endpoint() {
     backends[0].release(20);
     proxy.stop().await;
 }
+
+/// `connectionPool` as Envoy's circuit breakers: with one connection and one pending request
+/// allowed, of 20 concurrent requests one is served, one waits for that connection, and the
+/// other 18 are answered 503 `x-envoy-overloaded` at once; the endpoint never sees a second
+/// connection. Then `http2MaxRequests` bounds requests in flight on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_pool_limits_overflow_at_once_and_hold_one_connection() {
+    let to_v1 = "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let policy = "    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+";
+    let (backends, plan) = reviews(to_v1, policy).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = proxy.addr;
+            tokio::spawn(async move { H1::connect(addr).await.get(HOST, "/hold", &[]).await })
+        })
+        .collect();
+    eventually("18 overflows", || proxy.stats.snapshot().overflows == 18).await;
+    eventually("one request at the endpoint", || backends[0].held() == 1).await;
+    // The first, then the pending one on the same connection.
+    backends[0].release(2);
+    let mut statuses = BTreeMap::new();
+    for client in clients {
+        let reply = client.await.unwrap();
+        if reply.status == 503 {
+            let overloaded = reply.headers.get("x-envoy-overloaded");
+            assert_eq!(overloaded.and_then(|v| v.to_str().ok()), Some("true"));
+            assert!(reply.body.contains("reset reason: overflow"), "{reply:?}");
+        }
+        *statuses.entry(reply.status.as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(200, 2), (503, 18)]));
+    assert_eq!(backends[0].connections(), 1);
+    assert_eq!(backends[0].peak_connections(), 1);
+    proxy.stop().await;
+
+    let policy = "    connectionPool:
+      http: {http2MaxRequests: 3}
+";
+    let (backends, plan) = reviews(to_v1, policy).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let addr = proxy.addr;
+            tokio::spawn(async move { H1::connect(addr).await.get(HOST, "/hold", &[]).await })
+        })
+        .collect();
+    eventually("2 overflows", || proxy.stats.snapshot().overflows == 2).await;
+    eventually("3 at the endpoint", || backends[0].held() == 3).await;
+    backends[0].release(3);
+    let served = futures_join(clients).await;
+    assert_eq!(served.iter().filter(|s| **s == 200).count(), 3);
+    // Three connections at once: no connection limit was set.
+    assert_eq!(backends[0].peak_connections(), 3);
+    proxy.stop().await;
+}
+
+/// `maxRequestsPerConnection`: an upstream connection is closed after so many requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_opens_a_new_connection_after_the_limit() {
+    let to_v1 = "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let policy = "    connectionPool:
+      http: {maxRequestsPerConnection: 2}
+";
+    let (backends, plan) = reviews(to_v1, policy).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..6 {
+        assert_eq!(client.get(HOST, "/x", &[]).await.status, 200);
+    }
+    // At most two requests each (a connection may also be replaced before its limit, when
+    // the next request comes before it is back in the pool).
+    assert!(
+        backends[0].connections() >= 3,
+        "{}",
+        backends[0].connections()
+    );
+    proxy.stop().await;
+}
+
+async fn futures_join(
+    clients: Vec<tokio::task::JoinHandle<vsteer_testkit::http::Reply>>,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.push(client.await.unwrap().status.as_u16());
+    }
+    statuses
+}

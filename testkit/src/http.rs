@@ -56,7 +56,34 @@ pub struct Backend {
     held: Arc<AtomicUsize>,
     /// `METHOD HOST PATH` of every request, in arrival order.
     seen: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections accepted, open now, and the most open at once.
+    connections: Arc<Connections>,
     task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Connections {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts an open connection until dropped.
+struct OpenConnection(Arc<Connections>);
+
+impl OpenConnection {
+    fn new(connections: &Arc<Connections>) -> OpenConnection {
+        connections.accepted.fetch_add(1, Ordering::SeqCst);
+        let open = connections.open.fetch_add(1, Ordering::SeqCst) + 1;
+        connections.peak.fetch_max(open, Ordering::SeqCst);
+        OpenConnection(connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Backend {
@@ -100,16 +127,20 @@ impl Backend {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (name2, release2, held2) = (name.to_string(), release.clone(), held.clone());
         let seen2 = seen.clone();
+        let connections = Arc::new(Connections::default());
+        let connections2 = connections.clone();
         let task = tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let open = OpenConnection::new(&connections2);
                 let (name, release, held) = (name2.clone(), release2.clone(), held2.clone());
                 let seen = seen2.clone();
                 let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
                 tasks.spawn(async move {
+                    let _open = open;
                     let service = service_fn(move |req: Request<Incoming>| {
                         let host = req
                             .headers()
@@ -148,8 +179,19 @@ impl Backend {
             release,
             held,
             seen,
+            connections,
             task,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once.
+    pub fn peak_connections(&self) -> usize {
+        self.connections.peak.load(Ordering::SeqCst)
     }
 
     /// `METHOD HOST PATH` of every request so far.

@@ -201,13 +201,13 @@ fn unapplied_settings_are_named_in_a_note() {
     let rule = resource(
         "DestinationRule",
         "api",
-        "  host: api.example.com\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}, tls: {mode: ISTIO_MUTUAL}}\n",
+        "  host: api.example.com\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1, tcpKeepalive: {time: 7200s}}}, tls: {mode: ISTIO_MUTUAL}}\n",
     );
     let compiled = compile_ok(&two_hosts(&rule));
     assert!(
         has_note(
             &compiled,
-            "DestinationRule default/api: not applied by vsteer: spec.trafficPolicy.connectionPool, spec.trafficPolicy.tls"
+            "DestinationRule default/api: not applied by vsteer: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive, spec.trafficPolicy.tls"
         ),
         "{:?}",
         compiled.notes
@@ -346,5 +346,135 @@ fn a_workload_selector_without_labels_applies_to_every_client() {
             half_to_v1_and(&[("10.1.2.1:9080", 250_000), ("10.1.2.2:9080", 250_000)])
         );
         assert_eq!(lb(&compiled, "10.0.0.1", 9080), LoadBalancer::RoundRobin);
+    }
+}
+
+/// The limits of the HTTP cluster of api:80 (its default route's, or the VirtualService's
+/// first destination's).
+fn limits(compiled: &Compiled) -> vsteer_plan::http::ConnectionLimits {
+    let service = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    service.http.as_ref().expect("a route table").clusters[0].limits
+}
+
+/// Istio's circuit-breaking task has no VirtualService: a DestinationRule's `connectionPool`
+/// alone sends an HTTP service to the proxy, which applies the limits; a TLS port stays in
+/// the kernel, which counts nothing.
+#[test]
+fn connection_pool_limits_send_an_http_service_to_the_proxy() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1, connectTimeout: 250ms}
+      http: {http1MaxPendingRequests: 1, http2MaxRequests: 0, maxRequestsPerConnection: 5}
+",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    let http = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    match &http.decision {
+        Decision::Proxy { reason } => assert!(reason.contains("connectionPool"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        limits(&compiled),
+        vsteer_plan::http::ConnectionLimits {
+            max_connections: Some(1),
+            max_pending_requests: Some(1),
+            // 0 is unset in Istio: no limit.
+            max_requests: None,
+            max_requests_per_connection: Some(5),
+            connect_timeout: Some(std::time::Duration::from_millis(250)),
+        }
+    );
+    let tls = compiled
+        .plan
+        .get(ip("10.0.0.1"), 443, Protocol::Tcp)
+        .unwrap();
+    assert_eq!(tls.decision, Decision::Kernel);
+    assert!(has_note(
+        &compiled,
+        "api.example.com port 443: the DestinationRule's connectionPool limits apply on the proxy path"
+    ));
+    // Another host without a rule: unlimited, in the kernel.
+    let web = compiled
+        .plan
+        .get(ip("10.0.0.2"), 80, Protocol::Tcp)
+        .unwrap();
+    assert_eq!(web.decision, Decision::Kernel);
+}
+
+/// As Istio's `MergeTrafficPolicy`: a subset's `connectionPool` replaces the rule's whole,
+/// and a port level replaces both, even when it sets none.
+#[test]
+fn connection_pools_merge_by_subset_and_port_as_istio_merges_them() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 7}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool: {http: {http2MaxRequests: 9}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 80}
+        loadBalancer: {simple: ROUND_ROBIN}
+",
+    );
+    let vs = |subset: &str| {
+        resource(
+            "VirtualService",
+            "api",
+            &format!(
+                "  hosts: [api.example.com]\n  http:\n  - match: [{{headers: {{x: {{exact: y}}}}}}]\n    route: [{{destination: {{host: api.example.com, subset: {subset}}}}}]\n"
+            ),
+        )
+    };
+    let v1 = compile_ok(&two_hosts(&format!("{rule}{}", vs("v1"))));
+    let expected = vsteer_plan::http::ConnectionLimits {
+        max_requests: Some(9),
+        ..Default::default()
+    };
+    assert_eq!(limits(&v1), expected);
+    let v2 = compile_ok(&two_hosts(&format!("{rule}{}", vs("v2"))));
+    assert!(limits(&v2).is_unlimited(), "{:?}", limits(&v2));
+}
+
+#[test]
+fn negative_limits_and_bad_connect_timeouts_are_errors_naming_the_field() {
+    for (pool, field) in [
+        (
+            "{tcp: {maxConnections: -1}}",
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+        ),
+        (
+            "{tcp: {connectTimeout: soon}}",
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout",
+        ),
+        (
+            "{http: {http1MaxPendingRequests: -5}}",
+            "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests",
+        ),
+    ] {
+        let rule = resource(
+            "DestinationRule",
+            "api",
+            &format!("  host: api.example.com\n  trafficPolicy: {{connectionPool: {pool}}}\n"),
+        );
+        let (compiled, _) = compile_text(&two_hosts(&rule));
+        single_error(&compiled, "DestinationRule default/api", field);
     }
 }

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use super::share;
 use crate::http::{
-    HttpAction, HttpRouteTable, HttpRule, Redirect, RedirectPort, RequestMatch, StrMatch,
+    ConnectionLimits, HttpAction, HttpRouteTable, HttpRule, Redirect, RedirectPort, RequestMatch,
+    StrMatch,
 };
 
 /// `http[0]  headers[end-user] = "jason"  -> reviews...|v2|9080 100.0%`, a line per rule.
@@ -87,11 +88,10 @@ fn action(table: &HttpRouteTable, action: &HttpAction) -> String {
             let parts: Vec<String> = destinations
                 .iter()
                 .map(|d| {
-                    let name = table
-                        .clusters
-                        .get(d.cluster)
-                        .map_or("?", |c| c.name.as_str());
-                    format!("{name} {}", share(d.weight))
+                    let cluster = table.clusters.get(d.cluster);
+                    let name = cluster.map_or("?", |c| c.name.as_str());
+                    let limits = cluster.map(|c| limits(&c.limits)).unwrap_or_default();
+                    format!("{name} {}{limits}", share(d.weight))
                 })
                 .collect();
             format!("-> {}", parts.join(", "))
@@ -101,6 +101,28 @@ fn action(table: &HttpRouteTable, action: &HttpAction) -> String {
             Some(body) => format!("respond {status} ({} byte body)", body.len()),
             None => format!("respond {status}"),
         },
+    }
+}
+
+/// ` (limits: maxConnections 1, ...)` for a cluster with `connectionPool` limits.
+fn limits(l: &ConnectionLimits) -> String {
+    let counts = [
+        ("maxConnections", l.max_connections),
+        ("http1MaxPendingRequests", l.max_pending_requests),
+        ("http2MaxRequests", l.max_requests),
+        ("maxRequestsPerConnection", l.max_requests_per_connection),
+    ];
+    let mut parts: Vec<String> = counts
+        .iter()
+        .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
+        .collect();
+    if let Some(t) = l.connect_timeout {
+        parts.push(format!("connectTimeout {t:?}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (limits: {})", parts.join(", "))
     }
 }
 

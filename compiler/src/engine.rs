@@ -63,7 +63,7 @@ pub struct Compiler {
     vs_by_vip: HashMap<IpAddr, SortedSet<ResourceId>>,
     vs_wildcard: BTreeSet<ResourceId>,
     /// The roots that delegate to each VirtualService (which may not exist yet).
-    roots_of: HashMap<ResourceId, BTreeSet<ResourceId>>,
+    roots_of: HashMap<ResourceId, SortedSet<ResourceId>>,
     /// VirtualServices by the hosts their destinations and mirrors name.
     vs_by_destination: HashMap<Arc<str>, SortedSet<ResourceId>>,
     plan: Plan,
@@ -217,7 +217,7 @@ impl Compiler {
             if let Some(old) = self.virtual_services.remove(&id) {
                 self.unindex_vs(&old.vs);
                 for target in &old.delegates {
-                    remove_root(&mut self.roots_of, target, &id);
+                    remove_from(&mut self.roots_of, target, &id);
                 }
                 dirty_keys.extend(old.resolved.covered.iter().map(|(k, _)| *k));
             }
@@ -649,20 +649,6 @@ impl Compiler {
             .chain(vs.mirrors.iter().map(|m| &m.destination));
         for destination in destinations {
             remove_from(&mut self.vs_by_destination, &destination.host, id);
-        }
-    }
-}
-
-/// `root` no longer delegates to `target`.
-fn remove_root(
-    roots_of: &mut HashMap<ResourceId, BTreeSet<ResourceId>>,
-    target: &ResourceId,
-    root: &ResourceId,
-) {
-    if let Some(roots) = roots_of.get_mut(target) {
-        roots.remove(root);
-        if roots.is_empty() {
-            roots_of.remove(target);
         }
     }
 }

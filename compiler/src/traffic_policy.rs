@@ -44,26 +44,47 @@ pub enum PolicyError {
     NegativeLimit,
 }
 
-/// The load balancer settings for traffic to `port` of a host, and to `subset` of it if one
-/// is named, merged as Istio merges them: the rule's policy, replaced by its
-/// `portLevelSettings` for the port; then the subset's policy where it sets a load
-/// balancer, and the subset's `portLevelSettings` for the port. A port-level entry replaces
-/// the load balancer even when it sets none (Istio: port-level policies do not inherit).
+/// One setting (`whole` of a policy, `level` of a port level) for traffic to `port` of a
+/// host, and to `subset` of it if one is named, merged as Istio's `MergeTrafficPolicy`
+/// merges them: the rule's policy, replaced by its `portLevelSettings` for the port; then
+/// the subset's policy where it sets it, and the subset's `portLevelSettings` for the port.
+/// A port-level entry replaces the setting even when it sets none (Istio: port-level
+/// policies do not inherit).
+fn merged<'p, T>(
+    rule: Option<&'p TrafficPolicy>,
+    subset: Option<&'p TrafficPolicy>,
+    port: u16,
+    whole: impl Fn(&'p TrafficPolicy) -> Option<&'p T>,
+    level: impl Fn(&'p PortTrafficPolicy) -> Option<&'p T>,
+) -> Option<&'p T> {
+    let mut setting = rule.and_then(|p| match port_level(&p.port_level_settings, port) {
+        Some(l) => level(l),
+        None => whole(p),
+    });
+    if let Some(subset) = subset {
+        if let Some(own) = whole(subset) {
+            setting = Some(own);
+        }
+        if let Some(l) = port_level(&subset.port_level_settings, port) {
+            setting = level(l);
+        }
+    }
+    setting
+}
+
+/// The load balancer settings (see [`merged`] for how policies merge).
 fn settings<'p>(
     rule: Option<&'p TrafficPolicy>,
     subset: Option<&'p TrafficPolicy>,
     port: u16,
 ) -> Option<&'p LoadBalancerSettings> {
-    let mut settings = rule.and_then(|p| for_port(p, port));
-    if let Some(subset) = subset {
-        if subset.load_balancer.is_some() {
-            settings = subset.load_balancer.as_ref();
-        }
-        if let Some(level) = port_level(&subset.port_level_settings, port) {
-            settings = level.load_balancer.as_ref();
-        }
-    }
-    settings
+    merged(
+        rule,
+        subset,
+        port,
+        |p| p.load_balancer.as_ref(),
+        |l| l.load_balancer.as_ref(),
+    )
 }
 
 /// The connect-time load balancer (see [`settings`] for how policies merge).
@@ -93,27 +114,20 @@ pub(crate) fn http_load_balancer(
     }
 }
 
-/// The connection pool settings for traffic to `port` of a host and `subset`, merged as
-/// Istio's `MergeTrafficPolicy` does: as [`settings`] merges load balancers, the subset's
-/// `connectionPool` replacing the rule's whole, a port level replacing both even unset.
+/// The connection pool settings (see [`merged`]): a subset's `connectionPool` replaces the
+/// rule's whole.
 fn pool_settings<'p>(
     rule: Option<&'p TrafficPolicy>,
     subset: Option<&'p TrafficPolicy>,
     port: u16,
 ) -> Option<&'p ConnectionPoolSettings> {
-    let mut settings = rule.and_then(|p| match port_level(&p.port_level_settings, port) {
-        Some(level) => level.connection_pool.as_ref(),
-        None => p.connection_pool.as_ref(),
-    });
-    if let Some(subset) = subset {
-        if subset.connection_pool.is_some() {
-            settings = subset.connection_pool.as_ref();
-        }
-        if let Some(level) = port_level(&subset.port_level_settings, port) {
-            settings = level.connection_pool.as_ref();
-        }
-    }
-    settings
+    merged(
+        rule,
+        subset,
+        port,
+        |p| p.connection_pool.as_ref(),
+        |l| l.connection_pool.as_ref(),
+    )
 }
 
 /// The limits of a cluster (host, subset, port) from its `connectionPool`. Istio reads a
@@ -204,13 +218,6 @@ fn check_pool(
                 ignored.push(format!("{field}.http.{name}"));
             }
         }
-    }
-}
-
-fn for_port(policy: &TrafficPolicy, port: u16) -> Option<&LoadBalancerSettings> {
-    match port_level(&policy.port_level_settings, port) {
-        Some(level) => level.load_balancer.as_ref(),
-        None => policy.load_balancer.as_ref(),
     }
 }
 

@@ -168,11 +168,11 @@ pub(crate) fn unapplied(rule: &HttpRoute) -> Vec<&'static str> {
 pub(crate) fn without_effect(rule: &HttpRoute) -> Vec<&'static str> {
     [
         (
-            "retries of requests with a body (but for connect failures)",
+            "retries of requests with a body over 64 KiB (but for connect failures)",
             rule.retries.is_some(),
         ),
         (
-            "mirror of requests with a body",
+            "mirror of requests with a body over 64 KiB",
             rule.mirror.is_some() || !rule.mirrors.is_empty(),
         ),
         (
@@ -238,13 +238,16 @@ mod tests {
         assert_eq!(unapplied(&timeout), ["timeout", "retries"]);
         assert_eq!(
             without_effect(&timeout),
-            ["retries of requests with a body (but for connect failures)"]
+            ["retries of requests with a body over 64 KiB (but for connect failures)"]
         );
         let mirror = http(
             "mirror: {host: b}\nfault: {abort: {httpStatus: 500}}\nroute: [{destination: {host: a}}]",
         );
         // The proxy injects faults.
-        assert_eq!(without_effect(&mirror), ["mirror of requests with a body"]);
+        assert_eq!(
+            without_effect(&mirror),
+            ["mirror of requests with a body over 64 KiB"]
+        );
     }
 
     #[test]

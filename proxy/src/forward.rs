@@ -20,7 +20,7 @@ use crate::header_value::{Context, RequestFacts};
 use crate::headers::{HeaderOps, UpgradeKind, add_forwarding, strip_hop_by_hop};
 use crate::matching::RequestView;
 use crate::pool::InFlight;
-use crate::request_body::{RequestBody, StreamState};
+use crate::request_body::{BodyCopy, CopyHandle, RequestBody, StreamState};
 use crate::respond::{self, CountAs};
 use crate::stats::ProxyStats;
 use crate::upgrade;
@@ -207,35 +207,6 @@ async fn serve(
         parts.version = Version::HTTP_11;
         parts.headers.insert(header::HOST, authority);
     }
-    if !rule.mirrors.is_empty() {
-        let sent_with = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(Authority::as_str))
-            .unwrap_or_default()
-            .to_string();
-        crate::mirror::send_copies(
-            &conn.shared,
-            &table,
-            &rule.mirrors,
-            &parts,
-            &sent_with,
-            http_body::Body::is_end_stream(&body),
-        );
-    }
-    let downstream_upgrade = if upgrade {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-    } else {
-        None
-    };
-    // Nothing of the downstream connection's extensions belongs upstream.
-    parts.extensions.clear();
-    let state = Arc::new(StreamState::default());
-    let mut request = Request::from_parts(parts, RequestBody::new(body, state.clone()));
-    // The route's timeout runs from here to the response's end (a WebSocket tunnel, which
-    // has no end, only to its response headers).
-    let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
     // Requests in flight to the cluster (`http2MaxRequests`): held until the response ends.
     let request_slot = match &endpoint.pool.limits {
         Some(limits) => match limits.request() {
@@ -248,6 +219,48 @@ async fn serve(
         },
         None => None,
     };
+    let state = Arc::new(StreamState::default());
+    let mut body = RequestBody::new(body, state.clone());
+    // A body that may be sent again (a retry) or copied (a mirror) is teed as it streams.
+    let bodiless = http_body::Body::is_end_stream(&body);
+    let copy = (!bodiless && !upgrade && (rule.retry.attempts > 0 || !rule.mirrors.is_empty()))
+        .then(|| body.tee());
+    if !rule.mirrors.is_empty() {
+        let sent_with = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(Authority::as_str))
+            .unwrap_or_default()
+            .to_string();
+        let mirrored = if bodiless {
+            crate::mirror::Mirrored::Bodiless
+        } else {
+            match &copy {
+                Some(copy) => crate::mirror::Mirrored::Teed(copy.clone()),
+                None => crate::mirror::Mirrored::Streamed,
+            }
+        };
+        crate::mirror::send_copies(
+            &conn.shared,
+            &table,
+            &rule.mirrors,
+            &parts,
+            &sent_with,
+            mirrored,
+        );
+    }
+    let downstream_upgrade = if upgrade {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    // Nothing of the downstream connection's extensions belongs upstream.
+    parts.extensions.clear();
+    let mut request = Request::from_parts(parts, body);
+    // The route's timeout runs from here to the response's end (a WebSocket tunnel, which
+    // has no end, only to its response headers).
+    let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut in_flight = InFlight::new(&endpoint.pool);
     let send = async {
         if upgrade {
@@ -261,11 +274,12 @@ async fn serve(
                 });
         }
         // Retries go to another endpoint (Istio's previous-hosts predicate). A connect
-        // failure gives the request back (it never left); after it left, only a request
-        // without a body can be sent again, rebuilt from its head.
+        // failure gives the request back (it never left); after it left, a request is sent
+        // again rebuilt from its head, with its body's copy when it had one (a body that
+        // outgrew the copy, or had not ended, is not sent again).
         let retry = &rule.retry;
         let mut retries = retry.attempts;
-        let head = (retries > 0 && http_body::Body::is_end_stream(request.body())).then(|| {
+        let head = (retries > 0).then(|| {
             (
                 request.method().clone(),
                 request.uri().clone(),
@@ -273,6 +287,13 @@ async fn serve(
                 request.headers().clone(),
             )
         });
+        let replay = || {
+            if bodiless {
+                Some(BodyCopy::default())
+            } else {
+                copy.as_ref().and_then(CopyHandle::ready)
+            }
+        };
         // Filled on a retry only: the common request allocates nothing for it.
         let mut tried = Vec::new();
         loop {
@@ -283,7 +304,14 @@ async fn serve(
                     .await
                     .unwrap_or(Err((UpstreamError::TryTimeout, None))),
             };
-            let resend = head.is_some() && retries > 0;
+            // A retry after the request left needs its body again: its copy, if it has
+            // ended within the bound by now.
+            let mut replayable = if head.is_some() && retries > 0 {
+                replay()
+            } else {
+                None
+            };
+            let resend = replayable.is_some();
             let back = match result {
                 Ok(sent)
                     if resend
@@ -317,7 +345,10 @@ async fn serve(
             request = match (back, &head) {
                 (Some(back), _) => back,
                 (None, Some((method, uri, version, headers))) => {
-                    let mut again = Request::new(RequestBody::empty());
+                    let body = replayable
+                        .take()
+                        .map_or_else(RequestBody::empty, |c| c.body());
+                    let mut again = Request::new(body);
                     *again.method_mut() = method.clone();
                     *again.uri_mut() = uri.clone();
                     *again.version_mut() = *version;

@@ -18,7 +18,8 @@ pub(crate) struct ClusterLimits {
     connections: AtomicU32,
     pending: AtomicU32,
     requests: AtomicU32,
-    /// Told when a connection closes or goes back idle: a pending request looks again.
+    /// Told (every waiter) when a connection closes or goes back idle: pending requests look
+    /// again, each at its own endpoint.
     freed: Notify,
 }
 
@@ -43,7 +44,7 @@ impl Drop for Slot {
             .counter(self.counted)
             .fetch_sub(1, Ordering::AcqRel);
         if matches!(self.counted, Counted::Connection) {
-            self.limits.freed.notify_one();
+            self.limits.wake();
         }
     }
 }
@@ -87,6 +88,21 @@ impl ClusterLimits {
         self.take(Counted::Connection, self.settings.max_connections)
     }
 
+    /// A connection counted beyond the limit (an endpoint's first: see
+    /// `EndpointPool::reserve`).
+    pub(crate) fn extra_connection(self: &Arc<Self>) -> Slot {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Slot {
+            limits: self.clone(),
+            counted: Counted::Connection,
+        }
+    }
+
+    /// Whether a connection could be opened within the limit now.
+    pub(crate) fn connection_room(&self) -> bool {
+        self.connections.load(Ordering::Acquire) < self.settings.max_connections.unwrap_or(u32::MAX)
+    }
+
     /// Room for one more request waiting for a connection.
     pub(crate) fn pending(self: &Arc<Self>) -> Option<Slot> {
         self.take(Counted::Pending, self.settings.max_pending_requests)
@@ -97,14 +113,15 @@ impl ClusterLimits {
         self.take(Counted::Request, self.settings.max_requests)
     }
 
-    /// Waits until a connection closes or goes back idle (a pending request's turn).
-    pub(crate) async fn freed(&self) {
-        self.freed.notified().await;
+    /// Resolves when a connection next closes or goes back idle; enable it before looking
+    /// for one, so that no wakeup is missed in between.
+    pub(crate) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
-    /// A connection went back idle.
-    pub(crate) fn returned(&self) {
-        self.freed.notify_one();
+    /// A connection closed or went back idle: every pending request looks again.
+    pub(crate) fn wake(&self) {
+        self.freed.notify_waiters();
     }
 
     /// Upstream connections open now.

@@ -2,8 +2,9 @@
 //! destination as Envoy's request mirroring sends it (the host or authority with `-shadow`
 //! appended before any port), fire and forget: the copy runs on a task of its own and its
 //! response and failures are dropped, so a slow or dead mirror never delays or fails the
-//! request itself. Only requests without a body are copied for now (a body would have to be
-//! teed to both); one with a body is counted as not mirrored.
+//! request itself. A request's body is teed as it streams to the primary (see
+//! `request_body`): the copy goes out once the body has ended, if it stayed within the
+//! copy's bound; a larger body is not mirrored, and counted.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use http::{Request, Version};
 use crate::chance::Chance;
 use crate::compiled::CompiledTable;
 use crate::proxy::Shared;
-use crate::request_body::RequestBody;
+use crate::request_body::{CopyHandle, RequestBody};
 use crate::stats::ProxyStats;
 
 /// The longest a copy may take to get its response headers (its body is dropped at once).
@@ -36,21 +37,34 @@ fn shadow_host(host: &str) -> String {
     format!("{}-shadow{}", &host[..port_at], &host[port_at..])
 }
 
+/// The body of a request to mirror.
+pub(crate) enum Mirrored {
+    Bodiless,
+    /// Teed as it streams: the copies wait for it.
+    Teed(CopyHandle),
+    /// Not teed (never the case when the rule mirrors): not copied.
+    Streamed,
+}
+
 /// Sends the copies `mirrors` draw of the request `parts` (as it goes upstream: headers
-/// rewritten, `authority` the one it is sent with), if `bodiless`.
+/// rewritten, `authority` the one it is sent with), with its body.
 pub(crate) fn send_copies(
     shared: &Arc<Shared>,
     table: &CompiledTable,
     mirrors: &[CompiledMirror],
     parts: &http::request::Parts,
     authority: &str,
-    bodiless: bool,
+    body: Mirrored,
 ) {
     for mirror in mirrors.iter().filter(|m| m.chance.hit()) {
-        if !bodiless {
-            ProxyStats::add(&shared.stats.mirrors_skipped);
-            continue;
-        }
+        let copied = match &body {
+            Mirrored::Bodiless => None,
+            Mirrored::Teed(handle) => Some(handle.clone()),
+            Mirrored::Streamed => {
+                ProxyStats::add(&shared.stats.mirrors_skipped);
+                continue;
+            }
+        };
         let Some(cluster) = table.clusters.get(mirror.cluster) else {
             continue;
         };
@@ -81,16 +95,28 @@ pub(crate) fn send_copies(
         };
         *copy.headers_mut() = parts.headers.clone();
         copy.headers_mut().remove(header::HOST);
-        copy.headers_mut().remove(header::CONTENT_LENGTH);
+        if copied.is_none() {
+            copy.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         if !cluster.http2 {
             copy.headers_mut().insert(header::HOST, shadow);
         }
         let (shared, pool) = (shared.clone(), endpoint.pool.clone());
-        ProxyStats::add(&shared.stats.mirrors_sent);
         tokio::spawn(async move {
-            // Bounded: a mirror that never answers must not pile up tasks and sockets.
-            let sent = tokio::time::timeout(MIRROR_TIMEOUT, shared.upstream.send(&pool, copy));
-            if !matches!(sent.await, Ok(Ok(_))) {
+            // Bounded: a mirror that never answers (or a body that never ends) must not
+            // pile up tasks and sockets.
+            let send = async {
+                if let Some(handle) = copied {
+                    let Some(whole) = handle.wait().await else {
+                        ProxyStats::add(&shared.stats.mirrors_skipped);
+                        return true;
+                    };
+                    *copy.body_mut() = whole.body();
+                }
+                ProxyStats::add(&shared.stats.mirrors_sent);
+                shared.upstream.send(&pool, copy).await.is_ok()
+            };
+            if !matches!(tokio::time::timeout(MIRROR_TIMEOUT, send).await, Ok(true)) {
                 ProxyStats::add(&shared.stats.mirrors_failed);
             }
         });

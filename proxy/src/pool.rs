@@ -27,6 +27,8 @@ pub(crate) struct EndpointPool {
     /// unlimited cluster naming the endpoint.
     pub limits: Option<Arc<ClusterLimits>>,
     active: AtomicU32,
+    /// Connections open or being opened to the endpoint (see [`EndpointPool::reserve`]).
+    connections: AtomicU32,
     /// Idle connections: the worker whose runtime drives each, and the requests it carried.
     idle: Mutex<Vec<Idle>>,
     shared: Mutex<Option<H2Sender>>,
@@ -54,11 +56,51 @@ impl EndpointPool {
             http2,
             limits,
             active: AtomicU32::new(0),
+            connections: AtomicU32::new(0),
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             h2_failures: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// A new connection's place, held while it is open: a slot of the cluster's limits, or,
+    /// when this endpoint has no connection at all, one beyond them, as Envoy's pools do, so
+    /// that idle connections to other endpoints never leave this one's requests waiting.
+    /// `None`: no room (a limited cluster only); the request waits or overflows.
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<Reserved> {
+        let slot = match &self.limits {
+            None => None,
+            Some(limits) => match limits.connection() {
+                Some(slot) => Some(slot),
+                None => {
+                    self.connections
+                        .compare_exchange(0, 1, Relaxed, Relaxed)
+                        .ok()?;
+                    return Some(Reserved {
+                        _slot: Some(limits.extra_connection()),
+                        pool: self.clone(),
+                    });
+                }
+            },
+        };
+        self.connections.fetch_add(1, Relaxed);
+        Some(Reserved {
+            _slot: slot,
+            pool: self.clone(),
+        })
+    }
+
+    /// Whether a waiting request should look again now: an idle connection here, room for
+    /// a new one, or this endpoint without any.
+    pub(crate) fn worth_a_look(&self) -> bool {
+        let idle = !self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        idle || self.connections.load(Relaxed) == 0
+            || self.limits.as_ref().is_some_and(|l| l.connection_room())
     }
 
     /// Requests sent to this endpoint whose response has not ended.
@@ -114,7 +156,7 @@ impl EndpointPool {
             });
         }
         if let Some(limits) = &self.limits {
-            limits.returned();
+            limits.wake();
         }
     }
 
@@ -126,6 +168,22 @@ impl EndpointPool {
 
     pub(crate) fn set_h2(&self, sender: Option<H2Sender>) {
         *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = sender;
+    }
+}
+
+/// A connection's place at its endpoint and in its cluster's limits, until dropped.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    _slot: Option<crate::limits::Slot>,
+    pool: Arc<EndpointPool>,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.pool.connections.fetch_sub(1, Relaxed);
+        if let Some(limits) = &self.pool.limits {
+            limits.wake();
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! The body the proxy sends upstream: the downstream request's body passed through frame by
 //! frame, noting when it fails, so that a client that aborts its request is told apart from
-//! an upstream that fails (hyper reports both as the upstream exchange failing).
+//! an upstream that fails (hyper reports both as the upstream exchange failing). When a
+//! rule may send the request again (a retry) or copy it (a mirror), the body is also teed
+//! into a copy, up to [`COPY_LIMIT`]: it still streams as it arrives (a gRPC stream is never
+//! held back), and once it has ended within the bound it can be sent again, as Envoy's
+//! request buffer allows.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,8 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::watch;
+
+/// The most of a body kept to send again. Envoy's own bound (its connection buffer limit)
+/// is 1 MiB; a node proxy serves every pod of the node, so it keeps less: a larger body
+/// streams once and is not retried after it left, nor mirrored.
+pub(crate) const COPY_LIMIT: usize = 64 * 1024;
 
 /// What the parts of one request share.
 #[derive(Debug, Default)]
@@ -24,9 +35,69 @@ impl StreamState {
     }
 }
 
+/// A whole request body, kept to send again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyCopy {
+    chunks: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl BodyCopy {
+    /// The body again, as a request body of its own.
+    pub(crate) fn body(&self) -> RequestBody {
+        RequestBody {
+            inner: None,
+            replay: self.chunks.iter().cloned().rev().collect(),
+            trailers: self.trailers.clone(),
+            tee: None,
+            state: Arc::default(),
+        }
+    }
+}
+
+/// How a teed copy ended: `None` while the body streams, then the copy, or `Err` when the
+/// body outgrew [`COPY_LIMIT`] or failed.
+type Teed = Option<Result<BodyCopy, ()>>;
+
+/// The copy being made as the body streams, and who waits for it.
+#[derive(Debug)]
+struct Tee {
+    copy: BodyCopy,
+    size: usize,
+    done: watch::Sender<Teed>,
+}
+
+impl Tee {
+    fn finish(&mut self, outcome: Result<(), ()>) {
+        let result = outcome.map(|()| std::mem::take(&mut self.copy));
+        self.done.send_replace(Some(result));
+    }
+}
+
+/// Where a teed body's copy can be had once the body has ended.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyHandle(watch::Receiver<Teed>);
+
+impl CopyHandle {
+    /// The copy, if the body has ended within the bound by now.
+    pub(crate) fn ready(&self) -> Option<BodyCopy> {
+        self.0.borrow().clone().and_then(Result::ok)
+    }
+
+    /// Waits for the body to end; `None` when it outgrew the bound, failed or was dropped.
+    pub(crate) async fn wait(mut self) -> Option<BodyCopy> {
+        let ended = self.0.wait_for(Option::is_some).await.ok()?;
+        ended.clone().and_then(Result::ok)
+    }
+}
+
 pub(crate) struct RequestBody {
-    /// `None`: no body (a mirrored request's).
+    /// `None`: no body left to stream (a mirrored or replayed request's).
     inner: Option<Incoming>,
+    /// A replayed body's data, last chunk first, and its trailers.
+    replay: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    tee: Option<Tee>,
     state: Arc<StreamState>,
 }
 
@@ -34,6 +105,9 @@ impl RequestBody {
     pub(crate) fn new(inner: Incoming, state: Arc<StreamState>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
+            replay: Vec::new(),
+            trailers: None,
+            tee: None,
             state,
         }
     }
@@ -41,7 +115,69 @@ impl RequestBody {
     pub(crate) fn empty() -> RequestBody {
         RequestBody {
             inner: None,
+            replay: Vec::new(),
+            trailers: None,
+            tee: None,
             state: Arc::default(),
+        }
+    }
+
+    /// Tees the rest of the body into a copy (up to [`COPY_LIMIT`]); the handle gives it
+    /// once the body has ended. A body that has ended already gives an empty copy.
+    pub(crate) fn tee(&mut self) -> CopyHandle {
+        let (done, handle) = watch::channel(None);
+        let mut tee = Tee {
+            copy: BodyCopy::default(),
+            size: 0,
+            done,
+        };
+        if self.is_end_stream() {
+            tee.finish(Ok(()));
+        } else {
+            self.tee = Some(tee);
+        }
+        CopyHandle(handle)
+    }
+
+    fn record(&mut self, polled: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>) {
+        let Some(tee) = &mut self.tee else {
+            return;
+        };
+        if tee.done.borrow().is_some() {
+            return;
+        }
+        match polled {
+            Poll::Pending => {}
+            Poll::Ready(None) => tee.finish(Ok(())),
+            Poll::Ready(Some(Err(_))) => tee.finish(Err(())),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    tee.size += data.len();
+                    if tee.size > COPY_LIMIT {
+                        tee.copy = BodyCopy::default();
+                        tee.finish(Err(()));
+                        return;
+                    }
+                    tee.copy.chunks.push(data.clone());
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    tee.copy.trailers = Some(trailers.clone());
+                }
+                if self.inner.as_ref().is_none_or(Incoming::is_end_stream) {
+                    tee.finish(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // A body dropped before its end (the upstream answered early, or failed) gives no
+        // copy: its waiters are told.
+        if let Some(tee) = &mut self.tee
+            && tee.done.borrow().is_none()
+        {
+            tee.finish(Err(()));
         }
     }
 }
@@ -55,23 +191,31 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(data) = this.replay.pop() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         let Some(inner) = &mut this.inner else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
         };
         let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &polled {
             this.state.downstream_failed.store(true, Relaxed);
         }
+        this.record(&polled);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.replay.is_empty()
+            && self.trailers.is_none()
+            && self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+        let replayed: u64 = self.replay.iter().map(|b| b.len() as u64).sum();
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(replayed),
+        }
     }
 }

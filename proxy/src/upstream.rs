@@ -20,7 +20,7 @@ use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::limits::Slot;
-use crate::pool::{EndpointPool, H1Sender, H2Sender, PooledH1};
+use crate::pool::{EndpointPool, H1Sender, H2Sender, PooledH1, Reserved};
 use crate::request_body::RequestBody;
 
 #[derive(Debug)]
@@ -108,7 +108,7 @@ impl Upstream {
     async fn open_h1(
         &self,
         pool: &EndpointPool,
-        slot: Option<Slot>,
+        slot: Reserved,
     ) -> Result<H1Sender, UpstreamError> {
         let addr = pool.addr;
         let stream = self.connect(pool).await.map_err(UpstreamError::Connect)?;
@@ -130,7 +130,7 @@ impl Upstream {
     async fn open_h2(
         &self,
         pool: &EndpointPool,
-        slot: Option<Slot>,
+        slot: Reserved,
     ) -> Result<H2Sender, UpstreamError> {
         let addr = pool.addr;
         let stream = self.connect(pool).await.map_err(UpstreamError::Connect)?;
@@ -151,7 +151,7 @@ impl Upstream {
     }
 
     /// The endpoint's HTTP/2 connection, opened by one request while the others wait.
-    async fn h2(&self, pool: &EndpointPool) -> Result<H2Sender, UpstreamError> {
+    async fn h2(&self, pool: &Arc<EndpointPool>) -> Result<H2Sender, UpstreamError> {
         if let Some(sender) = pool.h2() {
             return Ok(sender);
         }
@@ -166,12 +166,9 @@ impl Upstream {
                 pool.addr
             )));
         }
-        // A limited cluster's HTTP/2 connection needs a slot too; without one the request
-        // overflows (its streams would all wait on one connection anyway).
-        let slot = match &pool.limits {
-            Some(limits) => Some(limits.connection().ok_or(UpstreamError::Overflow)?),
-            None => None,
-        };
+        // A limited cluster's HTTP/2 connection needs a place too (an endpoint's first
+        // always has one); without it the request overflows.
+        let slot = pool.reserve().ok_or(UpstreamError::Overflow)?;
         match self.open_h2(pool, slot).await {
             Ok(sender) => {
                 pool.set_h2(Some(sender.clone()));
@@ -222,35 +219,45 @@ impl Upstream {
                 },
             };
         }
-        let mut waited_since = None;
+        // Held from the first time the request waits for a connection until it has one.
+        let mut pending: Option<(Slot, Instant)> = None;
         loop {
             let (mut sender, worker, uses, reused) = match pool.checkout_h1(self.idle_age) {
                 Some((sender, worker, uses)) => (sender, worker, uses, true),
-                None => {
-                    let slot = match &pool.limits {
-                        None => None,
-                        Some(limits) => match limits.connection() {
-                            Some(slot) => Some(slot),
-                            None => {
-                                // Pending: wait for a connection to close or go idle, as
-                                // long as a connect may take, then look again.
-                                let since = *waited_since.get_or_insert_with(Instant::now);
-                                let left = self.connect_timeout.saturating_sub(since.elapsed());
-                                let Some(_pending) = limits.pending().filter(|_| !left.is_zero())
-                                else {
-                                    return Err((UpstreamError::Overflow, Some(req)));
-                                };
-                                let _ = tokio::time::timeout(left, limits.freed()).await;
-                                continue;
-                            }
-                        },
-                    };
-                    match self.open_h1(pool, slot).await {
+                None => match pool.reserve() {
+                    Some(reserved) => match self.open_h1(pool, reserved).await {
                         Ok(sender) => (sender, crate::pool::worker(), 0, false),
                         Err(e) => return Err((e, Some(req))),
+                    },
+                    None => {
+                        // Only a limited pool has no room. Pending: wait for a connection to
+                        // close or go idle, as long as a connect may take, then look again.
+                        let Some(limits) = &pool.limits else {
+                            return Err((UpstreamError::Overflow, Some(req)));
+                        };
+                        if pending.is_none() {
+                            match limits.pending() {
+                                Some(slot) => pending = Some((slot, Instant::now())),
+                                None => return Err((UpstreamError::Overflow, Some(req))),
+                            }
+                        }
+                        let since = pending.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+                        let left = self.connect_timeout.saturating_sub(since.elapsed());
+                        if left.is_zero() {
+                            return Err((UpstreamError::Overflow, Some(req)));
+                        }
+                        let freed = limits.freed();
+                        tokio::pin!(freed);
+                        freed.as_mut().enable();
+                        // Enabled first: what frees from here on wakes it.
+                        if !pool.worth_a_look() {
+                            let _ = tokio::time::timeout(left, freed).await;
+                        }
+                        continue;
                     }
-                }
+                },
             };
+            pending = None;
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let pooled =

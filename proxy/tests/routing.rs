@@ -1226,14 +1226,21 @@ spec:
     let dead = client.get(HOST, "/dead", &[]).await;
     assert_eq!((dead.status.as_u16(), dead.backend()), (200, "v1"));
 
-    // A body is not copied.
-    let post = vsteer_testkit::http::request(
-        "POST",
-        "/all",
-        &[("host", HOST)],
-        vsteer_testkit::http::full("data"),
-    );
-    assert_eq!(client.send(post).await.unwrap().status, 200);
+    // A body is copied whole, once it has streamed to the primary; one larger than the
+    // copy's bound (64 KiB) is not.
+    let post = |body: String| {
+        vsteer_testkit::http::request(
+            "POST",
+            "/keep",
+            &[("host", HOST)],
+            vsteer_testkit::http::full(body),
+        )
+    };
+    assert_eq!(client.send(post("data".into())).await.unwrap().status, 200);
+    let large = "x".repeat(64 * 1024 + 1);
+    assert_eq!(client.send(post(large.clone())).await.unwrap().status, 200);
+    assert_eq!(backends[0].kept(), ["data".to_string(), large]);
+    eventually("the copy with its body", || backends[1].kept() == ["data"]).await;
 
     let before = backends[1].seen().len();
     let sent_before = proxy.stats.snapshot().mirrors_sent;
@@ -1257,10 +1264,10 @@ spec:
     proxy.stop().await;
 }
 
-/// Retries after the request left, for a request without a body (sent again as it was, on
-/// another endpoint): Istio's default policy retries a 503, `5xx` a 500-class answer, a
-/// per-try timeout gives up on an endpoint that holds the request; `attempts: 0` and a
-/// request with a body are not retried.
+/// Retries after the request left (sent again as it was, on another endpoint): Istio's
+/// default policy retries a 503, `5xx` a 500-class answer, a per-try timeout gives up on an
+/// endpoint that holds the request; `attempts: 0` is not retried; a request's body is sent
+/// again from its copy, one larger than the copy's bound is not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retriable_answers_are_retried_on_another_endpoint() {
     let vs = "  - match: [{headers: {x-policy: {exact: off}}}]
@@ -1306,17 +1313,44 @@ async fn retriable_answers_are_retried_on_another_endpoint() {
         {
             failed += 1;
         }
-        let post = vsteer_testkit::http::request(
-            "POST",
-            "/fail-on/v1",
-            &[("host", HOST)],
-            vsteer_testkit::http::full("body"),
-        );
-        let _ = client.send(post).await.unwrap();
     }
-    // Neither the `off` requests nor the POSTs were retried.
+    // The `off` requests were not retried.
     assert_eq!(proxy.stats.snapshot().retries, retried);
     assert!(failed > 0 && failed < REQUESTS, "{failed}");
+
+    // With a body: every one reaches v2 with its body, v1's 503 retried from the copy.
+    let post = |path: &str, body: String| {
+        vsteer_testkit::http::request(
+            "POST",
+            path,
+            &[("host", HOST)],
+            vsteer_testkit::http::full(body),
+        )
+    };
+    for i in 0..50 {
+        let reply = client
+            .send(post("/keep/fail-on/v1", format!("body {i}")))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "request {i}");
+    }
+    let bodies: Vec<String> = (0..50).map(|i| format!("body {i}")).collect();
+    assert_eq!(backends[1].kept(), bodies);
+    let body_retries = proxy.stats.snapshot().retries - retried;
+    assert!(body_retries > 0, "v1 was never picked");
+    // Larger than the copy's bound: sent once, v1's 503 reaches the client.
+    let large = "y".repeat(64 * 1024 + 1);
+    let mut answered_503 = 0;
+    for _ in 0..20 {
+        let status = client
+            .send(post("/keep/fail-on/v1", large.clone()))
+            .await
+            .unwrap()
+            .status;
+        answered_503 += u32::from(status == 503);
+    }
+    assert!(answered_503 > 0, "v1 was never picked for a large body");
+    assert_eq!(proxy.stats.snapshot().retries - retried, body_retries);
 
     // The per-try timeout: v1 holds, the retry goes to v2.
     for _ in 0..20 {
@@ -1385,6 +1419,37 @@ async fn connection_pool_limits_overflow_at_once_and_hold_one_connection() {
     assert_eq!(served.iter().filter(|s| **s == 200).count(), 3);
     // Three connections at once: no connection limit was set.
     assert_eq!(backends[0].peak_connections(), 3);
+    proxy.stop().await;
+}
+
+/// With fewer connections allowed than endpoints, an endpoint without any connection still
+/// gets one (as Envoy's pools do): idle connections to the others never leave its requests
+/// waiting, and round robin over three endpoints serves every request at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_without_a_connection_gets_one_beyond_the_limit() {
+    let to_all = "  - route: [{destination: {host: reviews}}]\n";
+    let policy = "    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+";
+    let (backends, plan) = reviews(to_all, policy).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let started = std::time::Instant::now();
+    let mut seen = BTreeMap::new();
+    for _ in 0..12 {
+        let reply = client.get(HOST, "/x", &[]).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        *seen.entry(reply.backend().to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(proxy.stats.snapshot().overflows, 0);
+    // Nothing waited for the connect timeout (10 s).
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    for backend in &backends {
+        assert_eq!(backend.peak_connections(), 1, "{}", backend.name);
+    }
     proxy.stop().await;
 }
 

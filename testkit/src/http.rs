@@ -45,8 +45,8 @@ fn next_ip() -> IpAddr {
 /// line of the body and, one per line, what it saw (`method`, `path`, `authority`,
 /// `version`, `header NAME: VALUE`). Paths: `/hold` waits for [`Backend::release`] (and
 /// `/hold-on/NAME` on the backend called NAME); `/fail-on/NAME` answers 503 from the backend
-/// called NAME; `/echo`
-/// streams the request body back; `/stall-body` sends its headers and a first line, then
+/// called NAME; `/keep` keeps the request body (see [`Backend::kept`]; `/keep/fail-on/NAME`
+/// answers 503 from NAME after reading it); `/echo` streams the request body back; `/stall-body` sends its headers and a first line, then
 /// nothing for 10 s; gRPC requests get their body back with trailers; a
 /// WebSocket upgrade is accepted and each message echoed as `NAME: message`.
 pub struct Backend {
@@ -58,6 +58,8 @@ pub struct Backend {
     seen: Arc<std::sync::Mutex<Vec<String>>>,
     /// Connections accepted, open now, and the most open at once.
     connections: Arc<Connections>,
+    /// The bodies of `/keep` requests, in arrival order.
+    kept: Arc<std::sync::Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -129,6 +131,8 @@ impl Backend {
         let seen2 = seen.clone();
         let connections = Arc::new(Connections::default());
         let connections2 = connections.clone();
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept2 = kept.clone();
         let task = tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             loop {
@@ -138,6 +142,7 @@ impl Backend {
                 let open = OpenConnection::new(&connections2);
                 let (name, release, held) = (name2.clone(), release2.clone(), held2.clone());
                 let seen = seen2.clone();
+                let kept = kept2.clone();
                 let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
                 tasks.spawn(async move {
                     let _open = open;
@@ -154,7 +159,12 @@ impl Backend {
                         }
                         let (name, release, held, up_tx) =
                             (name.clone(), release.clone(), held.clone(), up_tx.clone());
+                        let kept = kept.clone();
                         async move {
+                            if req.uri().path() == "/keep" || req.uri().path().starts_with("/keep/")
+                            {
+                                return Ok::<_, Infallible>(keep(&name, &kept, req).await);
+                            }
                             Ok::<_, Infallible>(answer(&name, &release, &held, &up_tx, req).await)
                         }
                     });
@@ -180,8 +190,14 @@ impl Backend {
             held,
             seen,
             connections,
+            kept,
             task,
         }
+    }
+
+    /// The bodies of the `/keep` requests so far.
+    pub fn kept(&self) -> Vec<String> {
+        self.kept.lock().map(|k| k.clone()).unwrap_or_default()
     }
 
     /// Connections accepted so far.
@@ -211,6 +227,40 @@ impl Backend {
 }
 
 type Echo = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// `/keep`: the body read whole and kept; answered with the backend's name and its length.
+/// `/keep/fail-on/NAME`: the same, but the backend called NAME reads the body and answers
+/// 503 without keeping it.
+async fn keep(
+    name: &str,
+    kept: &std::sync::Mutex<Vec<String>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let fails = req.uri().path().strip_prefix("/keep/fail-on/") == Some(name);
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    if fails {
+        return Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("x-backend", name)
+            .body(full(format!("{name}\nfailed on purpose\n")))
+            .unwrap();
+    }
+    if let Ok(mut kept) = kept.lock() {
+        kept.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    Response::builder()
+        .header("x-backend", name)
+        .body(full(format!(
+            "{name}
+kept {}
+",
+            body.len()
+        )))
+        .unwrap()
+}
 
 async fn answer(
     name: &str,

@@ -79,7 +79,7 @@ impl EndpointPool {
                         .ok()?;
                     return Some(Reserved {
                         _slot: Some(limits.extra_connection()),
-                        pool: self.clone(),
+                        pool: Arc::downgrade(self),
                     });
                 }
             },
@@ -87,18 +87,19 @@ impl EndpointPool {
         self.connections.fetch_add(1, Relaxed);
         Some(Reserved {
             _slot: slot,
-            pool: self.clone(),
+            pool: Arc::downgrade(self),
         })
     }
 
     /// Whether a waiting request should look again now: an idle connection here, room for
     /// a new one, or this endpoint without any.
     pub(crate) fn worth_a_look(&self) -> bool {
-        let idle = !self
+        let idle = self
             .idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
+            .iter()
+            .any(|i| i.sender.is_ready());
         idle || self.connections.load(Relaxed) == 0
             || self.limits.as_ref().is_some_and(|l| l.connection_room())
     }
@@ -174,15 +175,18 @@ impl EndpointPool {
 /// A connection's place at its endpoint and in its cluster's limits, until dropped.
 #[derive(Debug)]
 pub(crate) struct Reserved {
+    /// Released after the pool's count (fields drop after `drop`): its release wakes the
+    /// pending requests, which then see both.
     _slot: Option<crate::limits::Slot>,
-    pool: Arc<EndpointPool>,
+    /// Weak: the connection's task holds this, and the pool holds the connection's sender;
+    /// a pool no table holds any more must go, and close its idle connections with it.
+    pool: Weak<EndpointPool>,
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        self.pool.connections.fetch_sub(1, Relaxed);
-        if let Some(limits) = &self.pool.limits {
-            limits.wake();
+        if let Some(pool) = self.pool.upgrade() {
+            pool.connections.fetch_sub(1, Relaxed);
         }
     }
 }

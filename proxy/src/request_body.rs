@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -35,10 +35,11 @@ impl StreamState {
     }
 }
 
-/// A whole request body, kept to send again.
+/// A whole request body, kept to send again: its data copied into one buffer of its own
+/// (a slice of the connection's read buffer would keep all of that alive), and its trailers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BodyCopy {
-    chunks: Vec<Bytes>,
+    data: Bytes,
     trailers: Option<HeaderMap>,
 }
 
@@ -47,7 +48,10 @@ impl BodyCopy {
     pub(crate) fn body(&self) -> RequestBody {
         RequestBody {
             inner: None,
-            replay: self.chunks.iter().cloned().rev().collect(),
+            replay: (!self.data.is_empty())
+                .then(|| self.data.clone())
+                .into_iter()
+                .collect(),
             trailers: self.trailers.clone(),
             tee: None,
             state: Arc::default(),
@@ -62,14 +66,17 @@ type Teed = Option<Result<BodyCopy, ()>>;
 /// The copy being made as the body streams, and who waits for it.
 #[derive(Debug)]
 struct Tee {
-    copy: BodyCopy,
-    size: usize,
+    data: BytesMut,
+    trailers: Option<HeaderMap>,
     done: watch::Sender<Teed>,
 }
 
 impl Tee {
     fn finish(&mut self, outcome: Result<(), ()>) {
-        let result = outcome.map(|()| std::mem::take(&mut self.copy));
+        let result = outcome.map(|()| BodyCopy {
+            data: std::mem::take(&mut self.data).freeze(),
+            trailers: self.trailers.take(),
+        });
         self.done.send_replace(Some(result));
     }
 }
@@ -127,8 +134,8 @@ impl RequestBody {
     pub(crate) fn tee(&mut self) -> CopyHandle {
         let (done, handle) = watch::channel(None);
         let mut tee = Tee {
-            copy: BodyCopy::default(),
-            size: 0,
+            data: BytesMut::new(),
+            trailers: None,
             done,
         };
         if self.is_end_stream() {
@@ -152,15 +159,18 @@ impl RequestBody {
             Poll::Ready(Some(Err(_))) => tee.finish(Err(())),
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    tee.size += data.len();
-                    if tee.size > COPY_LIMIT {
-                        tee.copy = BodyCopy::default();
+                    if tee.data.len() + data.len() > COPY_LIMIT {
+                        tee.data = BytesMut::new();
                         tee.finish(Err(()));
                         return;
                     }
-                    tee.copy.chunks.push(data.clone());
+                    tee.data.extend_from_slice(data);
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    tee.copy.trailers = Some(trailers.clone());
+                    // Trailers are always the last frame: hyper may drop the body without
+                    // polling it again.
+                    tee.trailers = Some(trailers.clone());
+                    tee.finish(Ok(()));
+                    return;
                 }
                 if self.inner.as_ref().is_none_or(Incoming::is_end_stream) {
                     tee.finish(Ok(()));
@@ -173,11 +183,13 @@ impl RequestBody {
 impl Drop for RequestBody {
     fn drop(&mut self) {
         // A body dropped before its end (the upstream answered early, or failed) gives no
-        // copy: its waiters are told.
+        // copy: its waiters are told. One that has ended (an HTTP/2 END_STREAM may arrive
+        // between the last frame and hyper's drop) gives its copy.
+        let ended = self.inner.as_ref().is_none_or(Incoming::is_end_stream);
         if let Some(tee) = &mut self.tee
             && tee.done.borrow().is_none()
         {
-            tee.finish(Err(()));
+            tee.finish(if ended { Ok(()) } else { Err(()) });
         }
     }
 }
@@ -215,6 +227,13 @@ impl Body for RequestBody {
         let replayed: u64 = self.replay.iter().map(|b| b.len() as u64).sum();
         match &self.inner {
             Some(inner) => inner.size_hint(),
+            // Not exact with trailers: an exact size makes HTTP/1.1 send a length, and
+            // trailers need chunks.
+            None if self.trailers.is_some() => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(replayed);
+                hint
+            }
             None => SizeHint::with_exact(replayed),
         }
     }

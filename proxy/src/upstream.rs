@@ -242,7 +242,11 @@ impl Upstream {
                             }
                         }
                         let since = pending.as_ref().map_or_else(Instant::now, |(_, t)| *t);
-                        let left = self.connect_timeout.saturating_sub(since.elapsed());
+                        let patience = limits
+                            .settings
+                            .connect_timeout
+                            .unwrap_or(self.connect_timeout);
+                        let left = patience.saturating_sub(since.elapsed());
                         if left.is_zero() {
                             return Err((UpstreamError::Overflow, Some(req)));
                         }

@@ -18,6 +18,12 @@ async fn reviews(vs_http: &str, policy: &str) -> (Vec<Backend>, vsteer_plan::Pla
         Backend::start("v2").await,
         Backend::start("v3").await,
     ];
+    let plan = reviews_plan(&backends, vs_http, policy);
+    (backends, plan)
+}
+
+/// reviews over `backends` (v1, v2, v3) with `vs_http` and `policy`.
+fn reviews_plan(backends: &[Backend], vs_http: &str, policy: &str) -> vsteer_plan::Plan {
     let yaml = service_entry(
         "reviews",
         "127.100.0.1",
@@ -30,7 +36,7 @@ async fn reviews(vs_http: &str, policy: &str) -> (Vec<Backend>, vsteer_plan::Pla
         ],
     ) + &destination_rule("reviews", &["v1", "v2", "v3"], policy)
         + &virtual_service("reviews", vs_http);
-    (backends, plan_from_yaml(&yaml))
+    plan_from_yaml(&yaml)
 }
 
 /// [`reviews`] with `vs_http` and no policy, served by a proxy, and a client on it.
@@ -1450,6 +1456,32 @@ async fn an_endpoint_without_a_connection_gets_one_beyond_the_limit() {
     for backend in &backends {
         assert_eq!(backend.peak_connections(), 1, "{}", backend.name);
     }
+    proxy.stop().await;
+}
+
+/// A limited cluster's pools go with the last table that holds them, and close their idle
+/// connections (a connection must not keep its own pool alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_clusters_idle_connections_close_when_its_tables_go() {
+    let to_v1 = "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let limited = "    connectionPool: {tcp: {maxConnections: 4}}\n";
+    let (backends, plan) = reviews(to_v1, limited).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    assert_eq!(client.get(HOST, "/x", &[]).await.status, 200);
+    assert_eq!(backends[0].open_connections(), 1, "one idle connection");
+    // Other limits: another cluster state, and the old one is held by no table.
+    let other = "    connectionPool: {tcp: {maxConnections: 5}}\n";
+    let key = ServiceKey::new("127.100.0.1".parse().unwrap(), 9080, Protocol::Tcp);
+    proxy
+        .tables
+        .update(&reviews_plan(&backends, to_v1, other), &[key]);
+    assert_eq!(client.get(HOST, "/x", &[]).await.status, 200);
+    eventually("the old pool's connection closed", || {
+        backends[0].open_connections() == 1
+    })
+    .await;
+    assert_eq!(backends[0].connections(), 2);
     proxy.stop().await;
 }
 

@@ -205,6 +205,11 @@ impl Backend {
         self.connections.accepted.load(Ordering::SeqCst)
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::SeqCst)
+    }
+
     /// The most connections that were open at once.
     pub fn peak_connections(&self) -> usize {
         self.connections.peak.load(Ordering::SeqCst)

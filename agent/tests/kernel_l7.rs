@@ -39,9 +39,17 @@ const WEB: &str = "127.100.0.5:80";
 const FRONT: &str = "127.100.0.6:80";
 const MIDDLE: &str = "127.100.0.7:80";
 const POOLED: &str = "127.100.0.8:80";
+const GUARDED: &str = "127.100.0.9:80";
+const GUARDED_TCP: &str = "127.100.0.10:80";
+/// The endpoints of both guarded services.
+const GUARDED_ENDPOINTS: [(&str, &str); 3] = [
+    ("127.0.10.1:80", "v1"),
+    ("127.0.10.2:80", "v2"),
+    ("127.0.10.3:80", "v3"),
+];
 
 /// Every backend: (name, address).
-const BACKENDS: [(&str, &str); 13] = [
+const BACKENDS: [(&str, &str); 16] = [
     ("reviews-v1", "127.0.1.1:9080"),
     ("reviews-v2", "127.0.1.2:9080"),
     ("reviews-v3", "127.0.1.3:9080"),
@@ -57,6 +65,11 @@ const BACKENDS: [(&str, &str); 13] = [
     ("middle-l7", "127.0.7.2:80"),
     // The one endpoint of a service with connectionPool limits.
     ("pooled-v1", "127.0.8.1:80"),
+    // The endpoints of an HTTP service with outlier detection, and of a TCP service (the
+    // kernel's) that shares them.
+    ("guarded-v1", "127.0.10.1:80"),
+    ("guarded-v2", "127.0.10.2:80"),
+    ("guarded-v3", "127.0.10.3:80"),
     ("unused", "127.0.9.1:80"),
 ];
 
@@ -220,6 +233,30 @@ fn config() -> Vec<(&'static str, String)> {
 ",
         ),
         (
+            // Istio's outlier detection, made quick; no retries, so each 503 is seen.
+            "guarded.yaml",
+            service("guarded", GUARDED, http, &GUARDED_ENDPOINTS)
+                + "  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3, interval: 500ms, baseEjectionTime: 3s, maxEjectionPercent: 34}
+"
+                + &virtual_service(
+                    "guarded",
+                    "  - route: [{destination: {host: guarded}}]
+    retries: {attempts: 0}
+",
+                ),
+        ),
+        (
+            // The same endpoints on a TCP port: the kernel's.
+            "guarded-tcp.yaml",
+            service(
+                "guarded-tcp",
+                GUARDED_TCP,
+                "name: tcp, protocol: TCP",
+                &GUARDED_ENDPOINTS,
+            ),
+        ),
+        (
             // A delegate (no hosts): its rules stand in web's `team` rule.
             "web-team.yaml",
             "apiVersion: networking.istio.io/v1
@@ -309,7 +346,7 @@ impl Stage {
         )
         .expect("agent ready");
         assert!(
-            agent.ready_line().contains("proxied=7"),
+            agent.ready_line().contains("proxied=8"),
             "{}",
             agent.ready_line()
         );
@@ -324,9 +361,20 @@ impl Stage {
 
     /// `count` TCP connections from the pod to `target`, as an application makes them.
     fn connect(&self, target: &str, count: usize) -> Vec<tokio::net::TcpStream> {
+        self.connect_from(&self.l7.pod, target, count)
+    }
+
+    /// `count` TCP connections from a socket of namespace `ns` (the pod's, or the node's
+    /// where the backends' loopback addresses are) in the agent's cgroup to `target`.
+    fn connect_from(
+        &self,
+        ns: &vsteer_testkit::NetNs,
+        target: &str,
+        count: usize,
+    ) -> Vec<tokio::net::TcpStream> {
         let target = addr(target);
-        let sockets = tcp_sockets_in(&self.l7.pod, &self.cgroup, libc::AF_INET, count)
-            .expect("sockets in the pod");
+        let sockets = tcp_sockets_in(ns, &self.cgroup, libc::AF_INET, count)
+            .expect("sockets in the namespace");
         let _in_runtime = self.l7.runtime.enter();
         sockets
             .into_iter()
@@ -813,7 +861,178 @@ fn connections_the_kernel_did_not_redirect_are_refused_and_counted() {
     stage.agent.drain();
 }
 
+/// Istio's `outlierDetection` through the real hook and proxy, and beyond Istio: the
+/// endpoint the proxy ejects after `consecutive5xxErrors` 503s gets no more requests at
+/// once, and no new kernel-path connect of another service it backs, until
+/// `baseEjectionTime` has passed; an established connection to it is untouched; a second
+/// failing endpoint stays while `maxEjectionPercent` is out; `vsteer status` says why.
+#[test]
+fn an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_has_passed() {
+    if !kernel_tests_enabled(
+        "an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_has_passed",
+    ) {
+        return;
+    }
+    let stage = Stage::new();
+    // Kernel-path connects to the TCP service, each with one request: who answered. From
+    // the node's namespace, where the backends' loopback addresses are (a pod's connect
+    // would land on its own loopback).
+    let through_kernel = |count: usize| -> Vec<(String, H1)> {
+        let streams = stage.connect_from(&stage.l7.node, GUARDED_TCP, count);
+        stage.block(async {
+            let mut answered = Vec::new();
+            for stream in streams {
+                let mut h1 = H1::over(stream).await;
+                let name = get(&mut h1, "guarded-tcp", "/", &[])
+                    .await
+                    .backend()
+                    .to_string();
+                answered.push((name, h1));
+            }
+            answered
+        })
+    };
+    let v1 = "guarded-v1";
+    // P(v1 drawn by none of 90 connects | a third each) < 1e-15.
+    let mut before = through_kernel(90);
+    let kept_at = before
+        .iter()
+        .position(|(name, _)| name == v1)
+        .expect("a kernel connect reached v1 before any ejection");
+    let (_, mut kept) = before.swap_remove(kept_at);
+    drop(before);
+
+    let mut h1 = stage.h1(GUARDED);
+    let (answers, ejected_at) = stage.block(async {
+        let mut answers = Vec::new();
+        let mut ejected_at = None;
+        // P(v1 drawn fewer than 3 times of 80 | a third each) < 1e-11.
+        for _ in 0..80 {
+            let reply = get(&mut h1, "guarded", &format!("/fail-on/{v1}"), &[]).await;
+            answers.push((reply.status.as_u16(), reply.backend().to_string()));
+            if answers.iter().filter(|(s, _)| *s == 503).count() == 3 && ejected_at.is_none() {
+                ejected_at = Some(Instant::now());
+            }
+        }
+        (answers, ejected_at)
+    });
+    let failed = answers.iter().filter(|(s, _)| *s == 503).count();
+    assert_eq!(failed, 3, "v1 is out after its third 503: {answers:?}");
+    let ejected_at = ejected_at.expect("three 503s");
+    let third = answers.iter().rposition(|(s, _)| *s == 503).unwrap();
+    assert!(
+        answers[third + 1..].iter().all(|(_, b)| b != v1),
+        "a request reached v1 after its ejection: {answers:?}"
+    );
+    // v2 fails too, but 34% of three lets one out: v2 stays and keeps failing
+    // (P(v2 drawn fewer than 4 times of 40 | a half each) < 1e-7).
+    let v2_failures = stage.block(async {
+        let mut failures = 0;
+        for _ in 0..40 {
+            let reply = get(&mut h1, "guarded", "/fail-on/guarded-v2", &[]).await;
+            failures += usize::from(reply.status == 503);
+        }
+        failures
+    });
+    assert!(
+        v2_failures > 3,
+        "v2 was ejected too: {v2_failures} failures"
+    );
+
+    // The kernel follows: new connects to the TCP service skip v1 (polled, bounded).
+    let mut kernel_after = None;
+    while ejected_at.elapsed() < Duration::from_secs(2) {
+        if through_kernel(30).iter().all(|(name, _)| name != v1) {
+            kernel_after = Some(ejected_at.elapsed());
+            break;
+        }
+    }
+    let kernel_after = kernel_after.expect("the kernel still sends connects to v1 after 2 s");
+    let skipped = through_kernel(90);
+    assert!(
+        skipped.iter().all(|(name, _)| name != v1),
+        "a kernel connect reached the ejected v1"
+    );
+    eprintln!("the kernel's tables left v1 out {kernel_after:?} after its ejection");
+    // The connection made before the ejection still reaches v1.
+    let again = stage.block(get(&mut kept, "guarded-tcp", "/", &[]));
+    assert_eq!(again.backend(), v1);
+
+    let status = stage.status();
+    let ejections: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("ejected endpoints"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(ejections.len(), 3, "{status}");
+    assert!(
+        ejections[2].starts_with("127.0.10.1:80")
+            && ejections[2].contains("3 consecutive5xxErrors in a row")
+            && ejections[2].contains("guarded.default.svc.cluster.local"),
+        "{status}"
+    );
+    // The kernel's table of the TCP service: two backends, half each.
+    let tcp_table: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with(GUARDED_TCP))
+        .take(2)
+        .collect();
+    assert!(
+        tcp_table.len() == 2
+            && tcp_table[0].contains("127.0.10.2:80")
+            && tcp_table[0].contains("50.000%")
+            && tcp_table[1].contains("127.0.10.3:80"),
+        "{status}"
+    );
+
+    // Back in the kernel's tables once 3 s have passed (at the next 500 ms tick).
+    let mut back_after = None;
+    while ejected_at.elapsed() < Duration::from_secs(8) {
+        let seen = through_kernel(30).iter().any(|(name, _)| name == v1);
+        if seen {
+            back_after = Some(ejected_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back_after = back_after.expect("v1 is not back in the kernel's tables 8 s after");
+    eprintln!("v1 back in the kernel's tables {back_after:?} after its ejection");
+    assert!(
+        back_after >= Duration::from_millis(2950),
+        "v1 came back before its 3 s: {back_after:?}"
+    );
+    let metrics = stage.metrics();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"ejections_total{reason="consecutive5xxErrors"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
 impl Stage {
+    /// `vsteer status` of the agent, run in its namespace.
+    fn status(&self) -> String {
+        let pins = self.pins.path().to_path_buf();
+        let output = self
+            .l7
+            .node
+            .run(move || {
+                std::process::Command::new(VSTEER)
+                    .arg("status")
+                    .arg("--pin-dir")
+                    .arg(&pins)
+                    .args(["--admin-addr", "127.0.0.1:15020"])
+                    .output()
+            })
+            .expect("a thread in the node's namespace")
+            .expect("vsteer status");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The agent's `/metrics`, fetched inside its namespace.
     fn metrics(&self) -> String {
         let reply = self.l7.node.run(|| {

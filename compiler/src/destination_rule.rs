@@ -14,7 +14,7 @@ use vsteer_model::intern::Interner;
 use vsteer_model::istio::{DestinationRuleSpec, LabelSelector, Subset, TrafficPolicy};
 use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, ResourceSpec};
 use vsteer_plan::LoadBalancer;
-use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer};
+use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer, OutlierDetection};
 
 use crate::names::{host_match, is_dns1123_label, resolve_host};
 use crate::problems::{FieldError, Problems};
@@ -187,6 +187,21 @@ impl ForHost {
     /// The connection pool limits the proxy applies to the same traffic.
     pub fn connection_limits(&self, subset: Option<&str>, port: u16) -> ConnectionLimits {
         traffic_policy::connection_limits(self.policy(), self.subset_policy(subset), port)
+    }
+
+    /// The outlier detection the proxy applies to the same traffic.
+    pub fn outlier_detection(&self, subset: Option<&str>, port: u16) -> Option<OutlierDetection> {
+        traffic_policy::outlier_detection(self.policy(), self.subset_policy(subset), port)
+    }
+
+    /// Whether traffic to `port` of the host (no subset) needs the proxy for its policy: a
+    /// consistent hash on request data, connection pool limits, or outlier detection.
+    pub fn needs_proxy(&self, port: u16) -> bool {
+        !matches!(
+            self.http_load_balancer(None, port),
+            HttpLoadBalancer::Simple(_)
+        ) || self.connection_limits(None, port).needs_proxy()
+            || self.outlier_detection(None, port).is_some()
     }
 }
 

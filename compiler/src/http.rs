@@ -482,9 +482,17 @@ pub(crate) fn proxied_by_policy(clusters: &[Cluster]) -> Option<Decision> {
                 ),
             });
         }
-        c.limits.needs_proxy().then(|| Decision::Proxy {
+        if c.limits.needs_proxy() {
+            return Some(Decision::Proxy {
+                reason: format!(
+                    "connection pool limits for {} (DestinationRule trafficPolicy.connectionPool)",
+                    c.name
+                ),
+            });
+        }
+        c.outlier.is_some().then(|| Decision::Proxy {
             reason: format!(
-                "connection pool limits for {} (DestinationRule trafficPolicy.connectionPool)",
+                "outlier detection for {} (DestinationRule trafficPolicy.outlierDetection)",
                 c.name
             ),
         })
@@ -682,6 +690,9 @@ fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> 
         limits: target
             .rules
             .connection_limits(subset.as_deref(), port.number),
+        outlier: target
+            .rules
+            .outlier_detection(subset.as_deref(), port.number),
         endpoints,
     });
     Some(clusters.len() - 1)

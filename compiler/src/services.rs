@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use vsteer_model::ResourceId;
-use vsteer_plan::http::HttpLoadBalancer;
 use vsteer_plan::{Decision, ServiceKey, ServicePlan};
 
 use crate::destination_rule::Rules;
@@ -107,11 +106,7 @@ pub fn assemble(
         routed.notes.extend(notes);
     } else if kind == Some(PortKind::Http) && {
         // Checked before a table is built: most services have no such rule.
-        let host_rules = rules.for_host(entry.host());
-        !matches!(
-            host_rules.http_load_balancer(None, key.port),
-            HttpLoadBalancer::Simple(_)
-        ) || host_rules.connection_limits(None, key.port).needs_proxy()
+        rules.for_host(entry.host()).needs_proxy(key.port)
     } {
         // The default route, served by the proxy: the host's DestinationRule asks for what
         // only it does.
@@ -120,19 +115,26 @@ pub fn assemble(
             routed.plan.http = Some(Arc::new(table));
             routed.plan.decision = decision;
         }
-    } else if kind.is_some_and(|k| k != PortKind::Http)
-        && rules
-            .for_host(entry.host())
-            .connection_limits(None, key.port)
-            .needs_proxy()
-    {
-        routed.notes.push(format!(
-            "{} port {}: the DestinationRule's connectionPool limits apply on the proxy path \
-             (HTTP ports) only; this port is steered in the kernel, which counts no \
-             connections: not applied",
-            entry.host(),
-            key.port
-        ));
+    } else if kind.is_some_and(|k| k != PortKind::Http) {
+        let host_rules = rules.for_host(entry.host());
+        if host_rules.connection_limits(None, key.port).needs_proxy() {
+            routed.notes.push(format!(
+                "{} port {}: the DestinationRule's connectionPool limits apply on the proxy path \
+                 (HTTP ports) only; this port is steered in the kernel, which counts no \
+                 connections: not applied",
+                entry.host(),
+                key.port
+            ));
+        }
+        if host_rules.outlier_detection(None, key.port).is_some() {
+            routed.notes.push(format!(
+                "{} port {}: the DestinationRule's outlierDetection judges responses, which \
+                 only the proxy sees (HTTP ports); this port is steered in the kernel, which \
+                 leaves out endpoints while the proxy has them ejected but ejects none itself",
+                entry.host(),
+                key.port
+            ));
+        }
     }
 
     // What would have changed this service had it been valid: a rejected VirtualService

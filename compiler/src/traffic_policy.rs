@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use vsteer_model::istio::{
-    ConnectionPoolSettings, LoadBalancerSettings, PortTrafficPolicy, TrafficPolicy,
+    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as OutlierSettings,
+    PortTrafficPolicy, TrafficPolicy,
 };
 use vsteer_plan::LoadBalancer;
-use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer};
+use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer, OutlierDetection};
 
 use crate::duration::parse_duration;
 use crate::problems::{FieldError, Problems};
@@ -42,6 +43,12 @@ pub enum PolicyError {
     Duration(String),
     #[error("must not be negative (0 or unset: no limit)")]
     NegativeLimit,
+    #[error("must be a percentage, 0 to 100")]
+    Percent,
+    #[error("must be at least 1ms")]
+    TooShort,
+    #[error("must be an HTTP status code, 100 to 599")]
+    StatusCode,
 }
 
 /// One setting (`whole` of a policy, `level` of a port level) for traffic to `port` of a
@@ -154,6 +161,110 @@ pub(crate) fn connection_limits(
     }
 }
 
+/// The outlier detection of a cluster (see [`merged`]: a subset's replaces the rule's
+/// whole), with Envoy's defaults where Istio leaves a field unset.
+pub(crate) fn outlier_detection(
+    rule: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u16,
+) -> Option<OutlierDetection> {
+    let settings = merged(
+        rule,
+        subset,
+        port,
+        |p| p.outlier_detection.as_ref(),
+        |l| l.outlier_detection.as_ref(),
+    )?;
+    let defaults = OutlierDetection::default();
+    let time = |t: Option<&str>, default: Duration| {
+        t.and_then(|t| parse_duration(t).ok())
+            .filter(|t| !t.is_zero())
+            .unwrap_or(default)
+    };
+    let percent = |p: Option<i32>| p.and_then(|p| u32::try_from(p).ok()).map(|p| p.min(100));
+    let split = settings.split_external_local_origin_errors == Some(true);
+    let base_ejection_time = time(
+        settings.base_ejection_time.as_deref(),
+        defaults.base_ejection_time,
+    );
+    Some(OutlierDetection {
+        // Istio sets Envoy's count when given (0 turns it off) and leaves Envoy's 5 else.
+        consecutive_5xx: match settings.consecutive_5xx_errors {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => defaults.consecutive_5xx,
+        },
+        consecutive_gateway: settings.consecutive_gateway_errors.filter(|&n| n > 0),
+        consecutive_local_origin: settings
+            .consecutive_local_origin_failures
+            .filter(|&n| n > 0 && split),
+        split_local_origin: split,
+        interval: time(settings.interval.as_deref(), defaults.interval),
+        base_ejection_time,
+        max_ejection_time: defaults.max_ejection_time.max(base_ejection_time),
+        // Istio passes only a value above 0 on; Envoy's default is 10%.
+        max_ejection_percent: percent(settings.max_ejection_percent)
+            .filter(|&p| p > 0)
+            .unwrap_or(defaults.max_ejection_percent),
+        min_health_percent: percent(settings.min_health_percent).unwrap_or(0),
+        error_codes: settings
+            .outlier_detection_http_error_codes
+            .iter()
+            .filter_map(|&c| u16::try_from(c).ok())
+            .collect(),
+    })
+}
+
+/// Checks an `outlierDetection` at `field`: durations of at least 1ms, percentages.
+fn check_outlier(
+    outlier: &OutlierSettings,
+    field: &str,
+    problems: &mut Problems,
+    ignored: &mut Vec<String>,
+) {
+    for (name, value) in [
+        ("interval", outlier.interval.as_deref()),
+        ("baseEjectionTime", outlier.base_ejection_time.as_deref()),
+    ] {
+        let Some(value) = value else { continue };
+        match parse_duration(value) {
+            Err(e) => problems.add(format!("{field}.{name}"), PolicyError::Duration(e)),
+            Ok(d) if d < Duration::from_millis(1) => {
+                problems.add(format!("{field}.{name}"), PolicyError::TooShort)
+            }
+            Ok(_) => {}
+        }
+    }
+    for (name, value) in [
+        ("maxEjectionPercent", outlier.max_ejection_percent),
+        ("minHealthPercent", outlier.min_health_percent),
+    ] {
+        if value.is_some_and(|p| !(0..=100).contains(&p)) {
+            problems.add(format!("{field}.{name}"), PolicyError::Percent);
+        }
+    }
+    if let Some(code) = outlier
+        .outlier_detection_http_error_codes
+        .iter()
+        .position(|c| !(100..=599).contains(c))
+    {
+        problems.add(
+            format!("{field}.outlierDetectionHttpErrorCodes[{code}]"),
+            PolicyError::StatusCode,
+        );
+    }
+    // Deprecated in Istio, which no longer reads it.
+    if outlier.consecutive_errors.is_some() {
+        ignored.push(format!("{field}.consecutiveErrors"));
+    }
+    if outlier.consecutive_local_origin_failures.is_some()
+        && outlier.split_external_local_origin_errors != Some(true)
+    {
+        // Istio reads it only with the split.
+        ignored.push(format!("{field}.consecutiveLocalOriginFailures"));
+    }
+}
+
 /// Checks a `connectionPool` at `field`: limits not negative, the connect timeout a
 /// duration; the settings vsteer reads but does not apply go to `ignored`.
 fn check_pool(
@@ -243,8 +354,15 @@ pub(crate) fn check(
     if let Some(pool) = &policy.connection_pool {
         check_pool(pool, &format!("{field}.connectionPool"), problems, ignored);
     }
+    if let Some(outlier) = &policy.outlier_detection {
+        check_outlier(
+            outlier,
+            &format!("{field}.outlierDetection"),
+            problems,
+            ignored,
+        );
+    }
     let unapplied = [
-        ("outlierDetection", policy.outlier_detection.is_some()),
         ("tls", policy.tls.is_some()),
         ("tunnel", policy.tunnel.is_some()),
         ("proxyProtocol", policy.proxy_protocol.is_some()),
@@ -299,16 +417,17 @@ pub(crate) fn check(
                 ignored,
             );
         }
-        let unapplied = [
-            ("outlierDetection", level.outlier_detection.is_some()),
-            ("tls", level.tls.is_some()),
-        ];
-        ignored.extend(
-            unapplied
-                .iter()
-                .filter(|(_, set)| *set)
-                .map(|(name, _)| format!("{level_field}.{name}")),
-        );
+        if let Some(outlier) = &level.outlier_detection {
+            check_outlier(
+                outlier,
+                &format!("{level_field}.outlierDetection"),
+                problems,
+                ignored,
+            );
+        }
+        if level.tls.is_some() {
+            ignored.push(format!("{level_field}.tls"));
+        }
     }
 }
 

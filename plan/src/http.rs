@@ -114,7 +114,64 @@ pub struct Cluster {
     /// are unlimited, as Istio sets them.
     #[serde(skip_serializing_if = "ConnectionLimits::is_unlimited")]
     pub limits: ConnectionLimits,
+    /// The DestinationRule's `outlierDetection`: endpoints that keep failing are ejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierDetection>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Passive health checking of a cluster's endpoints, as Istio configures Envoy's outlier
+/// detection: consecutive failures eject an endpoint at once (within the share
+/// `max_ejection_percent` allows), for `base_ejection_time` times its ejections so far;
+/// every `interval` ejections that have run their time end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct OutlierDetection {
+    /// `consecutive5xxErrors` (Envoy's default 5 when unset; `None`: 0, off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    /// `consecutiveGatewayErrors`: 502, 503 and 504 (off unless set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway: Option<u32>,
+    /// `consecutiveLocalOriginFailures`: connect failures, resets and timeouts, counted
+    /// apart from responses only with `splitExternalLocalOriginErrors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin: Option<u32>,
+    /// `splitExternalLocalOriginErrors`: without it, a local failure counts as a 5xx and
+    /// a gateway error (as Envoy maps it: 503, or 504 for a timeout).
+    pub split_local_origin: bool,
+    #[serde(serialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "duration")]
+    pub base_ejection_time: Duration,
+    /// Envoy's `max_ejection_time` (Istio leaves it: 300 s, or the base when longer).
+    #[serde(serialize_with = "duration")]
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    /// Below this share of endpoints not ejected, ejections are ignored (Envoy's panic
+    /// threshold); Istio's default 0 never ignores them.
+    pub min_health_percent: u32,
+    /// `outlierDetectionHttpErrorCodes`: these statuses count as the failures of
+    /// `consecutive5xxErrors` instead of 5xx.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_codes: Vec<u16>,
+}
+
+impl Default for OutlierDetection {
+    /// What an `outlierDetection: {}` means in Istio (Envoy's defaults).
+    fn default() -> OutlierDetection {
+        OutlierDetection {
+            consecutive_5xx: Some(5),
+            consecutive_gateway: None,
+            consecutive_local_origin: None,
+            split_local_origin: false,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            min_health_percent: 0,
+            error_codes: Vec::new(),
+        }
+    }
 }
 
 /// A cluster's limits, as Istio's `connectionPool` sets Envoy's circuit breakers and

@@ -12,6 +12,7 @@ use vsteer_plan::LoadBalancer;
 use vsteer_plan::http::HttpLoadBalancer;
 
 use crate::hash_policy::HashKey;
+use crate::outlier::HostHealth;
 use crate::pool::EndpointPool;
 use crate::ring::Ring;
 
@@ -20,6 +21,8 @@ pub(crate) struct EndpointState {
     pub addr: SocketAddr,
     pub weight: u32,
     pub pool: Arc<EndpointPool>,
+    /// The endpoint's record in its cluster's outlier detection.
+    pub health: Option<Arc<HostHealth>>,
 }
 
 /// Weighted random choice over the endpoints.
@@ -179,20 +182,29 @@ impl Balancer {
         index.min(endpoints.len().saturating_sub(1))
     }
 
-    /// An endpoint for a retry, other than those `tried` when there is one: the balancer's
-    /// pick, redrawn up to 5 times (Istio's host selection retries with Envoy's
-    /// previous-hosts predicate), then the first untried one.
-    pub(crate) fn pick_other<'e>(
+    /// The balancer's pick among the endpoints `usable` takes: the pick (with `hash`),
+    /// redrawn up to 5 times (Istio's host selection retries, as with Envoy's previous-hosts
+    /// predicate), then the first usable one after the pick; `None` if none is.
+    pub(crate) fn pick_where(
         &self,
-        endpoints: &'e [EndpointState],
-        tried: &[std::net::SocketAddr],
-    ) -> &'e EndpointState {
-        let fresh = |e: &&EndpointState| !tried.contains(&e.addr);
-        (0..5)
-            .map(|_| &endpoints[self.pick(endpoints, None)])
-            .find(fresh)
-            .or_else(|| endpoints.iter().find(fresh))
-            .unwrap_or(&endpoints[self.pick(endpoints, None)])
+        endpoints: &[EndpointState],
+        hash: Option<u64>,
+        usable: impl Fn(&EndpointState) -> bool,
+    ) -> Option<usize> {
+        let first = self.pick(endpoints, hash);
+        if usable(&endpoints[first]) {
+            return Some(first);
+        }
+        // A consistent hash moves on along the ring's order of endpoints, not at random.
+        let redraws = if hash.is_some() { 0 } else { 5 };
+        (0..redraws)
+            .map(|_| self.pick(endpoints, None))
+            .find(|&i| usable(&endpoints[i]))
+            .or_else(|| {
+                (1..endpoints.len())
+                    .map(|k| (first + k) % endpoints.len())
+                    .find(|&i| usable(&endpoints[i]))
+            })
     }
 }
 
@@ -252,6 +264,7 @@ mod tests {
                     addr,
                     weight: *w,
                     pool: pools.get(addr, false, None),
+                    health: None,
                 }
             })
             .collect()

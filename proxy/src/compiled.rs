@@ -15,6 +15,7 @@ use crate::fault::CompiledFault;
 use crate::headers::HeaderOps;
 use crate::matching::{PathMatch, RequestMatcher, RequestView};
 use crate::mirror::CompiledMirror;
+use crate::outlier::{ClusterOutlier, Outcome};
 use crate::pool::Pools;
 use crate::redirect::RedirectAction;
 use crate::retry::CompiledRetry;
@@ -93,6 +94,62 @@ pub(crate) struct ClusterState {
     pub http2: bool,
     pub endpoints: Vec<EndpointState>,
     pub balancer: Balancer,
+    /// Outlier detection, when the DestinationRule asks for it.
+    pub outlier: Option<Arc<ClusterOutlier>>,
+}
+
+impl ClusterState {
+    /// Whether `endpoint` may take a request now: not ejected, or ejections ignored (too
+    /// few endpoints left in the pool).
+    fn usable(&self, endpoint: &EndpointState) -> bool {
+        match (&self.outlier, &endpoint.health) {
+            (Some(outlier), Some(health)) => {
+                !health.is_ejected() || outlier.panics(self.endpoints.len())
+            }
+            _ => true,
+        }
+    }
+
+    /// The endpoint for a request (`hash`: its consistent-hash key), skipping ejected
+    /// ones; `None` when there is none or every one is ejected (Envoy: no healthy
+    /// upstream).
+    pub(crate) fn pick(&self, hash: Option<u64>) -> Option<&EndpointState> {
+        let endpoints = &self.endpoints;
+        if endpoints.is_empty() {
+            return None;
+        }
+        let first = &endpoints[self.balancer.pick(endpoints, hash)];
+        if !self.outlier.as_ref().is_some_and(|o| o.any_ejected()) {
+            return Some(first);
+        }
+        self.balancer
+            .pick_where(endpoints, hash, |e| self.usable(e))
+            .map(|i| &endpoints[i])
+    }
+
+    /// An endpoint for a retry: not one of `tried` when another usable one exists.
+    pub(crate) fn pick_other(&self, tried: &[std::net::SocketAddr]) -> &EndpointState {
+        let endpoints = &self.endpoints;
+        self.balancer
+            .pick_where(endpoints, None, |e| {
+                !tried.contains(&e.addr) && self.usable(e)
+            })
+            .or_else(|| {
+                self.balancer
+                    .pick_where(endpoints, None, |e| self.usable(e))
+            })
+            .map_or_else(
+                || &endpoints[self.balancer.pick(endpoints, None)],
+                |i| &endpoints[i],
+            )
+    }
+
+    /// Counts one try's outcome at `endpoint` for outlier detection.
+    pub(crate) fn report(&self, endpoint: &EndpointState, outcome: Outcome) {
+        if let (Some(outlier), Some(health)) = (&self.outlier, &endpoint.health) {
+            outlier.report(health, outcome);
+        }
+    }
 }
 
 impl CompiledTable {
@@ -108,16 +165,26 @@ impl CompiledTable {
             .iter()
             .map(|c| {
                 let limits = pools.cluster_limits(&c.name, &c.limits);
+                let outlier = pools.outliers.get(&c.name, c.outlier.as_ref());
+                let addrs: Vec<std::net::SocketAddr> = c
+                    .endpoints
+                    .iter()
+                    .map(|e| std::net::SocketAddr::new(e.address, e.port))
+                    .collect();
+                let mut health = outlier
+                    .as_ref()
+                    .map(|o| o.hosts(&addrs).into_iter())
+                    .into_iter()
+                    .flatten();
                 let endpoints: Vec<EndpointState> = c
                     .endpoints
                     .iter()
-                    .map(|e| {
-                        let addr = std::net::SocketAddr::new(e.address, e.port);
-                        EndpointState {
-                            addr,
-                            weight: e.weight.max(1),
-                            pool: pools.get(addr, c.http2, limits.as_ref()),
-                        }
+                    .zip(&addrs)
+                    .map(|(e, addr)| EndpointState {
+                        addr: *addr,
+                        weight: e.weight.max(1),
+                        pool: pools.get(*addr, c.http2, limits.as_ref()),
+                        health: health.next(),
                     })
                     .collect();
                 ClusterState {
@@ -125,6 +192,7 @@ impl CompiledTable {
                     http2: c.http2,
                     balancer: Balancer::new(&c.load_balancer, &endpoints),
                     endpoints,
+                    outlier,
                 }
             })
             .collect();

@@ -19,6 +19,7 @@ use crate::cors::CorsVerdict;
 use crate::header_value::{Context, RequestFacts};
 use crate::headers::{HeaderOps, UpgradeKind, add_forwarding, strip_hop_by_hop};
 use crate::matching::RequestView;
+use crate::outlier::Outcome;
 use crate::pool::InFlight;
 use crate::request_body::{BodyCopy, CopyHandle, RequestBody, StreamState};
 use crate::respond::{self, CountAs};
@@ -164,18 +165,17 @@ async fn serve(
         method: parts.method.clone(),
         uri: parts.uri.clone(),
     });
-    if cluster.endpoints.is_empty() {
-        ProxyStats::add(&stats.no_healthy_upstream);
-        let ctx = conn.format_context(version, None, rule, facts.as_ref(), &started);
-        let response = respond::no_healthy_upstream(grpc);
-        return with_ops(response, &target.response_ops, &ctx, &parts.headers);
-    }
     let hashed = cluster
         .balancer
         .hash_key()
         .map(|key| key.hash(&parts.headers, view.query, conn.peer))
         .unwrap_or_default();
-    let mut endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, hashed.hash)];
+    let Some(mut endpoint) = cluster.pick(hashed.hash) else {
+        ProxyStats::add(&stats.no_healthy_upstream);
+        let ctx = conn.format_context(version, None, rule, facts.as_ref(), &started);
+        let response = respond::no_healthy_upstream(grpc);
+        return with_ops(response, &target.response_ops, &ctx, &parts.headers);
+    };
     let upstream = Some((endpoint.addr, &*cluster.name, cluster.http2));
     let ctx = conn.format_context(version, upstream, rule, facts.as_ref(), &started);
     let path = rule
@@ -304,6 +304,18 @@ async fn serve(
                     .await
                     .unwrap_or(Err((UpstreamError::TryTimeout, None))),
             };
+            let outcome = match &result {
+                Ok(sent) => Some(Outcome::Status(sent.response.status().as_u16())),
+                Err((UpstreamError::Connect(_), _)) => Some(Outcome::LocalFailure),
+                Err((UpstreamError::Reset(_), _)) if !state.downstream_failed() => {
+                    Some(Outcome::LocalFailure)
+                }
+                Err((UpstreamError::TryTimeout, _)) => Some(Outcome::Timeout),
+                Err(_) => None,
+            };
+            if let Some(outcome) = outcome {
+                cluster.report(endpoint, outcome);
+            }
             // A retry after the request left needs its body again: its copy, if it has
             // ended within the bound by now.
             let mut replayable = if head.is_some() && retries > 0 {
@@ -340,7 +352,7 @@ async fn serve(
                 endpoint.addr
             );
             tried.push(endpoint.addr);
-            endpoint = cluster.balancer.pick_other(&cluster.endpoints, &tried);
+            endpoint = cluster.pick_other(&tried);
             in_flight = InFlight::new(&endpoint.pool);
             request = match (back, &head) {
                 (Some(back), _) => back,
@@ -366,6 +378,7 @@ async fn serve(
             Ok(sent) => sent,
             Err(_) => {
                 ProxyStats::add(&stats.upstream_timeouts);
+                cluster.report(endpoint, Outcome::Timeout);
                 tracing::debug!(
                     "{} ({}): upstream request timeout",
                     cluster.name,

@@ -24,6 +24,7 @@ mod matching;
 mod mirror;
 mod options;
 mod original;
+mod outlier;
 mod pool;
 mod proxy;
 mod redirect;
@@ -40,6 +41,7 @@ mod upstream;
 
 pub use options::{DEFAULT_LISTEN, ProxyOptions};
 pub use original::OriginalDestination;
+pub use outlier::{Ejection, EjectionReason, Ejections};
 pub use proxy::{Proxy, ProxyStop, ProxyWorker};
-pub use stats::{ProxyStats, StatsSnapshot, register_metrics};
+pub use stats::{ProxyStats, StatsSnapshot, register_ejection_metrics, register_metrics};
 pub use tables::RouteTables;

@@ -68,11 +68,10 @@ pub(crate) fn send_copies(
         let Some(cluster) = table.clusters.get(mirror.cluster) else {
             continue;
         };
-        if cluster.endpoints.is_empty() {
+        let Some(endpoint) = cluster.pick(None) else {
             ProxyStats::add(&shared.stats.mirrors_failed);
             continue;
-        }
-        let endpoint = &cluster.endpoints[cluster.balancer.pick(&cluster.endpoints, None)];
+        };
         let Ok(shadow) = HeaderValue::from_str(&shadow_host(authority)) else {
             continue;
         };

@@ -283,6 +283,8 @@ pub(crate) struct Pools {
     map: Mutex<FxHashMap<(SocketAddr, bool, usize), Weak<EndpointPool>>>,
     /// The counts of limited clusters.
     limits: crate::limits::Limits,
+    /// The outlier detectors of clusters that have one, and their ejections.
+    pub(crate) outliers: crate::outlier::Outliers,
 }
 
 impl Pools {
@@ -318,5 +320,6 @@ impl Pools {
         map.retain(|_, pool| pool.strong_count() > 0);
         drop(map);
         self.limits.prune();
+        self.outliers.prune();
     }
 }

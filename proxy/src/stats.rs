@@ -267,3 +267,32 @@ fn labelled(
     }
     Ok(())
 }
+
+/// Registers the outlier detection's metrics: `vsteer_proxy_ejections_total{reason}` and
+/// `vsteer_proxy_ejected_endpoints`, read from `ejections` at each scrape.
+pub fn register_ejection_metrics(registry: &mut Registry, ejections: crate::Ejections) {
+    registry.register_collector(Box::new(EjectionsCollector(ejections)));
+}
+
+#[derive(Debug)]
+struct EjectionsCollector(crate::Ejections);
+
+impl Collector for EjectionsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let counts = self.0.counts().map(|(reason, n)| (reason.name(), n));
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_ejections",
+            "Endpoints ejected by outlier detection, by the count that did it",
+            "reason",
+            &counts,
+        )?;
+        let gauge = ConstGauge::new(i64::try_from(self.0.list().len()).unwrap_or(i64::MAX));
+        gauge.encode(encoder.encode_descriptor(
+            "vsteer_proxy_ejected_endpoints",
+            "Ejections in force now (an endpoint ejected by two clusters counts twice)",
+            None,
+            gauge.metric_type(),
+        )?)
+    }
+}

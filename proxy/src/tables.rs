@@ -59,6 +59,11 @@ impl RouteTables {
         Self::default()
     }
 
+    /// The endpoints outlier detection has ejected, across every cluster.
+    pub fn ejections(&self) -> crate::Ejections {
+        self.inner.pools.outliers.feed.clone()
+    }
+
     /// Serves all proxied services of `plan` (decision Proxy and http Some), and only them.
     pub fn replace(&self, plan: &Plan) {
         let _writer = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());

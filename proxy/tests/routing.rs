@@ -1517,3 +1517,90 @@ async fn futures_join(
     }
     statuses
 }
+
+/// Istio's `outlierDetection`: an endpoint that answers 5xx `consecutive5xxErrors` times
+/// in a row gets no more requests until `baseEjectionTime` has passed (ended at an
+/// `interval` tick); a second failing endpoint stays in while `maxEjectionPercent` (34% of
+/// three: one) is out already; the ejection is published, for the kernel and the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_ejects_a_failing_endpoint_until_its_time_has_passed() {
+    let (backends, plan) = {
+        let policy = "      outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 1500ms, maxEjectionPercent: 34}\n";
+        let backends = vec![
+            Backend::start("a").await,
+            Backend::start("b").await,
+            Backend::start("c").await,
+        ];
+        let yaml = service_entry(
+            "reviews",
+            "127.100.0.1",
+            9080,
+            "HTTP",
+            &[
+                (&backends[0], "x"),
+                (&backends[1], "x"),
+                (&backends[2], "x"),
+            ],
+        ) + &format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - name: all
+    labels: {{version: x}}
+    trafficPolicy:
+{policy}---
+"
+        ) + &virtual_service(
+            "reviews",
+            &all_to_one_subset("    retries: {attempts: 0}\n"),
+        );
+        (backends, plan_from_yaml(&yaml))
+    };
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let ejections = proxy.tables.ejections();
+    let a = backends[0].addr;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut answers = Vec::new();
+    for _ in 0..60 {
+        let reply = client.get(HOST, "/fail-on/a", &[]).await;
+        answers.push((reply.status.as_u16(), reply.backend().to_string()));
+    }
+    let failed = answers.iter().filter(|(s, _)| *s == 503).count();
+    assert_eq!(failed, 3, "a is out after its third 503: {answers:?}");
+    let last_failure = answers.iter().rposition(|(s, _)| *s == 503).unwrap();
+    assert!(
+        answers[last_failure + 1..].iter().all(|(_, b)| b != "a"),
+        "{answers:?}"
+    );
+    let listed = ejections.list();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].address, listed[0].reason, listed[0].failures),
+        (a, vsteer_proxy::EjectionReason::Consecutive5xx, 3)
+    );
+
+    // b fails as well, but one of three is all that 34% lets out: b stays in and keeps
+    // failing (P(b drawn fewer than 4 times of 60) < 1e-13).
+    let mut b_failures = 0;
+    for _ in 0..60 {
+        if client.get(HOST, "/fail-on/b", &[]).await.status == 503 {
+            b_failures += 1;
+        }
+    }
+    assert!(b_failures > 3, "b was ejected too: {b_failures} failures");
+    assert_eq!(ejections.addresses().into_iter().collect::<Vec<_>>(), [a]);
+
+    // After 1.5 s (and the tick after it) a is back: P(a drawn none of 60) < 1e-10.
+    eventually("a's ejection ends", || ejections.list().is_empty()).await;
+    let mut a_served = 0;
+    for _ in 0..60 {
+        if client.get(HOST, "/", &[]).await.backend() == "a" {
+            a_served += 1;
+        }
+    }
+    assert!(a_served > 0, "a got no request after its ejection");
+    proxy.stop().await;
+}

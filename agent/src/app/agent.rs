@@ -206,6 +206,24 @@ impl<S: Sink> Agent<S> {
         Ok(stats)
     }
 
+    /// Writes services `keys` again as the plan has them (what the sink makes of them
+    /// changed, e.g. an endpoint was ejected); a failed write is retried with the next.
+    pub fn rewrite(&mut self, keys: &[ServiceKey]) -> Result<ApplyStats, PassError> {
+        if keys.is_empty() {
+            return Ok(ApplyStats::default());
+        }
+        match self.sink.apply_changes(self.compiler.plan(), keys) {
+            Ok(stats) => {
+                self.note_applied(&stats);
+                Ok(stats)
+            }
+            Err(err) => {
+                self.unwritten.extend(keys.iter().copied());
+                Err(PassError::Write(err))
+            }
+        }
+    }
+
     /// Services the kernel had no room for are written with the next change; backends may
     /// have left when services changed or went.
     fn note_applied(&mut self, stats: &ApplyStats) {

@@ -3,17 +3,34 @@
 //! kernel flips; a service leaving the proxy loses its table only after the kernel stopped
 //! sending it there (and not at all when that write failed: the kernel still redirects).
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
 use anyhow::Result;
 use vsteer_datapath::{ApplyStats, Datapath};
 use vsteer_plan::{Decision, Plan, ServiceKey};
 use vsteer_proxy::RouteTables;
 
 use super::agent::Sink;
+use super::ejected;
 
 pub struct Node {
     pub datapath: Datapath,
     /// `None` when the proxy is off (`--no-proxy`).
     pub routes: Option<RouteTables>,
+    /// The endpoints the proxy has ejected, as the kernel was last told them: left out of
+    /// the services they back (see [`super::ejected`]).
+    pub ejected: BTreeSet<SocketAddr>,
+}
+
+impl Node {
+    pub fn new(datapath: Datapath, routes: Option<RouteTables>) -> Node {
+        Node {
+            datapath,
+            routes,
+            ejected: BTreeSet::new(),
+        }
+    }
 }
 
 fn proxied(plan: &Plan, key: &ServiceKey) -> bool {
@@ -25,7 +42,10 @@ impl Sink for Node {
     fn apply_all(&mut self, plan: &Plan) -> Result<ApplyStats> {
         let keys: Vec<ServiceKey> = plan.keys().copied().collect();
         let datapath = &mut self.datapath;
-        let stats = in_order(self.routes.as_ref(), plan, &keys, || datapath.apply(plan))?;
+        let healthy = ejected::for_kernel(plan, &keys, &self.ejected);
+        let stats = in_order(self.routes.as_ref(), plan, &keys, || {
+            datapath.apply(healthy.as_ref().unwrap_or(plan))
+        })?;
         if let Some(routes) = &self.routes {
             // Also drops tables of services the plan no longer has at all.
             routes.replace(plan);
@@ -35,8 +55,9 @@ impl Sink for Node {
 
     fn apply_changes(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
         let datapath = &mut self.datapath;
+        let healthy = ejected::for_kernel(plan, keys, &self.ejected);
         in_order(self.routes.as_ref(), plan, keys, || {
-            datapath.apply_changes(plan, keys)
+            datapath.apply_changes(healthy.as_ref().unwrap_or(plan), keys)
         })
     }
 

@@ -3,6 +3,7 @@
 //! datapath stays in place when the agent exits, with proxied services back on the kernel
 //! path (no proxy runs then); `vsteer uninstall` removes it.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
@@ -14,10 +15,11 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 use vsteer_datapath::{Claim, Datapath, DatapathOptions, PinDirOwner};
-use vsteer_proxy::RouteTables;
+use vsteer_proxy::{Ejections, RouteTables};
 
 use super::admin;
 use super::agent::{Agent, Applied, PassError, Read};
+use super::ejected;
 use super::metrics::{AgentMetrics, Step};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
@@ -137,11 +139,22 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = AgentMetrics::register(&mut registry);
+    let ejections = routes.as_ref().map(RouteTables::ejections);
     if let Some(proxy) = &proxy {
         vsteer_proxy::register_metrics(&mut registry, proxy.stats.clone());
     }
+    if let Some(ejections) = &ejections {
+        vsteer_proxy::register_ejection_metrics(&mut registry, ejections.clone());
+    }
     let ready = admin::Readiness::default();
     let pages = admin::Pages::default();
+    if let Some(ejections) = ejections.clone() {
+        pages.add(
+            ejected::EJECTIONS_PAGE,
+            Arc::new(move || ejected::page(&ejections.list())),
+        );
+    }
+    let mut ejection_changes = ejections.as_ref().map(Ejections::subscribe);
     let admin = match options.admin {
         Some(addr) => Some(admin::serve(addr, registry, ready.clone(), pages.clone()).await?),
         None => None,
@@ -218,7 +231,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let loaded_programs = started.elapsed();
     let adopted = datapath.adopted();
     original.set(datapath.original_destinations()?);
-    let mut agent = Agent::shared(source, Node { datapath, routes });
+    let mut agent = Agent::shared(source, Node::new(datapath, routes));
     let applied = agent.start_from(first)?;
     metrics.applied(None, agent.plan().len(), applied.rejected);
     note_objects(&metrics, kube.as_ref());
@@ -287,6 +300,12 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     first = first.min(more.first_event);
                 }
                 (Some(paths), delivered.saturating_duration_since(first))
+            }
+            Some(()) = changed_ejections(&mut ejection_changes) => {
+                if let Some(ejections) = &ejections {
+                    follow_ejections(&mut agent, ejections);
+                }
+                continue;
             }
             _ = tick.tick() => {
                 if kube.as_ref().is_some_and(|watches| watches.stopped()) {
@@ -400,6 +419,38 @@ async fn agent(options: &RunOptions) -> Result<i32> {
 }
 
 /// The Kubernetes objects held, by kind, into the metrics.
+/// Waits for the proxy's ejections to change (forever when no proxy runs).
+async fn changed_ejections(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match changes {
+        Some(changes) => changes.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Brings the kernel's tables in line with the proxy's ejections: the services backed by an
+/// endpoint ejected or put back since the last time are written again.
+fn follow_ejections(agent: &mut Agent<Node>, ejections: &Ejections) {
+    let now = ejections.addresses();
+    let changed: BTreeSet<SocketAddr> = now
+        .symmetric_difference(&agent.sink().ejected)
+        .copied()
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let keys = ejected::backed_by(agent.plan(), &changed);
+    agent.sink_mut().ejected = now;
+    match agent.rewrite(&keys) {
+        Ok(stats) => tracing::info!(
+            ejected = ?agent.sink().ejected,
+            services = keys.len(),
+            written = stats.added + stats.changed,
+            "the kernel's tables follow the proxy's ejections"
+        ),
+        Err(err) => tracing::error!("{err}"),
+    }
+}
+
 fn note_objects(metrics: &AgentMetrics, kube: Option<&kubernetes::Watches>) {
     if let Some(watches) = kube
         && let Ok(cluster) = watches.cluster.lock()

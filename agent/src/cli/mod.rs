@@ -2,6 +2,7 @@
 //! compiler (`plan`) or the datapath (`status`, `uninstall`).
 
 mod admin_client;
+mod ejections;
 mod node_pods;
 mod plan;
 mod proxy_counters;

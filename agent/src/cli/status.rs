@@ -41,6 +41,7 @@ pub fn show(args: &StatusArgs) -> Result<i32> {
             "{}",
             super::proxy_counters::render(admin, super::proxy_counters::read(admin))
         );
+        print!("{}", super::ejections::section(admin));
         print!("{}", super::node_pods::section(admin));
     }
     Ok(0)

@@ -478,3 +478,132 @@ fn negative_limits_and_bad_connect_timeouts_are_errors_naming_the_field() {
         single_error(&compiled, "DestinationRule default/api", field);
     }
 }
+
+fn outlier(compiled: &Compiled) -> Option<vsteer_plan::http::OutlierDetection> {
+    let service = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    service.http.as_ref().expect("a route table").clusters[0]
+        .outlier
+        .clone()
+}
+
+/// Istio's circuit-breaking task: `outlierDetection` alone sends an HTTP service to the
+/// proxy (only it sees responses), with Envoy's defaults for what Istio leaves unset; a TLS
+/// port stays in the kernel, with a note.
+#[test]
+fn outlier_detection_sends_an_http_service_to_the_proxy_with_envoys_defaults() {
+    let rule = resource(
+        "DestinationRule",
+        "api",
+        "  host: api.example.com
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}
+",
+    );
+    let compiled = compile_ok(&two_hosts(&rule));
+    let http = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    match &http.decision {
+        Decision::Proxy { reason } => assert!(reason.contains("outlierDetection"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let expected = vsteer_plan::http::OutlierDetection {
+        consecutive_5xx: Some(1),
+        interval: std::time::Duration::from_secs(1),
+        base_ejection_time: std::time::Duration::from_secs(180),
+        max_ejection_percent: 100,
+        ..Default::default()
+    };
+    assert_eq!(outlier(&compiled), Some(expected));
+    let tls = compiled
+        .plan
+        .get(ip("10.0.0.1"), 443, Protocol::Tcp)
+        .unwrap();
+    assert_eq!(tls.decision, Decision::Kernel);
+    assert!(has_note(
+        &compiled,
+        "api.example.com port 443: the DestinationRule's outlierDetection judges responses"
+    ));
+
+    // `{}`: Envoy's 5 consecutive 5xx, 10 s, 30 s, 10%; a 0 turns a count off; the local
+    // origin count needs the split, and the deprecated consecutiveErrors is not read.
+    let rule = |od: &str| {
+        resource(
+            "DestinationRule",
+            "api",
+            &format!("  host: api.example.com\n  trafficPolicy: {{outlierDetection: {od}}}\n"),
+        )
+    };
+    let defaults = compile_ok(&two_hosts(&rule("{}")));
+    assert_eq!(outlier(&defaults), Some(Default::default()));
+    let off = compile_ok(&two_hosts(&rule(
+        "{consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, consecutiveLocalOriginFailures: 2, consecutiveErrors: 4}",
+    )));
+    let got = outlier(&off).expect("detection");
+    assert_eq!(
+        (
+            got.consecutive_5xx,
+            got.consecutive_gateway,
+            got.consecutive_local_origin
+        ),
+        (None, Some(3), None)
+    );
+    assert!(
+        has_note(
+            &off,
+            "spec.trafficPolicy.outlierDetection.consecutiveErrors"
+        ),
+        "{:?}",
+        off.notes
+    );
+    assert!(has_note(
+        &off,
+        "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures"
+    ));
+    let split = compile_ok(&two_hosts(&rule(
+        "{splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2}",
+    )));
+    let got = outlier(&split).expect("detection");
+    assert_eq!(
+        (got.split_local_origin, got.consecutive_local_origin),
+        (true, Some(2))
+    );
+}
+
+#[test]
+fn bad_outlier_detection_fields_are_errors_naming_the_field() {
+    for (od, field) in [
+        (
+            "{interval: often}",
+            "spec.trafficPolicy.outlierDetection.interval",
+        ),
+        (
+            "{baseEjectionTime: 0s}",
+            "spec.trafficPolicy.outlierDetection.baseEjectionTime",
+        ),
+        (
+            "{maxEjectionPercent: 101}",
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
+        ),
+        (
+            "{minHealthPercent: -1}",
+            "spec.trafficPolicy.outlierDetection.minHealthPercent",
+        ),
+        (
+            "{outlierDetectionHttpErrorCodes: [503, 700]}",
+            "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[1]",
+        ),
+    ] {
+        let rule = resource(
+            "DestinationRule",
+            "api",
+            &format!("  host: api.example.com\n  trafficPolicy: {{outlierDetection: {od}}}\n"),
+        );
+        let (compiled, _) = compile_text(&two_hosts(&rule));
+        single_error(&compiled, "DestinationRule default/api", field);
+    }
+}

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::share;
 use crate::http::{
-    ConnectionLimits, HttpAction, HttpRouteTable, HttpRule, Redirect, RedirectPort, RequestMatch,
-    StrMatch,
+    ConnectionLimits, HttpAction, HttpRouteTable, HttpRule, OutlierDetection, Redirect,
+    RedirectPort, RequestMatch, StrMatch,
 };
 
 /// `http[0]  headers[end-user] = "jason"  -> reviews...|v2|9080 100.0%`, a line per rule.
@@ -91,7 +91,11 @@ fn action(table: &HttpRouteTable, action: &HttpAction) -> String {
                     let cluster = table.clusters.get(d.cluster);
                     let name = cluster.map_or("?", |c| c.name.as_str());
                     let limits = cluster.map(|c| limits(&c.limits)).unwrap_or_default();
-                    format!("{name} {}{limits}", share(d.weight))
+                    let outlier = cluster
+                        .and_then(|c| c.outlier.as_ref())
+                        .map(outlier)
+                        .unwrap_or_default();
+                    format!("{name} {}{limits}{outlier}", share(d.weight))
                 })
                 .collect();
             format!("-> {}", parts.join(", "))
@@ -124,6 +128,25 @@ fn limits(l: &ConnectionLimits) -> String {
     } else {
         format!(" (limits: {})", parts.join(", "))
     }
+}
+
+/// ` (outlierDetection: consecutive5xxErrors 5, ...)` for a cluster with one.
+fn outlier(o: &OutlierDetection) -> String {
+    let mut parts: Vec<String> = [
+        ("consecutive5xxErrors", o.consecutive_5xx),
+        ("consecutiveGatewayErrors", o.consecutive_gateway),
+        ("consecutiveLocalOriginFailures", o.consecutive_local_origin),
+    ]
+    .iter()
+    .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
+    .collect();
+    parts.push(format!("interval {:?}", o.interval));
+    parts.push(format!("baseEjectionTime {:?}", o.base_ejection_time));
+    parts.push(format!("maxEjectionPercent {}", o.max_ejection_percent));
+    if o.min_health_percent > 0 {
+        parts.push(format!("minHealthPercent {}", o.min_health_percent));
+    }
+    format!(" (outlierDetection: {})", parts.join(", "))
 }
 
 fn redirect(r: &Redirect) -> String {

@@ -12,25 +12,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use support::{ConfigDir, L7Node, addr, assert_seed_rule_alternates};
-use vsteer_datapath::OriginalDestinations;
-use vsteer_testkit::http::{Body, H1, H2, Reply, request};
-use vsteer_testkit::{
-    AgentProcess, PinDir, TestCgroup, kernel_tests_enabled, stats, tcp_sockets_in,
-};
-
-const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Any one exchange; a lost connection fails the test instead of stalling it.
-const TIMEOUT: Duration = Duration::from_secs(20);
-const PROXY: &str = "198.18.0.1:15001";
+use support::assert_seed_rule_alternates;
+use support::l7_stage::{L7Stage, PROXY, TIMEOUT, metric, service, virtual_service};
+use vsteer_testkit::http::{Body, H1, Reply, request};
+use vsteer_testkit::{kernel_tests_enabled, stats};
 
 const REVIEWS: &str = "127.100.0.1:9080";
 const RATINGS: &str = "127.100.0.2:9080";
@@ -72,61 +62,6 @@ const BACKENDS: [(&str, &str); 16] = [
     ("guarded-v3", "127.0.10.3:80"),
     ("unused", "127.0.9.1:80"),
 ];
-
-/// ServiceEntry, DestinationRule (subsets by version) for one service.
-fn service(name: &str, vip: &str, port: &str, endpoints: &[(&str, &str)]) -> String {
-    let (ip, number) = vip.rsplit_once(':').unwrap();
-    let mut yaml = format!(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.default.svc.cluster.local]
-  addresses: [{ip}]
-  ports: [{{number: {number}, {port}}}]
-  resolution: STATIC
-  endpoints:
-"
-    );
-    let mut versions = Vec::new();
-    for (address, version) in endpoints {
-        let (ip, target) = address.rsplit_once(':').unwrap();
-        yaml.push_str(&format!(
-            "  - {{address: {ip}, ports: {{{}: {target}}}, labels: {{version: {version}}}}}\n",
-            port.split(',').next().unwrap().trim_start_matches("name: ")
-        ));
-        versions.push(*version);
-    }
-    yaml.push_str(&format!(
-        "---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: {name}}}
-spec:
-  host: {name}
-  subsets:
-"
-    ));
-    for version in versions {
-        yaml.push_str(&format!(
-            "  - {{name: {version}, labels: {{version: {version}}}}}\n"
-        ));
-    }
-    yaml
-}
-
-fn virtual_service(name: &str, http: &str) -> String {
-    format!(
-        "---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}]
-  http:
-{http}"
-    )
-}
 
 /// The seed's reviews, a weighted ratings canary behind a header rule, a gRPC service, a
 /// web service with every other action, and a front service whose only endpoint is the VIP
@@ -300,122 +235,15 @@ spec:
     ]
 }
 
-/// The node (agent, proxy, backends) and a pod joined to it, with the agent running.
-struct Stage {
-    // Field order is drop order: the agent first (it stops by its pid), then the backends,
-    // their runtime, the link and the namespaces, the pins and the cgroup.
-    agent: AgentProcess,
-    l7: L7Node,
-    _config: ConfigDir,
-    pins: PinDir,
-    cgroup: TestCgroup,
-}
-
-impl Stage {
-    fn new() -> Stage {
-        let l7 = L7Node::new(&BACKENDS);
-        let cgroup = TestCgroup::new().expect("cgroup");
-        let pins = PinDir::new();
-        let files = config();
-        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-        let config = ConfigDir::new(&files);
-        let state_dir = pins.state_dir();
-        let args: Vec<&std::ffi::OsStr> = vec![
-            "run".as_ref(),
-            "--config".as_ref(),
-            config.path().as_os_str(),
-            "--cgroup".as_ref(),
-            cgroup.path().as_os_str(),
-            "--pin-dir".as_ref(),
-            pins.path().as_os_str(),
-            "--state-dir".as_ref(),
-            state_dir.as_os_str(),
-            "--proxy-addr".as_ref(),
-            PROXY.as_ref(),
-            "--admin-addr".as_ref(),
-            "127.0.0.1:15020".as_ref(),
-        ];
-        // The agent in the node's namespace and in the cgroup: its proxy's upstream connects
-        // meet the hooks (and must pass by their mark).
-        let agent = AgentProcess::start_in(
-            Path::new(VSTEER),
-            &args,
-            READY_TIMEOUT,
-            &l7.node,
-            Some(&cgroup),
-        )
-        .expect("agent ready");
-        assert!(
-            agent.ready_line().contains("proxied=8"),
-            "{}",
-            agent.ready_line()
-        );
-        Stage {
-            agent,
-            l7,
-            _config: config,
-            pins,
-            cgroup,
-        }
-    }
-
-    /// `count` TCP connections from the pod to `target`, as an application makes them.
-    fn connect(&self, target: &str, count: usize) -> Vec<tokio::net::TcpStream> {
-        self.connect_from(&self.l7.pod, target, count)
-    }
-
-    /// `count` TCP connections from a socket of namespace `ns` (the pod's, or the node's
-    /// where the backends' loopback addresses are) in the agent's cgroup to `target`.
-    fn connect_from(
-        &self,
-        ns: &vsteer_testkit::NetNs,
-        target: &str,
-        count: usize,
-    ) -> Vec<tokio::net::TcpStream> {
-        let target = addr(target);
-        let sockets = tcp_sockets_in(ns, &self.cgroup, libc::AF_INET, count)
-            .expect("sockets in the namespace");
-        let _in_runtime = self.l7.runtime.enter();
-        sockets
-            .into_iter()
-            .map(|fd| {
-                let socket = socket2::Socket::from(fd);
-                socket
-                    .set_read_timeout(Some(TIMEOUT))
-                    .expect("socket timeout");
-                socket
-                    .connect(&target.into())
-                    .unwrap_or_else(|e| panic!("connect from the pod to {target}: {e}"));
-                let stream: std::net::TcpStream = socket.into();
-                stream.set_nonblocking(true).expect("non-blocking");
-                tokio::net::TcpStream::from_std(stream).expect("tokio stream")
-            })
-            .collect()
-    }
-
-    fn h1(&self, target: &str) -> H1 {
-        let stream = self.connect(target, 1).pop().unwrap();
-        self.block(H1::over(stream))
-    }
-
-    fn h2(&self, target: &str) -> H2 {
-        let stream = self.connect(target, 1).pop().unwrap();
-        self.block(H2::over(stream))
-    }
-
-    /// Runs `f` on the test runtime, bounded by [`TIMEOUT`].
-    fn block<T>(&self, f: impl Future<Output = T>) -> T {
-        self.l7
-            .runtime
-            .block_on(async { tokio::time::timeout(TIMEOUT, f).await })
-            .expect("an exchange took longer than the timeout")
-    }
-
-    fn original_entries(&self) -> usize {
-        OriginalDestinations::open_pinned(self.pins.path())
-            .expect("the pinned original-destination map")
-            .len()
-    }
+/// The stage on [`config`], with its seven proxied services.
+fn stage() -> L7Stage {
+    let stage = L7Stage::new(&BACKENDS, &config());
+    assert!(
+        stage.agent.ready_line().contains("proxied=8"),
+        "{}",
+        stage.agent.ready_line()
+    );
+    stage
 }
 
 async fn get(h1: &mut H1, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -427,7 +255,7 @@ fn the_seed_rule_over_http1_keep_alive_alternates_per_request() {
     if !kernel_tests_enabled("the_seed_rule_over_http1_keep_alive_alternates_per_request") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let mut h1 = stage.h1(REVIEWS);
     stage.block(assert_seed_rule_alternates(&mut h1, 40, TIMEOUT));
     // Through the proxy, the backend saw the client's own request.
@@ -441,7 +269,7 @@ fn the_seed_rule_over_http2_prior_knowledge_routes_each_stream() {
     if !kernel_tests_enabled("the_seed_rule_over_http2_prior_knowledge_routes_each_stream") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let h2 = stage.h2(REVIEWS);
     let replies: Vec<(bool, String)> = stage.block(async {
         let mut streams = Vec::new();
@@ -474,7 +302,7 @@ fn two_hundred_concurrent_clients_get_their_own_service_and_leave_no_entry() {
     ) {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let reviews = stage.connect(REVIEWS, 100);
     let web = stage.connect(WEB, 100);
     // All 200 connections are open at once, each with its own original destination.
@@ -532,7 +360,7 @@ fn a_90_10_route_splits_requests_on_keep_alive_connections() {
     }
     const CONNECTIONS: usize = 8;
     const PER_CONNECTION: usize = 1_500;
-    let stage = Stage::new();
+    let stage = stage();
     let streams = stage.connect(RATINGS, CONNECTIONS);
     let counts: BTreeMap<String, u64> = stage
         .l7
@@ -581,7 +409,7 @@ fn a_grpc_call_is_routed_by_header_and_its_trailers_arrive() {
     if !kernel_tests_enabled("a_grpc_call_is_routed_by_header_and_its_trailers_arrive") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let h2 = stage.h2(GRPC);
     for (route, expected) in [(Some("v2"), "grpc-v2"), (None, "grpc-v1")] {
         let mut h2 = h2.clone();
@@ -630,7 +458,7 @@ fn a_websocket_upgrade_passes_through_the_proxy() {
     }
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let stage = Stage::new();
+    let stage = stage();
     let stream = stage.connect(REVIEWS, 1).pop().unwrap();
     let echoed = stage.block(async move {
         let mut req = "ws://reviews:9080/chat".into_client_request().unwrap();
@@ -663,7 +491,7 @@ fn connection_pool_limits_overflow_with_503_and_hold_one_upstream_connection() {
     ) {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let backend = stage
         .l7
         .backends
@@ -709,7 +537,7 @@ fn a_delegate_virtual_services_rules_serve_within_the_root_rule() {
     if !kernel_tests_enabled("a_delegate_virtual_services_rules_serve_within_the_root_rule") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let mut h1 = stage.h1(WEB);
     let (v2, v1, elsewhere) = stage.block(async {
         let v2 = get(&mut h1, "web", "/team/v2/page", &[]).await;
@@ -734,7 +562,7 @@ fn redirect_rewrite_headers_direct_response_and_404() {
     if !kernel_tests_enabled("redirect_rewrite_headers_direct_response_and_404") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let mut h1 = stage.h1(WEB);
     let (redirect, direct, rewritten, missing) = stage.block(async {
         let redirect = get(&mut h1, "web", "/old/page", &[]).await;
@@ -776,7 +604,7 @@ fn faults_timeouts_and_cors_through_the_real_hook() {
     if !kernel_tests_enabled("faults_timeouts_and_cors_through_the_real_hook") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     let mut h1 = stage.h1(WEB);
     let (fault, timeout, preflight) = stage.block(async {
         let fault = get(&mut h1, "web", "/fault", &[]).await;
@@ -817,7 +645,7 @@ fn the_proxys_upstream_connect_to_another_vip_is_not_redirected() {
     if !kernel_tests_enabled("the_proxys_upstream_connect_to_another_vip_is_not_redirected") {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     // The pod's request to middle itself with the header: its proxy rule applies.
     let mut middle = stage.h1(MIDDLE);
     let direct = stage.block(get(&mut middle, "middle", "/", &[("x-via", "front")]));
@@ -836,7 +664,7 @@ fn connections_the_kernel_did_not_redirect_are_refused_and_counted() {
     if !kernel_tests_enabled("connections_the_kernel_did_not_redirect_are_refused_and_counted") {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = stage();
     // Straight to the proxy's address: no original destination.
     let mut stream = stage.connect(PROXY, 1).pop().unwrap();
     let read = stage.block(async {
@@ -873,7 +701,7 @@ fn an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_ha
     ) {
         return;
     }
-    let stage = Stage::new();
+    let stage = stage();
     // Kernel-path connects to the TCP service, each with one request: who answered. From
     // the node's namespace, where the backends' loopback addresses are (a pod's connect
     // would land on its own loopback).
@@ -1010,60 +838,4 @@ fn an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_ha
         Some(1.0),
         "{metrics}"
     );
-}
-
-impl Stage {
-    /// `vsteer status` of the agent, run in its namespace.
-    fn status(&self) -> String {
-        let pins = self.pins.path().to_path_buf();
-        let output = self
-            .l7
-            .node
-            .run(move || {
-                std::process::Command::new(VSTEER)
-                    .arg("status")
-                    .arg("--pin-dir")
-                    .arg(&pins)
-                    .args(["--admin-addr", "127.0.0.1:15020"])
-                    .output()
-            })
-            .expect("a thread in the node's namespace")
-            .expect("vsteer status");
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// The agent's `/metrics`, fetched inside its namespace.
-    fn metrics(&self) -> String {
-        let reply = self.l7.node.run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut h1 = tokio::time::timeout(TIMEOUT, H1::connect(addr("127.0.0.1:15020")))
-                    .await
-                    .expect("admin connect");
-                tokio::time::timeout(TIMEOUT, h1.get("admin", "/metrics", &[]))
-                    .await
-                    .expect("admin reply")
-            })
-        });
-        let reply = reply.expect("the metrics fetch");
-        assert_eq!(reply.status, 200);
-        reply.body
-    }
-}
-
-/// The value of the first sample whose name contains `name`.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|n| n.contains(name))
-        })
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }

@@ -47,8 +47,12 @@ fn next_ip() -> IpAddr {
 /// `/hold-on/NAME` on the backend called NAME); `/fail-on/NAME` answers 503 from the backend
 /// called NAME; `/keep` keeps the request body (see [`Backend::kept`]; `/keep/fail-on/NAME`
 /// answers 503 from NAME after reading it); `/echo` streams the request body back; `/stall-body` sends its headers and a first line, then
-/// nothing for 10 s; gRPC requests get their body back with trailers; a
-/// WebSocket upgrade is accepted and each message echoed as `NAME: message`.
+/// nothing for 10 s; `/flaky` answers 503 and 200 in turn, by a count of the backend's own
+/// (its first `/flaky` fails); `/sleep/MS` answers after MS milliseconds (and
+/// `/sleep-on/NAME/MS` on the backend called NAME, the others at once), counting the sleeps
+/// that ended and those whose request was dropped first (see [`Backend::sleeps`]); gRPC
+/// requests get their body back with trailers; a WebSocket upgrade is accepted and each
+/// message echoed as `NAME: message`.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
@@ -60,7 +64,58 @@ pub struct Backend {
     connections: Arc<Connections>,
     /// The bodies of `/keep` requests, in arrival order.
     kept: Arc<std::sync::Mutex<Vec<String>>>,
+    faults: Arc<Faults>,
     task: JoinHandle<()>,
+}
+
+/// What the backend's own failures and sleeps have done so far.
+#[derive(Default)]
+struct Faults {
+    /// `/flaky` requests served: an even count before one means it fails.
+    flaky: AtomicUsize,
+    sleeps_started: AtomicUsize,
+    sleeps_completed: AtomicUsize,
+    sleeps_cancelled: AtomicUsize,
+}
+
+/// How `/sleep` requests ended so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sleeps {
+    pub started: usize,
+    /// Slept their time and answered.
+    pub completed: usize,
+    /// Dropped before their time was up: the connection or stream went away.
+    pub cancelled: usize,
+}
+
+/// Counts a sleep as cancelled unless it ended.
+struct SleepGuard<'a> {
+    faults: &'a Faults,
+    completed: bool,
+}
+
+impl Drop for SleepGuard<'_> {
+    fn drop(&mut self) {
+        let counter = if self.completed {
+            &self.faults.sleeps_completed
+        } else {
+            &self.faults.sleeps_cancelled
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// How long the backend called `name` sleeps on `path`: `/sleep/MS` on any backend,
+/// `/sleep-on/NAME/MS` on NAME only.
+fn sleep_for(path: &str, name: &str) -> Option<std::time::Duration> {
+    let ms = match path.strip_prefix("/sleep-on/") {
+        Some(rest) => {
+            let (on, ms) = rest.rsplit_once('/')?;
+            (on == name).then_some(ms)?
+        }
+        None => path.strip_prefix("/sleep/")?,
+    };
+    ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
 #[derive(Default)]
@@ -133,6 +188,8 @@ impl Backend {
         let connections2 = connections.clone();
         let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept2 = kept.clone();
+        let faults = Arc::new(Faults::default());
+        let faults2 = faults.clone();
         let task = tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             loop {
@@ -143,6 +200,7 @@ impl Backend {
                 let (name, release, held) = (name2.clone(), release2.clone(), held2.clone());
                 let seen = seen2.clone();
                 let kept = kept2.clone();
+                let faults = faults2.clone();
                 let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
                 tasks.spawn(async move {
                     let _open = open;
@@ -160,10 +218,14 @@ impl Backend {
                         let (name, release, held, up_tx) =
                             (name.clone(), release.clone(), held.clone(), up_tx.clone());
                         let kept = kept.clone();
+                        let faults = faults.clone();
                         async move {
                             if req.uri().path() == "/keep" || req.uri().path().starts_with("/keep/")
                             {
                                 return Ok::<_, Infallible>(keep(&name, &kept, req).await);
+                            }
+                            if let Some(response) = fault(&name, &faults, req.uri().path()).await {
+                                return Ok(response);
                             }
                             Ok::<_, Infallible>(answer(&name, &release, &held, &up_tx, req).await)
                         }
@@ -191,7 +253,17 @@ impl Backend {
             seen,
             connections,
             kept,
+            faults,
             task,
+        }
+    }
+
+    /// How the `/sleep` requests served so far ended.
+    pub fn sleeps(&self) -> Sleeps {
+        Sleeps {
+            started: self.faults.sleeps_started.load(Ordering::SeqCst),
+            completed: self.faults.sleeps_completed.load(Ordering::SeqCst),
+            cancelled: self.faults.sleeps_cancelled.load(Ordering::SeqCst),
         }
     }
 
@@ -229,6 +301,36 @@ impl Backend {
     pub fn release(&self, n: usize) {
         self.release.add_permits(n);
     }
+}
+
+/// `/flaky`'s 503 in turn, and `/sleep`'s wait (then `None`: answered as any request).
+async fn fault(name: &str, faults: &Faults, path: &str) -> Option<Response<Body>> {
+    if path == "/flaky"
+        && faults
+            .flaky
+            .fetch_add(1, Ordering::SeqCst)
+            .is_multiple_of(2)
+    {
+        return Some(
+            Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header("x-backend", name)
+                .body(full(format!("{name}\nfailed on purpose\n")))
+                .unwrap(),
+        );
+    }
+    if let Some(time) = sleep_for(path, name) {
+        faults.sleeps_started.fetch_add(1, Ordering::SeqCst);
+        // hyper drops this future when the request's connection or stream goes: the guard
+        // then counts it cancelled.
+        let mut guard = SleepGuard {
+            faults,
+            completed: false,
+        };
+        tokio::time::sleep(time).await;
+        guard.completed = true;
+    }
+    None
 }
 
 type Echo = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -596,5 +698,68 @@ impl H2 {
         self.send(request("GET", &uri, headers, empty()))
             .await
             .expect("a response")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sleep_paths() {
+        assert_eq!(
+            sleep_for("/sleep/250", "a"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            sleep_for("/sleep-on/a/9", "a"),
+            Some(Duration::from_millis(9))
+        );
+        assert_eq!(sleep_for("/sleep-on/b/9", "a"), None);
+        assert_eq!(sleep_for("/sleep/x", "a"), None);
+        assert_eq!(sleep_for("/sleeps", "a"), None);
+    }
+
+    #[test]
+    fn flaky_alternates_and_sleeps_count_how_they_end() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let backend = Backend::start("flaky").await;
+            let mut h1 = H1::connect(backend.addr).await;
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                statuses.push(h1.get("x", "/flaky", &[]).await.status.as_u16());
+            }
+            assert_eq!(statuses, [503, 200, 503, 200]);
+            assert_eq!(h1.get("x", "/sleep/1", &[]).await.status, 200);
+            // A request dropped mid-sleep: its connection closes.
+            let mut dropped = H1::connect(backend.addr).await;
+            let gone = tokio::time::timeout(
+                Duration::from_millis(50),
+                dropped.get("x", "/sleep/10000", &[]),
+            )
+            .await;
+            assert!(gone.is_err(), "answered before its sleep ended");
+            drop(dropped);
+            for _ in 0..200 {
+                if backend.sleeps().cancelled == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let sleeps = backend.sleeps();
+            assert_eq!(
+                sleeps,
+                Sleeps {
+                    started: 2,
+                    completed: 1,
+                    cancelled: 1
+                }
+            );
+        });
     }
 }

@@ -1,4 +1,5 @@
-//! Statistical checks for weighted traffic: Pearson's chi-square goodness-of-fit test.
+//! Statistical checks for weighted traffic (Pearson's chi-square goodness-of-fit test) and
+//! latency percentiles.
 use anyhow::{Result, bail};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
@@ -38,9 +39,29 @@ pub fn assert_split(observed: &[u64], expected_shares: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// The `p`-th percentile (0 < p <= 100) of `samples` by nearest rank: the smallest sample
+/// at least `p`% of them do not exceed. `None` for no samples.
+pub fn percentile(samples: &[std::time::Duration], p: f64) -> Option<std::time::Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let ms = |v: u64| std::time::Duration::from_millis(v);
+        let samples: Vec<_> = (1..=100).rev().map(ms).collect();
+        assert_eq!(percentile(&samples, 99.0), Some(ms(99)));
+        assert_eq!(percentile(&samples, 100.0), Some(ms(100)));
+        assert_eq!(percentile(&samples, 50.0), Some(ms(50)));
+        assert_eq!(percentile(&[ms(7)], 99.0), Some(ms(7)));
+        assert_eq!(percentile(&[], 99.0), None);
+    }
 
     #[test]
     fn accepts_a_fair_split_and_rejects_a_skewed_one() {

@@ -2,6 +2,8 @@
 //! cgroup and pinned datapath of the test's own.
 #![allow(dead_code)]
 
+pub mod l7_stage;
+
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use vsteer_compiler as compiler;

@@ -152,7 +152,8 @@ fn retries_hide_a_backend_that_fails_every_other_request() {
     let mut h1 = stage.h1(FLAKY);
     let metrics = stage.metrics();
     let retries_before = metric(&metrics, "vsteer_proxy_upstream_retries").expect("retries");
-    let (retried, defaulted, off) = stage.block_for(Duration::from_secs(60), async {
+    // Each retry waits Envoy's back-off first (about 12 ms on average): some 25 s in all.
+    let (retried, defaulted, off) = stage.block_for(Duration::from_secs(120), async {
         let retried = sequential(
             &mut h1,
             "flaky",

@@ -185,6 +185,11 @@ pub fn check_rule(rule: &HttpRoute, field: &str, problems: &mut Problems) {
             &format!("{at}.perTryTimeout"),
             problems,
         );
+        duration(
+            retries.backoff.as_deref(),
+            &format!("{at}.backoff"),
+            problems,
+        );
     }
     if let Some(fault) = &rule.fault {
         check_fault(fault, &format!("{field}.fault"), problems);
@@ -430,6 +435,11 @@ pub fn table(
                     .map(String::from)
                     .collect(),
                 retry_remote_localities: r.retry_remote_localities.unwrap_or(false),
+                backoff: r
+                    .backoff
+                    .as_deref()
+                    .and_then(|t| parse_duration(t).ok())
+                    .filter(|t| !t.is_zero()),
             }),
             fault: rule.fault.as_ref().map(fault),
             mirrors,

@@ -291,6 +291,13 @@ pub struct RetryPolicy {
     /// codes.
     pub retry_on: Vec<String>,
     pub retry_remote_localities: bool,
+    /// `backoff`: the base interval of Envoy's jittered exponential back-off between tries
+    /// (unset: Envoy's 25 ms).
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backoff: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -346,6 +346,8 @@ async fn serve(
             };
             retries -= 1;
             ProxyStats::add(&stats.retries);
+            // Envoy's back-off before each retry (bounded by the route's timeout).
+            tokio::time::sleep(retry.backoff(retry.attempts - retries)).await;
             tracing::debug!(
                 "{} ({}): retried on another endpoint",
                 cluster.name,

@@ -3,6 +3,10 @@
 //! retriable-status-codes` with 503 the retriable status), else `attempts` on `retryOn`
 //! (Istio's default conditions when it is empty; numbers in it are retriable status codes).
 //!
+//! Each retry waits first, as Envoy's fully jittered exponential back-off: the n-th a random
+//! time up to (2^n - 1) times the base interval (`backoff`, 25 ms unset), at most ten times
+//! the base.
+//!
 //! A connect failure is retried for any request (it never left). Anything after the request
 //! left (a reset, a retriable status) is retried only for a request without a body, which
 //! can be sent again as it was; a request with a body is not buffered for it yet.
@@ -23,7 +27,12 @@ pub(crate) struct CompiledRetry {
     status_codes: Vec<u16>,
     /// gRPC status codes whose `grpc-status` in the response headers is retried.
     grpc: Vec<u8>,
+    /// The back-off's base interval.
+    backoff: std::time::Duration,
 }
+
+/// Envoy's base interval of the retry back-off when none is set.
+const DEFAULT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Istio's default retry conditions.
 const ISTIO_DEFAULT_ON: [&str; 5] = [
@@ -36,6 +45,7 @@ const ISTIO_DEFAULT_ON: [&str; 5] = [
 
 impl CompiledRetry {
     pub(crate) fn compile(policy: Option<&RetryPolicy>) -> CompiledRetry {
+        let backoff = policy.and_then(|p| p.backoff).unwrap_or(DEFAULT_BACKOFF);
         let (attempts, per_try_timeout, on): (u32, _, Vec<&str>) = match policy {
             None => (2, None, ISTIO_DEFAULT_ON.to_vec()),
             Some(p) if p.retry_on.is_empty() => {
@@ -53,6 +63,7 @@ impl CompiledRetry {
         let mut retry = CompiledRetry {
             attempts,
             per_try_timeout: per_try_timeout.filter(|t| !t.is_zero()),
+            backoff,
             ..CompiledRetry::default()
         };
         let mut status_codes_on = false;
@@ -92,6 +103,15 @@ impl CompiledRetry {
         retry
     }
 
+    /// How long to wait before retry `n` (1 for the first): random up to
+    /// (2^n - 1) x base, capped at 10 x base.
+    pub(crate) fn backoff(&self, n: u32) -> std::time::Duration {
+        let base = self.backoff.as_micros().min(u128::from(u32::MAX)) as u64;
+        let factor = (1u64 << n.clamp(1, 16)) - 1;
+        let bound = base.saturating_mul(factor).min(base.saturating_mul(10));
+        std::time::Duration::from_micros(fastrand::u64(0..=bound))
+    }
+
     pub(crate) fn on_connect_failure(&self) -> bool {
         self.connect_failure
     }
@@ -124,7 +144,30 @@ mod tests {
             per_try_timeout: None,
             retry_on: on.iter().map(|s| s.to_string()).collect(),
             retry_remote_localities: false,
+            backoff: None,
         }
+    }
+
+    #[test]
+    fn the_back_off_grows_as_envoys_and_stops_at_ten_times_the_base() {
+        let retry = CompiledRetry::compile(Some(&RetryPolicy {
+            backoff: Some(std::time::Duration::from_millis(10)),
+            ..policy(5, &["5xx"])
+        }));
+        let most = |n: u32| (0..2000).map(|_| retry.backoff(n)).max().unwrap();
+        let ms = std::time::Duration::from_millis;
+        // Up to 10, 30, 70, then 100 ms; 2,000 draws come within 5% of each bound.
+        for (n, bound) in [
+            (1, ms(10)),
+            (2, ms(30)),
+            (3, ms(70)),
+            (4, ms(100)),
+            (9, ms(100)),
+        ] {
+            let max = most(n);
+            assert!(max <= bound && max * 20 >= bound * 19, "retry {n}: {max:?}");
+        }
+        assert_eq!(CompiledRetry::compile(None).backoff, DEFAULT_BACKOFF);
     }
 
     fn status(code: u16) -> StatusCode {

@@ -63,13 +63,18 @@ pub(crate) fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
 }
 
 impl Upstream {
-    async fn connect(&self, pool: &EndpointPool) -> anyhow::Result<TcpStream> {
-        let timeout = pool
-            .limits
+    /// The connect timeout for `pool`'s endpoint: its cluster's `connectTimeout`, else the
+    /// proxy's.
+    fn connect_timeout(&self, pool: &EndpointPool) -> Duration {
+        pool.limits
             .as_ref()
             .and_then(|l| l.settings.connect_timeout)
-            .unwrap_or(self.connect_timeout);
-        self.connect_within(pool.addr, timeout).await
+            .unwrap_or(self.connect_timeout)
+    }
+
+    async fn connect(&self, pool: &EndpointPool) -> anyhow::Result<TcpStream> {
+        self.connect_within(pool.addr, self.connect_timeout(pool))
+            .await
     }
 
     async fn connect_within(
@@ -118,12 +123,7 @@ impl Upstream {
             .map_err(|e| {
                 UpstreamError::Connect(anyhow!(e).context(format!("HTTP/1.1 to endpoint {addr}")))
             })?;
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!("upstream HTTP/1.1 connection to {addr}: {e}");
-            }
-        });
+        drive(conn, slot, addr, "HTTP/1.1");
         Ok(sender)
     }
 
@@ -141,12 +141,7 @@ impl Upstream {
             .map_err(|e| {
                 UpstreamError::Connect(anyhow!(e).context(format!("HTTP/2 to endpoint {addr}")))
             })?;
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!("upstream HTTP/2 connection to {addr}: {e}");
-            }
-        });
+        drive(conn, slot, addr, "HTTP/2");
         Ok(sender)
     }
 
@@ -242,10 +237,7 @@ impl Upstream {
                             }
                         }
                         let since = pending.as_ref().map_or_else(Instant::now, |(_, t)| *t);
-                        let patience = limits
-                            .settings
-                            .connect_timeout
-                            .unwrap_or(self.connect_timeout);
+                        let patience = self.connect_timeout(pool);
                         let left = patience.saturating_sub(since.elapsed());
                         if left.is_zero() {
                             return Err((UpstreamError::Overflow, Some(req)));
@@ -302,4 +294,20 @@ impl Upstream {
         });
         sender.send_request(req).await.map_err(UpstreamError::Reset)
     }
+}
+
+/// Drives a new upstream connection to its end on a task of its own, holding its place in
+/// the pool and limits (`slot`) until then.
+fn drive<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    slot: Reserved,
+    addr: SocketAddr,
+    protocol: &'static str,
+) {
+    tokio::spawn(async move {
+        let _slot = slot;
+        if let Err(e) = conn.await {
+            tracing::debug!("upstream {protocol} connection to {addr}: {e}");
+        }
+    });
 }

@@ -264,14 +264,7 @@ async fn serve(
     let mut in_flight = InFlight::new(&endpoint.pool);
     let send = async {
         if upgrade {
-            return shared
-                .upstream
-                .send_upgrade(endpoint.addr, request)
-                .await
-                .map(|response| Sent {
-                    response,
-                    pooled: None,
-                });
+            return shared.upstream.send_upgrade(&endpoint.pool, request).await;
         }
         // Retries go to another endpoint (Istio's previous-hosts predicate). A connect
         // failure gives the request back (it never left); after it left, a request is sent
@@ -398,6 +391,7 @@ async fn serve(
     let Sent {
         mut response,
         pooled,
+        place,
     } = match sent {
         Ok(sent) => sent,
         Err(UpstreamError::Connect(e)) => {
@@ -452,7 +446,7 @@ async fn serve(
     head.version = Version::HTTP_11;
     head.extensions.clear();
     if let Some((downstream, upstream)) = tunnel {
-        let hold = Box::new((in_flight, request_slot, guard, conn.open.clone()));
+        let hold = Box::new((in_flight, request_slot, guard, conn.open.clone(), place));
         upgrade::tunnel(downstream, upstream, hold, shared.shutdown.clone());
         return Response::from_parts(head, ProxyBody::empty());
     }
@@ -460,7 +454,7 @@ async fn serve(
         head,
         ProxyBody::upstream(
             body,
-            Box::new((in_flight, pooled, request_slot, guard)),
+            Box::new((in_flight, pooled, request_slot, guard, place)),
             deadline,
         ),
     )

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use http::{Request, Response};
@@ -49,6 +49,8 @@ pub(crate) enum UpstreamError {
 pub(crate) struct Sent {
     pub response: Response<Incoming>,
     pub pooled: Option<PooledH1>,
+    /// An upgrade's own connection's place in its pool and limits, held by the tunnel.
+    pub place: Option<Reserved>,
 }
 
 /// Whether `addr` is one of the proxy's listen addresses (a wildcard listener owns its port
@@ -192,6 +194,7 @@ impl Upstream {
                 Ok(response) => Ok(Sent {
                     response,
                     pooled: None,
+                    place: None,
                 }),
                 Err(mut e) => match e.take_message() {
                     // The shared connection closed under us before the request left.
@@ -208,6 +211,7 @@ impl Upstream {
                         Ok(Sent {
                             response,
                             pooled: None,
+                            place: None,
                         })
                     }
                     None => Err((UpstreamError::Reset(e.into_error()), None)),
@@ -215,7 +219,7 @@ impl Upstream {
             };
         }
         // Held from the first time the request waits for a connection until it has one.
-        let mut pending: Option<(Slot, Instant)> = None;
+        let mut pending: Option<Slot> = None;
         loop {
             let (mut sender, worker, uses, reused) = match pool.checkout_h1(self.idle_age) {
                 Some((sender, worker, uses)) => (sender, worker, uses, true),
@@ -226,28 +230,23 @@ impl Upstream {
                     },
                     None => {
                         // Only a limited pool has no room. Pending: wait for a connection to
-                        // close or go idle, as long as a connect may take, then look again.
+                        // close or go idle, then look again; as in Envoy's pools, as long as
+                        // the route's (or the try's) timeout allows.
                         let Some(limits) = &pool.limits else {
                             return Err((UpstreamError::Overflow, Some(req)));
                         };
                         if pending.is_none() {
                             match limits.pending() {
-                                Some(slot) => pending = Some((slot, Instant::now())),
+                                Some(slot) => pending = Some(slot),
                                 None => return Err((UpstreamError::Overflow, Some(req))),
                             }
-                        }
-                        let since = pending.as_ref().map_or_else(Instant::now, |(_, t)| *t);
-                        let patience = self.connect_timeout(pool);
-                        let left = patience.saturating_sub(since.elapsed());
-                        if left.is_zero() {
-                            return Err((UpstreamError::Overflow, Some(req)));
                         }
                         let freed = limits.freed();
                         tokio::pin!(freed);
                         freed.as_mut().enable();
                         // Enabled first: what frees from here on wakes it.
                         if !pool.worth_a_look() {
-                            let _ = tokio::time::timeout(left, freed).await;
+                            freed.await;
                         }
                         continue;
                     }
@@ -261,6 +260,7 @@ impl Upstream {
                     return Ok(Sent {
                         response,
                         pooled: Some(pooled),
+                        place: None,
                     });
                 }
                 Err(mut e) => match e.take_message() {
@@ -271,16 +271,17 @@ impl Upstream {
         }
     }
 
-    /// Sends an upgrade request on a connection of its own, which becomes the tunnel.
+    /// Sends an upgrade request on a connection of its own, which becomes the tunnel: a
+    /// connection of the endpoint's pool (its cluster's `maxConnections` count it; no room:
+    /// 503 overflow, as a tunnel does not wait).
     pub(crate) async fn send_upgrade(
         &self,
-        addr: SocketAddr,
+        pool: &Arc<EndpointPool>,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let stream = self
-            .connect_within(addr, self.connect_timeout)
-            .await
-            .map_err(UpstreamError::Connect)?;
+    ) -> Result<Sent, UpstreamError> {
+        let addr = pool.addr;
+        let place = pool.reserve().ok_or(UpstreamError::Overflow)?;
+        let stream = self.connect(pool).await.map_err(UpstreamError::Connect)?;
         let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -292,7 +293,15 @@ impl Upstream {
                 tracing::debug!("upstream upgrade connection to {addr}: {e}");
             }
         });
-        sender.send_request(req).await.map_err(UpstreamError::Reset)
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Reset)?;
+        Ok(Sent {
+            response,
+            pooled: None,
+            place: Some(place),
+        })
     }
 }
 

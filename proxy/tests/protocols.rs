@@ -399,3 +399,58 @@ async fn grpc_local_replies_take_grpc_form() {
     assert_eq!(stats.responses, [0, 1, 0, 1, 1], "{stats:?}");
     proxy.stop().await;
 }
+
+/// A WebSocket tunnel holds a connection of its endpoint's pool: under `maxConnections: 1`
+/// a second upgrade while the first tunnel is open overflows (503 at once, as a tunnel does
+/// not wait), and once the tunnel has closed the next one gets the place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_counts_in_max_connections() {
+    let (_backends, plan) = {
+        let backends = vec![Backend::start("v1").await, Backend::start("v2").await];
+        let yaml = service_entry(
+            "reviews",
+            "127.100.0.1",
+            9080,
+            "HTTP",
+            &[(&backends[0], "v1"), (&backends[1], "v2")],
+        ) + &destination_rule(
+            "reviews",
+            &["v1", "v2"],
+            "    connectionPool: {tcp: {maxConnections: 1}}\n",
+        ) + &virtual_service(
+            "reviews",
+            "  - route: [{destination: {host: reviews, subset: v1}}]\n",
+        );
+        (backends, plan_from_yaml(&yaml))
+    };
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let upgrade = || async {
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        tokio_tungstenite::client_async(format!("ws://{HOST}/chat"), stream).await
+    };
+    let (mut first, response) = upgrade().await.expect("the first tunnel");
+    assert_eq!(response.status(), 101);
+    match upgrade().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["x-envoy-overloaded"], "true");
+        }
+        other => panic!("a second tunnel beyond maxConnections: {other:?}"),
+    }
+    first.close(None).await.unwrap();
+    while first.next().await.is_some() {}
+    drop(first);
+    let mut opened = None;
+    for _ in 0..200 {
+        if let Ok((ws, _)) = upgrade().await {
+            opened = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ws = opened.expect("a tunnel once the first closed");
+    ws.send("again".into()).await.unwrap();
+    let echo = ws.next().await.expect("an echo").expect("no error");
+    assert_eq!(echo.into_text().unwrap().as_str(), "v1: again");
+    proxy.stop().await;
+}

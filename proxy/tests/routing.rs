@@ -1604,3 +1604,29 @@ spec:
     assert!(a_served > 0, "a got no request after its ejection");
     proxy.stop().await;
 }
+
+/// As in Envoy's pools, a pending request waits for a connection as long as the route's
+/// timeout allows, not just a connect timeout: with `connectTimeout: 100ms` the request
+/// pending behind a held one is served when that one ends, 500 ms later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_waits_past_the_connect_timeout() {
+    let to_v1 = "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let policy = "    connectionPool:
+      tcp: {maxConnections: 1, connectTimeout: 100ms}
+      http: {http1MaxPendingRequests: 1}
+";
+    let (backends, plan) = reviews(to_v1, policy).await;
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let addr = proxy.addr;
+    let held = tokio::spawn(async move { H1::connect(addr).await.get(HOST, "/hold", &[]).await });
+    eventually("one request at the endpoint", || backends[0].held() == 1).await;
+    let pending = tokio::spawn(async move { H1::connect(addr).await.get(HOST, "/", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "the pending request gave up");
+    backends[0].release(1);
+    assert_eq!(held.await.unwrap().status, 200);
+    let reply = pending.await.unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(proxy.stats.snapshot().overflows, 0);
+    proxy.stop().await;
+}

@@ -374,6 +374,7 @@ pub fn table(
     let mut table = HttpRouteTable {
         rules: Vec::new(),
         clusters: Vec::new(),
+        tls: None,
     };
     let mut decision: Option<Decision> = None;
     let spec = vs.spec();
@@ -553,6 +554,7 @@ pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> Htt
             cors: None,
         }],
         clusters,
+        tls: None,
     }
 }
 
@@ -662,7 +664,11 @@ fn mirrors(
 
 /// The index of `target`'s cluster for `key`, added when new; `None` when its port
 /// cannot carry the service (reported when the VirtualService was resolved).
-fn cluster_of(target: &Target, key: ServiceKey, clusters: &mut Vec<Cluster>) -> Option<usize> {
+pub(crate) fn cluster_of(
+    target: &Target,
+    key: ServiceKey,
+    clusters: &mut Vec<Cluster>,
+) -> Option<usize> {
     let port = target
         .named_port()
         .or_else(|| infer_port(&target.entry, key.port))?;

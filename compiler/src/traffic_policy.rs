@@ -195,9 +195,13 @@ pub(crate) fn outlier_detection(
             None => defaults.consecutive_5xx,
         },
         consecutive_gateway: settings.consecutive_gateway_errors.filter(|&n| n > 0),
-        consecutive_local_origin: settings
-            .consecutive_local_origin_failures
-            .filter(|&n| n > 0 && split),
+        // With the split, Istio sets a count only above 0; Envoy's default is 5 then.
+        consecutive_local_origin: split.then_some(
+            match settings.consecutive_local_origin_failures {
+                Some(n) if n > 0 => n,
+                _ => 5,
+            },
+        ),
         split_local_origin: split,
         interval: time(settings.interval.as_deref(), defaults.interval),
         base_ejection_time,

@@ -19,6 +19,37 @@ pub struct HttpRouteTable {
     /// Every destination the rules name (host, subset, port), with its endpoints; rules point
     /// here by index, so a destination named by several rules is held once.
     pub clusters: Vec<Cluster>,
+    /// On a TLS port: the `tls` rules, routing each connection by the SNI of its
+    /// ClientHello without terminating TLS (then `rules` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRoutes>,
+}
+
+/// A TLS port's routes, as Istio's filter chains: the first rule one of whose SNI host
+/// patterns matches the ClientHello's takes the connection; any other (no SNI, no TLS)
+/// goes to `fallback`, the service's connect-time route (its `tcp` rules, else all
+/// endpoints), as Istio's TCP filter chains after the TLS ones.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsRoutes {
+    pub rules: Vec<TlsRule>,
+    /// A cluster of `clusters`; `None`: such connections are closed (no endpoint).
+    pub fallback: Option<usize>,
+}
+
+/// One `tls` rule, with the match blocks that hold on this service (port, destination
+/// subnets) reduced to their SNI host patterns (exact, or `*.` and a suffix).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsRule {
+    pub route: RouteRef,
+    pub sni_hosts: Vec<String>,
+    /// Weights in parts per million, as HTTP routes'.
+    pub destinations: Vec<TlsDestination>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TlsDestination {
+    pub cluster: usize,
+    pub weight: u32,
 }
 
 /// One rule of the table.

@@ -182,29 +182,34 @@ impl Balancer {
         index.min(endpoints.len().saturating_sub(1))
     }
 
-    /// The balancer's pick among the endpoints `usable` takes: the pick (with `hash`),
-    /// redrawn up to 5 times (Istio's host selection retries, as with Envoy's previous-hosts
-    /// predicate), then the first usable one after the pick; `None` if none is.
-    pub(crate) fn pick_where(
+    /// Another pick than `first` (the balancer's, which `usable` refused), among the
+    /// endpoints `usable` takes; `None` if it takes none. Round robin moves on along its
+    /// schedule, a consistent hash along its ring; the others redraw up to 5 times (as
+    /// Istio's host selection retries), then take the first usable one.
+    pub(crate) fn pick_instead(
         &self,
+        first: usize,
         endpoints: &[EndpointState],
         hash: Option<u64>,
         usable: impl Fn(&EndpointState) -> bool,
     ) -> Option<usize> {
-        let first = self.pick(endpoints, hash);
-        if usable(&endpoints[first]) {
-            return Some(first);
-        }
-        // A consistent hash moves on along the ring's order of endpoints, not at random.
-        let redraws = if hash.is_some() { 0 } else { 5 };
-        (0..redraws)
-            .map(|_| self.pick(endpoints, None))
-            .find(|&i| usable(&endpoints[i]))
-            .or_else(|| {
-                (1..endpoints.len())
-                    .map(|k| (first + k) % endpoints.len())
-                    .find(|&i| usable(&endpoints[i]))
-            })
+        let n = endpoints.len();
+        let usable_at = |i: usize| i < n && usable(&endpoints[i]);
+        let found = match self {
+            Balancer::RoundRobin { schedule, next } => (0..schedule.len())
+                .map(|_| {
+                    let at = next.fetch_add(1, Relaxed) % schedule.len().max(1);
+                    schedule.get(at).map_or(0, |e| *e as usize)
+                })
+                .find(|&i| usable_at(i)),
+            Balancer::Hash { ring, .. } if hash.is_some() => {
+                hash.and_then(|h| ring.pick_where(h, usable_at))
+            }
+            _ => (0..5)
+                .map(|_| self.pick(endpoints, None))
+                .find(|&i| usable_at(i)),
+        };
+        found.or_else(|| (1..n).map(|k| (first + k) % n).find(|&i| usable_at(i)))
     }
 }
 
@@ -275,6 +280,67 @@ mod tests {
         let e = endpoints(&[5, 1, 1]);
         assert_eq!(schedule(&e), [0, 0, 1, 0, 2, 0, 0]);
         assert_eq!(schedule(&endpoints(&[2, 2])), [0, 1]);
+    }
+
+    /// The choice of [`ClusterState::pick`](crate::compiled::ClusterState::pick): the
+    /// balancer's, else another.
+    fn choose(
+        lb: &Balancer,
+        e: &[EndpointState],
+        hash: Option<u64>,
+        usable: impl Fn(&EndpointState) -> bool + Copy,
+    ) -> usize {
+        let first = lb.pick(e, hash);
+        if usable(&e[first]) {
+            first
+        } else {
+            lb.pick_instead(first, e, hash, usable)
+                .expect("a usable endpoint")
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_an_unusable_endpoint_and_shares_the_rest_evenly() {
+        for n in [3u8, 4, 5] {
+            let e = endpoints(&vec![1; usize::from(n)]);
+            let lb = Balancer::new(&HttpLoadBalancer::Simple(LoadBalancer::RoundRobin), &e);
+            let out = e[0].addr;
+            let mut counts = vec![0usize; e.len()];
+            for _ in 0..60 * usize::from(n) {
+                counts[choose(&lb, &e, None, |x| x.addr != out)] += 1;
+            }
+            assert_eq!(counts[0], 0);
+            // An even share each, to within one round of the schedule.
+            let even = 60 * usize::from(n) / (e.len() - 1);
+            assert!(
+                counts[1..]
+                    .iter()
+                    .all(|c: &usize| c.abs_diff(even) <= e.len()),
+                "{n}: {counts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hash_moves_only_an_unusable_endpoints_keys_and_spreads_them() {
+        let e = endpoints(&[1, 1, 1]);
+        let lb = Balancer::new(&HttpLoadBalancer::Header("x".into()), &e);
+        let out = e[0].addr;
+        let mut moved = [0; 3];
+        for key in 0..3000u64 {
+            let h = crate::hashing::hash64(&key.to_le_bytes());
+            let before = choose(&lb, &e, Some(h), |_| true);
+            let after = choose(&lb, &e, Some(h), |x| x.addr != out);
+            if before == 0 {
+                moved[after] += 1;
+            } else {
+                assert_eq!(before, after, "a key of a usable endpoint moved");
+            }
+        }
+        assert_eq!(moved[0], 0);
+        // Not all to one neighbour: each takes a real part of them.
+        let total = moved[1] + moved[2];
+        assert!(moved[1] * 5 > total && moved[2] * 5 > total, "{moved:?}");
     }
 
     #[test]

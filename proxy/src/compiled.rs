@@ -118,30 +118,31 @@ impl ClusterState {
         if endpoints.is_empty() {
             return None;
         }
-        let first = &endpoints[self.balancer.pick(endpoints, hash)];
-        if !self.outlier.as_ref().is_some_and(|o| o.any_ejected()) {
-            return Some(first);
+        let first = self.balancer.pick(endpoints, hash);
+        if self.usable(&endpoints[first]) {
+            return Some(&endpoints[first]);
         }
         self.balancer
-            .pick_where(endpoints, hash, |e| self.usable(e))
+            .pick_instead(first, endpoints, hash, |e| self.usable(e))
             .map(|i| &endpoints[i])
     }
 
-    /// An endpoint for a retry: not one of `tried` when another usable one exists.
-    pub(crate) fn pick_other(&self, tried: &[std::net::SocketAddr]) -> &EndpointState {
+    /// An endpoint for a retry: not one of `tried` when another usable one exists, else a
+    /// usable tried one; `None` when every endpoint is ejected.
+    pub(crate) fn pick_other(&self, tried: &[std::net::SocketAddr]) -> Option<&EndpointState> {
         let endpoints = &self.endpoints;
-        self.balancer
-            .pick_where(endpoints, None, |e| {
-                !tried.contains(&e.addr) && self.usable(e)
-            })
-            .or_else(|| {
-                self.balancer
-                    .pick_where(endpoints, None, |e| self.usable(e))
-            })
-            .map_or_else(
-                || &endpoints[self.balancer.pick(endpoints, None)],
-                |i| &endpoints[i],
-            )
+        if endpoints.is_empty() {
+            return None;
+        }
+        let fresh = |e: &EndpointState| !tried.contains(&e.addr) && self.usable(e);
+        let first = self.balancer.pick(endpoints, None);
+        if fresh(&endpoints[first]) {
+            return Some(&endpoints[first]);
+        }
+        match self.balancer.pick_instead(first, endpoints, None, fresh) {
+            Some(i) => Some(&endpoints[i]),
+            None => self.pick(None),
+        }
     }
 
     /// Counts one try's outcome at `endpoint` for outlier detection.

@@ -4,6 +4,7 @@
 //! headers out, forwarding headers and header operations in, path and authority rewritten,
 //! the URI and version the upstream protocol needs) and the response passed back streaming.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -262,6 +263,8 @@ async fn serve(
     // has no end, only to its response headers).
     let deadline = rule.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut in_flight = InFlight::new(&endpoint.pool);
+    // Whether a try is at the endpoint now (its outcome not reported yet).
+    let trying = std::sync::atomic::AtomicBool::new(false);
     let send = async {
         if upgrade {
             return shared.upstream.send_upgrade(&endpoint.pool, request).await;
@@ -289,6 +292,7 @@ async fn serve(
         };
         // Filled on a retry only: the common request allocates nothing for it.
         let mut tried = Vec::new();
+        trying.store(true, Relaxed);
         loop {
             let attempt = shared.upstream.send(&endpoint.pool, request);
             let result = match retry.per_try_timeout {
@@ -306,6 +310,8 @@ async fn serve(
                 Err((UpstreamError::TryTimeout, _)) => Some(Outcome::Timeout),
                 Err(_) => None,
             };
+            // Reported once: the route's timeout (below) reports only a try in flight.
+            trying.store(false, Relaxed);
             if let Some(outcome) = outcome {
                 cluster.report(endpoint, outcome);
             }
@@ -317,25 +323,29 @@ async fn serve(
                 None
             };
             let resend = replayable.is_some();
+            let again = match &result {
+                Ok(sent) => {
+                    resend && retry.on_response(sent.response.status(), sent.response.headers())
+                }
+                Err((UpstreamError::Connect(_), Some(_))) => {
+                    retries > 0 && retry.on_connect_failure()
+                }
+                Err((UpstreamError::Reset(_) | UpstreamError::TryTimeout, _)) => {
+                    resend && retry.on_reset() && !state.downstream_failed()
+                }
+                Err(_) => false,
+            };
+            // Another endpoint to try, unless every one is ejected: then this answer stands
+            // (where Envoy's retry would find no healthy upstream).
+            if again {
+                tried.push(endpoint.addr);
+            }
+            let Some(next) = again.then(|| cluster.pick_other(&tried)).flatten() else {
+                return result.map_err(|(e, _)| e);
+            };
             let back = match result {
-                Ok(sent)
-                    if resend
-                        && retry.on_response(sent.response.status(), sent.response.headers()) =>
-                {
-                    None
-                }
-                Ok(sent) => return Ok(sent),
-                Err((UpstreamError::Connect(_), Some(back)))
-                    if retries > 0 && retry.on_connect_failure() =>
-                {
-                    Some(back)
-                }
-                Err((UpstreamError::Reset(_) | UpstreamError::TryTimeout, _))
-                    if resend && retry.on_reset() && !state.downstream_failed() =>
-                {
-                    None
-                }
-                Err((e, _)) => return Err(e),
+                Err((_, back)) => back,
+                Ok(_) => None,
             };
             retries -= 1;
             ProxyStats::add(&stats.retries);
@@ -346,8 +356,8 @@ async fn serve(
                 cluster.name,
                 endpoint.addr
             );
-            tried.push(endpoint.addr);
-            endpoint = cluster.pick_other(&tried);
+            endpoint = next;
+            trying.store(true, Relaxed);
             in_flight = InFlight::new(&endpoint.pool);
             request = match (back, &head) {
                 (Some(back), _) => back,
@@ -373,7 +383,9 @@ async fn serve(
             Ok(sent) => sent,
             Err(_) => {
                 ProxyStats::add(&stats.upstream_timeouts);
-                cluster.report(endpoint, Outcome::Timeout);
+                if trying.load(Relaxed) {
+                    cluster.report(endpoint, Outcome::Timeout);
+                }
                 tracing::debug!(
                     "{} ({}): upstream request timeout",
                     cluster.name,

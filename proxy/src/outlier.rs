@@ -186,6 +186,7 @@ pub(crate) struct ClusterOutlier {
     /// The interval task runs (while an endpoint is ejected or has ejections to forget).
     ticking: AtomicBool,
     feed: Ejections,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Drop for ClusterOutlier {
@@ -243,11 +244,6 @@ impl ClusterOutlier {
                 < u64::from(self.settings.min_health_percent) * endpoints as u64
     }
 
-    /// Whether any endpoint is ejected now.
-    pub(crate) fn any_ejected(&self) -> bool {
-        self.ejected.load(Ordering::Acquire) > 0
-    }
-
     /// Counts one try's outcome at `host`; ejects it when a count reaches its threshold.
     pub(crate) fn report(self: &Arc<Self>, host: &Arc<HostHealth>, outcome: Outcome) {
         if host.is_ejected() {
@@ -266,10 +262,13 @@ impl ClusterOutlier {
             };
             match status {
                 Some(code) => {
-                    let error = if s.error_codes.is_empty() {
-                        code >= 500
-                    } else {
-                        s.error_codes.contains(&code)
+                    // The error codes judge responses; a local failure counts as the 5xx
+                    // it is mapped to, as Envoy's matcher sees only response headers.
+                    let error = match outcome {
+                        Outcome::Status(_) if !s.error_codes.is_empty() => {
+                            s.error_codes.contains(&code)
+                        }
+                        _ => code >= 500,
                     };
                     r.five_xx = if error { r.five_xx + 1 } else { 0 };
                     r.gateway = if (502..=504).contains(&code) {
@@ -331,27 +330,30 @@ impl ClusterOutlier {
             );
             return;
         }
-        let times = {
+        let (times, time) = {
             let mut r = host.record.lock().unwrap_or_else(|e| e.into_inner());
             if host.ejected.swap(true, Ordering::AcqRel) {
                 return;
             }
-            r.ejections += 1;
-            let time = self
-                .settings
-                .base_ejection_time
-                .saturating_mul(r.ejections)
-                .min(self.settings.max_ejection_time);
+            let (base, max) = (
+                self.settings.base_ejection_time,
+                self.settings.max_ejection_time,
+            );
+            // As Envoy: the multiplier grows only while its time is under the cap plus a
+            // base, so that it decays as soon as the endpoint keeps well.
+            if base.saturating_mul(r.ejections) < max.saturating_add(base) {
+                r.ejections += 1;
+            }
+            let time = base.saturating_mul(r.ejections).min(max);
             r.until = Some(Instant::now() + time);
             (r.ejections, time)
         };
         self.ejected.fetch_add(1, Ordering::AcqRel);
         let now = SystemTime::now();
         tracing::info!(
-            "{} ({}): ejected for {:?} after {failures} failures in a row ({})",
+            "{} ({}): ejected for {time:?} after {failures} failures in a row ({})",
             self.name,
             host.addr,
-            times.1,
             reason.name()
         );
         self.feed.insert(
@@ -362,8 +364,8 @@ impl ClusterOutlier {
                 reason,
                 failures,
                 since: now,
-                until: now + times.1,
-                times: times.0,
+                until: now + time,
+                times,
             },
         );
         self.start_ticking();
@@ -376,7 +378,13 @@ impl ClusterOutlier {
         if self.ticking.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // The registry's runtime (the agent's, which outlives every proxy worker), else
+        // the reporting worker's.
+        let Some(runtime) = self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
             self.ticking.store(false, Ordering::Release);
             return;
         };
@@ -434,11 +442,25 @@ async fn tick(detector: Weak<ClusterOutlier>, interval: Duration) {
 type DetectorKey = (Box<str>, OutlierDetection);
 
 /// Every cluster's detector, by (name, settings); tables hold them, this only finds them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outliers {
     map: Mutex<FxHashMap<DetectorKey, Weak<ClusterOutlier>>>,
     next_id: AtomicU64,
     pub feed: Ejections,
+    /// Where the interval tasks run: the runtime the tables were made on (the agent's),
+    /// so that ejections end even if the worker that made one has gone.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for Outliers {
+    fn default() -> Self {
+        Outliers {
+            map: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            feed: Ejections::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
 }
 
 impl Outliers {
@@ -462,6 +484,7 @@ impl Outliers {
             ejected: AtomicUsize::new(0),
             ticking: AtomicBool::new(false),
             feed: self.feed.clone(),
+            runtime: self.runtime.clone(),
         });
         map.insert(key, Arc::downgrade(&detector));
         Some(detector)
@@ -648,6 +671,47 @@ mod tests {
         assert!(!host(&d, 1).is_ejected());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_multiplier_stops_growing_past_the_cap_as_envoys() {
+        let settings = OutlierDetection {
+            consecutive_5xx: Some(1),
+            interval: Duration::from_millis(100),
+            base_ejection_time: Duration::from_secs(1),
+            max_ejection_time: Duration::from_secs(3),
+            max_ejection_percent: 100,
+            ..OutlierDetection::default()
+        };
+        let (outliers, d) = detector(settings, 2);
+        let mut times = Vec::new();
+        // Failing again the moment each ejection ends (no tick in the pool to forget one).
+        for _ in 0..6 {
+            fail(&d, 1, 1, Outcome::Status(500));
+            times.push(outliers.feed.list()[0].times);
+            let since = Instant::now();
+            while host(&d, 1).is_ejected() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                since.elapsed() <= Duration::from_millis(3110),
+                "past the 3 s cap"
+            );
+        }
+        assert_eq!(times, [1, 2, 3, 4, 4, 4]);
+    }
+
+    #[test]
+    fn a_local_failure_counts_as_a_5xx_whatever_the_error_codes() {
+        let settings = OutlierDetection {
+            consecutive_5xx: Some(2),
+            error_codes: vec![429],
+            max_ejection_percent: 100,
+            ..OutlierDetection::default()
+        };
+        let (_o, d) = detector(settings, 2);
+        fail(&d, 1, 2, Outcome::LocalFailure);
+        assert!(host(&d, 1).is_ejected(), "a dead endpoint is ejected");
+    }
+
     #[test]
     fn an_endpoint_that_leaves_takes_its_ejection_with_it() {
         let settings = OutlierDetection {
@@ -661,7 +725,7 @@ mod tests {
         assert_eq!(outliers.feed.addresses().len(), 1);
         d.hosts(&[addr(2)]);
         assert!(outliers.feed.addresses().is_empty());
-        assert!(!d.any_ejected());
+        assert_eq!(d.ejected.load(Ordering::Acquire), 0);
         // The old record ejects nothing now.
         d.hosts(&[addr(1), addr(2)]);
         d.report(&old, Outcome::Status(500));

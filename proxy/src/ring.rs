@@ -45,6 +45,17 @@ impl Ring {
     }
 
     /// The endpoint index for key hash `h`; `None` for an empty ring.
+    /// The first endpoint `usable` takes on the ring from `h` on, as a ring rebuilt from
+    /// the usable endpoints alone would pick (each skipped endpoint's keys spread over the
+    /// others by where they fall).
+    pub(crate) fn pick_where(&self, h: u64, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let at = self.points.partition_point(|(p, _)| *p < h);
+        let n = self.points.len();
+        (0..n)
+            .map(|k| self.points[(at + k) % n].1 as usize)
+            .find(|&i| usable(i))
+    }
+
     pub(crate) fn pick(&self, h: u64) -> Option<usize> {
         if self.points.is_empty() {
             return None;

@@ -418,7 +418,6 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     Ok(exit_code)
 }
 
-/// The Kubernetes objects held, by kind, into the metrics.
 /// Waits for the proxy's ejections to change (forever when no proxy runs).
 async fn changed_ejections(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
     match changes {
@@ -451,6 +450,7 @@ fn follow_ejections(agent: &mut Agent<Node>, ejections: &Ejections) {
     }
 }
 
+/// The Kubernetes objects held, by kind, into the metrics.
 fn note_objects(metrics: &AgentMetrics, kube: Option<&kubernetes::Watches>) {
     if let Some(watches) = kube
         && let Ok(cluster) = watches.cluster.lock()

@@ -572,6 +572,12 @@ fn outlier_detection_sends_an_http_service_to_the_proxy_with_envoys_defaults() {
         (got.split_local_origin, got.consecutive_local_origin),
         (true, Some(2))
     );
+    // The split alone: Envoy's 5 local failures.
+    let split = compile_ok(&two_hosts(&rule("{splitExternalLocalOriginErrors: true}")));
+    assert_eq!(
+        outlier(&split).expect("detection").consecutive_local_origin,
+        Some(5)
+    );
 }
 
 #[test]

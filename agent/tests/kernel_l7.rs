@@ -31,6 +31,7 @@ const MIDDLE: &str = "127.100.0.7:80";
 const POOLED: &str = "127.100.0.8:80";
 const GUARDED: &str = "127.100.0.9:80";
 const GUARDED_TCP: &str = "127.100.0.10:80";
+const SECURE: &str = "127.100.0.11:443";
 /// The endpoints of both guarded services.
 const GUARDED_ENDPOINTS: [(&str, &str); 3] = [
     ("127.0.10.1:80", "v1"),
@@ -192,6 +193,27 @@ fn config() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            // Istio's TLS routing: by SNI, never terminated; the rest by the tcp rule.
+            "secure.yaml",
+            service(
+                "secure",
+                SECURE,
+                "name: tls, protocol: TLS",
+                &[("127.0.11.1:443", "v1"), ("127.0.11.2:443", "v2")],
+            ) + "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure]
+  tls:
+  - match: [{sniHosts: [v1.secure.example]}]
+    route: [{destination: {host: secure, subset: v1}}]
+  tcp:
+  - route: [{destination: {host: secure, subset: v2}}]
+",
+        ),
+        (
             // A delegate (no hosts): its rules stand in web's `team` rule.
             "web-team.yaml",
             "apiVersion: networking.istio.io/v1
@@ -239,7 +261,7 @@ spec:
 fn stage() -> L7Stage {
     let stage = L7Stage::new(&BACKENDS, &config());
     assert!(
-        stage.agent.ready_line().contains("proxied=8"),
+        stage.agent.ready_line().contains("proxied=9"),
         "{}",
         stage.agent.ready_line()
     );
@@ -842,6 +864,55 @@ fn an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_ha
             r#"ejections_total{reason="consecutive5xxErrors"}"#
         ),
         Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// Istio's `tls` rules through the real hook: a pod's connection to a TLS service is sent
+/// to the proxy, which reads the ClientHello's SNI without terminating TLS and passes the
+/// connection through to the rule's endpoint; without a matching SNI, the tcp rule's.
+#[test]
+fn tls_connections_from_a_pod_are_routed_by_sni() {
+    if !kernel_tests_enabled("tls_connections_from_a_pod_are_routed_by_sni") {
+        return;
+    }
+    let stage = stage();
+    // Plain TCP backends that answer their name: the TLS stays end to end (no handshake
+    // completes here, and none needs to).
+    let _v1 =
+        vsteer_testkit::Backend::tcp(&stage.l7.node, support::addr("127.0.11.1:443"), "secure-v1")
+            .expect("backend v1");
+    let _v2 =
+        vsteer_testkit::Backend::tcp(&stage.l7.node, support::addr("127.0.11.2:443"), "secure-v2")
+            .expect("backend v2");
+    let answer = |hello: Vec<u8>| -> String {
+        let mut stream = stage.connect(SECURE, 1).pop().expect("a connection");
+        stage.block(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(&hello)
+                .await
+                .expect("the ClientHello sent");
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply).await;
+            reply
+        })
+    };
+    let hello = vsteer_testkit::tls::client_hello;
+    for _ in 0..5 {
+        assert_eq!(answer(hello(Some("v1.secure.example"))), "secure-v1\n");
+        assert_eq!(answer(hello(Some("other.example"))), "secure-v2\n");
+        assert_eq!(answer(hello(None)), "secure-v2\n");
+    }
+    let metrics = stage.metrics();
+    assert_eq!(
+        metric(&metrics, r#"tls_connections_total{route="sni"}"#),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, r#"tls_connections_total{route="fallback"}"#),
+        Some(10.0),
         "{metrics}"
     );
 }

@@ -604,7 +604,37 @@ fn action(
         };
     }
     let count = range.len();
-    let mut weighted = Vec::new();
+    let weighted = weighted_clusters(vs, targets, range, key, clusters)
+        .into_iter()
+        .map(|(j, cluster, weight)| {
+            let (request_headers, response_headers) =
+                header_ops(rule.route.get(j).and_then(|d| d.headers.as_ref()));
+            WeightedCluster {
+                cluster,
+                weight,
+                request_headers,
+                response_headers,
+            }
+        })
+        .collect();
+    HttpAction::Route {
+        destinations: weighted,
+        weighted: count > 1,
+    }
+}
+
+/// The destinations of a rule (`range` of `vs.destinations`) that take a share, each as
+/// (its place in the rule's route, its cluster, its share in parts per million); a single
+/// destination takes everything whatever its weight, as in Istio.
+pub(crate) fn weighted_clusters(
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    range: std::ops::Range<usize>,
+    key: ServiceKey,
+    clusters: &mut Vec<Cluster>,
+) -> Vec<(usize, usize, u32)> {
+    let count = range.len();
+    let mut chosen = Vec::new();
     let mut weights = Vec::new();
     for (j, i) in range.enumerate() {
         let Some(Some(target)) = targets.get(i) else {
@@ -621,24 +651,15 @@ fn action(
         let Some(cluster) = cluster_of(target, key, clusters) else {
             continue;
         };
-        let (request_headers, response_headers) =
-            header_ops(rule.route.get(j).and_then(|d| d.headers.as_ref()));
+        chosen.push((j, cluster));
         weights.push(weight);
-        weighted.push(WeightedCluster {
-            cluster,
-            weight: 0,
-            request_headers,
-            response_headers,
-        });
     }
     let parts = largest_remainder(u64::from(vsteer_plan::WEIGHT_SCALE), &weights);
-    for (w, part) in weighted.iter_mut().zip(parts) {
-        w.weight = u32::try_from(part).unwrap_or(u32::MAX);
-    }
-    HttpAction::Route {
-        destinations: weighted,
-        weighted: count > 1,
-    }
+    chosen
+        .into_iter()
+        .zip(parts)
+        .map(|((j, cluster), part)| (j, cluster, u32::try_from(part).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 fn mirrors(

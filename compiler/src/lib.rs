@@ -29,6 +29,7 @@ mod service_entry;
 mod services;
 mod sorted;
 mod subnet;
+mod tls;
 mod traffic_policy;
 mod virtual_service;
 mod weights;

@@ -77,6 +77,14 @@ pub fn choose(
     let (section, count) = match kind {
         Some(PortKind::Http) => (Section::Http, spec.http.len()),
         Some(PortKind::Tcp) => (Section::Tcp, spec.tcp.len()),
+        // Istio's TCP filter chains follow the TLS ones only when a `tls` rule applies;
+        // without one the service's own chain takes every connection first.
+        Some(PortKind::Tls) if crate::tls::applies(vs, key) => (Section::Tcp, spec.tcp.len()),
+        Some(PortKind::Tls) => {
+            return Err(format!(
+                "{id}: has no tls rule for {key} (a TLS port, where Istio applies tcp rules only after tls ones); all endpoints are used"
+            ));
+        }
         Some(PortKind::Udp) | None => {
             return Err(format!(
                 "{id}: does not route {key}: Istio does not proxy UDP, so its rules never apply; all endpoints are used"
@@ -169,7 +177,7 @@ pub fn route(
     };
     let spec = vs.spec();
     let none_applies = match kind {
-        Some(PortKind::Tcp) => true,
+        Some(PortKind::Tcp | PortKind::Tls) => true,
         Some(PortKind::Http) => !spec
             .http
             .iter()
@@ -182,7 +190,7 @@ pub fn route(
         let mut routed = default_route(entry, key, rules);
         routed.notes.push(format!(
             "{id}: no {} rule applies to {key}; Istio's default route: all endpoints of {}",
-            kind.map_or("", |k| if k == PortKind::Tcp { "tcp" } else { "http" }),
+            kind.map_or("", |k| if k == PortKind::Http { "http" } else { "tcp" }),
             entry.host()
         ));
         return routed;

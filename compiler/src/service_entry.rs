@@ -295,7 +295,10 @@ pub struct Port {
 pub enum PortKind {
     /// HTTP, HTTP2, gRPC: the `http` rules.
     Http,
-    /// TCP, TLS, HTTPS, Mongo, ...: the `tls` rules (by SNI), then the `tcp` rules.
+    /// TLS, HTTPS: the `tls` rules (by SNI, in the proxy), then the `tcp` rules; with no
+    /// `tls` rule for the port, all endpoints (Istio's TLS filter chain for the service).
+    Tls,
+    /// TCP, Mongo, ...: the `tcp` rules.
     Tcp,
     /// No VirtualService rule routes UDP: Istio does not proxy it.
     Udp,
@@ -462,7 +465,7 @@ fn parse_protocol(name: &str) -> Option<PortProtocol> {
         "http" | "http2" | "http_proxy" | "grpc" | "grpc-web" => {
             (Protocol::Tcp, PortKind::Http, true)
         }
-        "https" | "tls" => (Protocol::Tcp, PortKind::Tcp, true),
+        "https" | "tls" => (Protocol::Tcp, PortKind::Tls, true),
         // An undeclared protocol is sniffed by Istio; at connect time there is nothing to
         // sniff yet, so it is TCP.
         "" | "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, PortKind::Tcp, false),
@@ -500,7 +503,7 @@ mod tests {
         let kind = |name| parse_protocol(name).map(|p| p.kind);
         assert_eq!(kind("GRPC"), Some(PortKind::Http));
         assert_eq!(kind("http2"), Some(PortKind::Http));
-        assert_eq!(kind("HTTPS"), Some(PortKind::Tcp));
+        assert_eq!(kind("HTTPS"), Some(PortKind::Tls));
         assert_eq!(kind("MONGO"), Some(PortKind::Tcp));
         assert_eq!(kind("UDP"), Some(PortKind::Udp));
         for name in KNOWN_PROTOCOLS {

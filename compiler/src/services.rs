@@ -137,6 +137,16 @@ pub fn assemble(
         }
     }
 
+    // A TLS port with `tls` rules: the proxy routes each connection by its SNI; the
+    // route above stays the connect-time one, and the fallback of SNIs no rule takes.
+    if let (Some(c), Some(PortKind::Tls)) = (winner, kind)
+        && let Some((table, decision)) =
+            crate::tls::table(c.vs, &c.resolved.targets, key, &routed.plan)
+    {
+        routed.plan.http = Some(Arc::new(table));
+        routed.plan.decision = decision;
+    }
+
     // What would have changed this service had it been valid: a rejected VirtualService
     // that covers it or routed it last time, or a rejected DestinationRule of one of its
     // hosts.

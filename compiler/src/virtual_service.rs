@@ -27,6 +27,10 @@ pub enum VirtualServiceError {
     HttpRuleNeedsAction,
     #[error("a rule needs a route")]
     RuleNeedsRoute,
+    #[error("a tls rule needs a match (Istio matches TLS connections by SNI)")]
+    TlsNeedsMatch,
+    #[error("a tls match needs at least one SNI host")]
+    SniHostsRequired,
     #[error("{0:?} is not an IP address or CIDR")]
     NotASubnet(String),
     #[error("{text:?}: prefix length must be 0 to {max}")]
@@ -129,8 +133,9 @@ pub struct VirtualService {
     pub notes: Vec<String>,
     /// Every route destination of every rule, rule by rule.
     pub destinations: Vec<DestinationRef>,
-    /// The part of `destinations` each `http` and `tcp` rule owns.
+    /// The part of `destinations` each `http`, `tls` and `tcp` rule owns.
     pub http_destinations: Vec<Range<usize>>,
+    pub tls_destinations: Vec<Range<usize>>,
     pub tcp_destinations: Vec<Range<usize>>,
     /// Where HTTP rules send copies of their requests.
     pub mirrors: Vec<MirrorRef>,
@@ -190,7 +195,8 @@ impl VirtualService {
     pub fn rule_destinations(&self, section: Section, index: usize) -> Range<usize> {
         let ranges = match section {
             Section::Http => &self.http_destinations,
-            Section::Tcp | Section::Tls => &self.tcp_destinations,
+            Section::Tls => &self.tls_destinations,
+            Section::Tcp => &self.tcp_destinations,
         };
         ranges.get(index).cloned().unwrap_or(0..0)
     }
@@ -208,6 +214,7 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         notes: Vec::new(),
         destinations: Vec::new(),
         http_destinations: Vec::new(),
+        tls_destinations: Vec::new(),
         tcp_destinations: Vec::new(),
         mirrors: Vec::new(),
     };
@@ -246,11 +253,6 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         resource.namespace(),
         &spec.export_to,
     ));
-    if !spec.tls.is_empty() && !delegate {
-        vs.notes.push(format!(
-            "{id}: spec.tls: tls rules are not supported yet: skipped"
-        ));
-    }
     vs.hosts = spec
         .hosts
         .iter()
@@ -286,23 +288,16 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
             );
         }
         http::check_rule(rule, &field, &mut problems);
-        let weights: Vec<Option<i32>> = rule.route.iter().map(|d| d.weight).collect();
-        check_weights(&field, &weights, &mut problems);
-        let start = vs.destinations.len();
-        for (j, d) in rule.route.iter().enumerate() {
-            vs.destinations.push(destination_ref(
-                &d.destination,
-                d.weight,
-                Place::Route {
-                    section: Section::Http,
-                    rule: i,
-                    index: j,
-                },
-                resource.namespace(),
-                interner,
-            ));
-        }
-        vs.http_destinations.push(start..vs.destinations.len());
+        let route = rule.route.iter().map(|d| (&d.destination, d.weight));
+        let range = route_destinations(
+            &mut vs,
+            route,
+            (Section::Http, i),
+            &field,
+            &mut problems,
+            (resource.namespace(), interner),
+        );
+        vs.http_destinations.push(range);
         let legacy = rule
             .mirror_percentage
             .map(|p| p.value)
@@ -335,6 +330,51 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
             });
         }
     }
+    let tls = if delegate { &[][..] } else { &spec.tls[..] };
+    for (i, rule) in tls.iter().enumerate() {
+        let field = format!("spec.tls[{i}]");
+        if rule.route.is_empty() {
+            problems.add(
+                format!("{field}.route"),
+                VirtualServiceError::RuleNeedsRoute,
+            );
+        }
+        if rule.matches.is_empty() {
+            problems.add(format!("{field}.match"), VirtualServiceError::TlsNeedsMatch);
+        }
+        for (k, m) in rule.matches.iter().enumerate() {
+            let field = format!("{field}.match[{k}]");
+            if m.sni_hosts.is_empty() {
+                problems.add(
+                    format!("{field}.sniHosts"),
+                    VirtualServiceError::SniHostsRequired,
+                );
+            }
+            let source = [
+                ("sourceLabels", !m.source_labels.is_empty()),
+                ("sourceNamespace", m.source_namespace.is_some()),
+                ("sourceSubnet", false),
+            ];
+            check_l4_match(
+                &mut vs,
+                &field,
+                m.port,
+                source,
+                &m.destination_subnets,
+                &mut problems,
+            );
+        }
+        let route = rule.route.iter().map(|d| (&d.destination, d.weight));
+        let range = route_destinations(
+            &mut vs,
+            route,
+            (Section::Tls, i),
+            &field,
+            &mut problems,
+            (resource.namespace(), interner),
+        );
+        vs.tls_destinations.push(range);
+    }
     let tcp = if delegate { &[][..] } else { &spec.tcp[..] };
     for (i, rule) in tcp.iter().enumerate() {
         let field = format!("spec.tcp[{i}]");
@@ -346,45 +386,83 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let field = format!("{field}.match[{k}]");
-            check_port(m.port, &field, &mut problems);
-            note_source(
-                &vs.id,
+            let source = [
+                ("sourceLabels", !m.source_labels.is_empty()),
+                ("sourceNamespace", m.source_namespace.is_some()),
+                ("sourceSubnet", m.source_subnet.is_some()),
+            ];
+            check_l4_match(
+                &mut vs,
                 &field,
-                [
-                    ("sourceLabels", !m.source_labels.is_empty()),
-                    ("sourceNamespace", m.source_namespace.is_some()),
-                    ("sourceSubnet", m.source_subnet.is_some()),
-                ],
-                &mut vs.notes,
+                m.port,
+                source,
+                &m.destination_subnets,
+                &mut problems,
             );
-            for (s, subnet) in m.destination_subnets.iter().enumerate() {
-                if let Err(error) = crate::subnet::parse(subnet) {
-                    problems.add(format!("{field}.destinationSubnets[{s}]"), error);
-                }
-            }
         }
-        let weights: Vec<Option<i32>> = rule.route.iter().map(|d| d.weight).collect();
-        check_weights(&field, &weights, &mut problems);
-        let start = vs.destinations.len();
-        for (j, d) in rule.route.iter().enumerate() {
-            vs.destinations.push(destination_ref(
-                &d.destination,
-                d.weight,
-                Place::Route {
-                    section: Section::Tcp,
-                    rule: i,
-                    index: j,
-                },
-                resource.namespace(),
-                interner,
-            ));
-        }
-        vs.tcp_destinations.push(start..vs.destinations.len());
+        let route = rule.route.iter().map(|d| (&d.destination, d.weight));
+        let range = route_destinations(
+            &mut vs,
+            route,
+            (Section::Tcp, i),
+            &field,
+            &mut problems,
+            (resource.namespace(), interner),
+        );
+        vs.tcp_destinations.push(range);
     }
     vs.errors = problems.errors;
     vs.destinations.shrink_to_fit();
     vs.mirrors.shrink_to_fit();
     vs
+}
+
+/// Checks the weights of a rule's route at `field` and records its destinations (of rule
+/// `at` = (section, index)), resolved in `names` = (namespace, interner); their range.
+fn route_destinations<'d>(
+    vs: &mut VirtualService,
+    route: impl Iterator<Item = (&'d Destination, Option<i32>)> + Clone,
+    at: (Section, usize),
+    field: &str,
+    problems: &mut Problems,
+    names: (&str, &Interner),
+) -> Range<usize> {
+    let weights: Vec<Option<i32>> = route.clone().map(|(_, w)| w).collect();
+    check_weights(field, &weights, problems);
+    let start = vs.destinations.len();
+    for (j, (destination, weight)) in route.enumerate() {
+        vs.destinations.push(destination_ref(
+            destination,
+            weight,
+            Place::Route {
+                section: at.0,
+                rule: at.1,
+                index: j,
+            },
+            names.0,
+            names.1,
+        ));
+    }
+    start..vs.destinations.len()
+}
+
+/// Checks a `tls` or `tcp` match block at `field`: its port, its destination subnets, and
+/// a note for each source condition (`source`: name, set).
+fn check_l4_match(
+    vs: &mut VirtualService,
+    field: &str,
+    port: Option<u32>,
+    source: [(&str, bool); 3],
+    destination_subnets: &[String],
+    problems: &mut Problems,
+) {
+    check_port(port, field, problems);
+    note_source(&vs.id, field, source, &mut vs.notes);
+    for (s, subnet) in destination_subnets.iter().enumerate() {
+        if let Err(error) = crate::subnet::parse(subnet) {
+            problems.add(format!("{field}.destinationSubnets[{s}]"), error);
+        }
+    }
 }
 
 fn destination_ref(

@@ -16,6 +16,7 @@ use crate::headers::HeaderOps;
 use crate::matching::{PathMatch, RequestMatcher, RequestView};
 use crate::mirror::CompiledMirror;
 use crate::outlier::{ClusterOutlier, Outcome};
+use crate::passthrough::CompiledTls;
 use crate::pool::Pools;
 use crate::redirect::RedirectAction;
 use crate::retry::CompiledRetry;
@@ -27,6 +28,8 @@ pub(crate) struct CompiledTable {
     pub source: Arc<HttpRouteTable>,
     pub rules: Vec<CompiledRule>,
     pub clusters: Vec<ClusterState>,
+    /// A TLS port's routes by SNI (then `rules` is empty).
+    pub tls: Option<CompiledTls>,
 }
 
 #[derive(Debug)]
@@ -206,6 +209,7 @@ impl CompiledTable {
             source: table.clone(),
             rules,
             clusters,
+            tls: table.tls.as_ref().map(CompiledTls::compile),
         }
     }
 

@@ -25,6 +25,7 @@ mod mirror;
 mod options;
 mod original;
 mod outlier;
+mod passthrough;
 mod pool;
 mod proxy;
 mod redirect;

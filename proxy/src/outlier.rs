@@ -50,6 +50,8 @@ pub(crate) enum Outcome {
     LocalFailure,
     /// No answer in time.
     Timeout,
+    /// A connection (TLS passthrough) was made: the endpoint is reachable.
+    Connected,
 }
 
 /// One ejection in force, as shown to the operator.
@@ -252,13 +254,22 @@ impl ClusterOutlier {
         let s = &self.settings;
         let triggered = {
             let mut r = host.record.lock().unwrap_or_else(|e| e.into_inner());
+            if outcome == Outcome::Connected {
+                // As Envoy maps a connect success: the local count starts again, and without
+                // the split the 5xx and gateway counts too.
+                r.local = 0;
+                if !s.split_local_origin {
+                    (r.five_xx, r.gateway) = (0, 0);
+                }
+                return;
+            }
             // Without the split, a local failure counts as Envoy maps it: 503, or 504 for a
             // timeout.
             let status = match outcome {
                 Outcome::Status(code) => Some(code),
                 Outcome::LocalFailure if !s.split_local_origin => Some(503),
                 Outcome::Timeout if !s.split_local_origin => Some(504),
-                Outcome::LocalFailure | Outcome::Timeout => None,
+                Outcome::LocalFailure | Outcome::Timeout | Outcome::Connected => None,
             };
             match status {
                 Some(code) => {

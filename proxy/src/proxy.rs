@@ -278,7 +278,11 @@ async fn accept(
                     let _ = stream.set_nodelay(true);
                     ProxyStats::add(&shared.stats.connections_accepted);
                     let open = OpenConnection::new(shared.stats.clone());
-                    connections.spawn(connection::serve(shared.clone(), stream, peer, vip, table, open));
+                    if table.tls.is_some() {
+                        connections.spawn(crate::passthrough::serve(shared.clone(), stream, peer, vip, table, open));
+                    } else {
+                        connections.spawn(connection::serve(shared.clone(), stream, peer, vip, table, open));
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.

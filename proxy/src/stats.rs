@@ -63,6 +63,12 @@ pub struct ProxyStats {
     /// Requests a rule's `fault` delayed, and those it aborted.
     pub faults_delayed: AtomicU64,
     pub faults_aborted: AtomicU64,
+    /// TLS connections routed by the SNI of their ClientHello, those that took the
+    /// connect-time route (no TLS, no SNI, or one no rule takes), and those closed (no
+    /// route, no endpoint, a failed connect).
+    pub tls_by_sni: AtomicU64,
+    pub tls_fallback: AtomicU64,
+    pub tls_failed: AtomicU64,
 }
 
 /// A copy of [`ProxyStats`] at one moment, for comparisons in tests and logs.
@@ -88,6 +94,9 @@ pub struct StatsSnapshot {
     pub mirrors_skipped: u64,
     pub faults_delayed: u64,
     pub faults_aborted: u64,
+    pub tls_by_sni: u64,
+    pub tls_fallback: u64,
+    pub tls_failed: u64,
 }
 
 impl ProxyStats {
@@ -113,6 +122,9 @@ impl ProxyStats {
             mirrors_skipped: self.mirrors_skipped.load(Relaxed),
             faults_delayed: self.faults_delayed.load(Relaxed),
             faults_aborted: self.faults_aborted.load(Relaxed),
+            tls_by_sni: self.tls_by_sni.load(Relaxed),
+            tls_fallback: self.tls_fallback.load(Relaxed),
+            tls_failed: self.tls_failed.load(Relaxed),
         }
     }
 
@@ -239,6 +251,18 @@ impl Collector for StatsCollector {
             "Requests a VirtualService fault delayed or aborted, by kind",
             "kind",
             &faults,
+        )?;
+        let tls = [
+            ("sni", s.tls_by_sni),
+            ("fallback", s.tls_fallback),
+            ("failed", s.tls_failed),
+        ];
+        labelled(
+            &mut encoder,
+            "vsteer_proxy_tls_connections",
+            "TLS connections passed through by route: a tls rule's SNI, the connect-time route, or closed",
+            "route",
+            &tls,
         )
     }
 }

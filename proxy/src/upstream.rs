@@ -74,7 +74,8 @@ impl Upstream {
             .unwrap_or(self.connect_timeout)
     }
 
-    async fn connect(&self, pool: &EndpointPool) -> anyhow::Result<TcpStream> {
+    /// A new connection to `pool`'s endpoint (marked, bounded by its connect timeout).
+    pub(crate) async fn connect(&self, pool: &EndpointPool) -> anyhow::Result<TcpStream> {
         self.connect_within(pool.addr, self.connect_timeout(pool))
             .await
     }

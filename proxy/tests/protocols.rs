@@ -20,6 +20,15 @@ const VIP: &str = "127.100.0.1:9080";
 const HOST: &str = "reviews.default.svc.cluster.local:9080";
 
 async fn two_versions(protocol: &str, http: &str) -> (Vec<Backend>, vsteer_plan::Plan) {
+    two_versions_with(protocol, http, "").await
+}
+
+/// [`two_versions`] with `policy` as the DestinationRule's traffic policy.
+async fn two_versions_with(
+    protocol: &str,
+    http: &str,
+    policy: &str,
+) -> (Vec<Backend>, vsteer_plan::Plan) {
     let backends = vec![Backend::start("v1").await, Backend::start("v2").await];
     let yaml = service_entry(
         "reviews",
@@ -27,7 +36,7 @@ async fn two_versions(protocol: &str, http: &str) -> (Vec<Backend>, vsteer_plan:
         9080,
         protocol,
         &[(&backends[0], "v1"), (&backends[1], "v2")],
-    ) + &destination_rule("reviews", &["v1", "v2"], "")
+    ) + &destination_rule("reviews", &["v1", "v2"], policy)
         + &virtual_service("reviews", http);
     (backends, plan_from_yaml(&yaml))
 }
@@ -405,24 +414,12 @@ async fn grpc_local_replies_take_grpc_form() {
 /// not wait), and once the tunnel has closed the next one gets the place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_tunnel_counts_in_max_connections() {
-    let (_backends, plan) = {
-        let backends = vec![Backend::start("v1").await, Backend::start("v2").await];
-        let yaml = service_entry(
-            "reviews",
-            "127.100.0.1",
-            9080,
-            "HTTP",
-            &[(&backends[0], "v1"), (&backends[1], "v2")],
-        ) + &destination_rule(
-            "reviews",
-            &["v1", "v2"],
-            "    connectionPool: {tcp: {maxConnections: 1}}\n",
-        ) + &virtual_service(
-            "reviews",
-            "  - route: [{destination: {host: reviews, subset: v1}}]\n",
-        );
-        (backends, plan_from_yaml(&yaml))
-    };
+    let (_backends, plan) = two_versions_with(
+        "HTTP",
+        "  - route: [{destination: {host: reviews, subset: v1}}]\n",
+        "    connectionPool: {tcp: {maxConnections: 1}}\n",
+    )
+    .await;
     let proxy = Harness::start(&plan, fixed(VIP)).await;
     let upgrade = || async {
         let stream = TcpStream::connect(proxy.addr).await.unwrap();
@@ -452,5 +449,97 @@ async fn a_websocket_tunnel_counts_in_max_connections() {
     ws.send("again".into()).await.unwrap();
     let echo = ws.next().await.expect("an echo").expect("no error");
     assert_eq!(echo.into_text().unwrap().as_str(), "v1: again");
+    proxy.stop().await;
+}
+
+/// A TCP backend that reads one chunk and answers `name:<bytes read>`, then closes.
+async fn tls_backend(name: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let _ = stream.write_all(format!("{name}:{n}").as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Istio's `tls` rules: TLS connections routed by the SNI of their ClientHello, which the
+/// chosen endpoint receives whole (never terminated); the most specific SNI wins; no SNI,
+/// or an SNI no rule takes, goes to the tcp rule (the connect-time route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_are_routed_by_sni_and_passed_through() {
+    let (v1, v2, v3) = (
+        tls_backend("v1").await,
+        tls_backend("v2").await,
+        tls_backend("v3").await,
+    );
+    let endpoint = |addr: std::net::SocketAddr, version: &str| {
+        format!(
+            "  - {{address: {}, ports: {{tls: {}}}, labels: {{version: {version}}}}}\n",
+            addr.ip(),
+            addr.port()
+        )
+    };
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api, namespace: default}}
+spec:
+  hosts: [api.example.com]
+  addresses: [127.100.0.1]
+  ports: [{{number: 9080, name: tls, protocol: TLS}}]
+  resolution: STATIC
+  endpoints:
+{}{}{}---
+{}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: api, namespace: default}}
+spec:
+  hosts: [api.example.com]
+  tls:
+  - match: [{{sniHosts: ['*.example.com']}}]
+    route: [{{destination: {{host: api.example.com, subset: v2}}}}]
+  - match: [{{sniHosts: [a.example.com]}}]
+    route: [{{destination: {{host: api.example.com, subset: v1}}}}]
+  tcp:
+  - route: [{{destination: {{host: api.example.com, subset: v3}}}}]
+",
+        endpoint(v1, "v1"),
+        endpoint(v2, "v2"),
+        endpoint(v3, "v3"),
+        destination_rule("api", &["v1", "v2", "v3"], "")
+            .replace("host: api", "host: api.example.com"),
+    );
+    let plan = plan_from_yaml(&yaml);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let send = |bytes: Vec<u8>| async move {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+            .await
+            .expect("a reply in time")
+            .expect("a reply");
+        reply
+    };
+    let hello = |sni| vsteer_testkit::tls::client_hello(sni);
+    let a = hello(Some("a.example.com"));
+    // The exact name beats the wildcard of the earlier rule; the ClientHello arrives whole.
+    assert_eq!(send(a.clone()).await, format!("v1:{}", a.len()));
+    let b = hello(Some("b.example.com"));
+    assert_eq!(send(b.clone()).await, format!("v2:{}", b.len()));
+    let other = hello(Some("other.test"));
+    assert_eq!(send(other.clone()).await, format!("v3:{}", other.len()));
+    let bare = hello(None);
+    assert_eq!(send(bare.clone()).await, format!("v3:{}", bare.len()));
+    assert_eq!(send(b"not TLS".to_vec()).await, "v3:7");
+    let stats = proxy.stats.snapshot();
+    assert_eq!((stats.tls_by_sni, stats.tls_fallback), (2, 3));
     proxy.stop().await;
 }

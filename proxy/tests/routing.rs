@@ -326,6 +326,11 @@ fn all_to_one_subset(extra: &str) -> String {
 }
 
 async fn three_in_one_subset(policy: &str) -> (Vec<Backend>, vsteer_plan::Plan) {
+    three_in_one_subset_with(policy, "").await
+}
+
+/// [`three_in_one_subset`] with `extra` fields on the VirtualService's rule.
+async fn three_in_one_subset_with(policy: &str, extra: &str) -> (Vec<Backend>, vsteer_plan::Plan) {
     let backends = vec![
         Backend::start("a").await,
         Backend::start("b").await,
@@ -353,7 +358,7 @@ spec:
     trafficPolicy:
 {policy}---
 "
-    ) + &virtual_service("reviews", &all_to_one_subset(""));
+    ) + &virtual_service("reviews", &all_to_one_subset(extra));
     (backends, plan_from_yaml(&yaml))
 }
 
@@ -1524,41 +1529,11 @@ async fn futures_join(
 /// three: one) is out already; the ejection is published, for the kernel and the operator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_a_failing_endpoint_until_its_time_has_passed() {
-    let (backends, plan) = {
-        let policy = "      outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 5s, maxEjectionPercent: 34}\n";
-        let backends = vec![
-            Backend::start("a").await,
-            Backend::start("b").await,
-            Backend::start("c").await,
-        ];
-        let yaml = service_entry(
-            "reviews",
-            "127.100.0.1",
-            9080,
-            "HTTP",
-            &[
-                (&backends[0], "x"),
-                (&backends[1], "x"),
-                (&backends[2], "x"),
-            ],
-        ) + &format!(
-            "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: default}}
-spec:
-  host: reviews
-  subsets:
-  - name: all
-    labels: {{version: x}}
-    trafficPolicy:
-{policy}---
-"
-        ) + &virtual_service(
-            "reviews",
-            &all_to_one_subset("    retries: {attempts: 0}\n"),
-        );
-        (backends, plan_from_yaml(&yaml))
-    };
+    let (backends, plan) = three_in_one_subset_with(
+        "      outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 5s, maxEjectionPercent: 34}\n",
+        "    retries: {attempts: 0}\n",
+    )
+    .await;
     let proxy = Harness::start(&plan, fixed(VIP)).await;
     let ejections = proxy.tables.ejections();
     let a = backends[0].addr;

@@ -28,6 +28,7 @@ pub use client::{
     stream_bytes,
 };
 pub use netns::NetNs;
+pub mod tls;
 pub use pins::PinDir;
 pub use spawn::{Spawned, place, tcp_sockets_in};
 pub use veth::Veth;

@@ -351,12 +351,17 @@ fn a_workload_selector_without_labels_applies_to_every_client() {
 
 /// The limits of the HTTP cluster of api:80 (its default route's, or the VirtualService's
 /// first destination's).
-fn limits(compiled: &Compiled) -> vsteer_plan::http::ConnectionLimits {
+/// The first cluster of the route table of 10.0.0.1:80.
+fn first_cluster(compiled: &Compiled) -> &vsteer_plan::http::Cluster {
     let service = compiled
         .plan
         .get(ip("10.0.0.1"), 80, Protocol::Tcp)
         .unwrap();
-    service.http.as_ref().expect("a route table").clusters[0].limits
+    &service.http.as_ref().expect("a route table").clusters[0]
+}
+
+fn limits(compiled: &Compiled) -> vsteer_plan::http::ConnectionLimits {
+    first_cluster(compiled).limits
 }
 
 /// Istio's circuit-breaking task has no VirtualService: a DestinationRule's `connectionPool`
@@ -480,13 +485,7 @@ fn negative_limits_and_bad_connect_timeouts_are_errors_naming_the_field() {
 }
 
 fn outlier(compiled: &Compiled) -> Option<vsteer_plan::http::OutlierDetection> {
-    let service = compiled
-        .plan
-        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
-        .unwrap();
-    service.http.as_ref().expect("a route table").clusters[0]
-        .outlier
-        .clone()
+    first_cluster(compiled).outlier.clone()
 }
 
 /// Istio's circuit-breaking task: `outlierDetection` alone sends an HTTP service to the

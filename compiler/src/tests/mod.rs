@@ -11,6 +11,7 @@ mod incremental;
 mod last_good;
 mod routes;
 mod service_entries;
+mod tls_routes;
 
 pub(crate) use std::net::IpAddr;
 

@@ -424,7 +424,7 @@ fn rules_of_the_other_protocol_leave_all_endpoints() {
 }
 
 #[test]
-fn tls_rules_and_gateway_only_virtual_services_are_skipped() {
+fn tls_rules_on_a_tcp_port_and_gateway_only_virtual_services_are_skipped() {
     let compiled = compile_ok(&db_vs(
         "  tls:
   - match: [{sniHosts: [db.example.com]}]
@@ -433,10 +433,7 @@ fn tls_rules_and_gateway_only_virtual_services_are_skipped() {
   - route: [{destination: {host: db.example.com, subset: replica}}]
 ",
     ));
-    assert!(has_note(
-        &compiled,
-        "spec.tls: tls rules are not supported yet"
-    ));
+    // The port is TCP: tls rules apply to TLS ports only (see `tls_routes`).
     assert_eq!(
         backends(&compiled, "10.0.0.10", 5432),
         expect(&[("10.2.0.2:5432", 1_000_000)])

@@ -10,8 +10,10 @@ use crate::http::{
 };
 
 /// `http[0]  headers[end-user] = "jason"  -> reviews...|v2|9080 100.0%`, a line per rule.
+/// On a TLS port: `tls[0]  sni a.example.com  -> ...|v1|443 100.0%`, then where other
+/// connections go.
 pub fn rules(table: &HttpRouteTable) -> Vec<String> {
-    table
+    let mut lines: Vec<String> = table
         .rules
         .iter()
         .map(|rule| {
@@ -23,7 +25,28 @@ pub fn rules(table: &HttpRouteTable) -> Vec<String> {
             }
             line
         })
-        .collect()
+        .collect();
+    if let Some(tls) = &table.tls {
+        let name = |c: usize| table.clusters.get(c).map_or("?", |c| c.name.as_str());
+        for rule in &tls.rules {
+            let to: Vec<String> = rule
+                .destinations
+                .iter()
+                .map(|d| format!("{} {}", name(d.cluster), share(d.weight)))
+                .collect();
+            lines.push(format!(
+                "{}  sni {}  -> {}",
+                rule.route.rule,
+                rule.sni_hosts.join(" or "),
+                to.join(", ")
+            ));
+        }
+        lines.push(match tls.fallback {
+            Some(c) => format!("no TLS, no SNI or another SNI  -> {}", name(c)),
+            None => "no TLS, no SNI or another SNI  -> no endpoint: closed".to_string(),
+        });
+    }
+    lines
 }
 
 /// Any of the blocks (or), each all of its conditions (and); `any request` when empty.

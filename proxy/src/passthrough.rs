@@ -1,0 +1,322 @@
+//! TLS passthrough: a TLS port's connections routed by the SNI of their ClientHello,
+//! never terminated, as Istio's TLS filter chains with Envoy's TLS inspector. The
+//! ClientHello is read (up to one record, within the header timeout) and kept; the most
+//! specific SNI pattern wins (an exact name over a wildcard, a longer wildcard over a
+//! shorter, then rule order, as Envoy's filter chain match); a connection without TLS or
+//! SNI, or whose SNI no rule takes, goes to the service's connect-time route. The chosen
+//! endpoint gets the ClientHello and then both directions are spliced until either closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vsteer_plan::http::TlsRoutes;
+
+use crate::compiled::CompiledTable;
+use crate::connection::OpenConnection;
+use crate::outlier::Outcome;
+use crate::proxy::Shared;
+use crate::stats::ProxyStats;
+
+/// A TLS record's header and the largest record payload TLS allows.
+const RECORD_HEADER: usize = 5;
+const MAX_RECORD: usize = 16_384 + 2_048;
+
+/// An SNI pattern: `a.example.com`, or `*.example.com` (any name under it), or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SniPattern {
+    Exact(Box<str>),
+    /// The suffix with its dot: `.example.com`.
+    Wildcard(Box<str>),
+    Any,
+}
+
+impl SniPattern {
+    fn new(pattern: &str) -> SniPattern {
+        match pattern.strip_prefix('*') {
+            Some("") => SniPattern::Any,
+            Some(suffix) => SniPattern::Wildcard(suffix.to_ascii_lowercase().into()),
+            None => SniPattern::Exact(pattern.to_ascii_lowercase().into()),
+        }
+    }
+
+    /// How specifically it matches `sni` (lower case): `None` not at all; exact names
+    /// above every wildcard, longer wildcards above shorter ones.
+    fn rank(&self, sni: &str) -> Option<usize> {
+        match self {
+            SniPattern::Exact(name) => (**name == *sni).then_some(usize::MAX),
+            SniPattern::Wildcard(suffix) => {
+                (sni.len() > suffix.len() && sni.ends_with(&**suffix)).then_some(suffix.len() + 1)
+            }
+            SniPattern::Any => Some(0),
+        }
+    }
+}
+
+/// One `tls` rule, compiled.
+#[derive(Debug)]
+struct Rule {
+    sni: Vec<SniPattern>,
+    /// (cluster, running sum of weights).
+    targets: Vec<(usize, u64)>,
+    total: u64,
+}
+
+/// A TLS port's routes, compiled for serving.
+#[derive(Debug)]
+pub(crate) struct CompiledTls {
+    rules: Vec<Rule>,
+    fallback: Option<usize>,
+}
+
+impl CompiledTls {
+    pub(crate) fn compile(routes: &TlsRoutes) -> CompiledTls {
+        let rules = routes
+            .rules
+            .iter()
+            .map(|r| {
+                let mut upto = 0;
+                let targets = r
+                    .destinations
+                    .iter()
+                    .map(|d| {
+                        upto += u64::from(d.weight);
+                        (d.cluster, upto)
+                    })
+                    .collect();
+                Rule {
+                    sni: r.sni_hosts.iter().map(|h| SniPattern::new(h)).collect(),
+                    targets,
+                    total: upto,
+                }
+            })
+            .collect();
+        CompiledTls {
+            rules,
+            fallback: routes.fallback,
+        }
+    }
+
+    /// The cluster for a connection with `sni`: the most specific rule's (by weight), else
+    /// the fallback; and whether a rule took it.
+    fn cluster(&self, sni: Option<&str>) -> Option<(usize, bool)> {
+        let chosen = sni.and_then(|sni| {
+            let sni = sni.to_ascii_lowercase();
+            self.rules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, rule)| {
+                    let rank = rule.sni.iter().filter_map(|p| p.rank(&sni)).max()?;
+                    // Higher rank first, then the earlier rule.
+                    Some((rank, std::cmp::Reverse(i), rule))
+                })
+                .max_by_key(|(rank, order, _)| (*rank, *order))
+                .map(|(_, _, rule)| rule)
+        });
+        match chosen {
+            Some(rule) if rule.total > 0 => {
+                let r = fastrand::u64(..rule.total);
+                rule.targets
+                    .iter()
+                    .find(|(_, upto)| r < *upto)
+                    .map(|(cluster, _)| (*cluster, true))
+            }
+            Some(_) => None,
+            None => self.fallback.map(|c| (c, false)),
+        }
+    }
+}
+
+/// Serves one TLS connection to `vip` by `table`'s TLS routes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    vip: SocketAddr,
+    table: Arc<CompiledTable>,
+    _open: OpenConnection,
+) {
+    let Some(tls) = &table.tls else {
+        return;
+    };
+    let stats = &shared.stats;
+    let mut hello = Vec::with_capacity(1024);
+    // A client that says nothing in time has no SNI: it takes the fallback route, as the
+    // TLS inspector lets such connections continue.
+    let sni = match tokio::time::timeout(
+        shared.options.header_read_timeout,
+        read_sni(&mut stream, &mut hello),
+    )
+    .await
+    {
+        Ok(Ok(sni)) => sni,
+        Ok(Err(e)) => {
+            tracing::debug!("TLS connection from {peer} to {vip}: {e}");
+            return;
+        }
+        Err(_) => None,
+    };
+    let Some((index, by_sni)) = tls.cluster(sni.as_deref()) else {
+        ProxyStats::add(&stats.tls_failed);
+        tracing::debug!("TLS connection from {peer} to {vip} (SNI {sni:?}): no route; closed");
+        return;
+    };
+    let Some(cluster) = table.clusters.get(index) else {
+        return;
+    };
+    let Some(endpoint) = cluster.pick(None) else {
+        ProxyStats::add(&stats.tls_failed);
+        tracing::debug!(
+            "{}: no healthy endpoint for a TLS connection; closed",
+            cluster.name
+        );
+        return;
+    };
+    // A connection of the endpoint's pool: its cluster's `maxConnections` count it.
+    let Some(_place) = endpoint.pool.reserve() else {
+        ProxyStats::add(&stats.overflows);
+        return;
+    };
+    let mut upstream = match shared.upstream.connect(&endpoint.pool).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            ProxyStats::add(&stats.tls_failed);
+            ProxyStats::add(&stats.upstream_connect_errors);
+            cluster.report(endpoint, Outcome::LocalFailure);
+            tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
+            return;
+        }
+    };
+    cluster.report(endpoint, Outcome::Connected);
+    ProxyStats::add(if by_sni {
+        &stats.tls_by_sni
+    } else {
+        &stats.tls_fallback
+    });
+    if upstream.write_all(&hello).await.is_err() {
+        return;
+    }
+    let _in_flight = crate::pool::InFlight::new(&endpoint.pool);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream) => {}
+        // On shutdown a tunnel gets the drain timeout to finish, then is closed.
+        _ = async {
+            crate::proxy::stopped(&mut shutdown).await;
+            tokio::time::sleep(shared.options.drain_timeout).await;
+        } => {}
+    }
+}
+
+/// Reads the first TLS record into `hello` and returns the SNI of the ClientHello in it;
+/// `None` when the client does not speak TLS, sends no SNI, or sends more than a record.
+async fn read_sni(stream: &mut TcpStream, hello: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+    loop {
+        if let Some(first) = hello.first()
+            && *first != 0x16
+        {
+            // Not a TLS handshake record.
+            return Ok(None);
+        }
+        if hello.len() >= RECORD_HEADER {
+            let length = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+            if length > MAX_RECORD {
+                return Ok(None);
+            }
+            if hello.len() >= RECORD_HEADER + length {
+                return Ok(sni_of(&hello[..RECORD_HEADER + length]));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before a ClientHello",
+            ));
+        }
+        hello.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The host name of the SNI extension of the ClientHello in `record`, lower case.
+fn sni_of(record: &[u8]) -> Option<String> {
+    use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+    let (_, plaintext) = tls_parser::parse_tls_plaintext(record).ok()?;
+    plaintext.msg.iter().find_map(|message| {
+        let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = message else {
+            return None;
+        };
+        let (_, extensions) = tls_parser::parse_tls_client_hello_extensions(hello.ext?).ok()?;
+        extensions.iter().find_map(|extension| match extension {
+            TlsExtension::SNI(names) => names
+                .iter()
+                .find(|(kind, _)| kind.0 == 0)
+                .and_then(|(_, name)| std::str::from_utf8(name).ok())
+                .map(str::to_ascii_lowercase),
+            _ => None,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vsteer_plan::http::{TlsDestination, TlsRule};
+    use vsteer_plan::{RouteRef, RuleRef};
+
+    #[test]
+    fn the_sni_of_a_client_hello_is_read_and_none_without_one() {
+        assert_eq!(
+            sni_of(&vsteer_testkit::tls::client_hello(Some("API.Example.com"))).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(sni_of(&vsteer_testkit::tls::client_hello(None)), None);
+        assert_eq!(sni_of(b"GET / HTTP/1.1\r\n\r\n"), None);
+    }
+
+    fn rule(sni: &[&str], cluster: usize) -> TlsRule {
+        TlsRule {
+            route: RouteRef {
+                resource: vsteer_model::ResourceId::new(
+                    vsteer_model::Kind::VirtualService,
+                    "default",
+                    "t",
+                ),
+                rule: RuleRef::Default,
+            },
+            sni_hosts: sni.iter().map(|s| s.to_string()).collect(),
+            destinations: vec![TlsDestination {
+                cluster,
+                weight: 1_000_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_most_specific_pattern_wins_then_the_first_rule_then_the_fallback() {
+        let tls = CompiledTls::compile(&TlsRoutes {
+            rules: vec![
+                rule(&["*.example.com"], 0),
+                rule(&["*.api.example.com"], 1),
+                rule(&["a.api.example.com"], 2),
+                rule(&["*.api.example.com"], 3),
+                rule(&["*"], 4),
+            ],
+            fallback: Some(9),
+        });
+        let pick = |sni: Option<&str>| tls.cluster(sni);
+        assert_eq!(pick(Some("a.api.example.com")), Some((2, true)));
+        assert_eq!(pick(Some("b.api.example.com")), Some((1, true)));
+        assert_eq!(pick(Some("www.example.com")), Some((0, true)));
+        // A wildcard needs a label before its suffix.
+        assert_eq!(pick(Some("example.com")), Some((4, true)));
+        assert_eq!(pick(None), Some((9, false)));
+        let without_any = CompiledTls::compile(&TlsRoutes {
+            rules: vec![rule(&["a.example.com"], 0)],
+            fallback: None,
+        });
+        assert_eq!(without_any.cluster(Some("b.example.com")), None);
+    }
+}

@@ -32,6 +32,7 @@ const POOLED: &str = "127.100.0.8:80";
 const GUARDED: &str = "127.100.0.9:80";
 const GUARDED_TCP: &str = "127.100.0.10:80";
 const SECURE: &str = "127.100.0.11:443";
+const SNIFFED: &str = "127.100.0.12:8000";
 /// The endpoints of both guarded services.
 const GUARDED_ENDPOINTS: [(&str, &str); 3] = [
     ("127.0.10.1:80", "v1"),
@@ -40,7 +41,7 @@ const GUARDED_ENDPOINTS: [(&str, &str); 3] = [
 ];
 
 /// Every backend: (name, address).
-const BACKENDS: [(&str, &str); 16] = [
+const BACKENDS: [(&str, &str); 18] = [
     ("reviews-v1", "127.0.1.1:9080"),
     ("reviews-v2", "127.0.1.2:9080"),
     ("reviews-v3", "127.0.1.3:9080"),
@@ -61,6 +62,9 @@ const BACKENDS: [(&str, &str); 16] = [
     ("guarded-v1", "127.0.10.1:80"),
     ("guarded-v2", "127.0.10.2:80"),
     ("guarded-v3", "127.0.10.3:80"),
+    // The HTTP endpoints of a port of undeclared protocol (its tcp route's is plain TCP).
+    ("sniffed-v1", "127.0.12.1:8000"),
+    ("sniffed-v2", "127.0.12.2:8000"),
     ("unused", "127.0.9.1:80"),
 ];
 
@@ -214,6 +218,28 @@ spec:
 ",
         ),
         (
+            // No protocol declared: Istio sniffs it, http rules for HTTP, tcp for the rest.
+            "sniffed.yaml",
+            service(
+                "sniffed",
+                SNIFFED,
+                "name: web",
+                &[
+                    ("127.0.12.1:8000", "v1"),
+                    ("127.0.12.2:8000", "v2"),
+                    ("127.0.12.3:8000", "v3"),
+                ],
+            ) + &virtual_service(
+                "sniffed",
+                "  - match: [{headers: {x-v: {exact: '2'}}}]
+    route: [{destination: {host: sniffed, subset: v2}}]
+  - route: [{destination: {host: sniffed, subset: v1}}]
+  tcp:
+  - route: [{destination: {host: sniffed, subset: v3}}]
+",
+            ),
+        ),
+        (
             // A delegate (no hosts): its rules stand in web's `team` rule.
             "web-team.yaml",
             "apiVersion: networking.istio.io/v1
@@ -261,7 +287,7 @@ spec:
 fn stage() -> L7Stage {
     let stage = L7Stage::new(&BACKENDS, &config());
     assert!(
-        stage.agent.ready_line().contains("proxied=9"),
+        stage.agent.ready_line().contains("proxied=10"),
         "{}",
         stage.agent.ready_line()
     );
@@ -913,6 +939,50 @@ fn tls_connections_from_a_pod_are_routed_by_sni() {
     assert_eq!(
         metric(&metrics, r#"tls_connections_total{route="fallback"}"#),
         Some(10.0),
+        "{metrics}"
+    );
+}
+
+/// Istio's protocol sniffing through the real hook: a port of undeclared protocol with
+/// http rules goes to the proxy; a pod's HTTP connection gets the rules per request, a
+/// connection that does not speak HTTP goes whole to the tcp route.
+#[test]
+fn a_sniffed_port_serves_pods_http_by_rule_and_the_rest_by_the_tcp_route() {
+    if !kernel_tests_enabled(
+        "a_sniffed_port_serves_pods_http_by_rule_and_the_rest_by_the_tcp_route",
+    ) {
+        return;
+    }
+    let stage = stage();
+    let _v3 = vsteer_testkit::Backend::tcp(
+        &stage.l7.node,
+        support::addr("127.0.12.3:8000"),
+        "sniffed-v3",
+    )
+    .expect("backend v3");
+    let mut h1 = stage.h1(SNIFFED);
+    let (two, one) = stage.block(async {
+        let two = get(&mut h1, "sniffed", "/", &[("x-v", "2")]).await;
+        let one = get(&mut h1, "sniffed", "/", &[]).await;
+        (two, one)
+    });
+    assert_eq!((two.backend(), one.backend()), ("sniffed-v2", "sniffed-v1"));
+    let mut stream = stage.connect(SNIFFED, 1).pop().expect("a connection");
+    let reply = stage.block(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"\x00\x01binary")
+            .await
+            .expect("bytes sent");
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply).await;
+        reply
+    });
+    assert_eq!(reply, "sniffed-v3\n");
+    let metrics = stage.metrics();
+    assert_eq!(
+        metric(&metrics, "opaque_connections_total"),
+        Some(1.0),
         "{metrics}"
     );
 }

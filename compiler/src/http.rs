@@ -375,6 +375,7 @@ pub fn table(
         rules: Vec::new(),
         clusters: Vec::new(),
         tls: None,
+        sniffed: None,
     };
     let mut decision: Option<Decision> = None;
     let spec = vs.spec();
@@ -555,6 +556,7 @@ pub fn default_table(entry: &Arc<Entry>, key: ServiceKey, rules: ForHost) -> Htt
         }],
         clusters,
         tls: None,
+        sniffed: None,
     }
 }
 

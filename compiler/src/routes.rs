@@ -76,7 +76,9 @@ pub fn choose(
     let spec = vs.spec();
     let (section, count) = match kind {
         Some(PortKind::Http) => (Section::Http, spec.http.len()),
-        Some(PortKind::Tcp) => (Section::Tcp, spec.tcp.len()),
+        // A sniffed port's connect-time route (and its route for what is not HTTP) is the
+        // tcp rules', as Istio's TCP filter chain after the HTTP one.
+        Some(PortKind::Tcp | PortKind::Sniffed) => (Section::Tcp, spec.tcp.len()),
         // Istio's TCP filter chains follow the TLS ones only when a `tls` rule applies;
         // without one the service's own chain takes every connection first.
         Some(PortKind::Tls) if crate::tls::applies(vs, key) => (Section::Tcp, spec.tcp.len()),
@@ -177,7 +179,7 @@ pub fn route(
     };
     let spec = vs.spec();
     let none_applies = match kind {
-        Some(PortKind::Tcp | PortKind::Tls) => true,
+        Some(PortKind::Tcp | PortKind::Tls | PortKind::Sniffed) => true,
         Some(PortKind::Http) => !spec
             .http
             .iter()

@@ -300,6 +300,10 @@ pub enum PortKind {
     Tls,
     /// TCP, Mongo, ...: the `tcp` rules.
     Tcp,
+    /// No protocol declared: Istio detects it per connection, `http` rules for HTTP, the
+    /// `tcp` rules for the rest (in vsteer: the proxy tells them apart when an `http` rule
+    /// applies; else the kernel serves the `tcp` route).
+    Sniffed,
     /// No VirtualService rule routes UDP: Istio does not proxy it.
     Udp,
 }
@@ -466,9 +470,9 @@ fn parse_protocol(name: &str) -> Option<PortProtocol> {
             (Protocol::Tcp, PortKind::Http, true)
         }
         "https" | "tls" => (Protocol::Tcp, PortKind::Tls, true),
-        // An undeclared protocol is sniffed by Istio; at connect time there is nothing to
-        // sniff yet, so it is TCP.
-        "" | "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, PortKind::Tcp, false),
+        // An undeclared protocol is sniffed by Istio: HTTP rules for what speaks HTTP.
+        "" => (Protocol::Tcp, PortKind::Sniffed, false),
+        "tcp" | "mongo" | "redis" | "mysql" => (Protocol::Tcp, PortKind::Tcp, false),
         "udp" => (Protocol::Udp, PortKind::Udp, false),
         _ => return None,
     };

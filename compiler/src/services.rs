@@ -86,9 +86,30 @@ pub fn assemble(
         None => routes::default_route(entry, key, rules),
     };
     let kind = entry.port(key.port).map(|p| p.kind);
-    if let (Some(c), Some(PortKind::Http)) = (winner, kind) {
-        let (table, decision, notes) =
+    let sniffed = kind == Some(PortKind::Sniffed)
+        && winner.is_some_and(|c| {
+            c.vs.spec()
+                .http
+                .iter()
+                .any(|r| crate::matching::http_applies(r, key.port))
+        });
+    if let (Some(c), Some(PortKind::Http)) | (Some(c), Some(PortKind::Sniffed)) = (winner, kind)
+        && (kind == Some(PortKind::Http) || sniffed)
+    {
+        let (mut table, mut decision, notes) =
             http::table(c.vs, &c.resolved.targets, &c.resolved.mirror_targets, key);
+        if sniffed {
+            // Istio detects HTTP on this port: its http rules for HTTP, the tcp route for
+            // the rest; only the proxy can tell them apart.
+            let fallback = crate::tls::connect_time_cluster(&routed.plan, &mut table.clusters);
+            table.sniffed = Some(vsteer_plan::http::Sniffed { fallback });
+            decision = Decision::Proxy {
+                reason: format!(
+                    "{} http rules on port {}, whose protocol Istio detects (none declared)",
+                    c.vs.id, key.port
+                ),
+            };
+        }
         routed.plan.http = Some(Arc::new(table));
         routed.plan.decision = decision;
         if matches!(routed.plan.decision, Decision::Proxy { .. }) {

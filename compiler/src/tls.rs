@@ -71,11 +71,12 @@ pub fn table(
         });
     }
     let reason = reason?;
-    let fallback = fallback(connect_time, &mut clusters);
+    let fallback = connect_time_cluster(connect_time, &mut clusters);
     let table = HttpRouteTable {
         rules: Vec::new(),
         clusters,
         tls: Some(TlsRoutes { rules, fallback }),
+        sniffed: None,
     };
     Some((table, Decision::Proxy { reason }))
 }
@@ -94,8 +95,11 @@ fn holds(m: &TlsMatchAttributes, key: ServiceKey) -> bool {
 }
 
 /// The connect-time route as a cluster of its own (its backends, their weights, its
-/// balancer); `None` when it has no backend.
-fn fallback(connect_time: &ServicePlan, clusters: &mut Vec<Cluster>) -> Option<usize> {
+/// balancer), for the proxy's connections no rule takes; `None` when it has no backend.
+pub(crate) fn connect_time_cluster(
+    connect_time: &ServicePlan,
+    clusters: &mut Vec<Cluster>,
+) -> Option<usize> {
     let endpoints: Vec<Endpoint> = connect_time
         .backends
         .iter()

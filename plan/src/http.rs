@@ -23,6 +23,18 @@ pub struct HttpRouteTable {
     /// ClientHello without terminating TLS (then `rules` is empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsRoutes>,
+    /// On a port Istio sniffs (no protocol declared): `rules` serve the connections that
+    /// speak HTTP, and the others go to the connect-time route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sniffed: Option<Sniffed>,
+}
+
+/// Where a sniffed port's connections that do not speak HTTP go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sniffed {
+    /// A cluster of `clusters` (the connect-time route: `tcp` rules, else all endpoints);
+    /// `None`: such connections are closed (no endpoint).
+    pub fallback: Option<usize>,
 }
 
 /// A TLS port's routes, as Istio's filter chains: the first rule one of whose SNI host

@@ -30,6 +30,8 @@ pub(crate) struct CompiledTable {
     pub clusters: Vec<ClusterState>,
     /// A TLS port's routes by SNI (then `rules` is empty).
     pub tls: Option<CompiledTls>,
+    /// A sniffed port: what does not speak HTTP goes to this route instead.
+    pub sniffed: Option<vsteer_plan::http::Sniffed>,
 }
 
 #[derive(Debug)]
@@ -210,6 +212,7 @@ impl CompiledTable {
             rules,
             clusters,
             tls: table.tls.as_ref().map(CompiledTls::compile),
+            sniffed: table.sniffed,
         }
     }
 

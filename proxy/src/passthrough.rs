@@ -5,6 +5,8 @@
 //! shorter, then rule order, as Envoy's filter chain match); a connection without TLS or
 //! SNI, or whose SNI no rule takes, goes to the service's connect-time route. The chosen
 //! endpoint gets the ClientHello and then both directions are spliced until either closes.
+//! Also a sniffed port's (no protocol declared) connections that do not speak HTTP, passed
+//! to its connect-time route, as Istio's protocol detection sends them to its TCP chain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -135,11 +137,12 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     vip: SocketAddr,
     table: Arc<CompiledTable>,
-    _open: OpenConnection,
+    open: OpenConnection,
 ) {
     let Some(tls) = &table.tls else {
         return;
     };
+    let _open = open;
     let stats = &shared.stats;
     let mut hello = Vec::with_capacity(1024);
     // A client that says nothing in time has no SNI: it takes the fallback route, as the
@@ -162,40 +165,154 @@ pub(crate) async fn serve(
         tracing::debug!("TLS connection from {peer} to {vip} (SNI {sni:?}): no route; closed");
         return;
     };
-    let Some(cluster) = table.clusters.get(index) else {
+    let counter = if by_sni {
+        &stats.tls_by_sni
+    } else {
+        &stats.tls_fallback
+    };
+    if !pass_to(&shared, stream, &table, index, &hello, counter).await {
+        ProxyStats::add(&stats.tls_failed);
+    }
+}
+
+/// Serves a connection to a sniffed port: as HTTP when it speaks HTTP (its first bytes
+/// are an HTTP/1.x request line or the HTTP/2 preface, within the header timeout), else
+/// passed through to the connect-time route, as Istio's protocol detection does.
+pub(crate) async fn serve_sniffed(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    vip: SocketAddr,
+    table: Arc<CompiledTable>,
+    open: OpenConnection,
+) {
+    let http = match tokio::time::timeout(shared.options.header_read_timeout, speaks_http(&stream))
+        .await
+    {
+        Ok(Ok(http)) => http,
+        Ok(Err(e)) => {
+            tracing::debug!("connection from {peer} to {vip}: {e}");
+            return;
+        }
+        // Nothing said in time: not HTTP (a server-first protocol waits for the server).
+        Err(_) => false,
+    };
+    if http {
+        crate::connection::serve(shared, stream, peer, vip, table, open).await;
+        return;
+    }
+    let _open = open;
+    let Some(index) = table.sniffed.and_then(|s| s.fallback) else {
+        tracing::debug!("connection from {peer} to {vip}: not HTTP and no tcp route; closed");
         return;
     };
+    pass_to(
+        &shared,
+        stream,
+        &table,
+        index,
+        &[],
+        &shared.stats.opaque_connections,
+    )
+    .await;
+}
+
+/// Whether the connection's first bytes (peeked, left for whoever serves it) speak HTTP.
+async fn speaks_http(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; MAX_REQUEST_LINE];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before a byte was sent",
+            ));
+        }
+        if let Some(http) = looks_like_http(&buf[..n]) {
+            return Ok(http);
+        }
+        // Part of a request line: a peek returns at once while anything is buffered, so
+        // look again after a short pause (the header timeout bounds it).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Longest request line looked at before calling a connection not HTTP.
+const MAX_REQUEST_LINE: usize = 8192;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// `Some(true)`: an HTTP/1.x request line or the HTTP/2 preface; `Some(false)`: neither;
+/// `None`: too little to tell yet.
+fn looks_like_http(bytes: &[u8]) -> Option<bool> {
+    let n = bytes.len().min(H2_PREFACE.len());
+    if bytes[..n] == H2_PREFACE[..n] {
+        return (bytes.len() >= H2_PREFACE.len()).then_some(true);
+    }
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let method = bytes.iter().take_while(|b| tchar(**b)).count();
+    match bytes.get(method) {
+        None if bytes.len() < MAX_REQUEST_LINE => return None,
+        Some(b' ') if method > 0 => {}
+        _ => return Some(false),
+    }
+    let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+        return if bytes.len() < MAX_REQUEST_LINE {
+            None
+        } else {
+            Some(false)
+        };
+    };
+    let line = &bytes[..end];
+    let mut parts = line.split(|b| *b == b' ');
+    let (_, target, version) = (parts.next(), parts.next(), parts.next());
+    Some(
+        parts.next().is_none()
+            && target.is_some_and(|t| !t.is_empty())
+            && matches!(version, Some(b"HTTP/1.1") | Some(b"HTTP/1.0")),
+    )
+}
+
+/// Passes `stream` to an endpoint of cluster `index` of `table`: `prefix` (bytes already
+/// read from it) first, then both directions until either closes; counted in `counter`
+/// once connected. False when no endpoint could be had.
+async fn pass_to(
+    shared: &Shared,
+    mut stream: TcpStream,
+    table: &CompiledTable,
+    index: usize,
+    prefix: &[u8],
+    counter: &std::sync::atomic::AtomicU64,
+) -> bool {
+    let stats = &shared.stats;
+    let Some(cluster) = table.clusters.get(index) else {
+        return false;
+    };
     let Some(endpoint) = cluster.pick(None) else {
-        ProxyStats::add(&stats.tls_failed);
         tracing::debug!(
-            "{}: no healthy endpoint for a TLS connection; closed",
+            "{}: no healthy endpoint for a connection; closed",
             cluster.name
         );
-        return;
+        return false;
     };
     // A connection of the endpoint's pool: its cluster's `maxConnections` count it.
     let Some(_place) = endpoint.pool.reserve() else {
         ProxyStats::add(&stats.overflows);
-        return;
+        return false;
     };
     let mut upstream = match shared.upstream.connect(&endpoint.pool).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            ProxyStats::add(&stats.tls_failed);
             ProxyStats::add(&stats.upstream_connect_errors);
             cluster.report(endpoint, Outcome::LocalFailure);
             tracing::warn!("{} ({}): {e:#}", cluster.name, endpoint.addr);
-            return;
+            return false;
         }
     };
     cluster.report(endpoint, Outcome::Connected);
-    ProxyStats::add(if by_sni {
-        &stats.tls_by_sni
-    } else {
-        &stats.tls_fallback
-    });
-    if upstream.write_all(&hello).await.is_err() {
-        return;
+    ProxyStats::add(counter);
+    if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
+        return true;
     }
     let _in_flight = crate::pool::InFlight::new(&endpoint.pool);
     let mut shutdown = shared.shutdown.clone();
@@ -207,6 +324,7 @@ pub(crate) async fn serve(
             tokio::time::sleep(shared.options.drain_timeout).await;
         } => {}
     }
+    true
 }
 
 /// Reads the first TLS record into `hello` and returns the SNI of the ClientHello in it;
@@ -265,6 +383,24 @@ mod tests {
     use super::*;
     use vsteer_plan::http::{TlsDestination, TlsRule};
     use vsteer_plan::{RouteRef, RuleRef};
+
+    #[test]
+    fn http_is_told_from_other_protocols_by_its_first_bytes() {
+        assert_eq!(
+            looks_like_http(b"GET /a HTTP/1.1\r\nhost: x\r\n"),
+            Some(true)
+        );
+        assert_eq!(looks_like_http(b"OPTIONS * HTTP/1.0\r\n"), Some(true));
+        assert_eq!(looks_like_http(H2_PREFACE), Some(true));
+        assert_eq!(looks_like_http(b"PRI * HTT"), None);
+        assert_eq!(looks_like_http(b"GET /a HT"), None);
+        assert_eq!(looks_like_http(b"GE"), None);
+        assert_eq!(looks_like_http(b"GET /a SMTP/1.1\r\n"), Some(false));
+        assert_eq!(looks_like_http(&[0x16, 0x03, 0x01, 0x00]), Some(false));
+        assert_eq!(looks_like_http(b"\x00\x00\x00\x08"), Some(false));
+        assert_eq!(looks_like_http(b"hello there\r\n"), Some(false));
+        assert_eq!(looks_like_http(b"EHLO example.com\r\n"), Some(false));
+    }
 
     #[test]
     fn the_sni_of_a_client_hello_is_read_and_none_without_one() {

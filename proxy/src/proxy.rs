@@ -280,6 +280,8 @@ async fn accept(
                     let open = OpenConnection::new(shared.stats.clone());
                     if table.tls.is_some() {
                         connections.spawn(crate::passthrough::serve(shared.clone(), stream, peer, vip, table, open));
+                    } else if table.sniffed.is_some() {
+                        connections.spawn(crate::passthrough::serve_sniffed(shared.clone(), stream, peer, vip, table, open));
                     } else {
                         connections.spawn(connection::serve(shared.clone(), stream, peer, vip, table, open));
                     }

@@ -69,6 +69,8 @@ pub struct ProxyStats {
     pub tls_by_sni: AtomicU64,
     pub tls_fallback: AtomicU64,
     pub tls_failed: AtomicU64,
+    /// Connections to a sniffed port that did not speak HTTP, passed to its tcp route.
+    pub opaque_connections: AtomicU64,
 }
 
 /// A copy of [`ProxyStats`] at one moment, for comparisons in tests and logs.
@@ -97,6 +99,7 @@ pub struct StatsSnapshot {
     pub tls_by_sni: u64,
     pub tls_fallback: u64,
     pub tls_failed: u64,
+    pub opaque_connections: u64,
 }
 
 impl ProxyStats {
@@ -125,6 +128,7 @@ impl ProxyStats {
             tls_by_sni: self.tls_by_sni.load(Relaxed),
             tls_fallback: self.tls_fallback.load(Relaxed),
             tls_failed: self.tls_failed.load(Relaxed),
+            opaque_connections: self.opaque_connections.load(Relaxed),
         }
     }
 
@@ -263,6 +267,12 @@ impl Collector for StatsCollector {
             "TLS connections passed through by route: a tls rule's SNI, the connect-time route, or closed",
             "route",
             &tls,
+        )?;
+        counter(
+            &mut encoder,
+            "vsteer_proxy_opaque_connections",
+            "Connections to a port of undeclared protocol that did not speak HTTP, passed to its tcp route",
+            s.opaque_connections,
         )
     }
 }

@@ -452,6 +452,15 @@ async fn a_websocket_tunnel_counts_in_max_connections() {
     proxy.stop().await;
 }
 
+/// A ServiceEntry endpoint line: `addr` serving port `port_name`, labelled `version`.
+fn endpoint_yaml(addr: std::net::SocketAddr, port_name: &str, version: &str) -> String {
+    format!(
+        "  - {{address: {}, ports: {{{port_name}: {}}}, labels: {{version: {version}}}}}\n",
+        addr.ip(),
+        addr.port()
+    )
+}
+
 /// A TCP backend that reads one chunk and answers `name:<bytes read>`, then closes.
 async fn tls_backend(name: &'static str) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -478,13 +487,7 @@ async fn tls_connections_are_routed_by_sni_and_passed_through() {
         tls_backend("v2").await,
         tls_backend("v3").await,
     );
-    let endpoint = |addr: std::net::SocketAddr, version: &str| {
-        format!(
-            "  - {{address: {}, ports: {{tls: {}}}, labels: {{version: {version}}}}}\n",
-            addr.ip(),
-            addr.port()
-        )
-    };
+    let endpoint = |addr, version| endpoint_yaml(addr, "tls", version);
     let yaml = format!(
         "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -541,5 +544,52 @@ spec:
     assert_eq!(send(b"not TLS".to_vec()).await, "v3:7");
     let stats = proxy.stats.snapshot();
     assert_eq!((stats.tls_by_sni, stats.tls_fallback), (2, 3));
+    proxy.stop().await;
+}
+
+/// A port without a declared protocol, as Istio sniffs it: connections that speak HTTP
+/// (HTTP/1.1 or the HTTP/2 preface) get the http rules per request, the others are passed
+/// whole to the tcp route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sniffed_port_serves_http_by_its_rules_and_the_rest_by_its_tcp_route() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let opaque = tls_backend("opaque").await;
+    let endpoint = |addr, version| endpoint_yaml(addr, "web", version);
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [127.100.0.1]
+  ports: [{{number: 9080, name: web}}]
+  resolution: STATIC
+  endpoints:
+{}{}{}---
+{}{}",
+        endpoint(v1.addr, "v1"),
+        endpoint(v2.addr, "v2"),
+        endpoint(opaque, "v3"),
+        destination_rule("reviews", &["v1", "v2", "v3"], ""),
+        virtual_service("reviews", BY_HEADER).replace(
+            "spec:\n",
+            "spec:\n  tcp:\n  - route: [{destination: {host: reviews, subset: v3}}]\n",
+        ),
+    );
+    let plan = plan_from_yaml(&yaml);
+    let proxy = Harness::start(&plan, fixed(VIP)).await;
+    let mut h1 = H1::connect(proxy.addr).await;
+    assert_eq!(h1.get(HOST, "/", &[("x-route", "b")]).await.backend(), "v2");
+    assert_eq!(h1.get(HOST, "/", &[]).await.backend(), "v1");
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"\x00\x01binary hello").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .expect("a reply in time")
+        .expect("a reply");
+    assert_eq!(reply, "opaque:14");
+    assert_eq!(proxy.stats.snapshot().opaque_connections, 1);
+    drop(h1);
     proxy.stop().await;
 }

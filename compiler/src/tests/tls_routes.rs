@@ -1,6 +1,7 @@
-//! `tls` rules on TLS ports, as Istio builds its TLS filter chains: routed by SNI in the
-//! proxy, with the connect-time route (`tcp` rules, else all endpoints) for the rest; on
-//! a TLS port without a `tls` rule, all endpoints (tcp rules do not apply).
+//! Rules by port protocol, as Istio builds its filter chains: `tls` rules on TLS ports
+//! (routed by SNI in the proxy, the connect-time route for the rest; without a `tls` rule,
+//! all endpoints: tcp rules do not apply), and `http` rules on ports of undeclared
+//! protocol (sniffed: HTTP by the http rules in the proxy, the rest by the tcp route).
 
 use super::*;
 
@@ -153,4 +154,84 @@ fn a_tls_rule_needs_a_match_with_sni_hosts() {
         let (compiled, _) = compile_text(&api(rules));
         single_error(&compiled, "VirtualService default/api", field);
     }
+}
+
+/// `web` on 8000 with no protocol declared (Istio sniffs it), and `rules`.
+fn sniffed(rules: &str) -> String {
+    service_entry(
+        "web",
+        "  hosts: [web.example.com]
+  addresses: [10.0.0.30]
+  ports: [{number: 8000, name: web}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.4.0.1, labels: {version: v1}}
+  - {address: 10.4.0.2, labels: {version: v2}}
+",
+    ) + &resource(
+        "DestinationRule",
+        "web",
+        "  host: web.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+",
+    ) + &resource(
+        "VirtualService",
+        "web",
+        &format!("  hosts: [web.example.com]\n{rules}"),
+    )
+}
+
+/// Istio sniffs a port without a declared protocol: its http rules serve what speaks HTTP
+/// (so the proxy must see the connection), its tcp rules the rest.
+#[test]
+fn http_rules_on_a_sniffed_port_go_to_the_proxy_with_the_tcp_route_for_the_rest() {
+    let compiled = compile_ok(&sniffed(
+        "  http:
+  - match: [{headers: {x-v: {exact: '2'}}}]
+    route: [{destination: {host: web.example.com, subset: v2}}]
+  - route: [{destination: {host: web.example.com, subset: v1}}]
+  tcp:
+  - route: [{destination: {host: web.example.com, subset: v2}}]
+",
+    ));
+    let plan = compiled
+        .plan
+        .get(ip("10.0.0.30"), 8000, Protocol::Tcp)
+        .expect("web");
+    match &plan.decision {
+        Decision::Proxy { reason } => {
+            assert!(reason.contains("whose protocol Istio detects"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        backends(&compiled, "10.0.0.30", 8000),
+        expect(&[("10.4.0.2:8000", 1_000_000)])
+    );
+    let table = plan.http.as_ref().expect("a table");
+    assert_eq!(table.rules.len(), 2);
+    let fallback = table
+        .sniffed
+        .expect("sniffed")
+        .fallback
+        .expect("a tcp route");
+    let endpoints: Vec<String> = table.clusters[fallback]
+        .endpoints
+        .iter()
+        .map(|e| format!("{}:{}", e.address, e.port))
+        .collect();
+    assert_eq!(endpoints, ["10.4.0.2:8000"]);
+
+    // Only tcp rules: the kernel serves it, as before.
+    let compiled = compile_ok(&sniffed(
+        "  tcp:\n  - route: [{destination: {host: web.example.com, subset: v1}}]\n",
+    ));
+    let plan = compiled
+        .plan
+        .get(ip("10.0.0.30"), 8000, Protocol::Tcp)
+        .expect("web");
+    assert_eq!(plan.decision, Decision::Kernel);
+    assert!(plan.http.is_none());
 }

@@ -32,6 +32,8 @@ const POOLED: &str = "127.100.0.8:80";
 const GUARDED: &str = "127.100.0.9:80";
 const GUARDED_TCP: &str = "127.100.0.10:80";
 const SECURE: &str = "127.100.0.11:443";
+/// The TLS service whose endpoint only a tls rule of SECURE reaches.
+const SECURE_POOL: &str = "127.100.0.13:443";
 const SNIFFED: &str = "127.100.0.12:8000";
 /// The endpoints of both guarded services.
 const GUARDED_ENDPOINTS: [(&str, &str); 3] = [
@@ -197,13 +199,20 @@ fn config() -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            // Istio's TLS routing: by SNI, never terminated; the rest by the tcp rule.
+            // Istio's TLS routing: by SNI, never terminated; the rest to the service's own
+            // endpoint (its tcp rule never applies on a TLS port).
             "secure.yaml",
             service(
                 "secure",
                 SECURE,
                 "name: tls, protocol: TLS",
-                &[("127.0.11.1:443", "v1"), ("127.0.11.2:443", "v2")],
+                &[("127.0.11.2:443", "v2")],
+            ) + "---\n"
+                + &service(
+                "secure-pool",
+                SECURE_POOL,
+                "name: tls, protocol: TLS",
+                &[("127.0.11.1:443", "v1")],
             ) + "---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -211,10 +220,10 @@ metadata: {name: secure}
 spec:
   hosts: [secure]
   tls:
-  - match: [{sniHosts: [v1.secure.example]}]
-    route: [{destination: {host: secure, subset: v1}}]
+  - match: [{sniHosts: [secure.default.svc.cluster.local]}]
+    route: [{destination: {host: secure-pool}}]
   tcp:
-  - route: [{destination: {host: secure, subset: v2}}]
+  - route: [{destination: {host: secure-pool}}]
 ",
         ),
         (
@@ -896,7 +905,8 @@ fn an_ejected_endpoint_leaves_the_proxy_and_the_kernels_tables_until_its_time_ha
 
 /// Istio's `tls` rules through the real hook: a pod's connection to a TLS service is sent
 /// to the proxy, which reads the ClientHello's SNI without terminating TLS and passes the
-/// connection through to the rule's endpoint; without a matching SNI, the tcp rule's.
+/// connection through to the rule's endpoint; without a matching SNI, to the service's own
+/// endpoint (the tcp rule, to the rule's endpoint, never applies on a TLS port).
 #[test]
 fn tls_connections_from_a_pod_are_routed_by_sni() {
     if !kernel_tests_enabled("tls_connections_from_a_pod_are_routed_by_sni") {
@@ -926,7 +936,10 @@ fn tls_connections_from_a_pod_are_routed_by_sni() {
     };
     let hello = vsteer_testkit::tls::client_hello;
     for _ in 0..5 {
-        assert_eq!(answer(hello(Some("v1.secure.example"))), "secure-v1\n");
+        assert_eq!(
+            answer(hello(Some("secure.default.svc.cluster.local"))),
+            "secure-v1\n"
+        );
         assert_eq!(answer(hello(Some("other.example"))), "secure-v2\n");
         assert_eq!(answer(hello(None)), "secure-v2\n");
     }

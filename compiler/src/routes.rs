@@ -79,12 +79,16 @@ pub fn choose(
         // A sniffed port's connect-time route (and its route for what is not HTTP) is the
         // tcp rules', as Istio's TCP filter chain after the HTTP one.
         Some(PortKind::Tcp | PortKind::Sniffed) => (Section::Tcp, spec.tcp.len()),
-        // Istio's TCP filter chains follow the TLS ones only when a `tls` rule applies;
-        // without one the service's own chain takes every connection first.
-        Some(PortKind::Tls) if crate::tls::applies(vs, key) => (Section::Tcp, spec.tcp.len()),
+        // Istio builds no TCP filter chain for a TLS port: tcp rules never apply there, and
+        // what no tls rule takes goes to the service's own chain (all endpoints).
         Some(PortKind::Tls) => {
+            let tcp = if spec.tcp.is_empty() {
+                ""
+            } else {
+                "; its tcp rules do not apply to a TLS port, as in Istio"
+            };
             return Err(format!(
-                "{id}: has no tls rule for {key} (a TLS port, where Istio applies tcp rules only after tls ones); all endpoints are used"
+                "{id}: {key} is a TLS port: at connect time, and for connections no tls rule takes, all endpoints are used{tcp}"
             ));
         }
         Some(PortKind::Udp) | None => {

@@ -295,8 +295,8 @@ pub struct Port {
 pub enum PortKind {
     /// HTTP, HTTP2, gRPC: the `http` rules.
     Http,
-    /// TLS, HTTPS: the `tls` rules (by SNI, in the proxy), then the `tcp` rules; with no
-    /// `tls` rule for the port, all endpoints (Istio's TLS filter chain for the service).
+    /// TLS, HTTPS: the `tls` rules (by SNI, in the proxy); what none takes, all endpoints
+    /// (Istio builds no TCP chain for such a port: its `tcp` rules never apply).
     Tls,
     /// TCP, Mongo, ...: the `tcp` rules.
     Tcp,

@@ -93,9 +93,9 @@ pub fn assemble(
                 .iter()
                 .any(|r| crate::matching::http_applies(r, key.port))
         });
-    if let (Some(c), Some(PortKind::Http)) | (Some(c), Some(PortKind::Sniffed)) = (winner, kind)
-        && (kind == Some(PortKind::Http) || sniffed)
-    {
+    // The http rules apply on HTTP ports, and on sniffed ports that have some.
+    let http_rules = kind == Some(PortKind::Http) || sniffed;
+    if let Some(c) = winner.filter(|_| http_rules) {
         let (mut table, mut decision, notes) =
             http::table(c.vs, &c.resolved.targets, &c.resolved.mirror_targets, key);
         if sniffed {

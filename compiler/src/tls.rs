@@ -2,8 +2,8 @@
 //! each rule's match blocks that hold on the service (its port, its VIP in the destination
 //! subnets; a block with source conditions matches no client, as vsteer does not know the
 //! client yet) reduced to their SNI host patterns, its weighted destinations as clusters,
-//! and the service's connect-time route (its `tcp` rules, else all endpoints) as where a
-//! connection no rule takes goes, as Istio's TCP filter chains follow the TLS ones.
+//! and the service's connect-time route (all endpoints: Istio builds no TCP chain for a
+//! TLS port) as where a connection no rule takes goes.
 
 use vsteer_model::istio::TlsMatchAttributes;
 use vsteer_plan::http::{
@@ -17,14 +17,6 @@ use crate::virtual_service::{Target, VirtualService};
 
 /// The gateway name of the mesh's sidecars (a match naming others does not apply here).
 const MESH: &str = "mesh";
-
-/// Whether `vs` has a `tls` rule that applies to `key` (its port, its VIP).
-pub fn applies(vs: &VirtualService, key: ServiceKey) -> bool {
-    vs.spec()
-        .tls
-        .iter()
-        .any(|rule| !rule.route.is_empty() && rule.matches.iter().any(|m| holds(m, key)))
-}
 
 /// The proxy's table for `key` from the `tls` rules of `vs`, and the decision that sends
 /// it to the proxy (naming the first rule's SNI match); `None` when no rule applies.

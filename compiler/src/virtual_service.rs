@@ -31,6 +31,10 @@ pub enum VirtualServiceError {
     TlsNeedsMatch,
     #[error("a tls match needs at least one SNI host")]
     SniHostsRequired,
+    #[error("{0:?} is not a host name or a wildcard of the form *.example.com or *")]
+    SniPattern(String),
+    #[error("{0:?} is not covered by any of the VirtualService's hosts (as Istio requires)")]
+    SniOutsideHosts(String),
     #[error("{0:?} is not an IP address or CIDR")]
     NotASubnet(String),
     #[error("{text:?}: prefix length must be 0 to {max}")]
@@ -349,6 +353,25 @@ pub fn compile(resource: &Arc<Resource>, interner: &Interner) -> VirtualService 
                     format!("{field}.sniHosts"),
                     VirtualServiceError::SniHostsRequired,
                 );
+            }
+            for (h, sni) in m.sni_hosts.iter().enumerate() {
+                let sni_field = format!("{field}.sniHosts[{h}]");
+                let wildcard_ok = match sni.strip_prefix('*') {
+                    None => !sni.contains('*'),
+                    Some(rest) => rest.is_empty() || (rest.starts_with('.') && !rest.contains('*')),
+                };
+                if sni.is_empty() || !wildcard_ok {
+                    problems.add(sni_field, VirtualServiceError::SniPattern(sni.clone()));
+                } else if !spec
+                    .hosts
+                    .iter()
+                    .map(String::as_str)
+                    .chain(vs.hosts.iter().map(|h| &**h))
+                    .any(|host| crate::names::host_match(host, sni).is_some())
+                {
+                    // Istio's validation: an SNI the VirtualService's hosts do not cover.
+                    problems.add(sni_field, VirtualServiceError::SniOutsideHosts(sni.clone()));
+                }
             }
             let source = [
                 ("sourceLabels", !m.source_labels.is_empty()),

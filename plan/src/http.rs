@@ -37,10 +37,9 @@ pub struct Sniffed {
     pub fallback: Option<usize>,
 }
 
-/// A TLS port's routes, as Istio's filter chains: the first rule one of whose SNI host
-/// patterns matches the ClientHello's takes the connection; any other (no SNI, no TLS)
-/// goes to `fallback`, the service's connect-time route (its `tcp` rules, else all
-/// endpoints), as Istio's TCP filter chains after the TLS ones.
+/// A TLS port's routes, as Istio's filter chains: the rule with the most specific SNI host
+/// pattern matching the ClientHello's takes the connection (`*` also takes those without
+/// SNI); any other goes to `fallback`, the service's connect-time route (all endpoints).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TlsRoutes {
     pub rules: Vec<TlsRule>,

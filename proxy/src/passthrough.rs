@@ -3,7 +3,8 @@
 //! ClientHello is read (up to one record, within the header timeout) and kept; the most
 //! specific SNI pattern wins (an exact name over a wildcard, a longer wildcard over a
 //! shorter, then rule order, as Envoy's filter chain match); a connection without TLS or
-//! SNI, or whose SNI no rule takes, goes to the service's connect-time route. The chosen
+//! SNI (unless a rule has `*`), or whose SNI no rule takes, goes to the service's
+//! connect-time route. The chosen
 //! endpoint gets the ClientHello and then both directions are spliced until either closes.
 //! Also a sniffed port's (no protocol declared) connections that do not speak HTTP, passed
 //! to its connect-time route, as Istio's protocol detection sends them to its TCP chain.
@@ -103,7 +104,13 @@ impl CompiledTls {
     /// The cluster for a connection with `sni`: the most specific rule's (by weight), else
     /// the fallback; and whether a rule took it.
     fn cluster(&self, sni: Option<&str>) -> Option<(usize, bool)> {
-        let chosen = sni.and_then(|sni| {
+        // `*` is Istio's match-all chain: it also takes connections without SNI or TLS.
+        let any = || {
+            self.rules
+                .iter()
+                .find(|rule| rule.sni.contains(&SniPattern::Any))
+        };
+        let chosen = sni.map_or_else(any, |sni| {
             let sni = sni.to_ascii_lowercase();
             self.rules
                 .iter()
@@ -170,7 +177,7 @@ pub(crate) async fn serve(
     } else {
         &stats.tls_fallback
     };
-    if !pass_to(&shared, stream, &table, index, &hello, counter).await {
+    if !pass_to(&shared, stream, peer, &table, index, &hello, counter).await {
         ProxyStats::add(&stats.tls_failed);
     }
 }
@@ -209,6 +216,7 @@ pub(crate) async fn serve_sniffed(
     pass_to(
         &shared,
         stream,
+        peer,
         &table,
         index,
         &[],
@@ -279,6 +287,7 @@ fn looks_like_http(bytes: &[u8]) -> Option<bool> {
 async fn pass_to(
     shared: &Shared,
     mut stream: TcpStream,
+    peer: SocketAddr,
     table: &CompiledTable,
     index: usize,
     prefix: &[u8],
@@ -288,7 +297,13 @@ async fn pass_to(
     let Some(cluster) = table.clusters.get(index) else {
         return false;
     };
-    let Some(endpoint) = cluster.pick(None) else {
+    // A consistent hash has only the client's address to go on (`useSourceIp`); other keys
+    // are request data, which a passed-through connection has none of.
+    let hash = cluster
+        .balancer
+        .hash_key()
+        .and_then(|key| key.hash(&http::HeaderMap::new(), None, peer).hash);
+    let Some(endpoint) = cluster.pick(hash) else {
         tracing::debug!(
             "{}: no healthy endpoint for a connection; closed",
             cluster.name
@@ -312,7 +327,7 @@ async fn pass_to(
     cluster.report(endpoint, Outcome::Connected);
     ProxyStats::add(counter);
     if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
-        return true;
+        return false;
     }
     let _in_flight = crate::pool::InFlight::new(&endpoint.pool);
     let mut shutdown = shared.shutdown.clone();
@@ -448,11 +463,17 @@ mod tests {
         assert_eq!(pick(Some("www.example.com")), Some((0, true)));
         // A wildcard needs a label before its suffix.
         assert_eq!(pick(Some("example.com")), Some((4, true)));
-        assert_eq!(pick(None), Some((9, false)));
+        // `*` takes connections without SNI too (Istio's match-all chain).
+        assert_eq!(pick(None), Some((4, true)));
         let without_any = CompiledTls::compile(&TlsRoutes {
             rules: vec![rule(&["a.example.com"], 0)],
             fallback: None,
         });
         assert_eq!(without_any.cluster(Some("b.example.com")), None);
+        let with_fallback = CompiledTls::compile(&TlsRoutes {
+            rules: vec![rule(&["a.example.com"], 0)],
+            fallback: Some(9),
+        });
+        assert_eq!(with_fallback.cluster(None), Some((9, false)));
     }
 }

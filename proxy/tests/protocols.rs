@@ -479,46 +479,50 @@ async fn tls_backend(name: &'static str) -> std::net::SocketAddr {
 
 /// Istio's `tls` rules: TLS connections routed by the SNI of their ClientHello, which the
 /// chosen endpoint receives whole (never terminated); the most specific SNI wins; no SNI,
-/// or an SNI no rule takes, goes to the tcp rule (the connect-time route).
+/// an SNI no rule takes, or no TLS at all, goes to the service's own endpoints (Istio builds
+/// no TCP chain for a TLS port).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connections_are_routed_by_sni_and_passed_through() {
-    let (v1, v2, v3) = (
+    let (v1, v2, own) = (
         tls_backend("v1").await,
         tls_backend("v2").await,
-        tls_backend("v3").await,
+        tls_backend("own").await,
     );
     let endpoint = |addr, version| endpoint_yaml(addr, "tls", version);
-    let yaml = format!(
-        "apiVersion: networking.istio.io/v1
+    let entry = |name: &str, vip: &str, endpoints: String| {
+        format!(
+            "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: api, namespace: default}}
+metadata: {{name: {name}, namespace: default}}
 spec:
-  hosts: [api.example.com]
-  addresses: [127.100.0.1]
+  hosts: [{name}.example.com]
+  addresses: [{vip}]
   ports: [{{number: 9080, name: tls, protocol: TLS}}]
   resolution: STATIC
   endpoints:
-{}{}{}---
-{}---
-apiVersion: networking.istio.io/v1
+{endpoints}---
+"
+        )
+    };
+    let yaml = entry("api", "127.100.0.1", endpoint(own, "own"))
+        + &entry(
+            "pool",
+            "127.100.0.2",
+            endpoint(v1, "v1") + &endpoint(v2, "v2"),
+        )
+        + &destination_rule("pool", &["v1", "v2"], "")
+            .replace("host: pool", "host: pool.example.com")
+        + "apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: api, namespace: default}}
+metadata: {name: api, namespace: default}
 spec:
-  hosts: [api.example.com]
+  hosts: [api.example.com, '*.api.example.com']
   tls:
-  - match: [{{sniHosts: ['*.example.com']}}]
-    route: [{{destination: {{host: api.example.com, subset: v2}}}}]
-  - match: [{{sniHosts: [a.example.com]}}]
-    route: [{{destination: {{host: api.example.com, subset: v1}}}}]
-  tcp:
-  - route: [{{destination: {{host: api.example.com, subset: v3}}}}]
-",
-        endpoint(v1, "v1"),
-        endpoint(v2, "v2"),
-        endpoint(v3, "v3"),
-        destination_rule("api", &["v1", "v2", "v3"], "")
-            .replace("host: api", "host: api.example.com"),
-    );
+  - match: [{sniHosts: ['*.api.example.com']}]
+    route: [{destination: {host: pool.example.com, subset: v2}}]
+  - match: [{sniHosts: [a.api.example.com]}]
+    route: [{destination: {host: pool.example.com, subset: v1}}]
+";
     let plan = plan_from_yaml(&yaml);
     let proxy = Harness::start(&plan, fixed(VIP)).await;
     let send = |bytes: Vec<u8>| async move {
@@ -532,16 +536,16 @@ spec:
         reply
     };
     let hello = |sni| vsteer_testkit::tls::client_hello(sni);
-    let a = hello(Some("a.example.com"));
+    let a = hello(Some("a.api.example.com"));
     // The exact name beats the wildcard of the earlier rule; the ClientHello arrives whole.
     assert_eq!(send(a.clone()).await, format!("v1:{}", a.len()));
-    let b = hello(Some("b.example.com"));
+    let b = hello(Some("b.api.example.com"));
     assert_eq!(send(b.clone()).await, format!("v2:{}", b.len()));
     let other = hello(Some("other.test"));
-    assert_eq!(send(other.clone()).await, format!("v3:{}", other.len()));
+    assert_eq!(send(other.clone()).await, format!("own:{}", other.len()));
     let bare = hello(None);
-    assert_eq!(send(bare.clone()).await, format!("v3:{}", bare.len()));
-    assert_eq!(send(b"not TLS".to_vec()).await, "v3:7");
+    assert_eq!(send(bare.clone()).await, format!("own:{}", bare.len()));
+    assert_eq!(send(b"not TLS".to_vec()).await, "own:7");
     let stats = proxy.stats.snapshot();
     assert_eq!((stats.tls_by_sni, stats.tls_fallback), (2, 3));
     proxy.stop().await;

@@ -1,7 +1,7 @@
 //! Rules by port protocol, as Istio builds its filter chains: `tls` rules on TLS ports
-//! (routed by SNI in the proxy, the connect-time route for the rest; without a `tls` rule,
-//! all endpoints: tcp rules do not apply), and `http` rules on ports of undeclared
-//! protocol (sniffed: HTTP by the http rules in the proxy, the rest by the tcp route).
+//! (routed by SNI in the proxy, all endpoints for the rest; tcp rules never apply there),
+//! and `http` rules on ports of undeclared protocol (sniffed: HTTP by the http rules in
+//! the proxy, the rest by the tcp route).
 
 use super::*;
 
@@ -30,7 +30,7 @@ fn api(rules: &str) -> String {
     ) + &resource(
         "VirtualService",
         "api",
-        &format!("  hosts: [api.example.com]\n{rules}"),
+        &format!("  hosts: [api.example.com, '*.api.example.com']\n{rules}"),
     )
 }
 
@@ -45,15 +45,15 @@ fn plan_of(compiled: &Compiled) -> &ServicePlan {
 }
 
 #[test]
-fn sni_rules_go_to_the_proxy_and_the_rest_to_the_tcp_route() {
+fn sni_rules_go_to_the_proxy_and_the_rest_to_all_endpoints() {
     let compiled = compile_ok(&api("  tls:
-  - match: [{sniHosts: [a.example.com]}, {sniHosts: [other.example.com], port: 8443}]
+  - match: [{sniHosts: [a.api.example.com]}, {sniHosts: [other.api.example.com], port: 8443}]
     route: [{destination: {host: api.example.com, subset: v1}}]
-  - match: [{sniHosts: ['*.b.example.com'], port: 443}]
+  - match: [{sniHosts: ['*.b.api.example.com'], port: 443}]
     route:
     - {destination: {host: api.example.com, subset: v1}, weight: 80}
     - {destination: {host: api.example.com, subset: v2}, weight: 20}
-  - match: [{sniHosts: [c.example.com], destinationSubnets: [10.9.0.0/16]}]
+  - match: [{sniHosts: [c.api.example.com], destinationSubnets: [10.9.0.0/16]}]
     route: [{destination: {host: api.example.com, subset: v2}}]
   tcp:
   - route: [{destination: {host: api.example.com, subset: v3}}]
@@ -68,10 +68,13 @@ fn sni_rules_go_to_the_proxy_and_the_rest_to_the_tcp_route() {
         }
         other => panic!("{other:?}"),
     }
-    // At connect time (and for any SNI no rule takes): the tcp rule.
-    assert_eq!(
-        backends(&compiled, "10.0.0.20", 443),
-        expect(&[("10.3.0.3:443", 1_000_000)])
+    // At connect time (and for any SNI no rule takes): all endpoints; Istio builds no TCP
+    // chain for a TLS port, so its tcp rule does not apply.
+    assert_eq!(backends(&compiled, "10.0.0.20", 443).len(), 3);
+    assert!(
+        has_note(&compiled, "its tcp rules do not apply to a TLS port"),
+        "{:?}",
+        compiled.notes
     );
     let table = plan.http.as_ref().expect("a table");
     assert!(table.rules.is_empty());
@@ -93,11 +96,11 @@ fn sni_rules_go_to_the_proxy_and_the_rest_to_the_tcp_route() {
         rules,
         [
             (
-                &["a.example.com".to_string()][..],
+                &["a.api.example.com".to_string()][..],
                 vec![("outbound|443|v1|api.example.com", 1_000_000)]
             ),
             (
-                &["*.b.example.com".to_string()][..],
+                &["*.b.api.example.com".to_string()][..],
                 vec![
                     ("outbound|443|v1|api.example.com", 800_000),
                     ("outbound|443|v2|api.example.com", 200_000)
@@ -111,7 +114,7 @@ fn sni_rules_go_to_the_proxy_and_the_rest_to_the_tcp_route() {
         .iter()
         .map(|e| format!("{}:{}", e.address, e.port))
         .collect();
-    assert_eq!(endpoints, ["10.3.0.3:443"]);
+    assert_eq!(endpoints, ["10.3.0.1:443", "10.3.0.2:443", "10.3.0.3:443"]);
 }
 
 #[test]
@@ -122,13 +125,13 @@ fn a_tls_port_without_a_tls_rule_takes_all_endpoints_whatever_the_tcp_rules() {
     assert_eq!(plan_of(&compiled).decision, Decision::Kernel);
     assert_eq!(backends(&compiled, "10.0.0.20", 443).len(), 3);
     assert!(
-        has_note(&compiled, "has no tls rule for 10.0.0.20:443/TCP"),
+        has_note(&compiled, "its tcp rules do not apply to a TLS port"),
         "{:?}",
         compiled.notes
     );
     // A tls rule for another port does not apply here either.
     let compiled = compile_ok(&api("  tls:
-  - match: [{sniHosts: [a.example.com], port: 8443}]
+  - match: [{sniHosts: [a.api.example.com], port: 8443}]
     route: [{destination: {host: api.example.com, subset: v1}}]
 "));
     assert_eq!(plan_of(&compiled).decision, Decision::Kernel);
@@ -147,8 +150,16 @@ fn a_tls_rule_needs_a_match_with_sni_hosts() {
             "spec.tls[0].match[0].sniHosts",
         ),
         (
-            "  tls:\n  - match: [{sniHosts: [a.example.com]}]\n",
+            "  tls:\n  - match: [{sniHosts: [a.api.example.com]}]\n",
             "spec.tls[0].route",
+        ),
+        (
+            "  tls:\n  - match: [{sniHosts: ['*foo.api.example.com']}]\n    route: [{destination: {host: api.example.com}}]\n",
+            "spec.tls[0].match[0].sniHosts[0]",
+        ),
+        (
+            "  tls:\n  - match: [{sniHosts: [api.example.com, x.other.com]}]\n    route: [{destination: {host: api.example.com}}]\n",
+            "spec.tls[0].match[0].sniHosts[1]",
         ),
     ] {
         let (compiled, _) = compile_text(&api(rules));

@@ -243,7 +243,8 @@ pub fn rejected(mut parsed: Parsed, error: Diagnostic, id: ResourceId) -> Parsed
 /// Istio's protocol of a Service port, as its `kube.ConvertProtocol` chooses it: UDP for a
 /// UDP port; else `appProtocol` when set (Kubernetes' `kubernetes.io/h2c`, `ws`, `wss`
 /// mapped), the port name when not; of that, a `grpc-web` prefix, or the part before the
-/// first `-` (`http-web`, `grpc`). Empty: a protocol Istio does not know, which it sniffs.
+/// first `-` (`http-web`, `grpc`). Empty: a protocol Istio does not know, which it sniffs
+/// (but on the well-known ports of server-first protocols, TCP).
 pub fn istio_protocol(port: &PortRecord) -> String {
     if port.protocol.as_deref() == Some("UDP") {
         return "UDP".into();
@@ -260,8 +261,17 @@ pub fn istio_protocol(port: &PortRecord) -> String {
         return "GRPC-Web".into();
     }
     let prefix = name.split('-').next().unwrap_or_default();
-    known_protocol(prefix).unwrap_or_default().to_string()
+    match known_protocol(prefix) {
+        Some(protocol) => protocol.to_string(),
+        // Ports whose server speaks first (SMTP, DNS, MySQL, MongoDB) are TCP, not sniffed:
+        // a sniffer would wait for a client that waits for the server.
+        None if WELL_KNOWN_TCP.contains(&port.port) => "TCP".into(),
+        None => String::new(),
+    }
 }
+
+/// Istio's `wellKnownPorts`: never sniffed.
+const WELL_KNOWN_TCP: [i32; 4] = [25, 53, 3306, 27017];
 
 /// Istio's protocol names (`protocol.Parse`), from lower case.
 fn known_protocol(name: &str) -> Option<&'static str> {

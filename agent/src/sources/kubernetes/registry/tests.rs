@@ -262,6 +262,11 @@ fn protocols_are_selected_as_istio_selects_them() {
         port(json!({"port": 53, "name": "dns", "protocol": "UDP"})),
         "UDP"
     );
+    // Istio's well-known ports of server-first protocols are TCP, never sniffed.
+    for number in [25, 53, 3306, 27017] {
+        assert_eq!(port(json!({"port": number, "name": "db"})), "TCP");
+    }
+    assert_eq!(port(json!({"port": 3306, "name": "http-admin"})), "HTTP");
 }
 
 #[test]

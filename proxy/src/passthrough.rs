@@ -1,6 +1,7 @@
 //! TLS passthrough: a TLS port's connections routed by the SNI of their ClientHello,
 //! never terminated, as Istio's TLS filter chains with Envoy's TLS inspector. The
-//! ClientHello is read (up to one record, within the header timeout) and kept; the most
+//! ClientHello is read (over as many records as it spans, up to 64 KiB, within the header
+//! timeout) and kept; the most
 //! specific SNI pattern wins (an exact name over a wildcard, a longer wildcard over a
 //! shorter, then rule order, as Envoy's filter chain match); a connection without TLS or
 //! SNI (unless a rule has `*`), or whose SNI no rule takes, goes to the service's
@@ -342,24 +343,16 @@ async fn pass_to(
     true
 }
 
-/// Reads the first TLS record into `hello` and returns the SNI of the ClientHello in it;
-/// `None` when the client does not speak TLS, sends no SNI, or sends more than a record.
+/// Reads TLS handshake records into `hello` until they hold the whole ClientHello (which
+/// may span several records, as Envoy's inspector reassembles it, up to
+/// [`MAX_CLIENT_HELLO`]) and returns its SNI; `None` when the client does not speak TLS,
+/// sends no SNI, or a ClientHello over the bound.
 async fn read_sni(stream: &mut TcpStream, hello: &mut Vec<u8>) -> std::io::Result<Option<String>> {
     loop {
-        if let Some(first) = hello.first()
-            && *first != 0x16
-        {
-            // Not a TLS handshake record.
-            return Ok(None);
-        }
-        if hello.len() >= RECORD_HEADER {
-            let length = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
-            if length > MAX_RECORD {
-                return Ok(None);
-            }
-            if hello.len() >= RECORD_HEADER + length {
-                return Ok(sni_of(&hello[..RECORD_HEADER + length]));
-            }
+        match client_hello_in(hello) {
+            Reassembly::Done(handshake) => return Ok(sni_of(&handshake)),
+            Reassembly::NotTls => return Ok(None),
+            Reassembly::NeedMore => {}
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
@@ -373,23 +366,67 @@ async fn read_sni(stream: &mut TcpStream, hello: &mut Vec<u8>) -> std::io::Resul
     }
 }
 
-/// The host name of the SNI extension of the ClientHello in `record`, lower case.
-fn sni_of(record: &[u8]) -> Option<String> {
-    use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
-    let (_, plaintext) = tls_parser::parse_tls_plaintext(record).ok()?;
-    plaintext.msg.iter().find_map(|message| {
-        let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = message else {
-            return None;
+/// The largest ClientHello read (Envoy's TLS inspector's bound).
+const MAX_CLIENT_HELLO: usize = 64 * 1024;
+
+enum Reassembly {
+    /// The handshake message (type, length and body), whole.
+    Done(Vec<u8>),
+    NotTls,
+    NeedMore,
+}
+
+/// The first handshake message of the records in `bytes`, if they hold all of it.
+fn client_hello_in(bytes: &[u8]) -> Reassembly {
+    let mut handshake = Vec::new();
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
+        if header[0] != 0x16 {
+            return Reassembly::NotTls;
+        }
+        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if length > MAX_RECORD {
+            return Reassembly::NotTls;
+        }
+        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + length) else {
+            return Reassembly::NeedMore;
         };
-        let (_, extensions) = tls_parser::parse_tls_client_hello_extensions(hello.ext?).ok()?;
-        extensions.iter().find_map(|extension| match extension {
-            TlsExtension::SNI(names) => names
-                .iter()
-                .find(|(kind, _)| kind.0 == 0)
-                .and_then(|(_, name)| std::str::from_utf8(name).ok())
-                .map(str::to_ascii_lowercase),
-            _ => None,
-        })
+        handshake.extend_from_slice(payload);
+        at += RECORD_HEADER + length;
+        if let Some(len) = handshake.get(1..4) {
+            let whole =
+                4 + (usize::from(len[0]) << 16 | usize::from(len[1]) << 8 | usize::from(len[2]));
+            if whole > MAX_CLIENT_HELLO {
+                return Reassembly::NotTls;
+            }
+            if handshake.len() >= whole {
+                handshake.truncate(whole);
+                return Reassembly::Done(handshake);
+            }
+        }
+    }
+    match bytes.first() {
+        Some(first) if *first != 0x16 => Reassembly::NotTls,
+        _ => Reassembly::NeedMore,
+    }
+}
+
+/// The host name of the SNI extension of the ClientHello `handshake` (the message, from
+/// its type on), lower case.
+fn sni_of(handshake: &[u8]) -> Option<String> {
+    use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+    let (_, message) = tls_parser::parse_tls_message_handshake(handshake).ok()?;
+    let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = message else {
+        return None;
+    };
+    let (_, extensions) = tls_parser::parse_tls_client_hello_extensions(hello.ext?).ok()?;
+    extensions.iter().find_map(|extension| match extension {
+        TlsExtension::SNI(names) => names
+            .iter()
+            .find(|(kind, _)| kind.0 == 0)
+            .and_then(|(_, name)| std::str::from_utf8(name).ok())
+            .map(str::to_ascii_lowercase),
+        _ => None,
     })
 }
 
@@ -417,14 +454,50 @@ mod tests {
         assert_eq!(looks_like_http(b"EHLO example.com\r\n"), Some(false));
     }
 
+    fn sni_in(bytes: &[u8]) -> Option<String> {
+        match client_hello_in(bytes) {
+            Reassembly::Done(handshake) => sni_of(&handshake),
+            Reassembly::NotTls => None,
+            Reassembly::NeedMore => panic!("more bytes wanted"),
+        }
+    }
+
     #[test]
     fn the_sni_of_a_client_hello_is_read_and_none_without_one() {
-        assert_eq!(
-            sni_of(&vsteer_testkit::tls::client_hello(Some("API.Example.com"))).as_deref(),
-            Some("api.example.com")
+        let hello = vsteer_testkit::tls::client_hello(Some("API.Example.com"));
+        assert_eq!(sni_in(&hello).as_deref(), Some("api.example.com"));
+        assert_eq!(sni_in(&vsteer_testkit::tls::client_hello(None)), None);
+        assert_eq!(sni_in(b"GET / HTTP/1.1\r\n\r\n"), None);
+        // Any cut before its end wants more.
+        for cut in [1, 4, 5, 20, hello.len() - 1] {
+            assert!(
+                matches!(client_hello_in(&hello[..cut]), Reassembly::NeedMore),
+                "{cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_hello_over_several_records_is_reassembled() {
+        let hello = vsteer_testkit::tls::client_hello(Some("split.example.com"));
+        let payload = &hello[RECORD_HEADER..];
+        // The same handshake in three records of a few bytes, then one over the bound.
+        let mut split = Vec::new();
+        for chunk in payload.chunks(payload.len() / 3 + 1) {
+            split.extend_from_slice(&[0x16, 0x03, 0x01]);
+            split.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            split.extend_from_slice(chunk);
+        }
+        assert_eq!(sni_in(&split).as_deref(), Some("split.example.com"));
+        assert!(matches!(
+            client_hello_in(&split[..split.len() - 1]),
+            Reassembly::NeedMore
+        ));
+        let huge = vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x02, 0x00, 0x00];
+        assert!(
+            matches!(client_hello_in(&huge), Reassembly::NotTls),
+            "a 128 KiB ClientHello"
         );
-        assert_eq!(sni_of(&vsteer_testkit::tls::client_hello(None)), None);
-        assert_eq!(sni_of(b"GET / HTTP/1.1\r\n\r\n"), None);
     }
 
     fn rule(sni: &[&str], cluster: usize) -> TlsRule {

@@ -45,6 +45,7 @@ pub use service_entry::ServiceEntryError;
 pub use traffic_policy::PolicyError;
 pub use virtual_service::VirtualServiceError;
 pub use vsteer_plan::{Plan, ServiceKey};
+pub use weights::largest_remainder;
 
 use vsteer_model::{Diagnostic, Resource};
 

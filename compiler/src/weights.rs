@@ -68,7 +68,7 @@ pub(crate) fn spread(shares: Vec<Share>) -> Vec<BackendPlan> {
 /// Divides `total` in proportion to `weights` into integers that sum to `total` (unless all
 /// weights are 0): each gets the floor of its exact part, and what is left goes one by one
 /// to the largest remainders, earlier entries first on ties.
-pub(crate) fn largest_remainder(total: u64, weights: &[u64]) -> Vec<u64> {
+pub fn largest_remainder(total: u64, weights: &[u64]) -> Vec<u64> {
     let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
     if sum == 0 {
         return vec![0; weights.len()];

@@ -70,24 +70,20 @@ pub fn without_ejected(service: &ServicePlan, set: &BTreeSet<SocketAddr>) -> Opt
         .iter()
         .filter(|b| !ejected(b, set))
         .collect();
-    let total: u64 = kept.iter().map(|b| u64::from(b.weight)).sum();
-    if total == 0 {
+    if kept.iter().all(|b| b.weight == 0) {
         return None;
     }
-    let scale = u64::from(WEIGHT_SCALE);
-    let mut backends: Vec<BackendPlan> = kept
+    // Each keeps at least the weight it had (the kept total is at most the scale): above 0.
+    let weights: Vec<u64> = kept.iter().map(|b| u64::from(b.weight)).collect();
+    let parts = vsteer_compiler::largest_remainder(u64::from(WEIGHT_SCALE), &weights);
+    let backends: Vec<BackendPlan> = kept
         .iter()
-        .map(|b| BackendPlan {
-            // At least the weight it had (the kept total is at most the scale): above 0.
-            weight: (u64::from(b.weight) * scale / total) as u32,
+        .zip(parts)
+        .map(|(b, weight)| BackendPlan {
+            weight: u32::try_from(weight).unwrap_or(WEIGHT_SCALE),
             ..(*b).clone()
         })
         .collect();
-    let given: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-    // What rounding down left (fewer than one part per backend) goes to the first ones.
-    for b in backends.iter_mut().take((scale - given) as usize) {
-        b.weight += 1;
-    }
     Some(ServicePlan {
         backends,
         ..service.clone()

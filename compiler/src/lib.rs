@@ -41,7 +41,7 @@ pub use engine::{Change, Compiler, Update};
 pub use http::HttpRuleError;
 pub use problems::FieldError;
 pub use registry::ConflictError;
-pub use service_entry::ServiceEntryError;
+pub use service_entry::{ServiceEntryError, dns_names};
 pub use traffic_policy::PolicyError;
 pub use virtual_service::VirtualServiceError;
 pub use vsteer_plan::{Plan, ServiceKey};

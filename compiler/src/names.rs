@@ -43,9 +43,38 @@ pub fn is_dns1123_label(name: &str) -> bool {
         && bytes.last().is_some_and(alnum)
 }
 
+/// A name DNS can resolve, as Istio's `ValidateFQDN` takes it: DNS-1123 labels joined by
+/// dots, at most 255 bytes, a final dot allowed; no wildcard.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 255 && name.split('.').all(is_dns1123_label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_are_dns1123_labels_joined_by_dots() {
+        for good in ["httpbin.org", "a.b-c.example.com.", "localhost", "x1.y2"] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
+        for bad in [
+            "",
+            "*.example.com",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "Upper.com",
+            "a_b.com",
+            "10.0.0.1/8",
+            &long,
+            ".",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn short_names_get_namespace_and_domain() {

@@ -1,27 +1,34 @@
-//! A ServiceEntry with STATIC resolution, checked on its own: hosts, virtual IPs, ports and
-//! endpoints. Each (address, port) of an accepted entry is a service; its hosts are
-//! destinations for routes. Whether it may hold its VIPs is the registry's question.
+//! A ServiceEntry with STATIC or DNS resolution, checked on its own: hosts, virtual IPs,
+//! ports and endpoints (for DNS, the addresses the agent's resolver found for them). Each
+//! (address, port) of an accepted entry is a service; its hosts are destinations for routes.
+//! Whether it may hold its VIPs is the registry's question.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use vsteer_model::intern::Interner;
-use vsteer_model::istio::{ServiceEntrySpec, WorkloadEntry};
+use vsteer_model::istio::{DnsAnswers, ServiceEntrySpec, WorkloadEntry};
 use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, SmallMap};
 use vsteer_plan::{BackendPlan, Protocol, ServiceKey};
 
-use crate::names::is_dns1123_label;
+use crate::names::{is_dns_name, is_dns1123_label};
 use crate::problems::{FieldError, Problems, port_number};
 
 /// What is wrong with a ServiceEntry on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceEntryError {
-    #[error("resolution is not set, which Istio reads as NONE; only STATIC is supported")]
+    #[error(
+        "resolution is not set, which Istio reads as NONE; only STATIC, DNS and DNS_ROUND_ROBIN are supported"
+    )]
     ResolutionUnset,
-    #[error("resolution {0} is not supported yet; only STATIC is supported")]
+    #[error(
+        "resolution {0} is not supported yet; only STATIC, DNS and DNS_ROUND_ROBIN are supported"
+    )]
     ResolutionUnsupported(String),
-    #[error("unknown resolution {0:?}; only STATIC is supported")]
+    #[error(
+        "unknown resolution {0:?}; Istio knows NONE, STATIC, DNS, DNS_ROUND_ROBIN and DYNAMIC_DNS"
+    )]
     ResolutionUnknown(String),
     #[error("unknown location {0:?}; expected MESH_EXTERNAL or MESH_INTERNAL")]
     LocationUnknown(String),
@@ -51,6 +58,16 @@ pub enum ServiceEntryError {
     DuplicatePortName { name: String, first: usize },
     #[error("only IP endpoints are supported with STATIC resolution, got {0:?}")]
     EndpointNotIp(String),
+    #[error("{0:?} is neither an IP address nor a DNS name (lowercase labels joined by dots)")]
+    EndpointNotIpOrName(String),
+    #[error(
+        "{0:?}: with resolution {1} and no endpoints, the hosts are resolved, so each must be a DNS name without wildcards"
+    )]
+    HostNotResolvable(String, &'static str),
+    #[error(
+        "resolution DNS_ROUND_ROBIN takes at most one endpoint ({0} listed): Envoy's logical DNS resolves one name"
+    )]
+    RoundRobinEndpoints(usize),
     #[error("{name:?} names no port of this ServiceEntry (its ports: {ports})")]
     UnknownPortName { name: String, ports: String },
 }
@@ -134,15 +151,15 @@ pub fn compile(
     hosts: &Interner,
 ) -> Result<Entry, Vec<Diagnostic>> {
     let mut problems = Problems::new(resource);
-    check_settings(spec, &mut problems);
+    let resolution = check_settings(spec, &mut problems);
     check_hosts(spec, &mut problems);
     let vips = vips(spec, &mut problems);
     let ports = ports(spec, &mut problems);
-    let endpoints = endpoints(spec, &mut problems);
+    let (endpoints, lookups) = endpoints(spec, resolution, &mut problems);
     problems.into_result()?;
 
     let id = &resource.id;
-    let mut notes = Vec::new();
+    let mut notes = dns_notes(id, resolution, &lookups, spec.resolved.is_some());
     for &(_, vip) in &vips {
         let other = endpoints
             .iter()
@@ -161,7 +178,7 @@ pub fn compile(
         notes.push(format!(
             "{id}: no addresses, so a destination only: routes of other services can send \
              traffic to its endpoints, but connects to {} are not steered (vsteer steers by \
-             virtual IP; DNS resolution, which would give it addresses, is not supported yet)",
+             virtual IP: list the service's addresses under spec.addresses)",
             spec.hosts.join(", ")
         ));
     }
@@ -193,12 +210,63 @@ pub fn compile(
     })
 }
 
+/// How an entry's endpoints get their addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// As written.
+    Static,
+    /// Every address DNS gives each name (Envoy's strict DNS cluster).
+    Dns,
+    /// The first address DNS gives, per address family (Envoy's logical DNS cluster, which
+    /// connects to the first address of the latest answer).
+    DnsRoundRobin,
+}
+
+impl Resolution {
+    fn of(spec: &ServiceEntrySpec) -> Option<Resolution> {
+        match spec.resolution.as_deref() {
+            Some("STATIC") => Some(Resolution::Static),
+            Some("DNS") => Some(Resolution::Dns),
+            Some("DNS_ROUND_ROBIN") => Some(Resolution::DnsRoundRobin),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Resolution::Static => "STATIC",
+            Resolution::Dns => "DNS",
+            Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        }
+    }
+}
+
+/// The names the agent's resolver must look up for `spec`: with DNS resolution, each
+/// endpoint address that is a DNS name, or each host when there are no endpoints; nothing
+/// otherwise. Names the compiler would reject are left out.
+pub fn dns_names(spec: &ServiceEntrySpec) -> Vec<&str> {
+    match Resolution::of(spec) {
+        Some(Resolution::Dns | Resolution::DnsRoundRobin) => {}
+        _ => return Vec::new(),
+    }
+    let names: Vec<&str> = if spec.endpoints.is_empty() {
+        spec.hosts.iter().map(String::as_str).collect()
+    } else {
+        spec.endpoints.iter().map(|e| &*e.address).collect()
+    };
+    names
+        .into_iter()
+        .filter(|name| name.parse::<IpAddr>().is_err() && is_dns_name(name))
+        .collect()
+}
+
 /// Resolution, location and workloadSelector: whether vsteer can steer this entry at all.
-fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) {
+fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) -> Resolution {
+    let resolution = Resolution::of(spec);
     match spec.resolution.as_deref() {
-        Some("STATIC") => {}
+        _ if resolution.is_some() => {}
         None => problems.add("spec.resolution", ServiceEntryError::ResolutionUnset),
-        Some(known @ ("NONE" | "DNS" | "DNS_ROUND_ROBIN" | "DYNAMIC_DNS")) => problems.add(
+        Some(known @ ("NONE" | "DYNAMIC_DNS")) => problems.add(
             "spec.resolution",
             ServiceEntryError::ResolutionUnsupported(known.to_string()),
         ),
@@ -206,6 +274,12 @@ fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) {
             "spec.resolution",
             ServiceEntryError::ResolutionUnknown(other.to_string()),
         ),
+    }
+    if resolution == Some(Resolution::DnsRoundRobin) && spec.endpoints.len() > 1 {
+        problems.add(
+            "spec.endpoints",
+            ServiceEntryError::RoundRobinEndpoints(spec.endpoints.len()),
+        );
     }
     if let Some(location) = spec.location.as_deref()
         && !matches!(location, "MESH_EXTERNAL" | "MESH_INTERNAL")
@@ -218,6 +292,8 @@ fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) {
     if spec.workload_selector.is_some() {
         problems.add("spec.workloadSelector", ServiceEntryError::WorkloadSelector);
     }
+    // Unknown ones are rejected above; STATIC is the rest's least surprising reading.
+    resolution.unwrap_or(Resolution::Static)
 }
 
 fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
@@ -377,25 +453,55 @@ fn ports(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Port> {
     ports
 }
 
-/// The endpoints with their IP addresses. None is valid: a service with no backend, whose
-/// connects are refused (as Istio answers 503), unless a route sends them elsewhere.
-fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> {
+/// A name the entry's endpoints come from, and what DNS said of it.
+#[derive(Debug, PartialEq)]
+struct Lookup<'a> {
+    name: &'a str,
+    /// `None`: no answer yet; else how many addresses it gave.
+    addresses: Option<usize>,
+}
+
+/// The endpoints with their IP addresses (for DNS resolution, the addresses the resolver
+/// found for their names), and the names looked up. None is valid: a service with no
+/// backend, whose connects are refused (as Istio answers 503), unless a route sends them
+/// elsewhere.
+fn endpoints<'a>(
+    spec: &'a ServiceEntrySpec,
+    resolution: Resolution,
+    problems: &mut Problems,
+) -> (Vec<Endpoint>, Vec<Lookup<'a>>) {
     let port_names: BTreeSet<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
     let mut endpoints = Vec::with_capacity(spec.endpoints.len());
+    let mut lookups = Vec::new();
+    let answers = spec.resolved.as_deref();
     for (j, endpoint) in spec.endpoints.iter().enumerate() {
         let field = format!("spec.endpoints[{j}].address");
-        if endpoint.address.is_empty() {
+        let address = &*endpoint.address;
+        if address.is_empty() {
             problems.add(field, FieldError::Required { what: "address" });
+        } else if let Ok(ip) = address.parse::<IpAddr>() {
+            // IPv4-mapped is IPv4, as for VIPs: its family decides which VIPs it serves.
+            endpoints.push(endpoint_of(endpoint, ip.to_canonical()));
+        } else if resolution == Resolution::Static {
+            // Istio also allows unix:// sockets here.
+            problems.add(field, ServiceEntryError::EndpointNotIp(address.to_string()));
+        } else if !is_dns_name(address) {
+            problems.add(
+                field,
+                ServiceEntryError::EndpointNotIpOrName(address.to_string()),
+            );
         } else {
-            match endpoint.address.parse::<IpAddr>() {
-                // IPv4-mapped is IPv4, as for VIPs: its family decides which VIPs it serves.
-                Ok(address) => endpoints.push(endpoint_of(endpoint, address.to_canonical())),
-                // Istio also allows host names (DNS resolution) and unix:// sockets here.
-                Err(_) => problems.add(
-                    field,
-                    ServiceEntryError::EndpointNotIp(endpoint.address.to_string()),
-                ),
-            }
+            let found = resolved(answers, address, resolution);
+            lookups.push(Lookup {
+                name: address,
+                addresses: found.as_ref().map(Vec::len),
+            });
+            endpoints.extend(
+                found
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| endpoint_of(endpoint, ip)),
+            );
         }
         for (name, &number) in endpoint.ports.iter() {
             let field = format!("spec.endpoints[{j}].ports.{name}");
@@ -412,7 +518,99 @@ fn endpoints(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<Endpoint> 
             }
         }
     }
-    endpoints
+    if spec.endpoints.is_empty() && resolution != Resolution::Static {
+        // Istio's rule: with no endpoints, the hosts themselves are resolved (an endpoint
+        // each, with no labels, at the service ports).
+        let host_endpoint = WorkloadEntry::default();
+        for (i, host) in spec.hosts.iter().enumerate() {
+            if host.is_empty() || host == "*" {
+                continue; // reported by check_hosts
+            }
+            if !is_dns_name(host) {
+                problems.add(
+                    format!("spec.hosts[{i}]"),
+                    ServiceEntryError::HostNotResolvable(host.clone(), resolution.name()),
+                );
+                continue;
+            }
+            let found = resolved(answers, host, resolution);
+            lookups.push(Lookup {
+                name: host,
+                addresses: found.as_ref().map(Vec::len),
+            });
+            endpoints.extend(
+                found
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| endpoint_of(&host_endpoint, ip)),
+            );
+        }
+    }
+    (endpoints, lookups)
+}
+
+/// The addresses `name` stands for (`None`: no answer yet). DNS: all of them, sorted, so
+/// that a server rotating its answers changes nothing; DNS_ROUND_ROBIN: the first of each
+/// family, in the answer's order (a connect keeps its VIP's family).
+fn resolved(
+    answers: Option<&DnsAnswers>,
+    name: &str,
+    resolution: Resolution,
+) -> Option<Vec<IpAddr>> {
+    let answer = answers?.0.get(name)?;
+    let canonical = answer.iter().map(|ip| ip.to_canonical());
+    Some(match resolution {
+        Resolution::DnsRoundRobin => {
+            let v4 = canonical.clone().find(IpAddr::is_ipv4);
+            let v6 = canonical.clone().find(IpAddr::is_ipv6);
+            v4.into_iter().chain(v6).collect()
+        }
+        _ => {
+            let all: BTreeSet<IpAddr> = canonical.collect();
+            all.into_iter().collect()
+        }
+    })
+}
+
+/// What the user should know of the names looked up: those not answered yet, and those
+/// with no address.
+fn dns_notes(
+    id: &ResourceId,
+    resolution: Resolution,
+    lookups: &[Lookup],
+    resolver_ran: bool,
+) -> Vec<String> {
+    let pending: Vec<&str> = lookups
+        .iter()
+        .filter(|l| l.addresses.is_none())
+        .map(|l| l.name)
+        .collect();
+    let empty: Vec<&str> = lookups
+        .iter()
+        .filter(|l| l.addresses == Some(0))
+        .map(|l| l.name)
+        .collect();
+    let mut notes = Vec::new();
+    if !pending.is_empty() {
+        let why = if resolver_ran {
+            "no answer from DNS yet; their endpoints are added when it answers"
+        } else {
+            "names are resolved by a running agent, not by `vsteer plan`, so they have no endpoints here"
+        };
+        notes.push(format!(
+            "{id}: resolution {}: {} not resolved ({why})",
+            resolution.name(),
+            pending.join(", ")
+        ));
+    }
+    if !empty.is_empty() {
+        notes.push(format!(
+            "{id}: {} resolved to no address (NXDOMAIN or no A/AAAA records), so no endpoints \
+             from there until DNS gives some (as Envoy, which empties the host set)",
+            empty.join(", ")
+        ));
+    }
+    notes
 }
 
 fn endpoint_of(endpoint: &WorkloadEntry, address: IpAddr) -> Endpoint {

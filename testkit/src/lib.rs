@@ -8,6 +8,7 @@ pub mod agent;
 pub mod backend;
 pub mod cgroup;
 pub mod client;
+pub mod dns;
 pub mod http;
 pub mod kube_api;
 pub mod netns;
@@ -27,6 +28,7 @@ pub use client::{
     ConnectOutcome, ConnectReport, Probe, connect_many, probe_cycle_on, probe_many, probe_many_on,
     stream_bytes,
 };
+pub use dns::DnsServer;
 pub use netns::NetNs;
 pub mod tls;
 pub use pins::PinDir;

@@ -15,6 +15,7 @@ use vsteer_model::store::{Changes, Store};
 use vsteer_plan::{Plan, ServiceKey};
 
 use super::report;
+use crate::resolve::{Answers, Watch, dns::Answer};
 use crate::sources::{Reading, Source};
 
 /// Where the plan goes: the kernel's maps, or a test's record of them.
@@ -79,6 +80,10 @@ pub struct Agent<S: Sink> {
     /// Shared with the thread that reads (so that a signal never waits for a long parse).
     source: Arc<Mutex<Source>>,
     store: Store,
+    /// DNS-resolved ServiceEntries reach the compiler with the answers for their names.
+    dns: Answers,
+    /// Names to start or stop resolving, for the resolver (see `take_dns_watch`).
+    dns_watch: Watch,
     compiler: Compiler,
     sink: S,
     /// Services changed but not yet written (a failed write is retried with the next).
@@ -91,6 +96,12 @@ pub struct Agent<S: Sink> {
 /// How often at most the sink's per-backend state (the connection counters) is pruned: a
 /// walk of up to 65,536 counters and of the plan's backends, too slow for every change.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// A start's config, compiled and not yet written.
+pub struct Loaded {
+    started: Instant,
+    applied: Applied,
+}
 
 /// What one read of the source gave, and how long it took.
 pub struct Read {
@@ -131,6 +142,8 @@ impl<S: Sink> Agent<S> {
         Agent {
             source,
             store: Store::default(),
+            dns: Answers::default(),
+            dns_watch: Watch::default(),
             compiler: Compiler::default(),
             sink,
             unwritten: BTreeSet::new(),
@@ -166,20 +179,89 @@ impl<S: Sink> Agent<S> {
 
     /// [`Agent::start`] with the source read already.
     pub fn start_from(&mut self, read: Read) -> Result<Applied, PassError> {
+        let loaded = self.load(read)?;
+        self.write_loaded(loaded)
+    }
+
+    /// The first half of a start: the store and the compiler take what was read; nothing
+    /// is written (DNS answers may be awaited before [`Agent::write_loaded`]).
+    pub fn load(&mut self, read: Read) -> Result<Loaded, PassError> {
         let started = Instant::now();
         let reading = read.reading.map_err(PassError::Read)?;
         let (update, resources, rejected) = self.compile(reading);
-        let compiled = started.elapsed();
-        let stats = self.rewrite_all()?;
-        Ok(Applied {
-            stats,
-            read: read.took,
-            compile: compiled,
-            apply: started.elapsed() - compiled,
-            recompiled: update.recompiled_services,
-            resources,
-            rejected,
+        Ok(Loaded {
+            started,
+            applied: Applied {
+                read: read.took,
+                compile: started.elapsed(),
+                recompiled: update.recompiled_services,
+                resources,
+                rejected,
+                ..Applied::default()
+            },
         })
+    }
+
+    /// The second half of a start: the sink is brought in line with everything.
+    pub fn write_loaded(&mut self, loaded: Loaded) -> Result<Applied, PassError> {
+        let Loaded {
+            started,
+            mut applied,
+        } = loaded;
+        applied.stats = self.rewrite_all()?;
+        applied.apply = started.elapsed().saturating_sub(applied.compile);
+        Ok(applied)
+    }
+
+    /// Names to start and stop resolving since the last call: for the resolver.
+    pub fn take_dns_watch(&mut self) -> Watch {
+        std::mem::take(&mut self.dns_watch)
+    }
+
+    /// Every name the config needs resolved.
+    pub fn dns_names(&self) -> Vec<Box<str>> {
+        self.dns.names().map(Box::from).collect()
+    }
+
+    /// Whether every name the config needs resolved has had an answer.
+    pub fn dns_answered_all(&self) -> bool {
+        self.dns.all_answered()
+    }
+
+    /// New DNS answers: the entries that use the names are compiled again; the services
+    /// that changed are written with the next [`Agent::flush`] (or the start's write).
+    pub fn dns_answered(&mut self, answers: impl IntoIterator<Item = Answer>) -> Update {
+        let mut batch: Vec<Change> = Vec::new();
+        for answer in answers {
+            for change in self.dns.answered(&answer.name, answer.addresses) {
+                // A later answer's copy of an entry holds the earlier answers too.
+                batch.retain(|(id, _)| *id != change.0);
+                batch.push(change);
+            }
+        }
+        if batch.is_empty() {
+            return Update::default();
+        }
+        let update = self.compiler.update(&batch);
+        report::compiled(&update);
+        self.unwritten.extend(update.changed.iter().copied());
+        update
+    }
+
+    /// Writes the services changed and not written yet; a failed write is retried with the
+    /// next.
+    pub fn flush(&mut self) -> Result<ApplyStats, PassError> {
+        let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
+        if keys.is_empty() {
+            return Ok(ApplyStats::default());
+        }
+        let stats = self
+            .sink
+            .apply_changes(self.compiler.plan(), &keys)
+            .map_err(PassError::Write)?;
+        self.unwritten.clear();
+        self.note_applied(&stats);
+        Ok(stats)
     }
 
     /// Prunes the sink's per-backend state when backends may have left, at most every
@@ -302,6 +384,8 @@ impl<S: Sink> Agent<S> {
             .map(|r| (r.id.clone(), Some(r.clone())))
             .collect();
         batch.extend(changes.removed.iter().map(|id| (id.clone(), None)));
+        let watch = self.dns.pass(&mut batch);
+        self.dns_watch.merge(watch);
         let update = self.compiler.update(&batch);
         tracing::debug!(
             store_us = stored.as_micros() as u64,

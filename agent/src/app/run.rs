@@ -23,6 +23,7 @@ use super::ejected;
 use super::metrics::{AgentMetrics, Step};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
+use crate::resolve::{DnsSettings, Resolver, Watch};
 use crate::sources::kubernetes::{self, KubeSettings};
 use crate::sources::{Source, snapshot::Snapshot, watch};
 
@@ -45,7 +46,15 @@ pub struct RunOptions {
     pub settle: Duration,
     /// Read the Kubernetes API instead of `config` (which is then `None`).
     pub kubernetes: Option<KubeSettings>,
+    /// How the names of DNS-resolved ServiceEntries are looked up.
+    pub dns: DnsSettings,
 }
+
+/// How long a start waits for the first DNS answers before it writes the kernel maps: a
+/// restarted agent should not drop a DNS-resolved service's backends for want of an answer
+/// that comes a moment later. Names still unanswered then get their endpoints when DNS
+/// answers.
+const DNS_START_WAIT: Duration = Duration::from_secs(5);
 
 /// The pin directory's lock, waited for (`None`: a signal to stop came first).
 async fn own_pin_dir(
@@ -232,7 +241,13 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let adopted = datapath.adopted();
     original.set(datapath.original_destinations()?);
     let mut agent = Agent::shared(source, Node::new(datapath, routes));
-    let applied = agent.start_from(first)?;
+    let loaded = agent.load(first)?;
+    let mut resolver: Option<Resolver> = None;
+    follow_names(&mut agent, &mut resolver, &options.dns);
+    if let Some(resolver) = &mut resolver {
+        first_answers(&mut agent, resolver).await;
+    }
+    let applied = agent.write_loaded(loaded)?;
     metrics.applied(None, agent.plan().len(), applied.rejected);
     note_objects(&metrics, kube.as_ref());
     // The last fallible step of the start: from here on the kernel sends proxied services
@@ -300,6 +315,27 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     first = first.min(more.first_event);
                 }
                 (Some(paths), delivered.saturating_duration_since(first))
+            }
+            answer = next_answer(&mut resolver) => {
+                let mut answers = vec![answer];
+                if let Some(resolver) = &mut resolver {
+                    answers.extend(std::iter::from_fn(|| resolver.try_next()));
+                }
+                let update = agent.dns_answered(answers);
+                match agent.flush() {
+                    Ok(stats) => tracing::info!(
+                        recompiled = update.recompiled_services,
+                        added = stats.added,
+                        changed = stats.changed,
+                        removed = stats.removed,
+                        "DNS answers applied"
+                    ),
+                    Err(err) => {
+                        metrics.error(Step::Write);
+                        tracing::error!("{err}");
+                    }
+                }
+                continue;
             }
             Some(()) = changed_ejections(&mut ejection_changes) => {
                 if let Some(ejections) = &ejections {
@@ -389,6 +425,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
             break;
         };
         let result = agent.reload_from(read);
+        follow_names(&mut agent, &mut resolver, &options.dns);
         match &result {
             Ok(applied) => metrics.applied(
                 Some(settle + delivered.elapsed()),
@@ -416,6 +453,57 @@ async fn agent(options: &RunOptions) -> Result<i32> {
         "exiting; the datapath stays in place on the last config (`vsteer uninstall` removes it)"
     );
     Ok(exit_code)
+}
+
+/// Tells the resolver which names to follow now; it starts with the first DNS-resolved
+/// entry (a node without any never reads /etc/resolv.conf). A resolver that cannot start is
+/// reported and tried again with the next change.
+fn follow_names(agent: &mut Agent<Node>, resolver: &mut Option<Resolver>, settings: &DnsSettings) {
+    let watch = agent.take_dns_watch();
+    match resolver {
+        Some(resolver) => resolver.watch(watch),
+        None if watch.added.is_empty() => {}
+        None => match Resolver::start(settings) {
+            Ok(started) => {
+                // Every name the config needs now, including those of earlier failed starts.
+                started.watch(Watch {
+                    added: agent.dns_names(),
+                    removed: Vec::new(),
+                });
+                *resolver = Some(started);
+            }
+            Err(err) => tracing::error!(
+                "DNS-resolved ServiceEntries get no endpoints: {err:#}; tried again with the next config change"
+            ),
+        },
+    }
+}
+
+/// The first answers for every name of the config, waited for up to [`DNS_START_WAIT`].
+async fn first_answers(agent: &mut Agent<Node>, resolver: &mut Resolver) {
+    let deadline = tokio::time::Instant::now() + DNS_START_WAIT;
+    while !agent.dns_answered_all() {
+        match tokio::time::timeout_at(deadline, resolver.next()).await {
+            Ok(answer) => {
+                agent.dns_answered([answer]);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "not every DNS name was answered within {}s of the start; those services get their endpoints when DNS answers",
+                    DNS_START_WAIT.as_secs()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// The resolver's next changed answer (forever when none runs).
+async fn next_answer(resolver: &mut Option<Resolver>) -> crate::resolve::dns::Answer {
+    match resolver {
+        Some(resolver) => resolver.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the proxy's ejections to change (forever when no proxy runs).

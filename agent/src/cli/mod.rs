@@ -31,7 +31,7 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Load the kernel programs, attach them to a cgroup, fill the maps, follow config
     /// changes until SIGINT/SIGTERM; the datapath stays in place after exit.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show what the kernel holds: services, backends, shares and connection counters.
     Status(status::StatusArgs),
     /// Remove the datapath: detach the programs and delete the pinned maps.

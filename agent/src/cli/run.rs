@@ -9,6 +9,7 @@ use vsteer_datapath::DEFAULT_PIN_DIR;
 
 use super::SourceArgs;
 use crate::app::{self, ProxySettings, RunOptions};
+use crate::resolve::DnsSettings;
 use crate::sources::kubernetes::KubeSettings;
 use crate::sources::snapshot::DEFAULT_STATE_DIR;
 
@@ -77,6 +78,15 @@ pub struct RunArgs {
     /// no wait.
     #[arg(long, value_name = "MS", default_value_t = 200)]
     settle_ms: u64,
+    /// The name servers that resolve ServiceEntries with `resolution: DNS` or
+    /// `DNS_ROUND_ROBIN` (IP, or IP:PORT; default: those of /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR[,ADDR]", value_delimiter = ',', value_parser = parse_dns_server)]
+    dns_server: Vec<SocketAddr>,
+    /// How soon (seconds) a name is looked up again when its answer has no TTL, and the
+    /// longest wait between retries after failed lookups (Istio's dnsRefreshRate). Answers
+    /// with a TTL are looked up again when it runs out.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    dns_refresh_s: u64,
     /// Where Prometheus metrics are served (`/metrics`); `off` serves none.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020", value_parser = parse_admin)]
     admin_addr: Admin,
@@ -140,7 +150,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             Admin::At(addr) => Some(addr),
         },
         settle: std::time::Duration::from_millis(args.settle_ms),
+        dns: DnsSettings {
+            servers: args.dns_server.clone(),
+            refresh: std::time::Duration::from_secs(args.dns_refresh_s.max(1)),
+        },
     })
+}
+
+/// A name server: `IP:PORT`, `[IP6]:PORT`, or an IP alone (port 53).
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not an IP address or IP:PORT"))
 }
 
 /// The given addresses, checked; or the defaults, without IPv6 on a node that has none.
@@ -204,6 +228,31 @@ mod tests {
         assert_eq!(parse_mark("1337"), Ok(1337));
         assert!(parse_mark("0").is_err());
         assert!(parse_mark("0xzz").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn dns_servers_default_to_port_53() {
+        assert_eq!(
+            parse_dns_server("10.96.0.10"),
+            Ok("10.96.0.10:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_server("127.0.0.53:5353"),
+            Ok("127.0.0.53:5353".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_server("fd00::a"),
+            Ok("[fd00::a]:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_server("[fd00::a]:54"),
+            Ok("[fd00::a]:54".parse().unwrap())
+        );
+        assert!(
+            parse_dns_server("dns.local")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod bookinfo;
 mod delegates;
 mod destination_rules;
+mod dns;
 mod examples;
 mod fuzz_regressions;
 mod hosts;

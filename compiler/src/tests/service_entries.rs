@@ -221,12 +221,15 @@ fn unset_or_other_resolution_is_rejected() {
     let spec = GOOD_SPEC.replace("  resolution: STATIC\n", "");
     let (compiled, _) = compile_text(&service_entry("web", &spec));
     let message = single_error(&compiled, "ServiceEntry default/web", "spec.resolution");
-    assert!(message.contains("only STATIC is supported"), "{message}");
+    assert!(message.contains("Istio reads as NONE"), "{message}");
 
-    let spec = GOOD_SPEC.replace("resolution: STATIC", "resolution: DNS");
+    let spec = GOOD_SPEC.replace("resolution: STATIC", "resolution: DYNAMIC_DNS");
     let (compiled, _) = compile_text(&service_entry("web", &spec));
     let message = single_error(&compiled, "ServiceEntry default/web", "spec.resolution");
-    assert!(message.contains("DNS is not supported"), "{message}");
+    assert!(
+        message.contains("DYNAMIC_DNS is not supported"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! registry.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::WorkloadSelector;
@@ -33,7 +35,16 @@ pub struct ServiceEntrySpec {
     pub export_to: Vec<String>,
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
+    /// What DNS answered for the names of a `DNS` or `DNS_ROUND_ROBIN` entry: filled in by
+    /// the agent's resolver, never read from YAML. `None`: not resolved (as in `vsteer plan`).
+    #[serde(skip)]
+    pub resolved: Option<Arc<DnsAnswers>>,
 }
+
+/// The addresses DNS gave each name, in the order of the answer (empty: the name has no
+/// address records). A name not listed has had no answer yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsAnswers(pub BTreeMap<Box<str>, Arc<[IpAddr]>>);
 
 /// A port of a ServiceEntry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -209,6 +209,7 @@ pub fn service_entry<'a>(
         workload_selector: None,
         export_to,
         subject_alt_names: Vec::new(),
+        resolved: None,
     };
     parsed.resources.push(Resource {
         id,

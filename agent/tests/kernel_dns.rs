@@ -180,8 +180,9 @@ fn a_dns_resolved_service_follows_its_answers_and_keeps_the_last_good_one() {
     ]);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     // The agent in the namespace (where its DNS server is), not in the steered cgroup.
-    let mut agent =
-        AgentProcess::start_in(Path::new(VSTEER), &args, READY_TIMEOUT, &ns, None).unwrap();
+    let start =
+        || AgentProcess::start_in(Path::new(VSTEER), &args, READY_TIMEOUT, &ns, None).unwrap();
+    let mut agent = start();
 
     // The start waited for the first answer: no connect is refused.
     let report = connects(&ns, &cgroup, 50);
@@ -207,4 +208,27 @@ fn a_dns_resolved_service_follows_its_answers_and_keeps_the_last_good_one() {
     let report = connects(&ns, &cgroup, 50);
     assert_only(&report, &["b"]);
     assert_eq!(report.replies().get("b"), Some(&50));
+
+    // An agent restarted while DNS still fails starts from the answer the last run saved.
+    assert_eq!(
+        agent
+            .stop_with(libc::SIGTERM, Duration::from_secs(10))
+            .unwrap(),
+        Some(0)
+    );
+    drop(agent);
+    // (It waits up to 5 s for DNS before it writes the maps, then takes the saved answer.)
+    let mut agent = start();
+    let report = connects(&ns, &cgroup, 50);
+    assert_only(&report, &["b"]);
+    assert_eq!(report.replies().get("b"), Some(&50));
+
+    // And follows DNS again once it answers.
+    server.set("backend.vsteer.test", &[addr(BACKEND_A).ip()]);
+    server.set_failing(false);
+    agent
+        .wait_for("DNS answers applied", Duration::from_secs(15))
+        .unwrap();
+    let report = connects(&ns, &cgroup, 50);
+    assert_only(&report, &["a"]);
 }

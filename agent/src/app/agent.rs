@@ -223,6 +223,18 @@ impl<S: Sink> Agent<S> {
         self.dns.names().map(Box::from).collect()
     }
 
+    /// The DNS answer in force for every name that has one.
+    pub fn dns_table(
+        &self,
+    ) -> std::collections::BTreeMap<Box<str>, std::sync::Arc<[std::net::IpAddr]>> {
+        self.dns.table().clone()
+    }
+
+    /// The names the config needs resolved that have had no answer yet.
+    pub fn dns_unanswered(&self) -> Vec<Box<str>> {
+        self.dns.unanswered()
+    }
+
     /// Whether every name the config needs resolved has had an answer.
     pub fn dns_answered_all(&self) -> bool {
         self.dns.all_answered()

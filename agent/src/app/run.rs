@@ -23,7 +23,7 @@ use super::ejected;
 use super::metrics::{AgentMetrics, Step};
 use super::node::Node;
 use super::proxy::{FromKernel, ProxySettings, RunningProxy, list};
-use crate::resolve::{DnsSettings, Resolver, Watch};
+use crate::resolve::{DnsSettings, Resolver, SavedAnswers, Watch};
 use crate::sources::kubernetes::{self, KubeSettings};
 use crate::sources::{Source, snapshot::Snapshot, watch};
 
@@ -243,10 +243,12 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut agent = Agent::shared(source, Node::new(datapath, routes));
     let loaded = agent.load(first)?;
     let mut resolver: Option<Resolver> = None;
+    let mut saved_answers = SavedAnswers::open(&options.state_dir, &options.pin_dir);
     follow_names(&mut agent, &mut resolver, &options.dns);
     if let Some(resolver) = &mut resolver {
-        first_answers(&mut agent, resolver).await;
+        first_answers(&mut agent, resolver, &saved_answers).await;
     }
+    saved_answers.save(agent.dns_table());
     let applied = agent.write_loaded(loaded)?;
     metrics.applied(None, agent.plan().len(), applied.rejected);
     note_objects(&metrics, kube.as_ref());
@@ -322,6 +324,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                     answers.extend(std::iter::from_fn(|| resolver.try_next()));
                 }
                 let update = agent.dns_answered(answers);
+                saved_answers.save(agent.dns_table());
                 match agent.flush() {
                     Ok(stats) => tracing::info!(
                         recompiled = update.recompiled_services,
@@ -479,22 +482,39 @@ fn follow_names(agent: &mut Agent<Node>, resolver: &mut Option<Resolver>, settin
     }
 }
 
-/// The first answers for every name of the config, waited for up to [`DNS_START_WAIT`].
-async fn first_answers(agent: &mut Agent<Node>, resolver: &mut Resolver) {
+/// The first answers for every name of the config, waited for up to [`DNS_START_WAIT`];
+/// names still unanswered then get the answer the last run saved, until DNS answers.
+async fn first_answers(agent: &mut Agent<Node>, resolver: &mut Resolver, saved: &SavedAnswers) {
     let deadline = tokio::time::Instant::now() + DNS_START_WAIT;
     while !agent.dns_answered_all() {
         match tokio::time::timeout_at(deadline, resolver.next()).await {
             Ok(answer) => {
                 agent.dns_answered([answer]);
             }
-            Err(_) => {
-                tracing::warn!(
-                    "not every DNS name was answered within {}s of the start; those services get their endpoints when DNS answers",
-                    DNS_START_WAIT.as_secs()
-                );
-                return;
-            }
+            Err(_) => break,
         }
+    }
+    let unanswered = agent.dns_unanswered();
+    if unanswered.is_empty() {
+        return;
+    }
+    let seeds: Vec<_> = saved.for_names(&unanswered).collect();
+    for seed in &seeds {
+        tracing::warn!(
+            name = %seed.name,
+            addresses = ?seed.addresses,
+            "no DNS answer within {}s of the start: the answer the last run saved is used until DNS answers",
+            DNS_START_WAIT.as_secs()
+        );
+    }
+    let seeded = seeds.len();
+    agent.dns_answered(seeds);
+    if unanswered.len() > seeded {
+        tracing::warn!(
+            names = unanswered.len() - seeded,
+            "DNS names with no answer within {}s of the start and none saved: their services get endpoints when DNS answers",
+            DNS_START_WAIT.as_secs()
+        );
     }
 }
 

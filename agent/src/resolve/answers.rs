@@ -113,6 +113,20 @@ impl Answers {
         self.users.keys().map(|n| &**n)
     }
 
+    /// The answer in force for every name that has one.
+    pub fn table(&self) -> &BTreeMap<Box<str>, Arc<[IpAddr]>> {
+        &self.answers
+    }
+
+    /// The names needed that have had no answer yet.
+    pub fn unanswered(&self) -> Vec<Box<str>> {
+        self.users
+            .keys()
+            .filter(|n| !self.answers.contains_key(*n))
+            .cloned()
+            .collect()
+    }
+
     /// Whether every name needed has had an answer.
     pub fn all_answered(&self) -> bool {
         self.users.keys().all(|n| self.answers.contains_key(n))

@@ -233,7 +233,7 @@ async fn follow(
                         followed.due = Instant::now() + wait;
                         let kept = match &followed.last {
                             Some(addresses) => format!("its last good answer {addresses:?} stays in force"),
-                            None => "it has had no answer yet, so it has no endpoints".to_string(),
+                            None => "it has had no answer since the agent started".to_string(),
                         };
                         tracing::warn!(
                             "DNS lookup of {name} failed ({err}); {kept}; retrying in {}s",

@@ -116,6 +116,58 @@ fn three_way_50_30_20_passes_chi_square() {
     );
 }
 
+/// `localityLbSetting.distribute` seen from the node's locality: 70% to its zone, 30% to
+/// the other zone of its region, nothing to another region.
+#[test]
+fn locality_distribution_passes_chi_square() {
+    if !kernel_tests_enabled("locality_distribution_passes_chi_square") {
+        return;
+    }
+    let yaml = REVIEWS
+        .replace(
+            "labels: {version: v1}}",
+            "labels: {version: v1}, locality: us-west/zone1}",
+        )
+        .replace(
+            "labels: {version: v2}}",
+            "labels: {version: v2}, locality: us-west/zone2}",
+        )
+        .replace(
+            "labels: {version: v3}}",
+            "labels: {version: v3}, locality: us-east/zone1}",
+        )
+        .replace(
+            "  host: reviews\n",
+            "  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        distribute:
+        - from: us-west/zone1/*
+          to: {'us-west/zone1/*': 70, 'us-west/zone2/*': 30}
+",
+        );
+    let loaded = vsteer_model::parse::parse_str("test.yaml", &yaml);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let node = vsteer_compiler::locality::Locality::parse("us-west/zone1/rack7").unwrap();
+    let compiled = vsteer_compiler::compile_at(&loaded.resources, &Plan::default(), Some(&node));
+    assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
+    let fx = Fixture::new(&compiled.plan);
+    let _servers = fx.tcp_backends(&[V1, V2, V3]);
+    let report = connect_many(
+        &fx.ns,
+        Some(&fx.cgroup),
+        addr("127.100.0.1:9080"),
+        10_000,
+        DEADLINE,
+    )
+    .unwrap();
+    assert_only(&report, &[V1, V2]);
+    let observed = counts(&report, &[V1, V2]);
+    assert_eq!(observed.iter().sum::<u64>(), 10_000);
+    stats::assert_split(&observed, &[70.0, 30.0]).unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[test]
 fn a_subset_route_reaches_only_the_labelled_endpoints() {
     split_test(

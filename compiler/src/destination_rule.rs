@@ -13,9 +13,10 @@ use rustc_hash::FxHashMap as HashMap;
 use vsteer_model::intern::Interner;
 use vsteer_model::istio::{DestinationRuleSpec, LabelSelector, Subset, TrafficPolicy};
 use vsteer_model::{Diagnostic, Labels, Precedence, Resource, ResourceId, ResourceSpec};
-use vsteer_plan::LoadBalancer;
 use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer, OutlierDetection};
+use vsteer_plan::{BackendPlan, LoadBalancer};
 
+use crate::locality::{self, Locality};
 use crate::names::{host_match, is_dns1123_label, resolve_host};
 use crate::problems::{FieldError, Problems};
 use crate::traffic_policy;
@@ -111,6 +112,8 @@ pub struct Rules {
     wildcard: BTreeMap<Slot, Arc<Rule>>,
     /// Rejected rules: (id, resolved host), by precedence.
     rejected: BTreeMap<Slot, Arc<str>>,
+    /// The node's locality, which `localityLbSetting` is seen from (`None`: not configured).
+    pub node: Option<Arc<Locality>>,
 }
 
 /// Where a rule sorts: its precedence, then its id.
@@ -126,6 +129,7 @@ pub struct ForHost {
     rules: Box<[Arc<Rule>]>,
     /// A rejected rule that would apply to the host, were it valid.
     pub rejected: Option<ResourceId>,
+    node: Option<Arc<Locality>>,
 }
 
 impl ForHost {
@@ -194,6 +198,23 @@ impl ForHost {
         traffic_policy::outlier_detection(self.policy(), self.subset_policy(subset), port)
     }
 
+    /// The endpoints (with their localities) of traffic to `port` of the host, and to
+    /// `subset` of it, weighted by the `localityLbSetting.distribute` that applies to the
+    /// node's locality (unchanged without one).
+    pub fn locality_weighted(
+        &self,
+        subset: Option<&str>,
+        port: u16,
+        located: Vec<(BackendPlan, Option<Arc<str>>)>,
+    ) -> Vec<BackendPlan> {
+        let setting =
+            traffic_policy::locality_setting(self.policy(), self.subset_policy(subset), port);
+        locality::weigh(
+            located,
+            locality::distribution(setting, self.node.as_deref()),
+        )
+    }
+
     /// Whether traffic to `port` of the host (no subset) needs the proxy for its policy: a
     /// consistent hash on request data, connection pool limits, or outlier detection.
     pub fn needs_proxy(&self, port: u16) -> bool {
@@ -259,7 +280,11 @@ impl Rules {
                 host_match(pattern, host).is_some_and(|s| score.is_none_or(|best| s >= best))
             })
             .map(|((_, id), _)| id.clone());
-        ForHost { rules, rejected }
+        ForHost {
+            rules,
+            rejected,
+            node: self.node.clone(),
+        }
     }
 
     /// The valid rules that cover `host` most specifically, in precedence order, and how

@@ -119,6 +119,12 @@ impl Compiler {
         }
     }
 
+    /// Sees `localityLbSetting` from `node` (the node's locality; `None`: not configured,
+    /// so none applies). Set before the first update.
+    pub fn set_locality(&mut self, node: Option<crate::locality::Locality>) {
+        self.rules.node = node.map(std::sync::Arc::new);
+    }
+
     /// The plan: what the datapath must steer now.
     pub fn plan(&self) -> &Plan {
         &self.plan

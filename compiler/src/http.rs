@@ -705,11 +705,16 @@ pub(crate) fn cluster_of(
     if let Some(index) = clusters.iter().position(|c| c.name == name) {
         return Some(index);
     }
-    let endpoints = target
+    let located: Vec<_> = target
         .entry
-        .backends(key.vip, port)
+        .located_backends(key.vip, port)
         .into_iter()
-        .filter(|b| target.selects(&b.labels))
+        .filter(|(b, _)| target.selects(&b.labels))
+        .collect();
+    let endpoints = target
+        .rules
+        .locality_weighted(subset.as_deref(), port.number, located)
+        .into_iter()
         .map(|b| Endpoint {
             address: b.address,
             port: b.port,

@@ -20,6 +20,7 @@ mod duration;
 mod engine;
 mod export_to;
 mod http;
+pub mod locality;
 mod matching;
 pub mod names;
 mod problems;
@@ -74,12 +75,22 @@ pub struct Compiled {
 /// not have is compiled as if the rejected resource were absent. Pass the plan the datapath
 /// runs now, or an empty one at start. Pure and deterministic.
 pub fn compile(resources: &[Resource], last_good: &Plan) -> Compiled {
+    compile_at(resources, last_good, None)
+}
+
+/// [`compile`] for a node at `locality` (which `localityLbSetting` is seen from).
+pub fn compile_at(
+    resources: &[Resource],
+    last_good: &Plan,
+    locality: Option<&locality::Locality>,
+) -> Compiled {
     let (unique, mut errors) = vsteer_model::store::first_copies(resources);
     let changes: Vec<Change> = unique
         .into_iter()
         .map(|r| (r.id.clone(), Some(Arc::new(r.clone()))))
         .collect();
     let mut compiler = Compiler::with_last_good(last_good);
+    compiler.set_locality(locality.cloned());
     compiler.update(&changes);
     errors.extend(compiler.errors());
     Compiled {

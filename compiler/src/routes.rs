@@ -29,7 +29,10 @@ pub fn default_route(entry: &Entry, key: ServiceKey, rules: &Rules) -> Routed {
     let host = entry.host().clone();
     let for_host = rules.for_host(&host);
     let backends = match entry.port(key.port) {
-        Some(port) => with_subsets(entry.backends(key.vip, port), &for_host),
+        Some(port) => with_subsets(
+            for_host.locality_weighted(None, port.number, entry.located_backends(key.vip, port)),
+            &for_host,
+        ),
         None => Vec::new(),
     };
     let mut notes = Vec::new();
@@ -246,12 +249,14 @@ pub fn route(
         } else {
             u64::try_from(destination.weight.unwrap_or(0)).unwrap_or(0)
         };
-        let backends: Vec<_> = target
+        let located: Vec<_> = target
             .entry
-            .backends(key.vip, port)
+            .located_backends(key.vip, port)
             .into_iter()
-            .filter(|b| target.selects(&b.labels))
+            .filter(|(b, _)| target.selects(&b.labels))
             .collect();
+        let subset = target.subset.as_ref().map(|s| &*s.name);
+        let backends = target.rules.locality_weighted(subset, port.number, located);
         let mut backends = with_subsets(backends, &target.rules);
         if weight > 0 {
             if backends.is_empty() {

@@ -97,6 +97,8 @@ struct Endpoint {
     /// Its load-balancing weight among the endpoints of one destination (`weight`; unset or
     /// 0 is 1, as Istio hands Envoy, which takes no 0).
     weight: u32,
+    /// `region/zone/subzone`, as written.
+    locality: Option<Arc<str>>,
 }
 
 impl Entry {
@@ -126,17 +128,25 @@ impl Entry {
     /// The endpoints a connection to `vip` on `port` can be sent to: those of the VIP's
     /// address family (a connect cannot change family), each at its port for `port`, in
     /// the order of `spec.endpoints`. Weights and subsets are left for the caller.
-    pub fn backends(&self, vip: IpAddr, port: &Port) -> Vec<BackendPlan> {
+    /// Each with its endpoint's locality, as written.
+    pub fn located_backends(
+        &self,
+        vip: IpAddr,
+        port: &Port,
+    ) -> Vec<(BackendPlan, Option<Arc<str>>)> {
         self.endpoints
             .iter()
             .filter(|e| e.address.is_ipv4() == vip.is_ipv4())
             // The endpoint's own weight, relative within its destination (see `weights`).
-            .map(|e| BackendPlan {
-                address: e.address,
-                port: endpoint_port(e.ports.get(&port.name), port),
-                weight: e.weight,
-                labels: e.labels.clone(),
-                subsets: Vec::new(),
+            .map(|e| {
+                let backend = BackendPlan {
+                    address: e.address,
+                    port: endpoint_port(e.ports.get(&port.name), port),
+                    weight: e.weight,
+                    labels: e.labels.clone(),
+                    subsets: Vec::new(),
+                };
+                (backend, e.locality.clone())
             })
             .collect()
     }
@@ -619,6 +629,7 @@ fn endpoint_of(endpoint: &WorkloadEntry, address: IpAddr) -> Endpoint {
         ports: endpoint.ports.clone(),
         labels: endpoint.labels.clone(),
         weight: endpoint.weight.unwrap_or(1).max(1),
+        locality: endpoint.locality.as_deref().map(Arc::from),
     }
 }
 

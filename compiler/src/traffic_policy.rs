@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use vsteer_model::istio::{
-    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as OutlierSettings,
-    PortTrafficPolicy, TrafficPolicy,
+    ConnectionPoolSettings, LoadBalancerSettings, LocalityLbSetting,
+    OutlierDetection as OutlierSettings, PortTrafficPolicy, TrafficPolicy,
 };
 use vsteer_plan::LoadBalancer;
 use vsteer_plan::http::{ConnectionLimits, HttpLoadBalancer, OutlierDetection};
@@ -49,6 +49,20 @@ pub enum PolicyError {
     TooShort,
     #[error("must be an HTTP status code, 100 to 599")]
     StatusCode,
+    #[error("set only one of distribute and failover (as Istio validates)")]
+    DistributeAndFailover,
+    #[error("locality weight {0} must be 1 to 100")]
+    LocalityWeight(u32),
+    #[error("the locality weights add up to {0}; they must add up to 100")]
+    LocalityTotal(u32),
+    #[error(
+        "{0:?} is not a locality pattern: region[/zone[/subzone]], with `*` for a whole segment only"
+    )]
+    LocalityPattern(String),
+    #[error("failover from {0:?} to itself: give two different regions")]
+    FailoverSameRegion(String),
+    #[error("{0:?}: failover names regions only, without `/` or `*`")]
+    FailoverNotRegion(String),
 }
 
 /// One setting (`whole` of a policy, `level` of a port level) for traffic to `port` of a
@@ -92,6 +106,15 @@ fn settings<'p>(
         |p| p.load_balancer.as_ref(),
         |l| l.load_balancer.as_ref(),
     )
+}
+
+/// The `localityLbSetting` (see [`settings`] for how policies merge).
+pub(crate) fn locality_setting<'p>(
+    rule: Option<&'p TrafficPolicy>,
+    subset: Option<&'p TrafficPolicy>,
+    port: u16,
+) -> Option<&'p LocalityLbSetting> {
+    settings(rule, subset, port).and_then(|s| s.locality_lb_setting.as_ref())
 }
 
 /// The connect-time load balancer (see [`settings`] for how policies merge).
@@ -451,6 +474,82 @@ fn check_load_balancer(
     }
 }
 
+/// Istio's checks of a `localityLbSetting`, and what vsteer applies of it.
+fn check_locality(setting: &LocalityLbSetting, read: &mut Read) {
+    const FIELD: &str = ".localityLbSetting";
+    if !setting.distribute.is_empty() && !setting.failover.is_empty() {
+        read.errors
+            .push((FIELD, PolicyError::DistributeAndFailover));
+    }
+    let pattern_ok = |pattern: &str| {
+        let parts: Vec<&str> = pattern.split('/').collect();
+        parts.len() <= 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && (*p == "*" || !p.contains('*')))
+    };
+    for d in &setting.distribute {
+        if !pattern_ok(&d.from) {
+            read.errors.push((
+                ".localityLbSetting.distribute.from",
+                PolicyError::LocalityPattern(d.from.clone()),
+            ));
+        }
+        for (pattern, &weight) in &d.to {
+            if !pattern_ok(pattern) {
+                read.errors.push((
+                    ".localityLbSetting.distribute.to",
+                    PolicyError::LocalityPattern(pattern.clone()),
+                ));
+            }
+            if !(1..=100).contains(&weight) {
+                read.errors.push((
+                    ".localityLbSetting.distribute.to",
+                    PolicyError::LocalityWeight(weight),
+                ));
+            }
+        }
+        let total: u32 = d.to.values().fold(0, |sum, &w| sum.saturating_add(w));
+        if total != 100 {
+            read.errors.push((
+                ".localityLbSetting.distribute.to",
+                PolicyError::LocalityTotal(total),
+            ));
+        }
+    }
+    for f in &setting.failover {
+        if f.from == f.to {
+            read.errors.push((
+                ".localityLbSetting.failover",
+                PolicyError::FailoverSameRegion(f.from.clone()),
+            ));
+        }
+        for region in [&f.from, &f.to] {
+            if region.contains('/') || region.contains('*') {
+                read.errors.push((
+                    ".localityLbSetting.failover",
+                    PolicyError::FailoverNotRegion(region.clone()),
+                ));
+            }
+        }
+    }
+    if setting.enabled == Some(false) {
+        return;
+    }
+    if !setting.distribute.is_empty() {
+        read.notes.push((
+            FIELD,
+            "distribute is applied for the node's locality (vsteer run/plan --locality); a node without one spreads traffic over every endpoint".into(),
+        ));
+    }
+    if !setting.failover.is_empty() || !setting.failover_priority.is_empty() {
+        read.notes.push((
+            FIELD,
+            "failover and failoverPriority are not applied by vsteer yet: traffic spreads over the endpoints of every locality".into(),
+        ));
+    }
+}
+
 /// What a load balancer setting means for vsteer.
 struct Read {
     /// At connect time.
@@ -470,8 +569,10 @@ fn read(settings: &LoadBalancerSettings) -> Read {
         errors: Vec::new(),
         notes: Vec::new(),
     };
+    if let Some(locality) = &settings.locality_lb_setting {
+        check_locality(locality, &mut read);
+    }
     for (suffix, set) in [
-        (".localityLbSetting", settings.locality_lb_setting.is_some()),
         (
             ".warmupDurationSecs",
             settings.warmup_duration_secs.is_some(),

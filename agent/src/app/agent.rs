@@ -153,6 +153,11 @@ impl<S: Sink> Agent<S> {
         }
     }
 
+    /// Sees `localityLbSetting` from the node's locality; before the first read.
+    pub fn set_locality(&mut self, node: Option<vsteer_compiler::locality::Locality>) {
+        self.compiler.set_locality(node);
+    }
+
     /// The source, for a thread of its own to read.
     pub fn source(&self) -> Arc<Mutex<Source>> {
         self.source.clone()

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub kubernetes: Option<KubeSettings>,
     /// How the names of DNS-resolved ServiceEntries are looked up.
     pub dns: DnsSettings,
+    /// The node's locality, for `localityLbSetting`.
+    pub locality: Option<vsteer_compiler::locality::Locality>,
 }
 
 /// How long a start waits for the first DNS answers before it writes the kernel maps: a
@@ -241,6 +243,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let adopted = datapath.adopted();
     original.set(datapath.original_destinations()?);
     let mut agent = Agent::shared(source, Node::new(datapath, routes));
+    agent.set_locality(options.locality.clone());
     let loaded = agent.load(first)?;
     let mut resolver: Option<Resolver> = None;
     let mut saved_answers = SavedAnswers::open(&options.state_dir, &options.pin_dir);

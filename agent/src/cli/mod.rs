@@ -38,6 +38,12 @@ enum Command {
     Uninstall(status::UninstallArgs),
 }
 
+/// The node's locality, `region/zone/subzone`, as a DestinationRule's
+/// `localityLbSetting.distribute` sees it.
+pub fn parse_locality(text: &str) -> Result<vsteer_compiler::locality::Locality, String> {
+    vsteer_compiler::locality::Locality::parse(text)
+}
+
 /// Where the Istio resources come from.
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {

@@ -17,6 +17,10 @@ pub struct PlanArgs {
     /// Print the plan as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The node's locality (`region/zone/subzone`) the plan is for: DestinationRules'
+    /// `localityLbSetting.distribute` is seen from it.
+    #[arg(long, value_name = "REGION/ZONE/SUBZONE", value_parser = super::parse_locality)]
+    locality: Option<vsteer_compiler::locality::Locality>,
 }
 
 /// Prints the plan; exits 1 when any resource had an error (the valid ones are still shown).
@@ -30,6 +34,7 @@ pub fn run(args: &PlanArgs) -> Result<i32> {
         .map(|r| (r.id.clone(), Some(Arc::clone(&r))))
         .collect();
     let mut compiler = Compiler::default();
+    compiler.set_locality(args.locality.clone());
     compiler.update(&changes);
     for warning in reading.warnings.iter().chain(&store.warnings()) {
         eprintln!("warning: {warning}");

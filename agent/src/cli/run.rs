@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// with a TTL are looked up again when it runs out.
     #[arg(long, value_name = "S", default_value_t = 60)]
     dns_refresh_s: u64,
+    /// This node's locality (`region/zone/subzone`): DestinationRules'
+    /// `localityLbSetting.distribute` is seen from it; without it none applies.
+    #[arg(long, value_name = "REGION/ZONE/SUBZONE", env = "VSTEER_LOCALITY", value_parser = super::parse_locality)]
+    locality: Option<vsteer_compiler::locality::Locality>,
     /// Where Prometheus metrics are served (`/metrics`); `off` serves none.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:15020", value_parser = parse_admin)]
     admin_addr: Admin,
@@ -150,6 +154,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             Admin::At(addr) => Some(addr),
         },
         settle: std::time::Duration::from_millis(args.settle_ms),
+        locality: args.locality.clone(),
         dns: DnsSettings {
             servers: args.dns_server.clone(),
             refresh: std::time::Duration::from_secs(args.dns_refresh_s.max(1)),

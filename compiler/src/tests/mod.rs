@@ -10,6 +10,7 @@ mod hosts;
 mod http_rules;
 mod incremental;
 mod last_good;
+mod locality;
 mod routes;
 mod service_entries;
 mod tls_routes;

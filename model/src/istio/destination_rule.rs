@@ -95,13 +95,45 @@ pub struct LoadBalancerSettings {
     #[serde(default)]
     pub consistent_hash: Option<ConsistentHashLb>,
     #[serde(default)]
-    pub locality_lb_setting: Option<Value>,
+    pub locality_lb_setting: Option<LocalityLbSetting>,
     #[serde(default)]
     pub warmup_duration_secs: Option<String>,
     #[serde(default)]
     pub warmup: Option<Value>,
     #[serde(default)]
     pub zone_aware_lb_setting: Option<Value>,
+}
+
+/// Istio's `LocalityLoadBalancerSetting`: how traffic spreads over the endpoints'
+/// localities (`region/zone/subzone`), seen from the client's locality.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityLbSetting {
+    #[serde(default)]
+    pub distribute: Vec<LocalityDistribute>,
+    #[serde(default)]
+    pub failover: Vec<LocalityFailover>,
+    #[serde(default)]
+    pub failover_priority: Vec<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Clients in `from` send each locality pattern of `to` its percentage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LocalityDistribute {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LocalityFailover {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

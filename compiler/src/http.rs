@@ -707,7 +707,7 @@ pub(crate) fn cluster_of(
     }
     let located: Vec<_> = target
         .entry
-        .located_backends(key.vip, port)
+        .located_backends(key.vip, port, &target.host)
         .into_iter()
         .filter(|(b, _)| target.selects(&b.labels))
         .collect();

@@ -43,11 +43,18 @@ pub fn is_dns1123_label(name: &str) -> bool {
         && bytes.last().is_some_and(alnum)
 }
 
-/// A name DNS can resolve, as Istio's `ValidateFQDN` takes it: DNS-1123 labels joined by
-/// dots, at most 255 bytes, a final dot allowed; no wildcard.
+/// A name DNS can resolve, as Istio's `ValidateFQDN` takes it: labels of letters (either
+/// case), digits and inner hyphens, up to 63 bytes, joined by dots, at most 255 bytes, a
+/// final dot allowed, the last label not all digits; no wildcard.
 pub fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    name.len() <= 255 && name.split('.').all(is_dns1123_label)
+    let label = |l: &str| is_dns1123_label(&l.to_ascii_lowercase());
+    name.len() <= 255
+        && name.split('.').all(label)
+        && name
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -56,7 +63,13 @@ mod tests {
 
     #[test]
     fn dns_names_are_dns1123_labels_joined_by_dots() {
-        for good in ["httpbin.org", "a.b-c.example.com.", "localhost", "x1.y2"] {
+        for good in [
+            "httpbin.org",
+            "a.b-c.example.com.",
+            "localhost",
+            "x1.y2",
+            "API.Example.com",
+        ] {
             assert!(is_dns_name(good), "{good}");
         }
         let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
@@ -66,7 +79,8 @@ mod tests {
             "a..b",
             "-a.com",
             "a-.com",
-            "Upper.com",
+            "foo.123",
+            "10.0.0.1",
             "a_b.com",
             "10.0.0.1/8",
             &long,

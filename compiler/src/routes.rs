@@ -30,7 +30,11 @@ pub fn default_route(entry: &Entry, key: ServiceKey, rules: &Rules) -> Routed {
     let for_host = rules.for_host(&host);
     let backends = match entry.port(key.port) {
         Some(port) => with_subsets(
-            for_host.locality_weighted(None, port.number, entry.located_backends(key.vip, port)),
+            for_host.locality_weighted(
+                None,
+                port.number,
+                entry.located_backends(key.vip, port, &host),
+            ),
             &for_host,
         ),
         None => Vec::new(),
@@ -251,7 +255,7 @@ pub fn route(
         };
         let located: Vec<_> = target
             .entry
-            .located_backends(key.vip, port)
+            .located_backends(key.vip, port, &target.host)
             .into_iter()
             .filter(|(b, _)| target.selects(&b.labels))
             .collect();

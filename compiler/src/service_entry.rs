@@ -46,6 +46,10 @@ pub enum ServiceEntryError {
     NotAnIpOrCidr(String),
     #[error("{0:?}: CIDR addresses are not supported yet; list single IP addresses")]
     Cidr(String),
+    #[error(
+        "{0:?}: CIDR addresses are allowed only with NONE or STATIC resolution (as Istio validates)"
+    )]
+    CidrWithDns(String),
     #[error("at least one port is required")]
     NoPorts,
     #[error("port {port} is already listed at spec.ports[{first}]")]
@@ -58,7 +62,9 @@ pub enum ServiceEntryError {
     DuplicatePortName { name: String, first: usize },
     #[error("only IP endpoints are supported with STATIC resolution, got {0:?}")]
     EndpointNotIp(String),
-    #[error("{0:?} is neither an IP address nor a DNS name (lowercase labels joined by dots)")]
+    #[error(
+        "{0:?} is neither an IP address nor a DNS name (labels of letters, digits and hyphens joined by dots)"
+    )]
     EndpointNotIpOrName(String),
     #[error(
         "{0:?}: with resolution {1} and no endpoints, the hosts are resolved, so each must be a DNS name without wildcards"
@@ -99,6 +105,10 @@ struct Endpoint {
     weight: u32,
     /// `region/zone/subzone`, as written.
     locality: Option<Arc<str>>,
+    /// The one host it serves: a DNS entry without endpoints resolves each host into
+    /// endpoints of that host only (Istio makes each host a service of its own). `None`:
+    /// every host.
+    host: Option<Arc<str>>,
 }
 
 impl Entry {
@@ -128,15 +138,18 @@ impl Entry {
     /// The endpoints a connection to `vip` on `port` can be sent to: those of the VIP's
     /// address family (a connect cannot change family), each at its port for `port`, in
     /// the order of `spec.endpoints`. Weights and subsets are left for the caller.
-    /// Each with its endpoint's locality, as written.
+    /// Each with its endpoint's locality, as written. `host` is the destination host
+    /// traffic goes to (one of the entry's hosts).
     pub fn located_backends(
         &self,
         vip: IpAddr,
         port: &Port,
+        host: &str,
     ) -> Vec<(BackendPlan, Option<Arc<str>>)> {
         self.endpoints
             .iter()
             .filter(|e| e.address.is_ipv4() == vip.is_ipv4())
+            .filter(|e| e.host.as_deref().is_none_or(|h| h == host))
             // The endpoint's own weight, relative within its destination (see `weights`).
             .map(|e| {
                 let backend = BackendPlan {
@@ -163,7 +176,7 @@ pub fn compile(
     let mut problems = Problems::new(resource);
     let resolution = check_settings(spec, &mut problems);
     check_hosts(spec, &mut problems);
-    let vips = vips(spec, &mut problems);
+    let vips = vips(spec, resolution, &mut problems);
     let ports = ports(spec, &mut problems);
     let (endpoints, lookups) = endpoints(spec, resolution, &mut problems);
     problems.into_result()?;
@@ -321,13 +334,22 @@ fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
 }
 
 /// The virtual IPs, with their index in `spec.addresses`.
-fn vips(spec: &ServiceEntrySpec, problems: &mut Problems) -> Vec<(usize, IpAddr)> {
+fn vips(
+    spec: &ServiceEntrySpec,
+    resolution: Resolution,
+    problems: &mut Problems,
+) -> Vec<(usize, IpAddr)> {
     // None is legal: the entry is then a destination only (see `compile`'s note).
     let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
     // Sized up front: an entry is kept for as long as it exists.
     let mut vips = Vec::with_capacity(spec.addresses.len());
     for (i, address) in spec.addresses.iter().enumerate() {
         let field = format!("spec.addresses[{i}]");
+        if resolution != Resolution::Static && address.contains('/') {
+            // Istio's rule, even for a single-address CIDR.
+            problems.add(field, ServiceEntryError::CidrWithDns(address.to_string()));
+            continue;
+        }
         match parse_vip(address) {
             Ok(vip) => match seen.get(&vip) {
                 Some(&first) => {
@@ -548,12 +570,11 @@ fn endpoints<'a>(
                 name: host,
                 addresses: found.as_ref().map(Vec::len),
             });
-            endpoints.extend(
-                found
-                    .into_iter()
-                    .flatten()
-                    .map(|ip| endpoint_of(&host_endpoint, ip)),
-            );
+            let only: Arc<str> = Arc::from(host.as_str());
+            endpoints.extend(found.into_iter().flatten().map(|ip| Endpoint {
+                host: Some(only.clone()),
+                ..endpoint_of(&host_endpoint, ip)
+            }));
         }
     }
     (endpoints, lookups)
@@ -630,6 +651,7 @@ fn endpoint_of(endpoint: &WorkloadEntry, address: IpAddr) -> Endpoint {
         labels: endpoint.labels.clone(),
         weight: endpoint.weight.unwrap_or(1).max(1),
         locality: endpoint.locality.as_deref().map(Arc::from),
+        host: None,
     }
 }
 

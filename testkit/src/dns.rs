@@ -24,6 +24,10 @@ struct Zone {
     names: HashMap<String, Vec<IpAddr>>,
     ttl: u32,
     failing: bool,
+    /// AAAA queries fail with SERVFAIL while A queries are answered.
+    failing_aaaa: bool,
+    /// A queries received, by name.
+    a_queries: HashMap<String, u64>,
 }
 
 pub struct DnsServer {
@@ -76,6 +80,17 @@ impl DnsServer {
         self.zone.lock().expect("zone lock").failing = failing;
     }
 
+    /// AAAA queries fail with SERVFAIL while `failing` (A queries are answered).
+    pub fn set_failing_aaaa(&self, failing: bool) {
+        self.zone.lock().expect("zone lock").failing_aaaa = failing;
+    }
+
+    /// A queries received for `name` so far.
+    pub fn a_queries(&self, name: &str) -> u64 {
+        let zone = self.zone.lock().expect("zone lock");
+        zone.a_queries.get(&key(name)).copied().unwrap_or(0)
+    }
+
     /// Queries received so far.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
@@ -120,7 +135,18 @@ fn serve(
             continue;
         };
         queries.fetch_add(1, Ordering::Relaxed);
-        let reply = answer(&request, &zone.lock().expect("zone lock"));
+        let reply = {
+            let mut zone = zone.lock().expect("zone lock");
+            for query in &request.queries {
+                if query.query_type() == RecordType::A {
+                    *zone
+                        .a_queries
+                        .entry(key(&query.name().to_ascii()))
+                        .or_default() += 1;
+                }
+            }
+            answer(&request, &zone)
+        };
         if let Ok(bytes) = reply.to_vec() {
             let _ = socket.send_to(&bytes, peer);
         }
@@ -130,7 +156,11 @@ fn serve(
 
 fn answer(request: &Message, zone: &Zone) -> Message {
     let id = request.metadata.id;
-    if zone.failing {
+    let aaaa = request
+        .queries
+        .iter()
+        .any(|q| q.query_type() == RecordType::AAAA);
+    if zone.failing || (zone.failing_aaaa && aaaa) {
         let mut reply = Message::error_msg(id, OpCode::Query, ResponseCode::ServFail);
         reply.add_queries(request.queries.iter().cloned());
         return reply;

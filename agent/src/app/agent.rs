@@ -755,4 +755,52 @@ spec:
         assert_eq!(applied.recompiled, 1);
         assert_eq!(agent.plan(), &agent.sink().plan);
     }
+
+    /// A DNS entry's endpoints come with its answers: none before, the answer's addresses
+    /// after `dns_answered` and `flush`; an edit of the entry keeps the answer.
+    #[test]
+    fn dns_answers_reach_the_sink_and_survive_an_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let dns = |port: u16| {
+            entry("first", "backend.example.com")
+                .replace("resolution: STATIC", "resolution: DNS")
+                .replace("number: 80", &format!("number: {port}"))
+        };
+        fs::write(&a, dns(80)).unwrap();
+        let mut agent = agent(dir.path());
+        agent.start().unwrap();
+        let watch = agent.take_dns_watch();
+        assert_eq!(watch.added, [Box::<str>::from("backend.example.com")]);
+        let backends = |agent: &Agent<Recorder>| -> Vec<String> {
+            let plan = &agent.sink().plan;
+            plan.services()
+                .flat_map(|s| {
+                    s.backends
+                        .iter()
+                        .map(|b| format!("{}:{}", b.address, b.port))
+                })
+                .collect()
+        };
+        assert!(backends(&agent).is_empty(), "no answer yet");
+        let update = agent.dns_answered([Answer {
+            name: "backend.example.com".into(),
+            addresses: std::sync::Arc::from(["10.9.0.1".parse::<std::net::IpAddr>().unwrap()]),
+        }]);
+        assert_eq!(update.changed.len(), 1);
+        assert!(backends(&agent).is_empty(), "written with the flush");
+        agent.flush().unwrap();
+        assert_eq!(backends(&agent), ["10.9.0.1:80"]);
+        // The same answer again changes nothing.
+        let again = agent.dns_answered([Answer {
+            name: "backend.example.com".into(),
+            addresses: std::sync::Arc::from(["10.9.0.1".parse::<std::net::IpAddr>().unwrap()]),
+        }]);
+        assert!(again.changed.is_empty());
+        // An edit (another port) keeps the answer.
+        fs::write(&a, dns(81)).unwrap();
+        agent.reload(Some(std::slice::from_ref(&a))).unwrap();
+        assert!(agent.take_dns_watch().is_empty());
+        assert_eq!(backends(&agent), ["10.9.0.1:81"]);
+    }
 }

@@ -248,9 +248,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     let mut resolver: Option<Resolver> = None;
     let mut saved_answers = SavedAnswers::open(&options.state_dir, &options.pin_dir);
     follow_names(&mut agent, &mut resolver, &options.dns);
-    if let Some(resolver) = &mut resolver {
-        first_answers(&mut agent, resolver, &saved_answers).await;
-    }
+    first_answers(&mut agent, resolver.as_mut(), &saved_answers).await;
     saved_answers.save(agent.dns_table());
     let applied = agent.write_loaded(loaded)?;
     metrics.applied(None, agent.plan().len(), applied.rejected);
@@ -292,6 +290,7 @@ async fn agent(options: &RunOptions) -> Result<i32> {
     ready.set();
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut resolver_tried = Instant::now();
     let mut exit_code = 0;
     loop {
         // What to read: `None` everything (SIGHUP), or what a watch batch names; and how long
@@ -350,6 +349,10 @@ async fn agent(options: &RunOptions) -> Result<i32> {
                 continue;
             }
             _ = tick.tick() => {
+                if resolver.is_none() && resolver_tried.elapsed() >= RESOLVER_RETRY {
+                    resolver_tried = Instant::now();
+                    follow_names(&mut agent, &mut resolver, &options.dns);
+                }
                 if kube.as_ref().is_some_and(|watches| watches.stopped()) {
                     // An orderly exit (below), so that proxied services go back to the kernel
                     // path before the proxy goes.
@@ -463,12 +466,12 @@ async fn agent(options: &RunOptions) -> Result<i32> {
 
 /// Tells the resolver which names to follow now; it starts with the first DNS-resolved
 /// entry (a node without any never reads /etc/resolv.conf). A resolver that cannot start is
-/// reported and tried again with the next change.
+/// reported and tried again with the next change and every [`RESOLVER_RETRY`].
 fn follow_names(agent: &mut Agent<Node>, resolver: &mut Option<Resolver>, settings: &DnsSettings) {
     let watch = agent.take_dns_watch();
     match resolver {
         Some(resolver) => resolver.watch(watch),
-        None if watch.added.is_empty() => {}
+        None if agent.dns_names().is_empty() => {}
         None => match Resolver::start(settings) {
             Ok(started) => {
                 // Every name the config needs now, including those of earlier failed starts.
@@ -479,22 +482,33 @@ fn follow_names(agent: &mut Agent<Node>, resolver: &mut Option<Resolver>, settin
                 *resolver = Some(started);
             }
             Err(err) => tracing::error!(
-                "DNS-resolved ServiceEntries get no endpoints: {err:#}; tried again with the next config change"
+                "DNS names cannot be resolved (their last saved answers stay in force, if any): {err:#}; tried again in {}s",
+                RESOLVER_RETRY.as_secs()
             ),
         },
     }
 }
 
+/// How often a resolver that could not start is tried again.
+const RESOLVER_RETRY: Duration = Duration::from_secs(30);
+
 /// The first answers for every name of the config, waited for up to [`DNS_START_WAIT`];
-/// names still unanswered then get the answer the last run saved, until DNS answers.
-async fn first_answers(agent: &mut Agent<Node>, resolver: &mut Resolver, saved: &SavedAnswers) {
+/// names still unanswered then (or with no resolver) get the answer the last run saved,
+/// until DNS answers.
+async fn first_answers(
+    agent: &mut Agent<Node>,
+    resolver: Option<&mut Resolver>,
+    saved: &SavedAnswers,
+) {
     let deadline = tokio::time::Instant::now() + DNS_START_WAIT;
-    while !agent.dns_answered_all() {
-        match tokio::time::timeout_at(deadline, resolver.next()).await {
-            Ok(answer) => {
-                agent.dns_answered([answer]);
+    if let Some(resolver) = resolver {
+        while !agent.dns_answered_all() {
+            match tokio::time::timeout_at(deadline, resolver.next()).await {
+                Ok(answer) => {
+                    agent.dns_answered([answer]);
+                }
+                Err(_) => break,
             }
-            Err(_) => break,
         }
     }
     let unanswered = agent.dns_unanswered();

@@ -46,13 +46,29 @@ impl Watch {
 
 #[derive(Default)]
 pub struct Answers {
-    /// Each DNS-resolved entry as the store holds it, and the names it needs.
-    entries: HashMap<ResourceId, (Arc<Resource>, Vec<Box<str>>)>,
+    /// Each DNS-resolved entry as the store holds it, the names it needs, and whether it
+    /// is DNS_ROUND_ROBIN.
+    entries: HashMap<ResourceId, Recorded>,
     /// The entries that need each name.
     users: BTreeMap<Box<str>, BTreeSet<ResourceId>>,
     /// The last answer for each name (kept while any entry needs it).
     answers: BTreeMap<Box<str>, Arc<[IpAddr]>>,
+    /// The last answer with addresses, for DNS_ROUND_ROBIN entries: Envoy's logical DNS
+    /// keeps its address when an answer comes back empty.
+    nonempty: BTreeMap<Box<str>, Arc<[IpAddr]>>,
+    /// Answers of names no entry needs any more, newest last, so that an entry deleted and
+    /// created again (a file replaced under a new name) while DNS fails keeps its answer.
+    recent: Vec<RecentAnswer>,
 }
+
+/// A DNS-resolved entry as written, its names, and whether it is DNS_ROUND_ROBIN.
+type Recorded = (Arc<Resource>, Vec<Box<str>>, bool);
+
+/// A name's answer and last non-empty answer, kept after no entry needs it.
+type RecentAnswer = (Box<str>, Arc<[IpAddr]>, Option<Arc<[IpAddr]>>);
+
+/// How many answers of names no longer needed are kept.
+const RECENT: usize = 1024;
 
 impl Answers {
     /// Takes a batch of changes on its way to the compiler: each entry with DNS resolution
@@ -72,13 +88,31 @@ impl Answers {
                     .entry(name.clone())
                     .or_default()
                     .insert(id.clone());
+                self.recall(name);
             }
             let written = written.clone();
-            *resource = Some(self.with_answers(&written, &names));
-            self.entries.insert(id.clone(), (written, names));
+            let round_robin = is_round_robin(&written);
+            *resource = Some(self.with_answers(&written, &names, round_robin));
+            self.entries
+                .insert(id.clone(), (written, names, round_robin));
+        }
+        let gone: Vec<Box<str>> = self
+            .answers
+            .keys()
+            .filter(|name| !self.users.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(answer) = self.answers.remove(&name) {
+                let nonempty = self.nonempty.remove(&name);
+                self.recent.retain(|(n, _, _)| *n != name);
+                self.recent.push((name, answer, nonempty));
+            }
+        }
+        if self.recent.len() > RECENT {
+            self.recent.drain(..self.recent.len() - RECENT);
         }
         let now: BTreeSet<&Box<str>> = self.users.keys().collect();
-        self.answers.retain(|name, _| now.contains(name));
         Watch {
             added: now
                 .iter()
@@ -98,12 +132,18 @@ impl Answers {
         if self.answers.get(name) == Some(&addresses) {
             return Vec::new();
         }
+        if !addresses.is_empty() {
+            self.nonempty.insert(name.into(), addresses.clone());
+        }
         self.answers.insert(name.into(), addresses);
         users
             .iter()
             .filter_map(|id| {
-                let (written, names) = self.entries.get(id)?;
-                Some((id.clone(), Some(self.with_answers(written, names))))
+                let (written, names, round_robin) = self.entries.get(id)?;
+                Some((
+                    id.clone(),
+                    Some(self.with_answers(written, names, *round_robin)),
+                ))
             })
             .collect()
     }
@@ -132,8 +172,22 @@ impl Answers {
         self.users.keys().all(|n| self.answers.contains_key(n))
     }
 
+    /// A name needed again gets the answer it had, if it has none now.
+    fn recall(&mut self, name: &str) {
+        if self.answers.contains_key(name) {
+            return;
+        }
+        if let Some(at) = self.recent.iter().position(|(n, _, _)| &**n == name) {
+            let (name, answer, nonempty) = self.recent.remove(at);
+            if let Some(nonempty) = nonempty {
+                self.nonempty.insert(name.clone(), nonempty);
+            }
+            self.answers.insert(name, answer);
+        }
+    }
+
     fn forget(&mut self, id: &ResourceId) {
-        let Some((_, names)) = self.entries.remove(id) else {
+        let Some((_, names, _)) = self.entries.remove(id) else {
             return;
         };
         for name in names {
@@ -146,18 +200,36 @@ impl Answers {
         }
     }
 
-    /// `written` with the answers known for `names` (those not answered yet left out).
-    fn with_answers(&self, written: &Resource, names: &[Box<str>]) -> Arc<Resource> {
+    /// `written` with the answers known for `names` (those not answered yet left out); a
+    /// DNS_ROUND_ROBIN entry keeps a name's last addresses over an empty answer.
+    fn with_answers(
+        &self,
+        written: &Resource,
+        names: &[Box<str>],
+        round_robin: bool,
+    ) -> Arc<Resource> {
         let mut resource = written.clone();
         if let ResourceSpec::ServiceEntry(spec) = &mut resource.spec {
             let known = names
                 .iter()
-                .filter_map(|n| Some((n.clone(), self.answers.get(n)?.clone())))
+                .filter_map(|n| {
+                    let answer = self.answers.get(n)?;
+                    let answer = match self.nonempty.get(n) {
+                        Some(last) if round_robin && answer.is_empty() => last,
+                        _ => answer,
+                    };
+                    Some((n.clone(), answer.clone()))
+                })
                 .collect();
             spec.resolved = Some(Arc::new(DnsAnswers(known)));
         }
         Arc::new(resource)
     }
+}
+
+fn is_round_robin(resource: &Resource) -> bool {
+    matches!(&resource.spec, ResourceSpec::ServiceEntry(spec)
+        if spec.resolution.as_deref() == Some("DNS_ROUND_ROBIN"))
 }
 
 /// The names a resource needs resolved (the compiler says which: see `dns_names`).
@@ -258,6 +330,35 @@ spec:
         let watch = answers.pass(&mut batch);
         assert_eq!(watch.removed, names(&["x.example.com"]));
         assert!(answers.answers.is_empty() && answers.entries.is_empty());
+        // Created again (DNS may be failing by then): it has x's last answer at once.
+        let mut batch = vec![entry("a", "[{address: x.example.com}]")];
+        answers.pass(&mut batch);
+        let table = resolved(&batch[0]).unwrap();
+        assert_eq!(table.0.get("x.example.com"), Some(&ips(&["10.2.0.1"])));
+        assert!(answers.all_answered());
+    }
+
+    #[test]
+    fn a_round_robin_entry_keeps_its_address_over_an_empty_answer() {
+        let mut answers = Answers::default();
+        let (id, resource) = entry("rr", "[{address: x.example.com}]");
+        let mut rr = (*resource.unwrap()).clone();
+        if let ResourceSpec::ServiceEntry(spec) = &mut rr.spec {
+            spec.resolution = Some("DNS_ROUND_ROBIN".into());
+        }
+        let mut batch = vec![
+            (id, Some(Arc::new(rr))),
+            entry("strict", "[{address: x.example.com}]"),
+        ];
+        answers.pass(&mut batch);
+        answers.answered("x.example.com", ips(&["10.2.0.1"]));
+        let changes = answers.answered("x.example.com", ips(&[]));
+        let by_name = |name: &str| {
+            let change = changes.iter().find(|(id, _)| &*id.name == name).unwrap();
+            resolved(change).unwrap().0.get("x.example.com").cloned()
+        };
+        assert_eq!(by_name("rr"), Some(ips(&["10.2.0.1"])));
+        assert_eq!(by_name("strict"), Some(ips(&[])));
     }
 
     #[test]

@@ -89,23 +89,62 @@ fn a_rotated_answer_compiles_to_the_same_plan() {
     assert_eq!(backends(&first, "10.0.0.1", 443).len(), 3);
 }
 
+/// Istio makes each host of such an entry a service of its own, whose endpoints are that
+/// host's addresses: a route to one host never reaches another's.
 #[test]
-fn without_endpoints_the_hosts_are_resolved() {
-    let spec = EXTERNAL.replace("[api.example.com]", "[api.example.com, api.example.org]");
-    let spec = spec.replace("protocol: TLS", "protocol: HTTPS");
+fn without_endpoints_each_host_is_resolved_into_its_own_endpoints() {
+    let spec = "  hosts: [api.example.com, api.example.org]
+  addresses: [10.0.0.1]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+";
+    let vs = resource(
+        "VirtualService",
+        "org",
+        "  hosts: [api.example.org]
+  http:
+  - match: [{headers: {x-org: {exact: '1'}}}]
+    route: [{destination: {host: api.example.org}}]
+",
+    );
     let compiled = compile_resolved(
-        &service_entry("api", &spec),
+        &format!("{}{vs}", service_entry("api", spec)),
         Some(&[
             ("api.example.com", &["10.2.0.1"]),
             ("api.example.org", &["10.3.0.1", "10.3.0.2"]),
         ]),
     );
     assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
-    let list: Vec<String> = backends(&compiled, "10.0.0.1", 443)
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    assert_eq!(list, ["10.2.0.1:8443", "10.3.0.1:8443", "10.3.0.2:8443"]);
+    let service = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    let table = service.http.as_ref().expect("a route table");
+    let endpoints = |host: &str| -> Vec<String> {
+        let cluster = table
+            .clusters
+            .iter()
+            .find(|c| &*c.host == host)
+            .unwrap_or_else(|| panic!("no cluster of {host}: {:?}", table.clusters));
+        cluster
+            .endpoints
+            .iter()
+            .map(|e| format!("{}:{}", e.address, e.port))
+            .collect()
+    };
+    assert_eq!(endpoints("api.example.org"), ["10.3.0.1:80", "10.3.0.2:80"]);
+    // Without a VirtualService the VIP's own route is the first host's: its addresses only.
+    let alone = compile_resolved(
+        &service_entry("api", spec),
+        Some(&[
+            ("api.example.com", &["10.2.0.1"]),
+            ("api.example.org", &["10.3.0.1", "10.3.0.2"]),
+        ]),
+    );
+    assert_eq!(
+        backends(&alone, "10.0.0.1", 80),
+        expect(&[("10.2.0.1:80", WEIGHT_SCALE)])
+    );
 }
 
 /// Envoy's logical DNS cluster connects to the first address of the latest answer.
@@ -195,6 +234,16 @@ fn dns_entries_are_validated_as_istio_does() {
                 + "  endpoints: [{address: a.example.com}]\n",
             "spec.endpoints[0].address",
             "only IP endpoints are supported with STATIC resolution",
+        ),
+        (
+            EXTERNAL.replace("[10.0.0.1]", "[10.0.0.1/32]"),
+            "spec.addresses[0]",
+            "CIDR addresses are allowed only with NONE or STATIC",
+        ),
+        (
+            format!("{EXTERNAL}  endpoints: [{{address: db.123}}]\n"),
+            "spec.endpoints[0].address",
+            "neither an IP address nor a DNS name",
         ),
         (
             EXTERNAL.replace("resolution: DNS", "resolution: NONE"),

@@ -215,6 +215,47 @@ impl ForHost {
         )
     }
 
+    /// The cluster endpoints of the same traffic, for the proxy: weighted by the
+    /// distribution, and given their locality failover priorities when failover applies.
+    pub fn cluster_endpoints(
+        &self,
+        subset: Option<&str>,
+        port: u16,
+        located: Vec<(BackendPlan, Option<Arc<str>>)>,
+    ) -> Vec<vsteer_plan::http::Endpoint> {
+        let setting =
+            traffic_policy::locality_setting(self.policy(), self.subset_policy(subset), port);
+        let outlier = self.outlier_detection(subset, port).is_some();
+        let node = self.node.as_deref();
+        let endpoint = |backend: BackendPlan, priority: u32| vsteer_plan::http::Endpoint {
+            address: backend.address,
+            port: backend.port,
+            // The endpoint's own weight (1 unless set), or its share of a distribution.
+            weight: backend.weight.max(1),
+            priority,
+        };
+        // Distribute and failover are exclusive (Istio validates it).
+        if let Some(distribution) = locality::distribution(setting, node) {
+            return locality::weigh(located, Some(distribution))
+                .into_iter()
+                .map(|b| endpoint(b, 0))
+                .collect();
+        }
+        let priorities = match node {
+            Some(node) if locality::fails_over(setting, Some(node), outlier) => {
+                let localities: Vec<Option<Arc<str>>> =
+                    located.iter().map(|(_, l)| l.clone()).collect();
+                locality::priorities(&localities, setting, node)
+            }
+            _ => vec![0; located.len()],
+        };
+        located
+            .into_iter()
+            .zip(priorities)
+            .map(|((backend, _), priority)| endpoint(backend, priority))
+            .collect()
+    }
+
     /// Whether traffic to `port` of the host (no subset) needs the proxy for its policy: a
     /// consistent hash on request data, connection pool limits, or outlier detection.
     pub fn needs_proxy(&self, port: u16) -> bool {

@@ -11,7 +11,7 @@ use vsteer_model::istio::{
     HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRoute, StringMatch,
 };
 use vsteer_plan::http::{
-    AbortStatus, Cluster, Cors, Endpoint, Fault, FaultAbort, FaultDelay, HeaderOps, HttpAction,
+    AbortStatus, Cluster, Cors, Fault, FaultAbort, FaultDelay, HeaderOps, HttpAction,
     HttpLoadBalancer, HttpRouteTable, HttpRule, Mirror, Redirect, RedirectPort, RequestMatch,
     RetryPolicy, Rewrite, StrMatch, WeightedCluster,
 };
@@ -713,15 +713,7 @@ pub(crate) fn cluster_of(
         .collect();
     let endpoints = target
         .rules
-        .locality_weighted(subset.as_deref(), port.number, located)
-        .into_iter()
-        .map(|b| Endpoint {
-            address: b.address,
-            port: b.port,
-            // The endpoint's own weight (1 unless the ServiceEntry sets one).
-            weight: b.weight.max(1),
-        })
-        .collect();
+        .cluster_endpoints(subset.as_deref(), port.number, located);
     clusters.push(Cluster {
         name,
         host: target.host.clone(),

@@ -125,6 +125,62 @@ pub fn weigh(
         .collect()
 }
 
+/// Whether locality failover applies: the cluster has outlier detection (Istio enables
+/// failover only then), the node's locality is known, and the setting (Istio's mesh
+/// default when the rule has none: enabled) neither turns it off nor distributes, nor asks
+/// for label priorities (`failoverPriority` compares the client's labels, which vsteer does
+/// not know).
+pub fn fails_over(
+    setting: Option<&LocalityLbSetting>,
+    node: Option<&Locality>,
+    outlier_detection: bool,
+) -> bool {
+    let plain = setting.is_none_or(|s| {
+        s.enabled != Some(false) && s.distribute.is_empty() && s.failover_priority.is_empty()
+    });
+    plain && node.is_some() && outlier_detection
+}
+
+/// Istio's `applyLocalityFailover`: each endpoint's priority by how much of the node's
+/// locality it shares (0: region, zone and subzone; 1: region and zone; 2: region; 3:
+/// another region; 4: a region the node's `failover` entry does not name), the levels used
+/// then numbered 0, 1, ... in order.
+pub fn priorities(
+    localities: &[Option<Arc<str>>],
+    setting: Option<&LocalityLbSetting>,
+    node: &Locality,
+) -> Vec<u32> {
+    let failover = setting
+        .into_iter()
+        .flat_map(|s| &s.failover)
+        .find(|f| f.from == node.region);
+    let raw: Vec<u32> = localities
+        .iter()
+        .map(|written| {
+            let endpoint = Locality::of_endpoint(written.as_deref());
+            match (
+                endpoint.region == node.region,
+                endpoint.zone == node.zone,
+                endpoint.subzone == node.subzone,
+            ) {
+                (true, true, true) => 0,
+                (true, true, false) => 1,
+                (true, false, _) => 2,
+                _ => match failover {
+                    Some(f) if endpoint.region != f.to => 4,
+                    _ => 3,
+                },
+            }
+        })
+        .collect();
+    let mut used: Vec<u32> = raw.clone();
+    used.sort_unstable();
+    used.dedup();
+    raw.iter()
+        .map(|p| used.iter().position(|u| u == p).unwrap_or(0) as u32)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +206,45 @@ mod tests {
         assert!(Locality::parse("a/b/c/d").is_err());
         assert!(Locality::parse("us-west/*").is_err());
         assert_eq!(Locality::parse("eu").unwrap().to_string(), "eu");
+    }
+
+    #[test]
+    fn failover_priorities_follow_istio() {
+        let node = Locality::parse("us-west/zone1/sub1").unwrap();
+        let at = |l: &str| Some(Arc::<str>::from(l));
+        let localities = [
+            at("us-west/zone1/sub1"),
+            at("us-west/zone1/sub2"),
+            at("us-west/zone2/sub1"),
+            at("us-east/zone1/sub1"),
+            at("eu-west/zone1/sub1"),
+            None,
+        ];
+        // No failover entry: other regions share level 3, numbered 3 here.
+        assert_eq!(priorities(&localities, None, &node), [0, 1, 2, 3, 3, 3]);
+        let setting = LocalityLbSetting {
+            failover: vec![vsteer_model::istio::LocalityFailover {
+                from: "us-west".into(),
+                to: "us-east".into(),
+            }],
+            ..LocalityLbSetting::default()
+        };
+        assert_eq!(
+            priorities(&localities, Some(&setting), &node),
+            [0, 1, 2, 3, 4, 4]
+        );
+        // Levels not used close up.
+        assert_eq!(
+            priorities(&localities[3..], Some(&setting), &node),
+            [0, 1, 1]
+        );
+        assert!(fails_over(None, Some(&node), true));
+        assert!(!fails_over(None, Some(&node), false));
+        assert!(!fails_over(None, None, true));
+        let off = LocalityLbSetting {
+            enabled: Some(false),
+            ..LocalityLbSetting::default()
+        };
+        assert!(!fails_over(Some(&off), Some(&node), true));
     }
 }

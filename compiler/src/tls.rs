@@ -100,6 +100,7 @@ pub(crate) fn connect_time_cluster(
             address: b.address,
             port: b.port,
             weight: b.weight.max(1),
+            priority: 0,
         })
         .collect();
     if endpoints.is_empty() {

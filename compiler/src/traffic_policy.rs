@@ -542,10 +542,15 @@ fn check_locality(setting: &LocalityLbSetting, read: &mut Read) {
             "distribute is applied for the node's locality (vsteer run/plan --locality); a node without one spreads traffic over every endpoint".into(),
         ));
     }
-    if !setting.failover.is_empty() || !setting.failover_priority.is_empty() {
+    if !setting.failover_priority.is_empty() {
         read.notes.push((
             FIELD,
-            "failover and failoverPriority are not applied by vsteer yet: traffic spreads over the endpoints of every locality".into(),
+            "failoverPriority is not applied: it compares the client's labels, which vsteer does not know; traffic spreads over every locality".into(),
+        ));
+    } else if !setting.failover.is_empty() {
+        read.notes.push((
+            FIELD,
+            "failover is applied by the proxy, for the node's locality (--locality), where outlierDetection is set (as Istio); the kernel path spreads over every locality".into(),
         ));
     }
 }

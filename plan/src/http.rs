@@ -260,6 +260,14 @@ pub struct Endpoint {
     pub port: u16,
     /// Relative to the cluster's other endpoints.
     pub weight: u32,
+    /// Envoy's priority level: 0 takes the traffic while healthy enough, the next levels
+    /// what it cannot (locality failover). 0 for every endpoint without failover.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Per-request load balancing, as the DestinationRule asks.

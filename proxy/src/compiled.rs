@@ -97,10 +97,19 @@ pub(crate) struct Target {
 pub(crate) struct ClusterState {
     pub name: Box<str>,
     pub http2: bool,
-    pub endpoints: Vec<EndpointState>,
-    pub balancer: Balancer,
+    /// The priority levels, 0 first: one for a cluster without locality failover.
+    pub levels: Vec<Level>,
+    /// Endpoints of every level (outlier detection's ejection limit counts them all).
+    total: usize,
     /// Outlier detection, when the DestinationRule asks for it.
     pub outlier: Option<Arc<ClusterOutlier>>,
+}
+
+/// The endpoints of one priority level and their balancer.
+#[derive(Debug)]
+pub(crate) struct Level {
+    pub endpoints: Vec<EndpointState>,
+    pub balancer: Balancer,
 }
 
 impl ClusterState {
@@ -108,46 +117,80 @@ impl ClusterState {
     /// few endpoints left in the pool).
     fn usable(&self, endpoint: &EndpointState) -> bool {
         match (&self.outlier, &endpoint.health) {
-            (Some(outlier), Some(health)) => {
-                !health.is_ejected() || outlier.panics(self.endpoints.len())
-            }
+            (Some(outlier), Some(health)) => !health.is_ejected() || outlier.panics(self.total),
             _ => true,
         }
+    }
+
+    /// The consistent-hash key requests are balanced by, if any.
+    pub(crate) fn hash_key(&self) -> Option<&crate::hash_policy::HashKey> {
+        self.levels.first().and_then(|l| l.balancer.hash_key())
+    }
+
+    /// The levels to try for a request: the one Envoy's priority load picks, then the
+    /// others in order.
+    fn levels_for_request(&self) -> impl Iterator<Item = &Level> + '_ {
+        let first = if self.levels.len() > 1 {
+            let health: Vec<(usize, usize)> = self
+                .levels
+                .iter()
+                .map(|l| {
+                    let usable = l.endpoints.iter().filter(|e| self.usable(e)).count();
+                    (usable, l.endpoints.len())
+                })
+                .collect();
+            crate::priority::choose(&health, fastrand::f64())
+        } else {
+            0
+        };
+        self.levels.get(first).into_iter().chain(
+            self.levels
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| *i != first)
+                .map(|(_, l)| l),
+        )
     }
 
     /// The endpoint for a request (`hash`: its consistent-hash key), skipping ejected
     /// ones; `None` when there is none or every one is ejected (Envoy: no healthy
     /// upstream).
     pub(crate) fn pick(&self, hash: Option<u64>) -> Option<&EndpointState> {
-        let endpoints = &self.endpoints;
-        if endpoints.is_empty() {
-            return None;
-        }
-        let first = self.balancer.pick(endpoints, hash);
-        if self.usable(&endpoints[first]) {
-            return Some(&endpoints[first]);
-        }
-        self.balancer
-            .pick_instead(first, endpoints, hash, |e| self.usable(e))
-            .map(|i| &endpoints[i])
+        self.levels_for_request().find_map(|level| {
+            let endpoints = &level.endpoints;
+            if endpoints.is_empty() {
+                return None;
+            }
+            let first = level.balancer.pick(endpoints, hash);
+            if self.usable(&endpoints[first]) {
+                return Some(&endpoints[first]);
+            }
+            level
+                .balancer
+                .pick_instead(first, endpoints, hash, |e| self.usable(e))
+                .map(|i| &endpoints[i])
+        })
     }
 
     /// An endpoint for a retry: not one of `tried` when another usable one exists, else a
     /// usable tried one; `None` when every endpoint is ejected.
     pub(crate) fn pick_other(&self, tried: &[std::net::SocketAddr]) -> Option<&EndpointState> {
-        let endpoints = &self.endpoints;
-        if endpoints.is_empty() {
-            return None;
-        }
         let fresh = |e: &EndpointState| !tried.contains(&e.addr) && self.usable(e);
-        let first = self.balancer.pick(endpoints, None);
-        if fresh(&endpoints[first]) {
-            return Some(&endpoints[first]);
-        }
-        match self.balancer.pick_instead(first, endpoints, None, fresh) {
-            Some(i) => Some(&endpoints[i]),
-            None => self.pick(None),
-        }
+        let other = self.levels_for_request().find_map(|level| {
+            let endpoints = &level.endpoints;
+            if endpoints.is_empty() {
+                return None;
+            }
+            let first = level.balancer.pick(endpoints, None);
+            if fresh(&endpoints[first]) {
+                return Some(&endpoints[first]);
+            }
+            level
+                .balancer
+                .pick_instead(first, endpoints, None, fresh)
+                .map(|i| &endpoints[i])
+        });
+        other.or_else(|| self.pick(None))
     }
 
     /// Counts one try's outcome at `endpoint` for outlier detection.
@@ -182,22 +225,33 @@ impl CompiledTable {
                     .map(|o| o.hosts(&addrs).into_iter())
                     .into_iter()
                     .flatten();
-                let endpoints: Vec<EndpointState> = c
-                    .endpoints
-                    .iter()
-                    .zip(&addrs)
-                    .map(|(e, addr)| EndpointState {
+                let mut by_level: Vec<Vec<EndpointState>> = Vec::new();
+                for (e, addr) in c.endpoints.iter().zip(&addrs) {
+                    let level = e.priority as usize;
+                    if by_level.len() <= level {
+                        by_level.resize_with(level + 1, Vec::new);
+                    }
+                    by_level[level].push(EndpointState {
                         addr: *addr,
                         weight: e.weight.max(1),
                         pool: pools.get(*addr, c.http2, limits.as_ref()),
                         health: health.next(),
+                    });
+                }
+                // Levels the compiler numbers 0, 1, ...; an empty one is left out.
+                let levels: Vec<Level> = by_level
+                    .into_iter()
+                    .filter(|endpoints| !endpoints.is_empty())
+                    .map(|endpoints| Level {
+                        balancer: Balancer::new(&c.load_balancer, &endpoints),
+                        endpoints,
                     })
                     .collect();
                 ClusterState {
                     name: c.name.as_str().into(),
                     http2: c.http2,
-                    balancer: Balancer::new(&c.load_balancer, &endpoints),
-                    endpoints,
+                    total: c.endpoints.len(),
+                    levels,
                     outlier,
                 }
             })

@@ -167,7 +167,6 @@ async fn serve(
         uri: parts.uri.clone(),
     });
     let hashed = cluster
-        .balancer
         .hash_key()
         .map(|key| key.hash(&parts.headers, view.query, conn.peer))
         .unwrap_or_default();

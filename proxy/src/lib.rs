@@ -27,6 +27,7 @@ mod original;
 mod outlier;
 mod passthrough;
 mod pool;
+mod priority;
 mod proxy;
 mod redirect;
 mod request_body;

@@ -301,7 +301,6 @@ async fn pass_to(
     // A consistent hash has only the client's address to go on (`useSourceIp`); other keys
     // are request data, which a passed-through connection has none of.
     let hash = cluster
-        .balancer
         .hash_key()
         .and_then(|key| key.hash(&http::HeaderMap::new(), None, peer).hash);
     let Some(endpoint) = cluster.pick(hash) else {

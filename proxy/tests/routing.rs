@@ -1610,3 +1610,82 @@ async fn a_pending_request_waits_past_the_connect_timeout() {
     assert_eq!(proxy.stats.snapshot().overflows, 0);
     proxy.stop().await;
 }
+
+/// Istio's locality failover (on for a cluster with outlier detection, from the node's
+/// locality): requests go to the endpoints of the node's own zone while they are healthy;
+/// when that one is ejected, to the next level (the same region), never to another region
+/// while that level has a healthy endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locality_failover_moves_to_the_next_level_when_the_local_one_is_ejected() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let mut yaml = service_entry(
+        "reviews",
+        "127.100.0.1",
+        9080,
+        "HTTP",
+        &[
+            (&backends[0], "x"),
+            (&backends[1], "x"),
+            (&backends[2], "x"),
+        ],
+    );
+    for (backend, locality) in
+        backends
+            .iter()
+            .zip(["us-west/zone1", "us-west/zone2", "us-east/zone1"])
+    {
+        let port = format!("web: {}\n", backend.addr.port());
+        yaml = yaml.replace(&port, &format!("{port}    locality: {locality}\n"));
+    }
+    yaml += &destination_rule(
+        "reviews",
+        &["x"],
+        "    outlierDetection: {consecutive5xxErrors: 3, interval: 200ms, baseEjectionTime: 30s, maxEjectionPercent: 100}\n",
+    );
+    yaml += &virtual_service(
+        "reviews",
+        "  - route: [{destination: {host: reviews}}]\n    retries: {attempts: 0}\n",
+    );
+    let loaded = vsteer_model::parse::parse_str("test.yaml", &yaml);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let node = vsteer_compiler::locality::Locality::parse("us-west/zone1/rack1").unwrap();
+    let compiled = vsteer_compiler::compile_at(
+        &loaded.resources,
+        &vsteer_plan::Plan::default(),
+        Some(&node),
+    );
+    assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
+    let proxy = Harness::start(&compiled.plan, fixed(VIP)).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..30 {
+        *served
+            .entry(client.get(HOST, "/", &[]).await.backend().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        served,
+        BTreeMap::from([("a".to_string(), 30)]),
+        "level 0 takes all"
+    );
+    // a fails three times and is ejected: level 1 (b) takes everything, c nothing.
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        let reply = client.get(HOST, "/fail-on/a", &[]).await;
+        answers.push((reply.status.as_u16(), reply.backend().to_string()));
+    }
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 503).count(),
+        3,
+        "{answers:?}"
+    );
+    assert!(
+        answers[3..].iter().all(|(s, b)| *s == 200 && b == "b"),
+        "{answers:?}"
+    );
+    proxy.stop().await;
+}

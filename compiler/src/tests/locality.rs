@@ -171,18 +171,62 @@ fn locality_settings_are_validated_as_istio_does() {
             compiled.errors[0].field
         );
     }
-    // Failover is read, validated and noted, not applied.
-    let failover = located(
+    // failoverPriority compares client labels: noted, not applied.
+    let by_labels = located(
         "      localityLbSetting:
-        failover: [{from: us-west, to: us-east}]
+        failoverPriority: [topology.istio.io/network]
 ",
         "TCP",
     );
-    let compiled = at(&failover, Some("us-west/zone1"));
+    let compiled = at(&by_labels, Some("us-west/zone1"));
     assert!(
-        has_note(&compiled, "failover and failoverPriority are not applied"),
+        has_note(&compiled, "failoverPriority is not applied"),
         "{:?}",
         compiled.notes
     );
     assert_eq!(backends(&compiled, "10.0.0.1", 80).len(), 5);
+}
+
+/// With outlier detection, the proxy's clusters get Istio's locality failover priorities;
+/// the kernel's table keeps every endpoint (it has no health to fail over on).
+#[test]
+fn outlier_detection_gives_proxy_endpoints_their_failover_priority() {
+    let policy = "      simple: RANDOM
+    outlierDetection: {consecutive5xxErrors: 5}
+";
+    let text = located(policy, "HTTP");
+    let priorities = |compiled: &Compiled| -> Vec<(String, u32)> {
+        first_cluster_of(compiled)
+            .endpoints
+            .iter()
+            .map(|e| (e.address.to_string(), e.priority))
+            .collect()
+    };
+    let compiled = at(&text, Some("us-west/zone1/sub1"));
+    assert_eq!(
+        priorities(&compiled),
+        [
+            ("10.1.0.1".to_string(), 0),
+            ("10.1.0.2".to_string(), 1),
+            ("10.1.0.3".to_string(), 2),
+            ("10.1.0.4".to_string(), 3),
+            ("10.1.0.5".to_string(), 3),
+        ]
+    );
+    assert_eq!(backends(&compiled, "10.0.0.1", 80).len(), 5);
+    // No node locality, or no outlier detection: one level.
+    let flat = at(&text, None);
+    assert!(priorities(&flat).iter().all(|(_, p)| *p == 0));
+    let without = at(
+        &located("      simple: RANDOM\n", "HTTP"),
+        Some("us-west/zone1/sub1"),
+    );
+    assert!(
+        without
+            .plan
+            .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+            .unwrap()
+            .http
+            .is_none()
+    );
 }

@@ -268,10 +268,16 @@ impl<S: Sink> Agent<S> {
     /// Writes the services changed and not written yet; a failed write is retried with the
     /// next.
     pub fn flush(&mut self) -> Result<ApplyStats, PassError> {
-        let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
-        if keys.is_empty() {
+        if self.unwritten.is_empty() {
             return Ok(ApplyStats::default());
         }
+        self.write_unwritten()
+    }
+
+    /// Hands the sink the services not written yet (also none: a reload reports what the
+    /// sink holds).
+    fn write_unwritten(&mut self) -> Result<ApplyStats, PassError> {
+        let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
         let stats = self
             .sink
             .apply_changes(self.compiler.plan(), &keys)
@@ -350,13 +356,7 @@ impl<S: Sink> Agent<S> {
         let (update, resources, rejected) = self.compile(reading);
         let compiled = started.elapsed();
         self.unwritten.extend(update.changed.iter().copied());
-        let keys: Vec<ServiceKey> = self.unwritten.iter().copied().collect();
-        let stats = self
-            .sink
-            .apply_changes(self.compiler.plan(), &keys)
-            .map_err(PassError::Write)?;
-        self.unwritten.clear();
-        self.note_applied(&stats);
+        let stats = self.write_unwritten()?;
         Ok(Applied {
             stats,
             read: read.took,

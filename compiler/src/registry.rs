@@ -228,7 +228,7 @@ impl Registry {
         let first = ServiceKey::new(vip, 0, vsteer_plan::Protocol::Tcp);
         self.owners
             .range(first..)
-            .take_while(move |(key, _)| key.vip == vip)
+            .take_while(move |(key, _)| key.vip == vip && key.prefix_len.is_none())
             .filter(|(_, owner)| matches!(owner, Owner::Entry(_)))
             .map(|(key, _)| key)
     }

@@ -1,11 +1,14 @@
-//! A ServiceEntry with STATIC or DNS resolution, checked on its own: hosts, virtual IPs,
-//! ports and endpoints (for DNS, the addresses the agent's resolver found for them). Each
-//! (address, port) of an accepted entry is a service; its hosts are destinations for routes.
+//! A ServiceEntry with STATIC, DNS or NONE resolution, checked on its own: hosts, virtual
+//! IPs and CIDR ranges, ports and endpoints (for DNS, the addresses the agent's resolver
+//! found for them; for NONE, none: connects go on to the address dialled). Each (address or
+//! range, port) of an accepted entry is a service; its hosts are destinations for routes.
 //! Whether it may hold its VIPs is the registry's question.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use vsteer_model::intern::Interner;
 use vsteer_model::istio::{DnsAnswers, ServiceEntrySpec, WorkloadEntry};
@@ -19,13 +22,14 @@ use crate::problems::{FieldError, Problems, port_number};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceEntryError {
     #[error(
-        "resolution is not set, which Istio reads as NONE; only STATIC, DNS and DNS_ROUND_ROBIN are supported"
-    )]
-    ResolutionUnset,
-    #[error(
-        "resolution {0} is not supported yet; only STATIC, DNS and DNS_ROUND_ROBIN are supported"
+        "resolution {0} is not supported yet; only NONE, STATIC, DNS and DNS_ROUND_ROBIN are supported"
     )]
     ResolutionUnsupported(String),
+    #[error(
+        "no endpoints should be provided for resolution {0} (as Istio validates: connects go to the address dialled){unset}",
+        unset = if *.1 { "; resolution is not set, which Istio reads as NONE: set STATIC or DNS to use these endpoints" } else { "" }
+    )]
+    EndpointsWithNone(&'static str, bool),
     #[error(
         "unknown resolution {0:?}; Istio knows NONE, STATIC, DNS, DNS_ROUND_ROBIN and DYNAMIC_DNS"
     )]
@@ -39,13 +43,11 @@ pub enum ServiceEntryError {
     )]
     SeveralHostsNeedHttp,
     #[error("{vip} is already listed at spec.addresses[{first}]")]
-    DuplicateAddress { vip: IpAddr, first: usize },
+    DuplicateAddress { vip: String, first: usize },
     #[error("{0:?} is not an IP address")]
     NotAnIp(String),
     #[error("{0:?} is not an IP address or CIDR")]
     NotAnIpOrCidr(String),
-    #[error("{0:?}: CIDR addresses are not supported yet; list single IP addresses")]
-    Cidr(String),
     #[error(
         "{0:?}: CIDR addresses are allowed only with NONE or STATIC resolution (as Istio validates)"
     )]
@@ -86,8 +88,12 @@ pub struct Entry {
     pub file: Arc<str>,
     /// As written: Istio does not expand a ServiceEntry's hosts. At least one.
     pub hosts: Arc<[Arc<str>]>,
-    /// The virtual IPs, with their index in `spec.addresses`.
-    pub vips: Vec<(usize, IpAddr)>,
+    /// The virtual IPs and CIDR ranges (a single address as its full-length prefix), with
+    /// their index in `spec.addresses`.
+    pub vips: Vec<(usize, IpNet)>,
+    /// NONE: no endpoints; connects to the entry's services, and routes to its hosts, go on
+    /// to the address dialled (Envoy's ORIGINAL_DST cluster).
+    pub passthrough: bool,
     pub ports: Vec<Port>,
     endpoints: Vec<Endpoint>,
     /// Worth telling the user, but no reason to reject the resource.
@@ -126,7 +132,7 @@ impl Entry {
         self.vips.iter().flat_map(move |&(index, vip)| {
             self.ports
                 .iter()
-                .map(move |p| (index, ServiceKey::new(vip, p.number, p.protocol)))
+                .map(move |p| (index, ServiceKey::range(vip, p.number, p.protocol)))
         })
     }
 
@@ -146,6 +152,10 @@ impl Entry {
         port: &Port,
         host: &str,
     ) -> Vec<(BackendPlan, Option<Arc<str>>)> {
+        if self.passthrough {
+            // Of either family: the address dialled is of the VIP's.
+            return vec![(BackendPlan::passthrough(1), None)];
+        }
         self.endpoints
             .iter()
             .filter(|e| e.address.is_ipv4() == vip.is_ipv4())
@@ -175,7 +185,7 @@ pub fn compile(
 ) -> Result<Entry, Vec<Diagnostic>> {
     let mut problems = Problems::new(resource);
     let resolution = check_settings(spec, &mut problems);
-    check_hosts(spec, &mut problems);
+    check_hosts(spec, resolution, &mut problems);
     let vips = vips(spec, resolution, &mut problems);
     let ports = ports(spec, &mut problems);
     let (endpoints, lookups) = endpoints(spec, resolution, &mut problems);
@@ -183,7 +193,8 @@ pub fn compile(
 
     let id = &resource.id;
     let mut notes = dns_notes(id, resolution, &lookups, spec.resolved.is_some());
-    for &(_, vip) in &vips {
+    for &(_, net) in &vips {
+        let vip = net.addr();
         let other = endpoints
             .iter()
             .filter(|e| e.address.is_ipv4() != vip.is_ipv4())
@@ -197,7 +208,21 @@ pub fn compile(
             ));
         }
     }
-    if vips.is_empty() {
+    if resolution == Resolution::None {
+        notes.push(format!(
+            "{id}: resolution NONE{unset}: connects to its addresses go on to the address \
+             dialled, unless a VirtualService routes them elsewhere; routes to {hosts} do the same",
+            unset = if spec.resolution.is_none() { " (not set; Istio's default)" } else { "" },
+            hosts = spec.hosts.join(", "),
+        ));
+    }
+    if vips.is_empty() && resolution == Resolution::None {
+        notes.push(format!(
+            "{id}: no addresses: Istio would match connects on its ports to any address not \
+             otherwise known (and HTTP ones by Host); vsteer steers by virtual IP and leaves \
+             them alone, so they go to the address dialled, as NONE does without rules"
+        ));
+    } else if vips.is_empty() {
         notes.push(format!(
             "{id}: no addresses, so a destination only: routes of other services can send \
              traffic to its endpoints, but connects to {} are not steered (vsteer steers by \
@@ -227,6 +252,7 @@ pub fn compile(
         file: resource.origin.file.clone(),
         hosts: spec.hosts.iter().map(|h| hosts.get(h)).collect(),
         vips,
+        passthrough: resolution == Resolution::None,
         ports,
         endpoints,
         notes,
@@ -236,6 +262,8 @@ pub fn compile(
 /// How an entry's endpoints get their addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
+    /// None: connects go to the address dialled (Istio's default, when unset).
+    None,
     /// As written.
     Static,
     /// Every address DNS gives each name (Envoy's strict DNS cluster).
@@ -248,6 +276,7 @@ pub enum Resolution {
 impl Resolution {
     fn of(spec: &ServiceEntrySpec) -> Option<Resolution> {
         match spec.resolution.as_deref() {
+            None | Some("NONE") => Some(Resolution::None),
             Some("STATIC") => Some(Resolution::Static),
             Some("DNS") => Some(Resolution::Dns),
             Some("DNS_ROUND_ROBIN") => Some(Resolution::DnsRoundRobin),
@@ -257,6 +286,7 @@ impl Resolution {
 
     fn name(self) -> &'static str {
         match self {
+            Resolution::None => "NONE",
             Resolution::Static => "STATIC",
             Resolution::Dns => "DNS",
             Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
@@ -287,9 +317,10 @@ pub fn dns_names(spec: &ServiceEntrySpec) -> Vec<&str> {
 fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) -> Resolution {
     let resolution = Resolution::of(spec);
     match spec.resolution.as_deref() {
+        // Unset is NONE, matched above.
+        None => {}
         _ if resolution.is_some() => {}
-        None => problems.add("spec.resolution", ServiceEntryError::ResolutionUnset),
-        Some(known @ ("NONE" | "DYNAMIC_DNS")) => problems.add(
+        Some(known @ "DYNAMIC_DNS") => problems.add(
             "spec.resolution",
             ServiceEntryError::ResolutionUnsupported(known.to_string()),
         ),
@@ -297,6 +328,12 @@ fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) -> Resolutio
             "spec.resolution",
             ServiceEntryError::ResolutionUnknown(other.to_string()),
         ),
+    }
+    if resolution == Some(Resolution::None) && !spec.endpoints.is_empty() {
+        problems.add(
+            "spec.endpoints",
+            ServiceEntryError::EndpointsWithNone("NONE", spec.resolution.is_none()),
+        );
     }
     if resolution == Some(Resolution::DnsRoundRobin) && spec.endpoints.len() > 1 {
         problems.add(
@@ -319,11 +356,13 @@ fn check_settings(spec: &ServiceEntrySpec, problems: &mut Problems) -> Resolutio
     resolution.unwrap_or(Resolution::Static)
 }
 
-fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
+fn check_hosts(spec: &ServiceEntrySpec, resolution: Resolution, problems: &mut Problems) {
     problems.check_hosts(&spec.hosts, "in a ServiceEntry");
     // Istio's own rule: only HTTP (Host header) and TLS (SNI) say which host a connection is
-    // for, so several hosts on one address need such ports.
+    // for, so several hosts on one address need such ports; with NONE the hosts do not
+    // matter (the connect goes where it was dialled).
     if spec.hosts.len() > 1
+        && resolution != Resolution::None
         && spec
             .ports
             .iter()
@@ -333,28 +372,33 @@ fn check_hosts(spec: &ServiceEntrySpec, problems: &mut Problems) {
     }
 }
 
-/// The virtual IPs, with their index in `spec.addresses`.
+/// The virtual IPs and CIDR ranges, with their index in `spec.addresses`.
 fn vips(
     spec: &ServiceEntrySpec,
     resolution: Resolution,
     problems: &mut Problems,
-) -> Vec<(usize, IpAddr)> {
+) -> Vec<(usize, IpNet)> {
     // None is legal: the entry is then a destination only (see `compile`'s note).
-    let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<IpNet, usize> = BTreeMap::new();
     // Sized up front: an entry is kept for as long as it exists.
     let mut vips = Vec::with_capacity(spec.addresses.len());
     for (i, address) in spec.addresses.iter().enumerate() {
         let field = format!("spec.addresses[{i}]");
-        if resolution != Resolution::Static && address.contains('/') {
+        if !matches!(resolution, Resolution::Static | Resolution::None) && address.contains('/')
+        {
             // Istio's rule, even for a single-address CIDR.
             problems.add(field, ServiceEntryError::CidrWithDns(address.to_string()));
             continue;
         }
         match parse_vip(address) {
             Ok(vip) => match seen.get(&vip) {
-                Some(&first) => {
-                    problems.add(field, ServiceEntryError::DuplicateAddress { vip, first })
-                }
+                Some(&first) => problems.add(
+                    field,
+                    ServiceEntryError::DuplicateAddress {
+                        vip: address.to_string(),
+                        first,
+                    },
+                ),
                 None => {
                     seen.insert(vip, i);
                     vips.push((i, vip));
@@ -366,23 +410,32 @@ fn vips(
     vips
 }
 
-/// An IP literal; a CIDR only when it is a single address (`/32`, `/128`). An IPv4-mapped
-/// IPv6 address (`::ffff:10.0.0.1`) is its IPv4 address: the kernel maps store IPv4 that
-/// way, so the two spellings are one VIP and must meet in the conflict check.
-fn parse_vip(address: &str) -> Result<IpAddr, ServiceEntryError> {
+/// An IP literal (as its full-length prefix) or a CIDR range, its host bits cleared (Envoy
+/// matches the prefix). IPv4-mapped IPv6 (`::ffff:10.0.0.1`, `::ffff:10.0.0.0/120`) is its
+/// IPv4 form: the kernel maps store IPv4 that way, so the two spellings are one VIP and must
+/// meet in the conflict check.
+fn parse_vip(address: &str) -> Result<IpNet, ServiceEntryError> {
     if !address.contains('/') {
         return address
             .parse()
-            .map(|ip: IpAddr| ip.to_canonical())
+            .map(|ip: IpAddr| IpNet::from(ip.to_canonical()))
             .map_err(|_| ServiceEntryError::NotAnIp(address.to_string()));
     }
-    let net: ipnet::IpNet = address
+    let net: IpNet = address
         .parse()
         .map_err(|_| ServiceEntryError::NotAnIpOrCidr(address.to_string()))?;
-    if net.prefix_len() == net.max_prefix_len() {
-        Ok(net.addr().to_canonical())
-    } else {
-        Err(ServiceEntryError::Cidr(address.to_string()))
+    Ok(canonical_net(net.trunc()))
+}
+
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
     }
 }
 
@@ -502,6 +555,10 @@ fn endpoints<'a>(
     resolution: Resolution,
     problems: &mut Problems,
 ) -> (Vec<Endpoint>, Vec<Lookup<'a>>) {
+    if resolution == Resolution::None {
+        // Any endpoint is an error of its own (see `check_settings`).
+        return (Vec::new(), Vec::new());
+    }
     let port_names: BTreeSet<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
     let mut endpoints = Vec::with_capacity(spec.endpoints.len());
     let mut lookups = Vec::new();
@@ -550,7 +607,7 @@ fn endpoints<'a>(
             }
         }
     }
-    if spec.endpoints.is_empty() && resolution != Resolution::Static {
+    if spec.endpoints.is_empty() && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) {
         // Istio's rule: with no endpoints, the hosts themselves are resolved (an endpoint
         // each, with no labels, at the service ports).
         let host_endpoint = WorkloadEntry::default();
@@ -747,24 +804,22 @@ mod tests {
     }
 
     #[test]
-    fn vips_accept_single_address_cidrs_only() {
-        assert_eq!(parse_vip("10.0.0.1"), Ok("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_vip("10.0.0.1/32"), Ok("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_vip("fd00::1/128"), Ok("fd00::1".parse().unwrap()));
-        let mapped: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(parse_vip("::ffff:10.0.0.1"), Ok(mapped));
-        assert_eq!(parse_vip("::ffff:10.0.0.1/128"), Ok(mapped));
+    fn vips_are_addresses_or_ranges_in_one_spelling() {
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        assert_eq!(parse_vip("10.0.0.1"), Ok(net("10.0.0.1/32")));
+        assert_eq!(parse_vip("10.0.0.1/32"), Ok(net("10.0.0.1/32")));
+        assert_eq!(parse_vip("fd00::1/128"), Ok(net("fd00::1/128")));
+        assert_eq!(parse_vip("::ffff:10.0.0.1"), Ok(net("10.0.0.1/32")));
+        assert_eq!(parse_vip("::ffff:10.0.0.1/128"), Ok(net("10.0.0.1/32")));
+        assert_eq!(parse_vip("::ffff:10.1.0.0/112"), Ok(net("10.1.0.0/16")));
+        // Host bits are cleared, as Envoy reads the prefix.
+        assert_eq!(parse_vip("10.1.2.3/16"), Ok(net("10.1.0.0/16")));
+        assert_eq!(parse_vip("fd00::5/64"), Ok(net("fd00::/64")));
         assert!(
-            parse_vip("10.0.0.0/24")
+            parse_vip("10.0.0.0/33")
                 .unwrap_err()
                 .to_string()
-                .contains("CIDR")
-        );
-        assert!(
-            parse_vip("fd00::/64")
-                .unwrap_err()
-                .to_string()
-                .contains("CIDR")
+                .contains("not an IP address or CIDR")
         );
         assert!(
             parse_vip("reviews")

@@ -168,6 +168,20 @@ pub fn assemble(
         routed.plan.decision = decision;
     }
 
+    if let Decision::Proxy { reason } = &routed.plan.decision
+        && let Some(why) = unproxied(key, routed.plan.http.as_deref())
+    {
+        // The connect-time route serves it whole instead: no connection Istio serves is
+        // refused, though its per-request rules are not applied.
+        routed.notes.push(format!(
+            "{key}: its rules need the proxy ({reason}), but {why}, which vsteer's proxy does \
+             not serve yet: steered at connect time by its L4 route, without its per-request \
+             rules"
+        ));
+        routed.plan.decision = Decision::Kernel;
+        routed.plan.http = None;
+    }
+
     // What would have changed this service had it been valid: a rejected VirtualService
     // that covers it or routed it last time, or a rejected DestinationRule of one of its
     // hosts.
@@ -225,4 +239,22 @@ pub fn assemble(
             ))
         }
     }
+}
+
+/// Why the proxy cannot serve `key`'s table, if it cannot: its key is a CIDR range (the
+/// proxy finds tables by the exact address dialled), or a destination is a `resolution:
+/// NONE` host (the proxy has no original-destination cluster).
+fn unproxied(key: ServiceKey, table: Option<&vsteer_plan::http::HttpRouteTable>) -> Option<String> {
+    if key.prefix_len.is_some() {
+        return Some(format!("{} is a CIDR range", key.address()));
+    }
+    let passthrough = table?.clusters.iter().find(|c| {
+        c.endpoints
+            .iter()
+            .any(|e| e.port == vsteer_plan::REFUSED_PORT && e.address == vsteer_plan::PASSTHROUGH_ADDRESS)
+    })?;
+    Some(format!(
+        "destination {} has resolution NONE (traffic to the address dialled)",
+        passthrough.host
+    ))
 }

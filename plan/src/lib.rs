@@ -14,6 +14,7 @@ pub mod service;
 pub use render::render;
 pub use route::{RouteRef, RuleRef, Section};
 pub use service::{
-    BackendPlan, Decision, LoadBalancer, Plan, Protocol, REFUSED_PORT, ServiceKey, ServicePlan,
+    BackendPlan, Decision, LoadBalancer, PASSTHROUGH_ADDRESS, Plan, Protocol, REFUSED_PORT,
+    ServiceKey, ServicePlan,
     WEIGHT_SCALE,
 };

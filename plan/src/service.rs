@@ -32,10 +32,17 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// What identifies a service, in the plan and in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// What identifies a service, in the plan and in the kernel: one virtual IP, or a range of
+/// them (a ServiceEntry's CIDR address), with a port and protocol. A connect to an address
+/// of several services takes the exact VIP first, then the longest range (as Envoy matches
+/// a listener's prefix ranges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
+    /// The VIP, or a range's network address (its host bits zero).
     pub vip: IpAddr,
+    /// `None`: the one address `vip`. Else the prefix length of the range `vip/len`,
+    /// shorter than the address (a `/32` or `/128` is its one address).
+    pub prefix_len: Option<u8>,
     pub port: u16,
     pub protocol: Protocol,
 }
@@ -44,21 +51,69 @@ impl ServiceKey {
     pub fn new(vip: IpAddr, port: u16, protocol: Protocol) -> ServiceKey {
         ServiceKey {
             vip,
+            prefix_len: None,
             port,
             protocol,
         }
     }
+
+    /// The service of every address of `net`: its one address when the prefix is full.
+    pub fn range(net: ipnet::IpNet, port: u16, protocol: Protocol) -> ServiceKey {
+        let net = net.trunc();
+        ServiceKey {
+            vip: net.addr(),
+            prefix_len: (net.prefix_len() < net.max_prefix_len()).then_some(net.prefix_len()),
+            port,
+            protocol,
+        }
+    }
+
+    /// Whether a connect to `ip` (on this port and protocol) can be this service's.
+    pub fn covers(&self, ip: IpAddr) -> bool {
+        match self.prefix_len {
+            None => ip == self.vip,
+            Some(len) => ipnet::IpNet::new(self.vip, len).is_ok_and(|net| net.contains(&ip)),
+        }
+    }
+
+    /// `10.0.0.1` or `10.1.0.0/16`.
+    pub fn address(&self) -> String {
+        match self.prefix_len {
+            None => self.vip.to_string(),
+            Some(len) => format!("{}/{len}", self.vip),
+        }
+    }
 }
 
-/// `10.0.0.1:80/TCP`, `[fd00::1]:53/UDP`: how messages name a service.
+/// `10.0.0.1:80/TCP`, `[fd00::1]:53/UDP`, `10.1.0.0/16:80/TCP`, `[fd00::/64]:80/TCP`: how
+/// messages name a service.
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}",
-            SocketAddr::new(self.vip, self.port),
-            self.protocol
-        )
+        write!(f, "{}/{}", self.address_port(), self.protocol)
+    }
+}
+
+impl ServiceKey {
+    /// `10.0.0.1:80`, `[fd00::1]:53`, `10.1.0.0/16:80`, `[fd00::/64]:80`.
+    pub fn address_port(&self) -> String {
+        match (self.prefix_len, self.vip) {
+            (None, vip) => SocketAddr::new(vip, self.port).to_string(),
+            (Some(_), IpAddr::V4(_)) => format!("{}:{}", self.address(), self.port),
+            (Some(_), IpAddr::V6(_)) => format!("[{}]:{}", self.address(), self.port),
+        }
+    }
+}
+
+/// As `{"vip": "10.1.0.0/16", "port": 80, "protocol": "TCP"}`: a range's VIP with its
+/// prefix length, a single address as it is.
+impl Serialize for ServiceKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("ServiceKey", 3)?;
+        s.serialize_field("vip", &self.address())?;
+        s.serialize_field("port", &self.port)?;
+        s.serialize_field("protocol", &self.protocol)?;
+        s.end()
     }
 }
 
@@ -205,14 +260,21 @@ pub struct BackendPlan {
     pub subsets: Vec<Arc<str>>,
 }
 
-/// The port that marks a refused share's backend (see `BackendPlan::refused`); the kernel's
-/// programs know it as `vsteer_common::REFUSED_PORT`, which the datapath checks is equal.
+/// The port that marks a backend slot that is no endpoint: a refused share (address `::`,
+/// see `BackendPlan::refused`) or a passthrough one (address [`PASSTHROUGH_ADDRESS`]). The
+/// kernel's programs know it as `vsteer_common::REFUSED_PORT`, which the datapath checks is
+/// equal. No endpoint has port 0 (ports are checked to be 1 to 65535).
 pub const REFUSED_PORT: u16 = 0;
+
+/// With port 0, the address that marks a passthrough share: the connect goes on to the
+/// address it dialled, unchanged (Envoy's ORIGINAL_DST cluster, what Istio builds for a
+/// ServiceEntry with `resolution: NONE`). The kernel's programs know it as
+/// `vsteer_common::PASSTHROUGH_ADDR`.
+pub const PASSTHROUGH_ADDRESS: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
 
 impl BackendPlan {
     /// A share whose connects are refused (`ECONNREFUSED`): the share of a route to a subset
     /// that no DestinationRule defines, or that selects no endpoint, where Envoy answers 503.
-    /// Port 0 marks it: no endpoint has port 0 (ports are checked to be 1 to 65535).
     pub fn refused(weight: u32) -> BackendPlan {
         BackendPlan {
             address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
@@ -223,8 +285,24 @@ impl BackendPlan {
         }
     }
 
+    /// A share whose connects go to the address they dialled: a route to a ServiceEntry
+    /// host with `resolution: NONE`.
+    pub fn passthrough(weight: u32) -> BackendPlan {
+        BackendPlan {
+            address: PASSTHROUGH_ADDRESS,
+            port: REFUSED_PORT,
+            weight,
+            labels: Labels::default(),
+            subsets: Vec::new(),
+        }
+    }
+
     pub fn is_refused(&self) -> bool {
-        self.port == REFUSED_PORT
+        self.port == REFUSED_PORT && !self.is_passthrough()
+    }
+
+    pub fn is_passthrough(&self) -> bool {
+        self.port == REFUSED_PORT && self.address == PASSTHROUGH_ADDRESS
     }
 }
 

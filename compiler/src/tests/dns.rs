@@ -246,9 +246,12 @@ fn dns_entries_are_validated_as_istio_does() {
             "neither an IP address nor a DNS name",
         ),
         (
-            EXTERNAL.replace("resolution: DNS", "resolution: NONE"),
-            "spec.resolution",
-            "resolution NONE is not supported yet",
+            format!(
+                "{}  endpoints: [{{address: db.example.com}}]\n",
+                EXTERNAL.replace("resolution: DNS", "resolution: NONE")
+            ),
+            "spec.endpoints",
+            "no endpoints should be provided for resolution NONE",
         ),
     ];
     for (spec, field, part) in cases {

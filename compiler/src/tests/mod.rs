@@ -11,6 +11,7 @@ mod http_rules;
 mod incremental;
 mod last_good;
 mod locality;
+mod passthrough;
 mod routes;
 mod service_entries;
 mod tls_routes;

@@ -217,10 +217,11 @@ fn unknown_kind_is_a_warning_not_an_error() {
 }
 
 #[test]
-fn unset_or_other_resolution_is_rejected() {
+fn unset_resolution_is_none_and_others_are_rejected() {
+    // Unset is NONE (Istio's default), which takes no endpoints.
     let spec = GOOD_SPEC.replace("  resolution: STATIC\n", "");
     let (compiled, _) = compile_text(&service_entry("web", &spec));
-    let message = single_error(&compiled, "ServiceEntry default/web", "spec.resolution");
+    let message = single_error(&compiled, "ServiceEntry default/web", "spec.endpoints");
     assert!(message.contains("Istio reads as NONE"), "{message}");
 
     let spec = GOOD_SPEC.replace("resolution: STATIC", "resolution: DYNAMIC_DNS");
@@ -233,14 +234,11 @@ fn unset_or_other_resolution_is_rejected() {
 }
 
 #[test]
-fn cidr_address_and_missing_hosts_are_rejected() {
+fn cidr_address_is_a_range_and_missing_hosts_are_rejected() {
     let spec = GOOD_SPEC.replace("[10.0.0.1]", "[10.0.0.0/24]");
-    let (compiled, _) = compile_text(&service_entry("web", &spec));
-    let message = single_error(&compiled, "ServiceEntry default/web", "spec.addresses[0]");
-    assert!(
-        message.contains("CIDR addresses are not supported yet"),
-        "{message}"
-    );
+    let compiled = compile_ok(&service_entry("web", &spec));
+    let key = ServiceKey::range("10.0.0.0/24".parse().unwrap(), 80, Protocol::Tcp);
+    assert!(compiled.plan.service(&key).is_some(), "{:#?}", compiled.plan);
 
     let spec = GOOD_SPEC.replace("  hosts: [web.example.com]\n", "");
     let (compiled, _) = compile_text(&service_entry("web", &spec));

@@ -38,7 +38,7 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "{} {} {}  route: {route}  lb: {}",
-            SocketAddr::new(service.key.vip, service.key.port),
+            service.key.address_port(),
             service.key.protocol,
             service.host,
             service.load_balancer
@@ -75,6 +75,8 @@ fn backend_rows(service: &ServicePlan) -> Vec<[String; 4]> {
             [
                 if backend.is_refused() {
                     "(refused)".to_string()
+                } else if backend.is_passthrough() {
+                    "(address dialled)".to_string()
                 } else {
                     SocketAddr::new(backend.address, backend.port).to_string()
                 },

@@ -1,0 +1,250 @@
+//! ServiceEntries with `resolution: NONE` (connects go on to the address dialled) and CIDR
+//! addresses (a service for every address of a range), as Istio serves them.
+
+use super::*;
+
+/// A range of external databases with no endpoints: NONE, as Istio's egress docs write it.
+const DATABASES: &str = "  hosts: [db.internal]
+  addresses: [10.1.0.0/16]
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  location: MESH_EXTERNAL
+  resolution: NONE
+";
+
+/// A STATIC service at one VIP with two endpoints.
+const CACHE: &str = "  hosts: [cache.internal]
+  addresses: [10.9.0.1]
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.2.0.1}
+  - {address: 10.2.0.2}
+";
+
+fn range(net: &str, port: u16) -> ServiceKey {
+    ServiceKey::range(net.parse().unwrap(), port, Protocol::Tcp)
+}
+
+#[test]
+fn a_none_range_is_one_service_whose_connects_go_to_the_address_dialled() {
+    let compiled = compile_ok(&service_entry("db", DATABASES));
+    let service = compiled
+        .plan
+        .service(&range("10.1.0.0/16", 5432))
+        .unwrap_or_else(|| panic!("{:#?}", compiled.plan));
+    assert_eq!(service.key.to_string(), "10.1.0.0/16:5432/TCP");
+    assert_eq!(service.backends.len(), 1);
+    assert!(service.backends[0].is_passthrough());
+    assert_eq!(service.backends[0].weight, WEIGHT_SCALE);
+    assert_eq!(service.decision, Decision::Kernel);
+    assert!(has_note(&compiled, "resolution NONE"), "{:#?}", compiled.notes);
+    let json = serde_json::to_string(&compiled.plan).unwrap();
+    assert!(json.contains(r#""vip":"10.1.0.0/16""#), "{json}");
+    let text = vsteer_plan::render(&compiled.plan);
+    assert!(text.contains("10.1.0.0/16:5432 TCP db.internal"), "{text}");
+    assert!(text.contains("(address dialled)"), "{text}");
+}
+
+#[test]
+fn unset_resolution_is_none_and_none_takes_no_endpoints() {
+    let unset = DATABASES.replace("  resolution: NONE\n", "");
+    let compiled = compile_ok(&service_entry("db", &unset));
+    assert!(
+        compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap().backends[0].is_passthrough()
+    );
+    assert!(has_note(&compiled, "not set; Istio's default"), "{:#?}", compiled.notes);
+
+    // Istio's validation: "no endpoints should be provided for resolution type none".
+    let with_endpoints = format!("{unset}  endpoints: [{{address: 10.1.0.5}}]\n");
+    let (compiled, _) = compile_text(&service_entry("db", &with_endpoints));
+    let message = single_error(&compiled, "ServiceEntry default/db", "spec.endpoints");
+    assert!(message.contains("no endpoints should be provided"), "{message}");
+    assert!(message.contains("not set, which Istio reads as NONE"), "{message}");
+    assert!(compiled.plan.is_empty());
+}
+
+#[test]
+fn a_static_range_sends_every_address_of_it_to_the_endpoints() {
+    let spec = CACHE.replace("[10.9.0.1]", "['10.9.0.0/24', 'fd00:9::/64', 10.8.0.7/32]");
+    let compiled = compile_ok(&service_entry("cache", &spec));
+    let service = compiled.plan.service(&range("10.9.0.0/24", 5432)).unwrap();
+    let to: Vec<String> = service
+        .backends
+        .iter()
+        .map(|b| format!("{}:{}", b.address, b.port))
+        .collect();
+    assert_eq!(to, ["10.2.0.1:5432", "10.2.0.2:5432"]);
+    // A /32 is its one address.
+    assert!(compiled.plan.get(ip("10.8.0.7"), 5432, Protocol::Tcp).is_some());
+    // An IPv6 range with only IPv4 endpoints: no backend of its family.
+    let v6 = compiled.plan.service(&range("fd00:9::/64", 5432)).unwrap();
+    assert!(v6.backends.is_empty());
+}
+
+#[test]
+fn one_range_spelled_twice_is_a_duplicate_and_dns_takes_no_range() {
+    let spec = DATABASES.replace("[10.1.0.0/16]", "[10.1.0.0/16, 10.1.7.7/16]");
+    let (compiled, _) = compile_text(&service_entry("db", &spec));
+    let message = single_error(&compiled, "ServiceEntry default/db", "spec.addresses[1]");
+    assert!(message.contains("already listed at spec.addresses[0]"), "{message}");
+
+    let spec = DATABASES.replace("resolution: NONE", "resolution: DNS");
+    let (compiled, _) = compile_text(&service_entry("db", &spec));
+    let message = single_error(&compiled, "ServiceEntry default/db", "spec.addresses[0]");
+    assert!(message.contains("only with NONE or STATIC"), "{message}");
+}
+
+#[test]
+fn several_hosts_on_a_tcp_port_are_fine_with_none() {
+    let spec = DATABASES.replace("[db.internal]", "[db.internal, db2.internal]");
+    let compiled = compile_ok(&service_entry("db", &spec));
+    assert!(compiled.plan.service(&range("10.1.0.0/16", 5432)).is_some());
+    let spec = CACHE.replace("[cache.internal]", "[cache.internal, cache2.internal]");
+    let (compiled, _) = compile_text(&service_entry("cache", &spec));
+    single_error(&compiled, "ServiceEntry default/cache", "spec.hosts");
+}
+
+#[test]
+fn rules_of_a_none_range_apply_and_its_own_host_passes_through() {
+    // 80% of connects to the range to the cache's endpoints, 20% where they were dialled.
+    let text = format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        service_entry("cache", CACHE),
+        resource(
+            "VirtualService",
+            "db",
+            "  hosts: [db.internal]
+  tcp:
+  - route:
+    - destination: {host: cache.internal}
+      weight: 80
+    - destination: {host: db.internal}
+      weight: 20
+"
+        )
+    );
+    let compiled = compile_ok(&text);
+    let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
+    let shares: Vec<(String, u32)> = service
+        .backends
+        .iter()
+        .map(|b| {
+            let to = if b.is_passthrough() {
+                "dialled".to_string()
+            } else {
+                format!("{}:{}", b.address, b.port)
+            };
+            (to, b.weight)
+        })
+        .collect();
+    let mut shares = shares;
+    shares.sort();
+    assert_eq!(
+        shares,
+        [
+            ("10.2.0.1:5432".to_string(), 400_000),
+            ("10.2.0.2:5432".to_string(), 400_000),
+            ("dialled".to_string(), 200_000),
+        ]
+    );
+    assert_eq!(route(&compiled, "10.9.0.1", 5432), None);
+}
+
+#[test]
+fn a_route_to_a_none_host_passes_through_from_an_exact_vip() {
+    let text = format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        service_entry("cache", CACHE),
+        resource(
+            "VirtualService",
+            "cache",
+            "  hosts: [cache.internal]
+  tcp:
+  - route:
+    - destination: {host: cache.internal}
+      weight: 70
+    - destination: {host: db.internal}
+      weight: 30
+"
+        )
+    );
+    let compiled = compile_ok(&text);
+    let service = compiled.plan.get(ip("10.9.0.1"), 5432, Protocol::Tcp).unwrap();
+    let passthrough: u32 = service
+        .backends
+        .iter()
+        .filter(|b| b.is_passthrough())
+        .map(|b| b.weight)
+        .sum();
+    assert_eq!(passthrough, 300_000);
+}
+
+#[test]
+fn l7_rules_of_a_range_are_served_at_connect_time_and_said_so() {
+    let http = "  hosts: [web.internal]
+  addresses: [10.3.0.0/16]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.4.0.1, labels: {version: v1}}
+  - {address: 10.4.0.2, labels: {version: v2}}
+";
+    let text = format!(
+        "{}{}",
+        service_entry("web", http),
+        resource(
+            "VirtualService",
+            "web",
+            "  hosts: [web.internal]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: web.internal}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+  - route: [{destination: {host: web.internal}}]
+"
+        )
+    );
+    let compiled = compile_ok(&text);
+    let service = compiled.plan.service(&ServiceKey::range(
+        "10.3.0.0/16".parse().unwrap(),
+        80,
+        Protocol::Tcp,
+    ));
+    let service = service.unwrap();
+    assert_eq!(service.decision, Decision::Kernel);
+    assert_eq!(service.backends.len(), 2);
+    assert!(
+        has_note(&compiled, "10.3.0.0/16 is a CIDR range"),
+        "{:#?}",
+        compiled.notes
+    );
+}
+
+#[test]
+fn overlapping_ranges_of_two_entries_are_two_services() {
+    let inner = DATABASES
+        .replace("[10.1.0.0/16]", "[10.1.2.0/24]")
+        .replace("[db.internal]", "[db-east.internal]");
+    let text = format!(
+        "{}{}",
+        service_entry("db", DATABASES),
+        service_entry("db-east", &inner)
+    );
+    let compiled = compile_ok(&text);
+    assert!(compiled.plan.service(&range("10.1.0.0/16", 5432)).is_some());
+    assert!(compiled.plan.service(&range("10.1.2.0/24", 5432)).is_some());
+}
+
+#[test]
+fn keys_cover_their_addresses() {
+    let key = range("10.1.0.0/16", 80);
+    assert!(key.covers(ip("10.1.255.3")));
+    assert!(!key.covers(ip("10.2.0.1")));
+    let exact = ServiceKey::new(ip("10.1.0.0"), 80, Protocol::Tcp);
+    assert!(exact.covers(ip("10.1.0.0")) && !exact.covers(ip("10.1.0.1")));
+    assert_ne!(exact, key);
+    assert_eq!(range("fd00::/64", 80).to_string(), "[fd00::/64]:80/TCP");
+    assert_eq!(range("10.1.0.5/32", 80), ServiceKey::new(ip("10.1.0.5"), 80, Protocol::Tcp));
+}

@@ -25,15 +25,23 @@ pub mod map_names {
     /// (client, proxy) of an established redirected connection -> the VIP it dialed: what the
     /// proxy and SO_ORIGINAL_DST read.
     pub const ORIGINAL: &str = "VSTEER_ORIGINAL";
+    /// CIDR ranges of VIPs (a longest-prefix-match trie), consulted when an address is no
+    /// exact VIP: same values as [`SERVICES`].
+    pub const RANGES: &str = "VSTEER_RANGES";
     /// Every map whose state outlives an agent process (pinned, adopted on restart). The two
     /// redirect maps are among them so that connections made under one agent keep their
     /// original destination (and their VIP in getpeername) under the next.
-    pub const PINNED: [&str; 6] = [SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL];
+    pub const PINNED: [&str; 7] = [
+        SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL, RANGES,
+    ];
 }
 
 /// The layout of the pinned maps: their types, sizes, keys and values, and what the values
 /// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
 /// adopts only pins of its own layout (a marker directory in the pin directory says which).
+/// Still 1 with [`map_names::RANGES`] and [`PASSTHROUGH_ADDR`]: a map added (created when
+/// missing) and a slot value earlier agents never wrote leave every earlier map readable
+/// as it was, so an upgraded agent adopts them.
 pub const MAP_LAYOUT: u32 = 1;
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
@@ -41,6 +49,8 @@ pub const MAX_SERVICES: u32 = 131_072;
 /// Size of the backend slot array: the slots of every service's backend table together, with
 /// room for replaced tables during their grace period.
 pub const MAX_BACKEND_SLOTS: u32 = 524_288;
+/// Capacity of the CIDR range trie: ServiceEntry ranges (each port and protocol its own).
+pub const MAX_RANGES: u32 = 16_384;
 /// Capacity of the per-backend connection counters.
 pub const MAX_COUNTERS: u32 = 65_536;
 /// Slots of the reverse translation (getpeername, UDP replies), a power of two: a
@@ -69,6 +79,10 @@ pub mod mode {
 /// subset that does not exist or has no endpoint: Envoy's 503): a connect that picks it fails
 /// with `ECONNREFUSED`. No endpoint has port 0.
 pub const REFUSED_PORT: u16 = 0;
+
+/// With [`REFUSED_PORT`], the address of a passthrough slot (`::1`): a connect that picks it
+/// goes on to the address it dialled, unchanged (Istio's `resolution: NONE`).
+pub const PASSTHROUGH_ADDR: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// Bits of `ServiceValue::flags`.
 pub mod service_flags {
@@ -102,7 +116,34 @@ pub struct VipKey {
     pub addr: [u8; 16],
     pub port: u16,
     pub proto: u8,
+    /// 0 for one address: every key of the service map, and every key a program looks up.
+    /// Else the host bits of a CIDR range of [`map_names::RANGES`] (of the 128-bit address:
+    /// an IPv4 `/16` has 16), whose key is [`VipKey::range_key`].
+    pub host_bits: u8,
+}
+
+/// The data of a [`map_names::RANGES`] key: protocol and port first, so that a prefix
+/// length of [`RANGE_FIXED_BITS`] + the address's prefix takes them whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RangeKey {
+    pub proto: u8,
     pub _pad: u8,
+    /// Host byte order, as in [`VipKey`] (the trie matches all 16 bits, in either order).
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// The bits of a [`RangeKey`] before its address.
+pub const RANGE_FIXED_BITS: u32 = 32;
+
+/// A [`map_names::RANGES`] key as the LPM trie takes it: a prefix length in bits, then the
+/// data (the kernel's `struct bpf_lpm_trie_key`).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug)]
+pub struct RangeTrieKey {
+    pub prefix_len: u32,
+    pub data: RangeKey,
 }
 
 /// Where a service's backends are: slots `first .. first + slot_count` of the backend slot
@@ -196,7 +237,33 @@ impl VipKey {
             addr: v4_mapped(octets),
             port,
             proto,
-            _pad: 0,
+            host_bits: 0,
+        }
+    }
+
+    /// The trie key of this range (or, with no host bits, of this one address as a lookup).
+    pub const fn range_key(&self) -> RangeTrieKey {
+        RangeTrieKey {
+            prefix_len: RANGE_FIXED_BITS + 128 - self.host_bits as u32,
+            data: RangeKey {
+                proto: self.proto,
+                _pad: 0,
+                port: self.port,
+                addr: self.addr,
+            },
+        }
+    }
+
+    /// The range a trie key stands for.
+    pub const fn from_range_key(key: &RangeTrieKey) -> Self {
+        let data = key.data;
+        let prefix_len = key.prefix_len;
+        let bits = prefix_len.saturating_sub(RANGE_FIXED_BITS);
+        Self {
+            addr: data.addr,
+            port: data.port,
+            proto: data.proto,
+            host_bits: if bits >= 128 { 0 } else { (128 - bits) as u8 },
         }
     }
 }
@@ -240,6 +307,7 @@ mod pod {
     unsafe impl aya::Pod for super::ProxyConfig {}
     unsafe impl aya::Pod for super::Redirected {}
     unsafe impl aya::Pod for super::OriginalKey {}
+    unsafe impl aya::Pod for super::RangeKey {}
 }
 
 #[cfg(test)]
@@ -260,6 +328,21 @@ mod tests {
         assert_eq!(size_of::<Redirected>(), 40);
         assert_eq!(size_of::<OriginalKey>(), 40);
         assert_eq!(core::mem::offset_of!(ServiceValue, flags), 9);
+        assert_eq!(size_of::<RangeKey>(), 20);
+        assert_eq!(size_of::<RangeTrieKey>(), 24);
+    }
+
+    #[test]
+    fn range_keys_round_trip_and_take_the_fixed_fields_whole() {
+        let mut range = VipKey::v4([10, 1, 0, 0], 80, PROTO_TCP);
+        range.host_bits = 16;
+        let key = range.range_key();
+        let prefix_len = key.prefix_len;
+        assert_eq!(prefix_len, 32 + 112);
+        assert_eq!(VipKey::from_range_key(&key), range);
+        let lookup = VipKey::v4([10, 1, 2, 3], 80, PROTO_TCP).range_key();
+        let prefix_len = lookup.prefix_len;
+        assert_eq!(prefix_len, 160);
     }
 
     #[test]

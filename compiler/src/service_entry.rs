@@ -212,7 +212,11 @@ pub fn compile(
         notes.push(format!(
             "{id}: resolution NONE{unset}: connects to its addresses go on to the address \
              dialled, unless a VirtualService routes them elsewhere; routes to {hosts} do the same",
-            unset = if spec.resolution.is_none() { " (not set; Istio's default)" } else { "" },
+            unset = if spec.resolution.is_none() {
+                " (not set; Istio's default)"
+            } else {
+                ""
+            },
             hosts = spec.hosts.join(", "),
         ));
     }
@@ -384,8 +388,7 @@ fn vips(
     let mut vips = Vec::with_capacity(spec.addresses.len());
     for (i, address) in spec.addresses.iter().enumerate() {
         let field = format!("spec.addresses[{i}]");
-        if !matches!(resolution, Resolution::Static | Resolution::None) && address.contains('/')
-        {
+        if !matches!(resolution, Resolution::Static | Resolution::None) && address.contains('/') {
             // Istio's rule, even for a single-address CIDR.
             problems.add(field, ServiceEntryError::CidrWithDns(address.to_string()));
             continue;
@@ -607,7 +610,9 @@ fn endpoints<'a>(
             }
         }
     }
-    if spec.endpoints.is_empty() && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) {
+    if spec.endpoints.is_empty()
+        && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+    {
         // Istio's rule: with no endpoints, the hosts themselves are resolved (an endpoint
         // each, with no labels, at the service ports).
         let host_endpoint = WorkloadEntry::default();

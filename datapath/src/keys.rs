@@ -7,7 +7,10 @@ use std::net::{IpAddr, Ipv6Addr};
 use vsteer_common::{Address, PROTO_TCP, PROTO_UDP, VipKey};
 use vsteer_plan::{Protocol, ServiceKey};
 
+/// The map key of a service: an exact VIP (no host bits), or a range with its host bits
+/// over the 128-bit address (an IPv4 `/16` has 16).
 pub fn vip_key(key: &ServiceKey) -> VipKey {
+    let bits: u8 = if key.vip.is_ipv4() { 32 } else { 128 };
     VipKey {
         addr: addr16(key.vip),
         port: key.port,
@@ -15,7 +18,7 @@ pub fn vip_key(key: &ServiceKey) -> VipKey {
             Protocol::Tcp => PROTO_TCP,
             Protocol::Udp => PROTO_UDP,
         },
-        _pad: 0,
+        host_bits: key.prefix_len.map_or(0, |len| bits.saturating_sub(len)),
     }
 }
 
@@ -26,11 +29,22 @@ pub fn service_key(key: &VipKey) -> Option<ServiceKey> {
         PROTO_UDP => Protocol::Udp,
         _ => return None,
     };
-    Some(ServiceKey::new(ip(&key.addr), key.port, protocol))
+    let vip = ip(&key.addr);
+    let bits: u8 = if vip.is_ipv4() { 32 } else { 128 };
+    if key.host_bits == 0 {
+        return Some(ServiceKey::new(vip, key.port, protocol));
+    }
+    let net = ipnet::IpNet::new(vip, bits.checked_sub(key.host_bits)?).ok()?;
+    Some(ServiceKey::range(net, key.port, protocol))
 }
 
-// The plan marks a refused share with the port the kernel's programs refuse.
+// The plan marks a refused share with the port the kernel's programs refuse, and a
+// passthrough one with that port and the address they let through.
 const _: () = assert!(vsteer_plan::REFUSED_PORT == vsteer_common::REFUSED_PORT);
+const _: () = assert!(
+    u128::from_be_bytes(vsteer_common::PASSTHROUGH_ADDR)
+        == u128::from_be_bytes(std::net::Ipv6Addr::LOCALHOST.octets())
+);
 
 pub fn address(ip: IpAddr, port: u16) -> Address {
     Address {
@@ -64,9 +78,13 @@ pub fn describe(key: &VipKey) -> String {
     }
 }
 
-/// `127.0.0.1:8080` or `[fd00::1]:53`; `(refused)` for a refused share's slot.
+/// `127.0.0.1:8080` or `[fd00::1]:53`; `(refused)` for a refused share's slot,
+/// `(address dialled)` for a passthrough one.
 pub fn show(a: &Address) -> String {
     if a.port == vsteer_common::REFUSED_PORT {
+        if a.addr == vsteer_common::PASSTHROUGH_ADDR {
+            return "(address dialled)".to_string();
+        }
         return "(refused)".to_string();
     }
     socket_addr(a).to_string()
@@ -92,6 +110,26 @@ mod tests {
         );
         assert_eq!(vip_key(&key), VipKey::v4([127, 100, 0, 1], 9080, PROTO_TCP));
         assert_eq!(service_key(&vip_key(&key)), Some(key));
+    }
+
+    #[test]
+    fn range_keys_count_host_bits_over_the_mapped_address() {
+        let v4 = ServiceKey::range("10.1.0.0/16".parse().unwrap(), 80, Protocol::Tcp);
+        let key = vip_key(&v4);
+        assert_eq!(key.host_bits, 16);
+        assert_eq!(service_key(&key), Some(v4));
+        assert_eq!(describe(&key), "10.1.0.0/16:80/TCP");
+        let v6 = ServiceKey::range("fd00::/64".parse().unwrap(), 53, Protocol::Udp);
+        assert_eq!(vip_key(&v6).host_bits, 64);
+        assert_eq!(service_key(&vip_key(&v6)), Some(v6));
+        let all = ServiceKey::range("0.0.0.0/0".parse().unwrap(), 80, Protocol::Tcp);
+        assert_eq!(vip_key(&all).host_bits, 32);
+        assert_eq!(service_key(&vip_key(&all)), Some(all));
+        assert_eq!(
+            show(&address(vsteer_plan::PASSTHROUGH_ADDRESS, 0)),
+            "(address dialled)"
+        );
+        assert_eq!(show(&address("::".parse().unwrap(), 0)), "(refused)");
     }
 
     #[test]

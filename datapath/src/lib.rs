@@ -24,6 +24,7 @@ mod pins;
 mod proxy;
 mod ranges;
 mod raw_link;
+mod service_maps;
 mod slots;
 pub mod status;
 mod tables;
@@ -152,7 +153,13 @@ impl Datapath {
         for name in PROGRAMS {
             attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
         }
-        let services = take_hash_map(&mut ebpf, map_names::SERVICES)?;
+        let exact = take_hash_map(&mut ebpf, map_names::SERVICES)?;
+        let ranges = ebpf
+            .take_map(map_names::RANGES)
+            .context("map VSTEER_RANGES is missing from the eBPF object")?;
+        let ranges = aya::maps::LpmTrie::try_from(ranges)
+            .context("map VSTEER_RANGES has an unexpected type or layout")?;
+        let services = service_maps::ServiceMaps::new(exact, ranges)?;
         let slots = ebpf
             .take_map(map_names::BACKENDS)
             .context("map VSTEER_BACKENDS is missing from the eBPF object")?;

@@ -4,8 +4,10 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
-use vsteer_common::{Address, ServiceValue, Slot, VipKey, map_names, mode, service_flags};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuHashMap};
+use vsteer_common::{
+    Address, RangeKey, ServiceValue, Slot, VipKey, map_names, mode, service_flags,
+};
 use vsteer_plan::render::columns::{Align, Columns};
 
 use crate::keys::{describe, show};
@@ -26,6 +28,13 @@ pub struct ServiceStatus {
 /// Reads the pinned maps under `pin_dir`.
 pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
     let services: HashMap<MapData, VipKey, ServiceValue> = open(pin_dir, map_names::SERVICES)?;
+    // Absent when pinned by an agent from before ranges: none then.
+    let ranges: Option<LpmTrie<MapData, RangeKey, ServiceValue>> =
+        if pin_dir.join(map_names::RANGES).exists() {
+            Some(open(pin_dir, map_names::RANGES)?)
+        } else {
+            None
+        };
     let backends: Array<MapData, Slot> = open(pin_dir, map_names::BACKENDS)?;
     let counters: PerCpuHashMap<MapData, Address, u64> = open(pin_dir, map_names::COUNTERS)?;
     let mut counts: BTreeMap<Address, u64> = BTreeMap::new();
@@ -33,7 +42,14 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
         let (backend, per_cpu) = entry.context("reading the counters")?;
         counts.insert(backend, per_cpu.iter().sum());
     }
-    let installed = tables::read_installed(&services, &backends)?;
+    let entries = match &ranges {
+        Some(ranges) => crate::service_maps::read_both(&services, ranges)?,
+        None => services
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the service map")?,
+    };
+    let installed = tables::read_installed(entries, &backends)?;
     Ok(installed
         .iter()
         .map(|(key, (first, spec))| ServiceStatus {

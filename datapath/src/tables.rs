@@ -12,13 +12,14 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, MapData};
+use aya::maps::{Array, MapData};
 use rustc_hash::{FxHashMap, FxHashSet};
-use vsteer_common::{MAX_BACKEND_SLOTS, MAX_SERVICES, ServiceValue, Slot, VipKey};
+use vsteer_common::{MAX_BACKEND_SLOTS, MAX_RANGES, MAX_SERVICES, ServiceValue, Slot, VipKey};
 use vsteer_plan::{Plan, ServiceKey, ServicePlan};
 
 use crate::keys::{describe, vip_key};
 use crate::ranges::SlotRanges;
+use crate::service_maps::ServiceMaps;
 use crate::slots::{TableSpec, table_spec};
 
 /// How long a replaced backend table stays readable.
@@ -140,7 +141,7 @@ fn compare(
 }
 
 pub struct Tables {
-    services: HashMap<MapData, VipKey, ServiceValue>,
+    services: ServiceMaps,
     slots: Array<MapData, Slot>,
     installed: FxHashMap<VipKey, Installed>,
     /// Replaced tables: (first slot, slot count, when replaced).
@@ -152,11 +153,8 @@ impl Tables {
     /// Takes over the maps as they are (empty, or left by an earlier agent): reads what they
     /// hold so the next `apply` writes only differences. Slots no service uses (left by an
     /// agent that died between writing a table and switching to it) are simply free.
-    pub fn adopt(
-        services: HashMap<MapData, VipKey, ServiceValue>,
-        slots: Array<MapData, Slot>,
-    ) -> Result<Self> {
-        let tables = read_installed(&services, &slots)?;
+    pub fn adopt(services: ServiceMaps, slots: Array<MapData, Slot>) -> Result<Self> {
+        let tables = read_installed(services.entries()?, &slots)?;
         let ranges = SlotRanges::with_used(
             MAX_BACKEND_SLOTS,
             tables
@@ -210,23 +208,33 @@ impl Tables {
             unchanged: changes.unchanged,
             ..ApplyStats::default()
         };
-        let removing = changes
-            .removals
-            .iter()
-            .filter(|key| self.installed.contains_key(key))
-            .count();
-        let mut entries = self.installed.len() - removing;
+        // Entries per map: exact VIPs, and ranges (with host bits).
+        let mut entries = [0usize; 2];
+        for key in self.installed.keys() {
+            entries[usize::from(key.host_bits != 0)] += 1;
+        }
+        for key in &changes.removals {
+            if self.installed.contains_key(key) {
+                entries[usize::from(key.host_bits != 0)] -= 1;
+            }
+        }
         let mut reserved: Vec<(VipKey, TableSpec, u32)> = Vec::with_capacity(changes.upserts.len());
         for (key, spec) in changes.upserts {
             let count = u32::try_from(spec.slots.len()).unwrap_or(u32::MAX);
             let new = !self.installed.contains_key(&key);
-            let limit = if new && entries >= MAX_SERVICES as usize {
+            let map = usize::from(key.host_bits != 0);
+            let limit = if new && map == 0 && entries[0] >= MAX_SERVICES as usize {
                 Some(format!(
                     "the service map is full ({MAX_SERVICES} services, MAX_SERVICES in \
                      common/src/lib.rs); remove services or raise it"
                 ))
+            } else if new && map == 1 && entries[1] >= MAX_RANGES as usize {
+                Some(format!(
+                    "the range map is full ({MAX_RANGES} CIDR services, MAX_RANGES in \
+                     common/src/lib.rs); remove ranges or raise it"
+                ))
             } else if let Some(first) = self.ranges.allocate(count) {
-                entries += usize::from(new);
+                entries[map] += usize::from(new);
                 reserved.push((key, spec, first));
                 None
             } else {
@@ -252,7 +260,7 @@ impl Tables {
             for (key, before) in undo.into_iter().rev() {
                 // Best effort: the first error is the one reported.
                 let _ = match before {
-                    Some(value) => self.services.insert(key, value, 0),
+                    Some(value) => self.services.insert(&key, value),
                     None => self.services.remove(&key),
                 };
             }
@@ -296,12 +304,10 @@ impl Tables {
         undo: &mut Vec<(VipKey, Option<ServiceValue>)>,
     ) -> Result<()> {
         for key in removals {
-            let Ok(before) = self.services.get(key, 0) else {
+            let Some(before) = self.services.get(key) else {
                 continue;
             };
-            self.services
-                .remove(key)
-                .with_context(|| format!("removing service {}", describe(key)))?;
+            self.services.remove(key)?;
             undo.push((*key, Some(before)));
         }
         for (key, spec, first) in reserved {
@@ -317,10 +323,8 @@ impl Tables {
                 flags: spec.flags,
                 _pad: [0; 2],
             };
-            let before = self.services.get(key, 0).ok();
-            self.services
-                .insert(key, value, 0)
-                .with_context(|| format!("writing service {}", describe(key)))?;
+            let before = self.services.get(key);
+            self.services.insert(key, value)?;
             undo.push((*key, before));
         }
         Ok(())
@@ -344,14 +348,13 @@ impl Tables {
     }
 }
 
-/// Reads every service and its table (first slot, contents) from the maps.
+/// Reads the table (first slot, contents) of every service of `services` (both maps).
 pub fn read_installed(
-    services: &HashMap<MapData, VipKey, ServiceValue>,
+    services: Vec<(VipKey, ServiceValue)>,
     slots: &Array<MapData, Slot>,
 ) -> Result<BTreeMap<VipKey, (u32, TableSpec)>> {
     let mut installed = BTreeMap::new();
-    for entry in services.iter() {
-        let (key, value) = entry.context("reading the service map")?;
+    for (key, value) in services {
         let table: Vec<Slot> = (0..value.slot_count)
             .map_while(|i| slots.get(&value.first.checked_add(i)?, 0).ok())
             .collect();

@@ -2,18 +2,24 @@
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, PerCpuHashMap, SkStorage},
+    btf_maps::{Array, HashMap, LpmTrie, PerCpuHashMap, SkStorage},
     macros::btf_map,
 };
 use vsteer_common::{
-    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ORIGINAL, MAX_SERVICES, OriginalKey, ProxyConfig,
-    REVERSE_SLOTS, Redirected, ReverseEntry, ServiceValue, Slot, VipKey,
+    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ORIGINAL, MAX_RANGES, MAX_SERVICES, OriginalKey,
+    ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceValue, Slot, VipKey,
 };
 
 /// VIP:port:protocol -> the service's current backend table.
 #[btf_map]
 pub static VSTEER_SERVICES: HashMap<VipKey, ServiceValue, { MAX_SERVICES as usize }> =
     HashMap::new();
+
+/// (protocol, port, CIDR range of VIPs) -> the range's backend table: looked up only when
+/// the address is no exact VIP, so exact services pay nothing for it. Its elements are freed
+/// after an RCU grace period (the trie allocates each), as the service map's.
+#[btf_map]
+pub static VSTEER_RANGES: LpmTrie<RangeKey, ServiceValue, { MAX_RANGES as usize }> = LpmTrie::new();
 
 /// Every service's backend slots, each service a contiguous range. An array: its lookup is
 /// inlined by the verifier, a hash lookup is a function call and a hash.

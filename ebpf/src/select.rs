@@ -1,13 +1,14 @@
 //! Backend selection for one new connection (or one unconnected UDP datagram).
+use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::programs::SockAddrContext;
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, PROTO_TCP, VipKey, mode, service_flags};
+use vsteer_common::{Address, PROTO_TCP, ServiceValue, VipKey, mode, service_flags};
 
 use crate::{
-    maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_SERVICES},
+    maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_RANGES, VSTEER_SERVICES},
     redirect,
 };
 
@@ -23,8 +24,7 @@ pub enum Choice {
 
 #[inline(always)]
 pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
-    // SAFETY: values are copied out at once; the agent never edits a table in place.
-    let Some(service) = (unsafe { VSTEER_SERVICES.get(key) }).copied() else {
+    let Some(service) = lookup(key) else {
         return Choice::NotAService;
     };
     // A kernel-path service pays one test of a byte it already has. Only TCP is proxied, and
@@ -67,6 +67,19 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
     };
     count(&backend);
     Choice::Backend(backend)
+}
+
+/// The service of `key`: its exact VIP, else the longest CIDR range holding it.
+#[inline(always)]
+fn lookup(key: &VipKey) -> Option<ServiceValue> {
+    // SAFETY: values are copied out at once; the agent never edits a table in place.
+    if let Some(service) = unsafe { VSTEER_SERVICES.get(key) } {
+        return Some(*service);
+    }
+    let range = key.range_key();
+    VSTEER_RANGES
+        .get(&Key::new(range.prefix_len, range.data))
+        .copied()
 }
 
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! show the application the VIP in place of the backend it reached.
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_set_retval, programs::SockAddrContext};
 use aya_log_ebpf::debug;
-use vsteer_common::{Address, REFUSED_PORT, VipKey};
+use vsteer_common::{Address, PASSTHROUGH_ADDR, REFUSED_PORT, VipKey};
 
 use crate::{redirect, reverse, select, select::Choice, sockaddr};
 
@@ -33,7 +33,7 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
         addr: vip.addr,
         port: vip.port,
         proto,
-        _pad: 0,
+        host_bits: 0,
     };
     let backend = match select::choose(ctx, &key) {
         Choice::NotAService => return ALLOW,
@@ -41,6 +41,12 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
             // SAFETY: plain helper call, allowed in cgroup programs (Linux 5.18+).
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             return DENY;
+        }
+        // A passthrough share (resolution NONE): on to the address dialled, unchanged.
+        Choice::Backend(backend)
+            if backend.port == REFUSED_PORT && backend.addr == PASSTHROUGH_ADDR =>
+        {
+            return ALLOW;
         }
         // A refused share (see REFUSED_PORT): fails as a service without backends does.
         Choice::Backend(backend) if backend.port == REFUSED_PORT => {

@@ -37,7 +37,11 @@ fn a_none_range_is_one_service_whose_connects_go_to_the_address_dialled() {
     assert!(service.backends[0].is_passthrough());
     assert_eq!(service.backends[0].weight, WEIGHT_SCALE);
     assert_eq!(service.decision, Decision::Kernel);
-    assert!(has_note(&compiled, "resolution NONE"), "{:#?}", compiled.notes);
+    assert!(
+        has_note(&compiled, "resolution NONE"),
+        "{:#?}",
+        compiled.notes
+    );
     let json = serde_json::to_string(&compiled.plan).unwrap();
     assert!(json.contains(r#""vip":"10.1.0.0/16""#), "{json}");
     let text = vsteer_plan::render(&compiled.plan);
@@ -50,16 +54,31 @@ fn unset_resolution_is_none_and_none_takes_no_endpoints() {
     let unset = DATABASES.replace("  resolution: NONE\n", "");
     let compiled = compile_ok(&service_entry("db", &unset));
     assert!(
-        compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap().backends[0].is_passthrough()
+        compiled
+            .plan
+            .service(&range("10.1.0.0/16", 5432))
+            .unwrap()
+            .backends[0]
+            .is_passthrough()
     );
-    assert!(has_note(&compiled, "not set; Istio's default"), "{:#?}", compiled.notes);
+    assert!(
+        has_note(&compiled, "not set; Istio's default"),
+        "{:#?}",
+        compiled.notes
+    );
 
     // Istio's validation: "no endpoints should be provided for resolution type none".
     let with_endpoints = format!("{unset}  endpoints: [{{address: 10.1.0.5}}]\n");
     let (compiled, _) = compile_text(&service_entry("db", &with_endpoints));
     let message = single_error(&compiled, "ServiceEntry default/db", "spec.endpoints");
-    assert!(message.contains("no endpoints should be provided"), "{message}");
-    assert!(message.contains("not set, which Istio reads as NONE"), "{message}");
+    assert!(
+        message.contains("no endpoints should be provided"),
+        "{message}"
+    );
+    assert!(
+        message.contains("not set, which Istio reads as NONE"),
+        "{message}"
+    );
     assert!(compiled.plan.is_empty());
 }
 
@@ -75,7 +94,12 @@ fn a_static_range_sends_every_address_of_it_to_the_endpoints() {
         .collect();
     assert_eq!(to, ["10.2.0.1:5432", "10.2.0.2:5432"]);
     // A /32 is its one address.
-    assert!(compiled.plan.get(ip("10.8.0.7"), 5432, Protocol::Tcp).is_some());
+    assert!(
+        compiled
+            .plan
+            .get(ip("10.8.0.7"), 5432, Protocol::Tcp)
+            .is_some()
+    );
     // An IPv6 range with only IPv4 endpoints: no backend of its family.
     let v6 = compiled.plan.service(&range("fd00:9::/64", 5432)).unwrap();
     assert!(v6.backends.is_empty());
@@ -86,7 +110,10 @@ fn one_range_spelled_twice_is_a_duplicate_and_dns_takes_no_range() {
     let spec = DATABASES.replace("[10.1.0.0/16]", "[10.1.0.0/16, 10.1.7.7/16]");
     let (compiled, _) = compile_text(&service_entry("db", &spec));
     let message = single_error(&compiled, "ServiceEntry default/db", "spec.addresses[1]");
-    assert!(message.contains("already listed at spec.addresses[0]"), "{message}");
+    assert!(
+        message.contains("already listed at spec.addresses[0]"),
+        "{message}"
+    );
 
     let spec = DATABASES.replace("resolution: NONE", "resolution: DNS");
     let (compiled, _) = compile_text(&service_entry("db", &spec));
@@ -171,7 +198,10 @@ fn a_route_to_a_none_host_passes_through_from_an_exact_vip() {
         )
     );
     let compiled = compile_ok(&text);
-    let service = compiled.plan.get(ip("10.9.0.1"), 5432, Protocol::Tcp).unwrap();
+    let service = compiled
+        .plan
+        .get(ip("10.9.0.1"), 5432, Protocol::Tcp)
+        .unwrap();
     let passthrough: u32 = service
         .backends
         .iter()
@@ -246,5 +276,8 @@ fn keys_cover_their_addresses() {
     assert!(exact.covers(ip("10.1.0.0")) && !exact.covers(ip("10.1.0.1")));
     assert_ne!(exact, key);
     assert_eq!(range("fd00::/64", 80).to_string(), "[fd00::/64]:80/TCP");
-    assert_eq!(range("10.1.0.5/32", 80), ServiceKey::new(ip("10.1.0.5"), 80, Protocol::Tcp));
+    assert_eq!(
+        range("10.1.0.5/32", 80),
+        ServiceKey::new(ip("10.1.0.5"), 80, Protocol::Tcp)
+    );
 }

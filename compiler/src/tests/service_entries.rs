@@ -238,7 +238,11 @@ fn cidr_address_is_a_range_and_missing_hosts_are_rejected() {
     let spec = GOOD_SPEC.replace("[10.0.0.1]", "[10.0.0.0/24]");
     let compiled = compile_ok(&service_entry("web", &spec));
     let key = ServiceKey::range("10.0.0.0/24".parse().unwrap(), 80, Protocol::Tcp);
-    assert!(compiled.plan.service(&key).is_some(), "{:#?}", compiled.plan);
+    assert!(
+        compiled.plan.service(&key).is_some(),
+        "{:#?}",
+        compiled.plan
+    );
 
     let spec = GOOD_SPEC.replace("  hosts: [web.example.com]\n", "");
     let (compiled, _) = compile_text(&service_entry("web", &spec));

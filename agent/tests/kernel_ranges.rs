@@ -145,7 +145,7 @@ fn a_removed_range_stops_steering_and_an_added_one_starts() {
     if !kernel_tests_enabled("a_removed_range_stops_steering_and_an_added_one_starts") {
         return;
     }
-    let mut fx = Fixture::new(&plan_from_yaml(&all_entries()));
+    let fx = Fixture::new(&plan_from_yaml(&all_entries()));
     let _servers = fx.tcp_backends(&[E1, E2, E3]);
     let _dialled = Backend::tcp(&fx.ns, addr("127.50.1.5:5432"), "127.50.1.5:5432").unwrap();
     reach(&fx, "127.50.1.5:5432", 20, &[E3]);

@@ -119,8 +119,9 @@ pub struct Rules {
 /// Where a rule sorts: its precedence, then its id.
 type Slot = (Precedence, ResourceId);
 
-/// A ServiceEntry host and the labels of the endpoints of the entries listing it.
-pub type HostLabels<'a> = (Arc<str>, Vec<&'a Labels>);
+/// A ServiceEntry host, the labels of the endpoints of the entries listing it, and whether
+/// one of them passes connects through (resolution NONE: every subset of it does too).
+pub type HostLabels<'a> = (Arc<str>, Vec<&'a Labels>, bool);
 
 /// What the DestinationRules say about one host.
 #[derive(Clone, Default)]
@@ -390,7 +391,7 @@ pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<Str
     }
     let deciding: Vec<&HostLabels<'_>> = hosts
         .iter()
-        .filter(|(host, _)| rules.decides_for(rule, host))
+        .filter(|(host, _, _)| rules.decides_for(rule, host))
         .collect();
     if deciding.is_empty() {
         return vec![format!(
@@ -410,10 +411,9 @@ pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<Str
                 "{id}: subset {} is already defined by {} for the same host; this one is ignored",
                 subset.name, first.id
             ));
-        } else if !deciding
-            .iter()
-            .any(|(_, labels)| labels.iter().any(|l| selects(subset, l)))
-        {
+        } else if !deciding.iter().any(|(_, labels, passthrough)| {
+            *passthrough || labels.iter().any(|l| selects(subset, l))
+        }) {
             notes.push(format!(
                 "{id}: subset {} matches no endpoint of {}",
                 subset.name, rule.host

@@ -550,7 +550,7 @@ impl Compiler {
                     return None;
                 }
                 let labels = entries.iter().flat_map(|e| e.endpoint_labels()).collect();
-                Some((host, labels))
+                Some((host, labels, entries.iter().any(|e| e.passthrough)))
             })
             .collect();
         destination_rule::notes_on(rule, &self.rules, &hosts)

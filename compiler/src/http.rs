@@ -709,7 +709,7 @@ pub(crate) fn cluster_of(
         .entry
         .located_backends(key.vip, port, &target.host)
         .into_iter()
-        .filter(|(b, _)| target.selects(&b.labels))
+        .filter(|(b, _)| target.selects(b))
         .collect();
     let endpoints = target
         .rules

@@ -257,7 +257,7 @@ pub fn route(
             .entry
             .located_backends(key.vip, port, &target.host)
             .into_iter()
-            .filter(|(b, _)| target.selects(&b.labels))
+            .filter(|(b, _)| target.selects(b))
             .collect();
         let subset = target.subset.as_ref().map(|s| &*s.name);
         let backends = target.rules.locality_weighted(subset, port.number, located);

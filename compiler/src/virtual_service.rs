@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vsteer_model::intern::Interner;
 use vsteer_model::istio::{Destination, VirtualServiceSpec};
 use vsteer_model::{Diagnostic, Precedence, Resource, ResourceId, ResourceSpec};
-use vsteer_plan::{Section, ServiceKey};
+use vsteer_plan::{BackendPlan, Section, ServiceKey};
 
 use crate::destination_rule::{ForHost, Rules};
 use crate::http;
@@ -586,11 +586,17 @@ impl Target {
             .or(self.subset.as_ref().map(|s| &*s.name))
     }
 
-    /// Whether an endpoint with `labels` belongs to this destination.
-    pub fn selects(&self, labels: &vsteer_model::Labels) -> bool {
+    /// Whether `backend` (an endpoint, with its labels) belongs to this destination.
+    pub fn selects(&self, backend: &BackendPlan) -> bool {
         if self.missing_subset.is_some() {
             return false;
         }
+        // Istio's subset cluster of a NONE host is ORIGINAL_DST as the host's: no endpoints
+        // to select, every connect to the address dialled.
+        if backend.is_passthrough() {
+            return true;
+        }
+        let labels = &backend.labels;
         self.subset
             .as_ref()
             .is_none_or(|s| crate::destination_rule::selects(s, labels))

@@ -281,3 +281,50 @@ fn keys_cover_their_addresses() {
         ServiceKey::new(ip("10.1.0.5"), 80, Protocol::Tcp)
     );
 }
+
+#[test]
+fn a_subset_of_a_none_host_passes_through_and_an_undefined_one_is_refused() {
+    // Istio builds a subset cluster of a NONE host as ORIGINAL_DST, as the host's own: no
+    // endpoints to select. A subset no DestinationRule defines has no cluster: 503.
+    let text = format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        resource(
+            "DestinationRule",
+            "db",
+            "  host: db.internal
+  subsets: [{name: v1, labels: {version: v1}}]
+"
+        ),
+        resource(
+            "VirtualService",
+            "db",
+            "  hosts: [db.internal]
+  tcp:
+  - route:
+    - {destination: {host: db.internal, subset: v1}, weight: 60}
+    - {destination: {host: db.internal, subset: v9}, weight: 40}
+"
+        )
+    );
+    let compiled = compile_ok(&text);
+    let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
+    let weight_of = |passthrough: bool| -> u32 {
+        service
+            .backends
+            .iter()
+            .filter(|b| b.is_passthrough() == passthrough)
+            .map(|b| b.weight)
+            .sum()
+    };
+    assert_eq!(weight_of(true), 600_000, "{service:#?}");
+    assert!(
+        service.backends.iter().any(|b| b.is_refused()),
+        "{service:#?}"
+    );
+    assert!(
+        !has_note(&compiled, "subset v1 matches no endpoint"),
+        "{:#?}",
+        compiled.notes
+    );
+}

@@ -51,6 +51,8 @@ fn color(variant: Variant) -> RGBColor {
     match variant {
         Variant::Direct => RGBColor(90, 90, 90),
         Variant::Vsteer => RGBColor(31, 119, 180),
+        Variant::VsteerRange => RGBColor(23, 190, 207),
+        Variant::VsteerMiss => RGBColor(148, 103, 189),
         Variant::Iptables => RGBColor(214, 39, 40),
         Variant::Haproxy => RGBColor(44, 160, 44),
     }

@@ -44,6 +44,10 @@ pub enum Variant {
     Direct,
     /// vsteer's connect hook rewrites the VIP (weighted selection included).
     Vsteer,
+    /// The same, to an address of a CIDR range: the exact lookup misses, the range trie hits.
+    VsteerRange,
+    /// vsteer's hook on a connect to no service (straight to a backend): both lookups miss.
+    VsteerMiss,
     /// kube-proxy-style iptables DNAT with statistic-probability chains.
     Iptables,
     /// A userspace TCP proxy: haproxy in TCP mode.
@@ -55,6 +59,8 @@ impl Variant {
         match self {
             Variant::Direct => "direct",
             Variant::Vsteer => "vsteer",
+            Variant::VsteerRange => "vsteer, CIDR range",
+            Variant::VsteerMiss => "vsteer hook, no service",
             Variant::Iptables => "iptables DNAT",
             Variant::Haproxy => "haproxy (TCP)",
         }

@@ -124,6 +124,10 @@ fn vip() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(workload::VIP), workload::PORT)
 }
 
+fn range_address() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(workload::RANGE_ADDRESS), workload::PORT)
+}
+
 /// How one variant's client reaches the measured service.
 struct Way<'a> {
     variant: Variant,
@@ -205,6 +209,22 @@ pub fn connect_path(
             targets: vec![vip()],
         },
     ];
+    // At the largest table: a range's connects (exact miss, then the trie) and connects to
+    // no service (both miss), from the steered cgroup, against the exact VIP's.
+    if largest {
+        ways.push(Way {
+            variant: Variant::VsteerRange,
+            ns: &stage.ns,
+            cgroup: &steered,
+            targets: vec![range_address()],
+        });
+        ways.push(Way {
+            variant: Variant::VsteerMiss,
+            ns: &stage.ns,
+            cgroup: &steered,
+            targets: ways[0].targets.clone(),
+        });
+    }
     if haproxy.is_some() {
         ways.push(Way {
             variant: Variant::Haproxy,
@@ -233,26 +253,42 @@ pub fn connect_path(
 
     // The kernel's own statistics cost a little per call: a separate pass, not a round.
     let program = agent.pins.path().join("programs/vsteer_connect4");
-    let stats = system::BpfStats::enable()?;
-    let before = system::program_stats(&program)?;
-    short(bench, &stage.ns, &steered, &[vip()])?;
-    let after = system::program_stats(&program)?;
-    drop(stats);
-    let calls = after.0.saturating_sub(before.0);
-    let time = after.1.saturating_sub(before.1);
-    results.kernel.push(KernelCost {
-        program: if largest {
+    let mut passes = vec![(
+        if largest {
             "vsteer_connect4".to_string()
         } else {
             format!("vsteer_connect4 ({services} services)")
         },
-        calls,
-        ns_per_call: if calls == 0 {
-            f64::NAN
-        } else {
-            time as f64 / calls as f64
-        },
-    });
+        vec![vip()],
+    )];
+    if largest {
+        passes.push((
+            "vsteer_connect4, CIDR range".to_string(),
+            vec![range_address()],
+        ));
+        passes.push((
+            "vsteer_connect4, no service".to_string(),
+            ways[0].targets.clone(),
+        ));
+    }
+    for (name, targets) in passes {
+        let stats = system::BpfStats::enable()?;
+        let before = system::program_stats(&program)?;
+        short(bench, &stage.ns, &steered, &targets)?;
+        let after = system::program_stats(&program)?;
+        drop(stats);
+        let calls = after.0.saturating_sub(before.0);
+        let time = after.1.saturating_sub(before.1);
+        results.kernel.push(KernelCost {
+            program: name,
+            calls,
+            ns_per_call: if calls == 0 {
+                f64::NAN
+            } else {
+                time as f64 / calls as f64
+            },
+        });
+    }
     if services == 1 {
         throughput(bench, &stage.ns, &steered, &plain, results)?;
     }

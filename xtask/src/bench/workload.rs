@@ -23,6 +23,11 @@ pub const STREAM_PORT: u16 = 81;
 pub const STREAM_BACKEND: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 9);
 pub const STREAM_BACKEND_PORT: u16 = 8081;
 
+/// A CIDR range served by the measured service's backends, and the address of it clients
+/// dial: its connects take the trie lookup that follows an exact miss.
+pub const RANGE: &str = "127.102.0.0/16";
+pub const RANGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 102, 7, 7);
+
 /// Services per generated YAML file.
 const PER_FILE: usize = 1_000;
 
@@ -60,6 +65,7 @@ pub fn weights(variant: usize) -> [u32; 4] {
 pub fn write_vsteer_config(dir: &Path, services: usize, virtual_services: bool) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_measured(dir, 0)?;
+    write_range(dir)?;
     let fillers = services.saturating_sub(1);
     for chunk_start in (0..fillers).step_by(PER_FILE) {
         let mut yaml = String::new();
@@ -142,6 +148,28 @@ spec:
     let tmp = dir.join(".measured.yaml.tmp");
     fs::write(&tmp, yaml).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))
+}
+
+/// The range service: a ServiceEntry whose one address is [`RANGE`], with the measured
+/// service's backends.
+fn write_range(dir: &Path) -> Result<()> {
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: range}}
+spec:
+  hosts: [range.bench.internal]
+  addresses: [{RANGE}]
+  ports: [{{number: {PORT}, name: tcp, protocol: TCP, targetPort: {BACKEND_PORT}}}]
+  resolution: STATIC
+  endpoints:
+"
+    );
+    for b in BACKENDS {
+        let _ = writeln!(yaml, "  - {{address: {b}}}");
+    }
+    let file = dir.join("range.yaml");
+    fs::write(&file, yaml).with_context(|| format!("writing {}", file.display()))
 }
 
 fn filler_yaml(yaml: &mut String, i: usize, virtual_services: bool) {

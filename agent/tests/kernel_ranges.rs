@@ -10,6 +10,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use support::{Fixture, addr, assert_only, counts, plan_from_yaml};
 use vsteer_datapath::{Datapath, DatapathOptions};
+use vsteer_model::{Kind, ResourceId};
+use vsteer_plan::{
+    BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
+};
 use vsteer_testkit::{Backend, ConnectOutcome, connect_many, kernel_tests_enabled, stats};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -266,4 +270,53 @@ fn ipv6_ranges_steer_and_an_unserved_family_is_refused() {
         report.failures(),
         BTreeMap::from([(libc::ECONNREFUSED, 10)])
     );
+}
+
+/// One range more than `VSTEER_RANGES` holds: that one is refused with the limit named, the
+/// others and an exact VIP are written, and the exact VIP still steers.
+#[test]
+fn a_full_range_map_refuses_one_range_and_keeps_the_rest() {
+    if !kernel_tests_enabled("a_full_range_map_refuses_one_range_and_keeps_the_rest") {
+        return;
+    }
+    let max = vsteer_common::MAX_RANGES as usize;
+    let service = |key: ServiceKey| ServicePlan {
+        key,
+        host: "pool.internal".into(),
+        resource: ResourceId::new(Kind::ServiceEntry, "default", "pool"),
+        route: None,
+        load_balancer: LoadBalancer::Random,
+        backends: vec![BackendPlan {
+            address: addr(E1).ip(),
+            port: addr(E1).port(),
+            weight: WEIGHT_SCALE,
+            labels: vsteer_model::Labels::default(),
+            subsets: Vec::new(),
+        }],
+        decision: Decision::Kernel,
+        http: None,
+    };
+    let mut plan: Plan = (0..=max)
+        .map(|i| {
+            let net = format!("10.{}.{}.0/24", i / 256, i % 256);
+            service(ServiceKey::range(net.parse().unwrap(), 5432, Protocol::Tcp))
+        })
+        .collect();
+    let exact = service(ServiceKey::new(
+        addr("127.50.0.9:5432").ip(),
+        5432,
+        Protocol::Tcp,
+    ));
+    plan.insert(exact);
+    let mut fx = Fixture::new(&Plan::default());
+    let stats = fx.datapath.apply(&plan).unwrap();
+    assert_eq!(stats.added, max + 1, "{stats:?}");
+    assert_eq!(stats.refused.len(), 1, "{:?}", stats.refused);
+    assert!(
+        stats.refused[0].limit.contains("the range map is full"),
+        "{}",
+        stats.refused[0]
+    );
+    let _servers = fx.tcp_backends(&[E1]);
+    reach(&fx, "127.50.0.9:5432", 20, &[E1]);
 }

@@ -578,7 +578,7 @@ impl Compiler {
                 if !state.vs.mesh {
                     return None;
                 }
-                let score = state.vs.covers(entry, key.vip)?;
+                let score = state.vs.covers(entry, key)?;
                 Some(Candidate {
                     vs: &state.vs,
                     resolved: &state.resolved,

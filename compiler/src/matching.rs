@@ -5,9 +5,8 @@
 //! can honour conditions on those and nothing else; a rule that looks into HTTP requests or
 //! acts on them needs the L7 proxy.
 
-use std::net::IpAddr;
-
 use vsteer_model::istio::{HttpMatchRequest, HttpRoute, L4MatchAttributes, TcpRoute};
+use vsteer_plan::ServiceKey;
 
 use crate::subnet;
 
@@ -55,24 +54,24 @@ pub(crate) fn proxy_field(rule: &HttpRoute, index: usize, port: u16) -> Option<S
     Some(format!("http[{index}].{action}"))
 }
 
-/// Whether a TCP rule takes the connections to `vip`:`port`: any of its matches (OR), each
-/// with all its set conditions (AND); no matches take everything.
-pub(crate) fn tcp_rule(rule: &TcpRoute, vip: IpAddr, port: u16) -> bool {
-    rule.matches.is_empty() || rule.matches.iter().any(|m| l4_holds(m, vip, port))
+/// Whether a TCP rule takes the connections to `key`: any of its matches (OR), each with all
+/// its set conditions (AND); no matches take everything.
+pub(crate) fn tcp_rule(rule: &TcpRoute, key: &ServiceKey) -> bool {
+    rule.matches.is_empty() || rule.matches.iter().any(|m| l4_holds(m, key))
 }
 
-fn l4_holds(m: &L4MatchAttributes, vip: IpAddr, port: u16) -> bool {
+fn l4_holds(m: &L4MatchAttributes, key: &ServiceKey) -> bool {
     // A condition on the client (its labels, namespace or address) matches no client until
     // vsteer knows the connecting workload: the match block never holds, as in Istio for a
     // client that does not fit it.
     m.source_labels.is_empty()
         && m.source_namespace.is_none()
         && m.source_subnet.is_none()
-        && m.port.is_none_or(|p| p == u32::from(port))
+        && m.port.is_none_or(|p| p == u32::from(key.port))
         && (m.destination_subnets.is_empty()
             || m.destination_subnets
                 .iter()
-                .any(|s| subnet::contains(s, vip)))
+                .any(|s| subnet::contains_all(s, key)))
         && for_mesh(&m.gateways)
 }
 
@@ -200,8 +199,12 @@ mod tests {
         vsteer_model::yaml::from_str(yaml).unwrap()
     }
 
-    fn vip() -> IpAddr {
+    fn vip() -> std::net::IpAddr {
         "10.0.0.1".parse().unwrap()
+    }
+
+    fn at(vip: std::net::IpAddr, port: u16) -> ServiceKey {
+        ServiceKey::new(vip, port, vsteer_plan::Protocol::Tcp)
     }
 
     #[test]
@@ -277,16 +280,37 @@ mod tests {
         let gw = http("match: [{gateways: [ingress]}]\nroute: [{destination: {host: a}}]");
         assert!(!http_applies(&gw, 80));
         let mesh = tcp("match: [{gateways: [mesh, ingress]}]");
-        assert!(tcp_rule(&mesh, vip(), 80));
+        assert!(tcp_rule(&mesh, &at(vip(), 80)));
     }
 
     #[test]
     fn tcp_matches_are_or_of_and() {
         let rule = tcp("match:\n- {port: 80, destinationSubnets: [10.0.0.0/24]}\n- {port: 443}");
-        assert!(tcp_rule(&rule, vip(), 80));
-        assert!(!tcp_rule(&rule, "10.0.1.1".parse().unwrap(), 80));
-        assert!(tcp_rule(&rule, "10.0.1.1".parse().unwrap(), 443));
-        assert!(!tcp_rule(&rule, vip(), 8080));
-        assert!(tcp_rule(&tcp("{}"), vip(), 1));
+        let other = "10.0.1.1".parse().unwrap();
+        assert!(tcp_rule(&rule, &at(vip(), 80)));
+        assert!(!tcp_rule(&rule, &at(other, 80)));
+        assert!(tcp_rule(&rule, &at(other, 443)));
+        assert!(!tcp_rule(&rule, &at(vip(), 8080)));
+        assert!(tcp_rule(&tcp("{}"), &at(vip(), 1)));
+    }
+
+    /// A range is one service at connect time: a subnet holds for it only when it holds
+    /// every address of it, never because it holds the range's network address.
+    #[test]
+    fn destination_subnets_hold_for_a_range_only_when_they_hold_all_of_it() {
+        let range =
+            |text: &str| ServiceKey::range(text.parse().unwrap(), 5432, vsteer_plan::Protocol::Tcp);
+        let inside = tcp("match: [{destinationSubnets: [10.1.0.0/24]}]");
+        assert!(!tcp_rule(&inside, &range("10.1.0.0/16")));
+        assert!(tcp_rule(&inside, &range("10.1.0.0/24")));
+        assert!(tcp_rule(&inside, &range("10.1.0.128/25")));
+        let network_address = tcp("match: [{destinationSubnets: [10.1.0.0]}]");
+        assert!(!tcp_rule(&network_address, &range("10.1.0.0/16")));
+        let outer = tcp("match: [{destinationSubnets: [10.0.0.0/8]}]");
+        assert!(tcp_rule(&outer, &range("10.1.0.0/16")));
+        assert!(!tcp_rule(&outer, &range("0.0.0.0/0")));
+        let v6 = tcp("match: [{destinationSubnets: [\"::/0\"]}]");
+        assert!(!tcp_rule(&v6, &range("10.1.0.0/16")));
+        assert!(tcp_rule(&v6, &range("fd00::/64")));
     }
 }

@@ -12,6 +12,7 @@ use vsteer_plan::{
 use crate::destination_rule::{ForHost, Rules};
 use crate::matching;
 use crate::service_entry::{Entry, Port, PortKind};
+use crate::subnet;
 use crate::virtual_service::{Target, VirtualService, VirtualServiceError, port_list};
 use crate::weights::{Share, spread};
 
@@ -113,7 +114,7 @@ pub fn choose(
     let chosen = if section == Section::Tcp {
         spec.tcp
             .iter()
-            .position(|tcp| matching::tcp_rule(tcp, key.vip, key.port))
+            .position(|tcp| matching::tcp_rule(tcp, &key))
     } else {
         // Rules that look into requests are the proxy's (see `http::table`); at connect time
         // the first rule that takes every request decides, whatever its actions.
@@ -172,6 +173,52 @@ fn target_port(target: &Target, key: ServiceKey) -> Result<&Port, VirtualService
 
 /// The route of `vs` (which won the service) for service `key` of `entry`.
 pub fn route(
+    vs: &VirtualService,
+    targets: &[Option<Target>],
+    entry: &Entry,
+    key: ServiceKey,
+    rules: &Rules,
+) -> Routed {
+    let mut routed = route_by_rules(vs, targets, entry, key, rules);
+    routed.notes.extend(split_range_notes(vs, key));
+    routed
+}
+
+/// Notes for the destination subnets of `vs` that hold part of `key`'s range: Istio gives
+/// a rule the addresses of its subnets (an Envoy filter chain per subnet, the most specific
+/// one winning), vsteer gives a range one route, chosen by the rules that hold for all of it.
+fn split_range_notes(vs: &VirtualService, key: ServiceKey) -> Vec<String> {
+    if key.prefix_len.is_none() {
+        return Vec::new();
+    }
+    let spec = vs.spec();
+    let tcp = spec.tcp.iter().enumerate().flat_map(|(i, rule)| {
+        rule.matches
+            .iter()
+            .enumerate()
+            .map(move |(k, m)| (format!("tcp[{i}].match[{k}]"), &m.destination_subnets))
+    });
+    let tls = spec.tls.iter().enumerate().flat_map(|(i, rule)| {
+        rule.matches
+            .iter()
+            .enumerate()
+            .map(move |(k, m)| (format!("tls[{i}].match[{k}]"), &m.destination_subnets))
+    });
+    let mut notes = Vec::new();
+    for (field, subnets) in tcp.chain(tls) {
+        for (s, subnet) in subnets.iter().enumerate() {
+            if subnet::splits(subnet, &key) {
+                notes.push(format!(
+                    "{id}: spec.{field}.destinationSubnets[{s}] {subnet} is part of the range of {key}: vsteer routes a range as one service, so this match does not hold for it (Istio applies it to the addresses of {subnet}); to route them apart, give {subnet} its own ServiceEntry address",
+                    id = vs.id
+                ));
+            }
+        }
+    }
+    notes
+}
+
+fn route_by_rules(
     vs: &VirtualService,
     targets: &[Option<Target>],
     entry: &Entry,

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use vsteer_plan::ServiceKey;
 
 use crate::virtual_service::VirtualServiceError;
 
@@ -33,10 +34,19 @@ pub fn parse(text: &str) -> Result<IpNet, VirtualServiceError> {
     })
 }
 
-/// Whether `ip` is in the subnet written as `text`; an address of the other family never
-/// is, and neither is anything in a subnet that does not parse.
-pub fn contains(text: &str, ip: IpAddr) -> bool {
-    parse(text).is_ok_and(|net| net.contains(&ip))
+/// Whether every address of `key` (one address, or a CIDR range) is in the subnet written
+/// as `text`; an address of the other family never is, and neither is anything in a subnet
+/// that does not parse. A rule's condition decides a whole service at connect time, so a subnet that
+/// holds only part of a range does not hold for it (see [`splits`]).
+pub fn contains_all(text: &str, key: &ServiceKey) -> bool {
+    parse(text).is_ok_and(|net| net.contains(&key.net()))
+}
+
+/// Whether the subnet written as `text` holds some, but not all, addresses of `key`'s range:
+/// Istio would give those addresses the rule, vsteer gives the range one route.
+pub fn splits(text: &str, key: &ServiceKey) -> bool {
+    let range = key.net();
+    parse(text).is_ok_and(|net| range.contains(&net) && net != range)
 }
 
 #[cfg(test)]
@@ -44,7 +54,26 @@ mod tests {
     use super::*;
 
     fn within(subnet: &str, ip: &str) -> bool {
-        contains(subnet, ip.parse().unwrap())
+        let key = ServiceKey::new(ip.parse().unwrap(), 80, vsteer_plan::Protocol::Tcp);
+        contains_all(subnet, &key)
+    }
+
+    fn range(text: &str) -> ServiceKey {
+        ServiceKey::range(text.parse().unwrap(), 80, vsteer_plan::Protocol::Tcp)
+    }
+
+    #[test]
+    fn a_range_is_held_whole_or_split() {
+        assert!(contains_all("10.0.0.0/8", &range("10.1.0.0/16")));
+        assert!(contains_all("10.1.0.0/16", &range("10.1.0.0/16")));
+        assert!(!contains_all("10.1.0.0/24", &range("10.1.0.0/16")));
+        assert!(!contains_all("10.1.0.0", &range("10.1.0.0/16")));
+        assert!(splits("10.1.0.0/24", &range("10.1.0.0/16")));
+        assert!(splits("10.1.9.9", &range("10.1.0.0/16")));
+        assert!(!splits("10.1.0.0/16", &range("10.1.0.0/16")));
+        assert!(!splits("10.0.0.0/8", &range("10.1.0.0/16")));
+        assert!(!splits("10.2.0.0/24", &range("10.1.0.0/16")));
+        assert!(!splits("fd00::/64", &range("10.1.0.0/16")));
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn holds(m: &TlsMatchAttributes, key: ServiceKey) -> bool {
         && (m.destination_subnets.is_empty()
             || m.destination_subnets
                 .iter()
-                .any(|s| crate::subnet::contains(s, key.vip)))
+                .any(|s| crate::subnet::contains_all(s, &key)))
 }
 
 /// The connect-time route as a cluster of its own (its backends, their weights, its

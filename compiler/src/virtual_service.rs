@@ -176,14 +176,15 @@ impl VirtualService {
         self.hosts.iter().any(|h| h.starts_with('*'))
     }
 
-    /// How specifically it covers the services of `entry` at `vip` (`None`: not at all), as
+    /// How specifically it covers `key`, a service of `entry` (`None`: not at all), as
     /// Envoy picks a virtual host: the VIP itself or an exact name beats a longer wildcard,
-    /// which beats a shorter one.
-    pub fn covers(&self, entry: &Entry, vip: IpAddr) -> Option<usize> {
+    /// which beats a shorter one. An IP host names one address: never a range, even one
+    /// whose network address it is.
+    pub fn covers(&self, entry: &Entry, key: &ServiceKey) -> Option<usize> {
         self.hosts
             .iter()
             .filter_map(|pattern| {
-                if pattern.parse::<IpAddr>() == Ok(vip) {
+                if key.prefix_len.is_none() && pattern.parse::<IpAddr>() == Ok(key.vip) {
                     return Some(usize::MAX);
                 }
                 entry
@@ -725,7 +726,7 @@ fn covered(vs: &VirtualService, registry: &Registry) -> Vec<(ServiceKey, usize)>
                 .owner(&key)
                 .and_then(|o| registry.entries.get(o.id()))
                 .and_then(|s| s.entry())?;
-            vs.covers(entry, key.vip).map(|score| (key, score))
+            vs.covers(entry, &key).map(|score| (key, score))
         })
         .collect()
 }

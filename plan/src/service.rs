@@ -70,10 +70,18 @@ impl ServiceKey {
 
     /// Whether a connect to `ip` (on this port and protocol) can be this service's.
     pub fn covers(&self, ip: IpAddr) -> bool {
-        match self.prefix_len {
-            None => ip == self.vip,
-            Some(len) => ipnet::IpNet::new(self.vip, len).is_ok_and(|net| net.contains(&ip)),
-        }
+        self.net().contains(&ip)
+    }
+
+    /// The addresses of the service: its range, or its one address as a full-length prefix.
+    pub fn net(&self) -> ipnet::IpNet {
+        let len = self.prefix_len.unwrap_or(match self.vip {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        });
+        // A prefix_len longer than the address is never built (`range` checks it); fall back
+        // to the one address rather than panic on a hand-made key.
+        ipnet::IpNet::new(self.vip, len).unwrap_or_else(|_| ipnet::IpNet::from(self.vip))
     }
 
     /// `10.0.0.1` or `10.1.0.0/16`.

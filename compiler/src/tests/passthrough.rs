@@ -328,3 +328,94 @@ fn a_subset_of_a_none_host_passes_through_and_an_undefined_one_is_refused() {
         compiled.notes
     );
 }
+
+/// The VirtualService of the range: `destinationSubnets` of its first rule, then the cache.
+fn subnet_rule(subnets: &str) -> String {
+    format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        service_entry("cache", CACHE),
+        resource(
+            "VirtualService",
+            "db",
+            &format!(
+                "  hosts: [db.internal]
+  tcp:
+  - match: [{{destinationSubnets: [{subnets}]}}]
+    route: [{{destination: {{host: cache.internal}}}}]
+  - route: [{{destination: {{host: db.internal}}}}]
+"
+            )
+        )
+    )
+}
+
+/// A range is one service at connect time, so a rule's subnet decides for all of it or not
+/// at all: a subnet that holds the range's network address but not the rest of it does not
+/// take the range (the rest would reach the wrong destination), and says so.
+#[test]
+fn destination_subnets_take_a_range_only_when_they_hold_all_of_it() {
+    let rule_of = |subnets: &str| {
+        let compiled = compile_ok(&subnet_rule(subnets));
+        let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
+        let passthrough = service
+            .backends
+            .iter()
+            .all(vsteer_plan::BackendPlan::is_passthrough);
+        (passthrough, compiled.notes)
+    };
+    for part in ["10.1.0.0/24", "10.1.0.0", "10.1.200.0/21"] {
+        let (passthrough, notes) = rule_of(part);
+        assert!(passthrough, "{part} took the whole range: {notes:#?}");
+        assert!(
+            notes.iter().any(|n| n.contains(&format!(
+                "spec.tcp[0].match[0].destinationSubnets[0] {part} is part of the range of 10.1.0.0/16:5432/TCP"
+            ))),
+            "{part}: {notes:#?}"
+        );
+    }
+    for whole in ["10.1.0.0/16", "10.0.0.0/8", "0.0.0.0/0"] {
+        let (passthrough, notes) = rule_of(whole);
+        assert!(!passthrough, "{whole} did not take the range");
+        assert!(
+            !notes.iter().any(|n| n.contains("is part of the range")),
+            "{notes:#?}"
+        );
+    }
+    let (passthrough, notes) = rule_of("10.2.0.0/16");
+    assert!(passthrough);
+    assert!(
+        !notes.iter().any(|n| n.contains("is part of the range")),
+        "{notes:#?}"
+    );
+}
+
+/// A VirtualService host that is an IP address names that one address (Envoy's virtual
+/// host domain is the address), never the range whose network address it happens to be.
+#[test]
+fn an_ip_host_names_one_address_not_a_range_that_starts_there() {
+    let text = format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        service_entry("cache", CACHE),
+        resource(
+            "VirtualService",
+            "by-ip",
+            "  hosts: [10.1.0.0]
+  tcp:
+  - route: [{destination: {host: cache.internal}}]
+"
+        )
+    );
+    let compiled = compile_ok(&text);
+    let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
+    assert!(
+        service
+            .backends
+            .iter()
+            .all(vsteer_plan::BackendPlan::is_passthrough),
+        "{:#?}",
+        service
+    );
+    assert_eq!(service.route, None);
+}

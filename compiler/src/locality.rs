@@ -91,7 +91,11 @@ pub fn weigh(
     located: Vec<(BackendPlan, Option<Arc<str>>)>,
     distribution: Option<&LocalityDistribute>,
 ) -> Vec<BackendPlan> {
-    let Some(distribution) = distribution else {
+    // A passthrough backend (a `NONE` host: Istio's ORIGINAL_DST cluster, with no endpoints
+    // to assign localities to) is not weighed: it keeps its share.
+    let Some(distribution) =
+        distribution.filter(|_| !located.iter().any(|(b, _)| b.is_passthrough()))
+    else {
         return located.into_iter().map(|(b, _)| b).collect();
     };
     // Each backend to the first `to` pattern (in key order) that matches its locality.

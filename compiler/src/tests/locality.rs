@@ -230,3 +230,58 @@ fn outlier_detection_gives_proxy_endpoints_their_failover_priority() {
             .is_none()
     );
 }
+
+/// A `NONE` host has no endpoints to weigh (Istio's `ORIGINAL_DST` cluster has no load
+/// assignment): a distribution in its DestinationRule leaves its passthrough share whole,
+/// for its own range and for a route that sends part of another service to it.
+#[test]
+fn a_distribution_leaves_a_none_host_passing_through() {
+    let none = service_entry(
+        "db",
+        "  hosts: [db.internal]
+  addresses: [10.2.0.0/16]
+  ports: [{number: 80, name: tcp, protocol: TCP}]
+  resolution: NONE
+",
+    );
+    let rule = resource(
+        "DestinationRule",
+        "db",
+        &format!(
+            "  host: db.internal
+  trafficPolicy:
+    loadBalancer:
+{DISTRIBUTE}"
+        ),
+    );
+    let vs = resource(
+        "VirtualService",
+        "api",
+        "  hosts: [api.example.com]
+  tcp:
+  - route:
+    - {destination: {host: api.example.com}, weight: 50}
+    - {destination: {host: db.internal}, weight: 50}
+",
+    );
+    let text = format!("{}{none}{rule}{vs}", located(DISTRIBUTE, "TCP"));
+    let compiled = at(&text, Some("us-west/zone1/sub7"));
+    let range = ServiceKey::range("10.2.0.0/16".parse().unwrap(), 80, Protocol::Tcp);
+    let own = compiled.plan.service(&range).unwrap();
+    assert!(
+        own.backends.len() == 1 && own.backends[0].is_passthrough(),
+        "{:#?}",
+        own.backends
+    );
+    let routed = compiled
+        .plan
+        .get(ip("10.0.0.1"), 80, Protocol::Tcp)
+        .unwrap();
+    let passthrough: u32 = routed
+        .backends
+        .iter()
+        .filter(|b| b.is_passthrough())
+        .map(|b| b.weight)
+        .sum();
+    assert_eq!(passthrough, 500_000, "{:#?}", routed.backends);
+}

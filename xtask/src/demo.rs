@@ -36,7 +36,8 @@ struct Plan {
 
 #[derive(Deserialize)]
 struct Service {
-    vip: IpAddr,
+    /// An address, or a CIDR range (`10.1.0.0/16`).
+    vip: String,
     port: u16,
     protocol: String,
     host: String,
@@ -73,6 +74,16 @@ impl Service {
     fn proxied(&self) -> bool {
         self.decision.serve == "proxy"
     }
+
+    /// Where the demo connects: the VIP, or for a range its network address (an address of
+    /// it like any other).
+    fn connect_to(&self) -> Result<SocketAddr> {
+        let address = self.vip.split_once('/').map_or(&*self.vip, |(a, _)| a);
+        let ip: IpAddr = address
+            .parse()
+            .with_context(|| format!("vsteer plan --json: vip {:?}", self.vip))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,7 +98,21 @@ struct PlannedBackend {
 impl PlannedBackend {
     /// A refused share's slot, which has no server (see `vsteer_plan::REFUSED_PORT`).
     fn is_refused(&self) -> bool {
-        self.port == vsteer_plan::REFUSED_PORT
+        self.port == vsteer_plan::REFUSED_PORT && !self.is_passthrough()
+    }
+
+    /// A passthrough share (a `NONE` host): its connects go on to the address dialled.
+    fn is_passthrough(&self) -> bool {
+        self.port == vsteer_plan::REFUSED_PORT && self.address == vsteer_plan::PASSTHROUGH_ADDRESS
+    }
+
+    /// The server a connect of this share reaches, as the demo's backends name themselves.
+    fn reaches(&self, vip: SocketAddr) -> SocketAddr {
+        if self.is_passthrough() {
+            vip
+        } else {
+            SocketAddr::new(self.address, self.port)
+        }
     }
 }
 
@@ -135,8 +160,13 @@ pub fn run() -> Result<()> {
             }
             continue;
         }
-        // A refused share has no server: its connects fail.
-        for b in service.backends.iter().filter(|b| !b.is_refused()) {
+        // A refused share has no server: its connects fail; a passthrough one reaches the
+        // address dialled, where nothing listens either.
+        for b in service
+            .backends
+            .iter()
+            .filter(|b| !b.is_refused() && !b.is_passthrough())
+        {
             let addr = SocketAddr::new(b.address, b.port);
             backends.push(Backend::tcp(&ns, addr, &addr.to_string())?);
         }
@@ -182,7 +212,7 @@ pub fn run() -> Result<()> {
         .filter(|s| s.protocol == "TCP" && !s.proxied())
     {
         check()?;
-        let vip = SocketAddr::new(service.vip, service.port);
+        let vip = service.connect_to()?;
         let report = connect_many(
             &ns,
             Some(&cgroup),
@@ -203,7 +233,7 @@ pub fn run() -> Result<()> {
         );
         let replies = report.replies();
         for b in &service.backends {
-            let name = SocketAddr::new(b.address, b.port).to_string();
+            let name = b.reaches(vip).to_string();
             let n = replies.get(&name).copied().unwrap_or(0);
             let share = 100.0 * n as f64 / f64::from(CONNECTS_PER_SERVICE);
             let subsets = if b.subsets.is_empty() {
@@ -233,7 +263,7 @@ pub fn run() -> Result<()> {
         .find(|s| s.protocol == "TCP" && !s.proxied())
     {
         check()?;
-        let vip = SocketAddr::new(first.vip, first.port);
+        let vip = first.connect_to()?;
         let outside = connect_many(&ns, None, vip, 5, CLIENT_DEADLINE)?;
         println!(
             "\nA process outside the cgroup connecting to {vip} (not steered, nothing listens on the VIP):"
@@ -275,7 +305,7 @@ fn l7(
     cgroup: &TestCgroup,
     service: &Service,
 ) -> Result<()> {
-    let vip = SocketAddr::new(service.vip, service.port);
+    let vip = service.connect_to()?;
     println!(
         "\n{} ({vip}): served by the proxy ({})",
         service.host,

@@ -272,6 +272,43 @@ fn ipv6_ranges_steer_and_an_unserved_family_is_refused() {
     );
 }
 
+/// An IPv6 range, even `::/0`, holds IPv6 addresses only: an IPv4 connect (whose key is
+/// IPv4-mapped, inside `::/80` bitwise) is no service of it and goes on untouched. Here
+/// the range has no IPv6 endpoint, so its own connects are refused: taking IPv4 ones would
+/// refuse them too.
+#[test]
+fn an_ipv6_range_never_takes_ipv4_connects() {
+    if !kernel_tests_enabled("an_ipv6_range_never_takes_ipv4_connects") {
+        return;
+    }
+    let yaml = service_entry(
+        "everything6",
+        "  hosts: [everything6.internal]
+  addresses: ['::/0']
+  ports: [{number: 8080, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.2.1}
+",
+    );
+    let fx = Fixture::new(&plan_from_yaml(&yaml));
+    let report = connect_many(
+        &fx.ns,
+        Some(&fx.cgroup),
+        addr("[fd00:61::1]:8080"),
+        10,
+        DEADLINE,
+    )
+    .unwrap();
+    assert_eq!(
+        report.failures(),
+        BTreeMap::from([(libc::ECONNREFUSED, 10)]),
+        "the IPv6 range is served (no backend of its family)"
+    );
+    let _untouched = Backend::tcp(&fx.ns, addr("127.61.0.1:8080"), "127.61.0.1:8080").unwrap();
+    reach(&fx, "127.61.0.1:8080", 20, &["127.61.0.1:8080"]);
+}
+
 /// One range more than `VSTEER_RANGES` holds: that one is refused with the limit named, the
 /// others and an exact VIP are written, and the exact VIP still steers.
 #[test]

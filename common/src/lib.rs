@@ -39,10 +39,11 @@ pub mod map_names {
 /// The layout of the pinned maps: their types, sizes, keys and values, and what the values
 /// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
 /// adopts only pins of its own layout (a marker directory in the pin directory says which).
-/// Still 1 with [`map_names::RANGES`] and [`PASSTHROUGH_ADDR`]: a map added (created when
-/// missing) and a slot value earlier agents never wrote leave every earlier map readable
-/// as it was, so an upgraded agent adopts them.
-pub const MAP_LAYOUT: u32 = 1;
+/// 2: [`RangeKey::family`] (layout 1 had a zero byte there, and a layout-1 agent would
+/// neither read ranges of layout 2 right nor remove them). The other maps are as in
+/// layout 1, so pins of layout 1 are adopted once their range map is dropped (see the
+/// datapath's `layout` module).
+pub const MAP_LAYOUT: u32 = 2;
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
 pub const MAX_SERVICES: u32 = 131_072;
@@ -122,13 +123,16 @@ pub struct VipKey {
     pub host_bits: u8,
 }
 
-/// The data of a [`map_names::RANGES`] key: protocol and port first, so that a prefix
-/// length of [`RANGE_FIXED_BITS`] + the address's prefix takes them whole.
+/// The data of a [`map_names::RANGES`] key: protocol, family and port first, so that a
+/// prefix length of [`RANGE_FIXED_BITS`] + the address's prefix takes them whole.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RangeKey {
     pub proto: u8,
-    pub _pad: u8,
+    /// [`RANGE_V4`] or [`RANGE_V6`]. IPv4 addresses are IPv4-mapped, so bitwise an IPv6
+    /// range of `/80` or shorter (`::/0`) holds every IPv4 address: the family keeps them
+    /// apart, as Envoy's prefix ranges are of one family.
+    pub family: u8,
     /// Host byte order, as in [`VipKey`] (the trie matches all 16 bits, in either order).
     pub port: u16,
     pub addr: [u8; 16],
@@ -136,6 +140,10 @@ pub struct RangeKey {
 
 /// The bits of a [`RangeKey`] before its address.
 pub const RANGE_FIXED_BITS: u32 = 32;
+/// [`RangeKey::family`] of an IPv4 (IPv4-mapped) address or range.
+pub const RANGE_V4: u8 = 4;
+/// [`RangeKey::family`] of any other address or range.
+pub const RANGE_V6: u8 = 6;
 
 /// A [`map_names::RANGES`] key as the LPM trie takes it: a prefix length in bits, then the
 /// data (the kernel's `struct bpf_lpm_trie_key`).
@@ -247,7 +255,11 @@ impl VipKey {
             prefix_len: RANGE_FIXED_BITS + 128 - self.host_bits as u32,
             data: RangeKey {
                 proto: self.proto,
-                _pad: 0,
+                family: if v4_unmapped(&self.addr).is_some() {
+                    RANGE_V4
+                } else {
+                    RANGE_V6
+                },
                 port: self.port,
                 addr: self.addr,
             },
@@ -343,6 +355,24 @@ mod tests {
         let lookup = VipKey::v4([10, 1, 2, 3], 80, PROTO_TCP).range_key();
         let prefix_len = lookup.prefix_len;
         assert_eq!(prefix_len, 160);
+        assert_eq!(lookup.data.family, RANGE_V4);
+        assert_eq!(key.data.family, RANGE_V4);
+    }
+
+    #[test]
+    fn an_ipv6_range_is_of_another_family_than_every_ipv4_lookup() {
+        let everything = VipKey {
+            addr: [0; 16],
+            port: 80,
+            proto: PROTO_TCP,
+            host_bits: 128,
+        };
+        let range = everything.range_key();
+        let lookup = VipKey::v4([10, 1, 2, 3], 80, PROTO_TCP).range_key();
+        assert_eq!(range.data.family, RANGE_V6);
+        // The fixed bits, which every range's prefix takes whole, differ.
+        assert_ne!(range.data.family, lookup.data.family);
+        assert_eq!(VipKey::from_range_key(&range), everything);
     }
 
     #[test]

@@ -354,6 +354,16 @@ fn a_full_range_map_refuses_one_range_and_keeps_the_rest() {
         "{}",
         stats.refused[0]
     );
-    let _servers = fx.tcp_backends(&[E1]);
+    let _servers = fx.tcp_backends(&[E1, E2]);
     reach(&fx, "127.50.0.9:5432", 20, &[E1]);
+
+    // With the map as full as the agent fills it, a range's value is still flipped in
+    // place (the trie keeps one entry spare for kernels that refuse that when full).
+    let first = ServiceKey::range("10.0.0.0/24".parse().unwrap(), 5432, Protocol::Tcp);
+    let mut moved = service(first);
+    moved.backends[0].address = addr(E2).ip();
+    plan.insert(moved);
+    let stats = fx.datapath.apply(&plan).unwrap();
+    assert_eq!(stats.changed, 1, "{stats:?}");
+    reach(&fx, "10.0.0.77:5432", 20, &[E2]);
 }

@@ -39,7 +39,8 @@ pub mod map_names {
 /// The layout of the pinned maps: their types, sizes, keys and values, and what the values
 /// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
 /// adopts only pins of its own layout (a marker directory in the pin directory says which).
-/// 2: [`RangeKey::family`] (layout 1 had a zero byte there, and a layout-1 agent would
+/// 2: [`RangeKey::family`] and one spare range entry (layout 1 had a zero byte there and
+/// [`MAX_RANGES`] entries, and a layout-1 agent would
 /// neither read ranges of layout 2 right nor remove them). The other maps are as in
 /// layout 1, so pins of layout 1 are adopted once their range map is dropped (see the
 /// datapath's `layout` module).

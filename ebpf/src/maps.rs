@@ -18,8 +18,12 @@ pub static VSTEER_SERVICES: HashMap<VipKey, ServiceValue, { MAX_SERVICES as usiz
 /// (protocol, port, CIDR range of VIPs) -> the range's backend table: looked up only when
 /// the address is no exact VIP, so exact services pay nothing for it. Its elements are freed
 /// after an RCU grace period (the trie allocates each), as the service map's.
+///
+/// One entry more than the agent fills: before Linux 6.14 a full trie refuses to update even
+/// a key it holds (`-ENOSPC`), and a range's value is flipped in place.
 #[btf_map]
-pub static VSTEER_RANGES: LpmTrie<RangeKey, ServiceValue, { MAX_RANGES as usize }> = LpmTrie::new();
+pub static VSTEER_RANGES: LpmTrie<RangeKey, ServiceValue, { MAX_RANGES as usize + 1 }> =
+    LpmTrie::new();
 
 /// Every service's backend slots, each service a contiguous range. An array: its lookup is
 /// inlined by the verifier, a hash lookup is a function call and a hash.

@@ -8,7 +8,7 @@ mod support;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use support::{Fixture, addr, assert_only, counts, plan_from_yaml};
+use support::{Fixture, addr, assert_only, counts, plan_from_yaml, resource};
 use vsteer_datapath::{Datapath, DatapathOptions};
 use vsteer_model::{Kind, ResourceId};
 use vsteer_plan::{
@@ -19,14 +19,7 @@ use vsteer_testkit::{Backend, ConnectOutcome, connect_many, kernel_tests_enabled
 const DEADLINE: Duration = Duration::from_secs(120);
 
 fn service_entry(name: &str, spec: &str) -> String {
-    format!(
-        "---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-{spec}"
-    )
+    resource("ServiceEntry", name, spec)
 }
 
 /// A /16 pool with two endpoints.

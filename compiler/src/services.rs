@@ -249,9 +249,9 @@ fn unproxied(key: ServiceKey, table: Option<&vsteer_plan::http::HttpRouteTable>)
         return Some(format!("{} is a CIDR range", key.address()));
     }
     let passthrough = table?.clusters.iter().find(|c| {
-        c.endpoints.iter().any(|e| {
-            e.port == vsteer_plan::REFUSED_PORT && e.address == vsteer_plan::PASSTHROUGH_ADDRESS
-        })
+        c.endpoints
+            .iter()
+            .any(|e| vsteer_plan::is_passthrough(e.address, e.port))
     })?;
     Some(format!(
         "destination {} has resolution NONE (traffic to the address dialled)",

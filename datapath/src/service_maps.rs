@@ -85,22 +85,31 @@ impl ServiceMaps {
         }
     }
 
-    /// Every service of both maps.
+    /// Every service of both maps (the ranges from the mirror, read once at adoption).
     pub fn entries(&self) -> Result<Vec<(VipKey, ServiceValue)>> {
-        read_both(&self.exact, &self.ranges)
+        let mut all = read_exact(&self.exact)?;
+        all.extend(self.range_values.iter().map(|(k, v)| (*k, *v)));
+        Ok(all)
     }
 }
 
-/// Every service of both maps, ranges with their host bits.
+fn read_exact(
+    exact: &HashMap<MapData, VipKey, ServiceValue>,
+) -> Result<Vec<(VipKey, ServiceValue)>> {
+    exact
+        .iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the service map")
+}
+
+/// Every service of both maps, ranges with their host bits; `None`: pins of an agent that
+/// had no range map.
 pub fn read_both(
     exact: &HashMap<MapData, VipKey, ServiceValue>,
-    ranges: &LpmTrie<MapData, RangeKey, ServiceValue>,
+    ranges: Option<&LpmTrie<MapData, RangeKey, ServiceValue>>,
 ) -> Result<Vec<(VipKey, ServiceValue)>> {
-    let mut all = Vec::new();
-    for entry in exact.iter() {
-        all.push(entry.context("reading the service map")?);
-    }
-    for entry in ranges.iter() {
+    let mut all = read_exact(exact)?;
+    for entry in ranges.into_iter().flat_map(|r| r.iter()) {
         let (key, value) = entry.context("reading the range map")?;
         all.push((from_trie_key(&key), value));
     }

@@ -42,13 +42,7 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
         let (backend, per_cpu) = entry.context("reading the counters")?;
         counts.insert(backend, per_cpu.iter().sum());
     }
-    let entries = match &ranges {
-        Some(ranges) => crate::service_maps::read_both(&services, ranges)?,
-        None => services
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .context("reading the service map")?,
-    };
+    let entries = crate::service_maps::read_both(&services, ranges.as_ref())?;
     let installed = tables::read_installed(entries, &backends)?;
     Ok(installed
         .iter()

@@ -22,6 +22,12 @@ use crate::ranges::SlotRanges;
 use crate::service_maps::ServiceMaps;
 use crate::slots::{TableSpec, table_spec};
 
+/// Which map holds `key`, as an index of per-map counts: 0 the service map (exact VIPs),
+/// 1 the range map (keys with host bits).
+fn map_of(key: &VipKey) -> usize {
+    usize::from(key.host_bits != 0)
+}
+
 /// How long a replaced backend table stays readable.
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -211,18 +217,18 @@ impl Tables {
         // Entries per map: exact VIPs, and ranges (with host bits).
         let mut entries = [0usize; 2];
         for key in self.installed.keys() {
-            entries[usize::from(key.host_bits != 0)] += 1;
+            entries[map_of(key)] += 1;
         }
         for key in &changes.removals {
             if self.installed.contains_key(key) {
-                entries[usize::from(key.host_bits != 0)] -= 1;
+                entries[map_of(key)] -= 1;
             }
         }
         let mut reserved: Vec<(VipKey, TableSpec, u32)> = Vec::with_capacity(changes.upserts.len());
         for (key, spec) in changes.upserts {
             let count = u32::try_from(spec.slots.len()).unwrap_or(u32::MAX);
             let new = !self.installed.contains_key(&key);
-            let map = usize::from(key.host_bits != 0);
+            let map = map_of(&key);
             let limit = if new && map == 0 && entries[0] >= MAX_SERVICES as usize {
                 Some(format!(
                     "the service map is full ({MAX_SERVICES} services, MAX_SERVICES in \

@@ -15,5 +15,5 @@ pub use render::render;
 pub use route::{RouteRef, RuleRef, Section};
 pub use service::{
     BackendPlan, Decision, LoadBalancer, PASSTHROUGH_ADDRESS, Plan, Protocol, REFUSED_PORT,
-    ServiceKey, ServicePlan, WEIGHT_SCALE,
+    ServiceKey, ServicePlan, WEIGHT_SCALE, is_passthrough,
 };

@@ -280,6 +280,12 @@ pub const REFUSED_PORT: u16 = 0;
 /// `vsteer_common::PASSTHROUGH_ADDR`.
 pub const PASSTHROUGH_ADDRESS: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
 
+/// Whether a backend (of the kernel's table or a proxy cluster) at `address`:`port` is the
+/// passthrough marker.
+pub fn is_passthrough(address: IpAddr, port: u16) -> bool {
+    port == REFUSED_PORT && address == PASSTHROUGH_ADDRESS
+}
+
 impl BackendPlan {
     /// A share whose connects are refused (`ECONNREFUSED`): the share of a route to a subset
     /// that no DestinationRule defines, or that selects no endpoint, where Envoy answers 503.
@@ -310,7 +316,7 @@ impl BackendPlan {
     }
 
     pub fn is_passthrough(&self) -> bool {
-        self.port == REFUSED_PORT && self.address == PASSTHROUGH_ADDRESS
+        is_passthrough(self.address, self.port)
     }
 }
 

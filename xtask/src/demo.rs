@@ -103,7 +103,7 @@ impl PlannedBackend {
 
     /// A passthrough share (a `NONE` host): its connects go on to the address dialled.
     fn is_passthrough(&self) -> bool {
-        self.port == vsteer_plan::REFUSED_PORT && self.address == vsteer_plan::PASSTHROUGH_ADDRESS
+        vsteer_plan::is_passthrough(self.address, self.port)
     }
 
     /// The server a connect of this share reaches, as the demo's backends name themselves.

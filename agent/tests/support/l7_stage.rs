@@ -11,7 +11,7 @@ use vsteer_datapath::OriginalDestinations;
 use vsteer_testkit::http::{Backend, H1, H2};
 use vsteer_testkit::{AgentProcess, PinDir, TestCgroup, tcp_sockets_in};
 
-use super::{ConfigDir, L7Node, addr};
+use super::{ConfigDir, L7Node, addr, resource};
 
 const VSTEER: &str = env!("CARGO_BIN_EXE_vsteer");
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,17 +25,17 @@ const ADMIN: &str = "127.0.0.1:15020";
 /// port's `name` and `protocol`, `endpoints` are `(address:port, version)`.
 pub fn service(name: &str, vip: &str, port: &str, endpoints: &[(&str, &str)]) -> String {
     let (ip, number) = vip.rsplit_once(':').expect("VIP:port");
-    let mut yaml = format!(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.default.svc.cluster.local]
+    let mut yaml = resource(
+        "ServiceEntry",
+        name,
+        &format!(
+            "  hosts: [{name}.default.svc.cluster.local]
   addresses: [{ip}]
   ports: [{{number: {number}, {port}}}]
   resolution: STATIC
   endpoints:
 "
+        ),
     );
     let port_name = port
         .split(',')
@@ -50,15 +50,10 @@ spec:
         ));
         versions.push(*version);
     }
-    yaml.push_str(&format!(
-        "---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: {name}}}
-spec:
-  host: {name}
-  subsets:
-"
+    yaml.push_str(&resource(
+        "DestinationRule",
+        name,
+        &format!("  host: {name}\n  subsets:\n"),
     ));
     for version in versions {
         yaml.push_str(&format!(
@@ -70,15 +65,10 @@ spec:
 
 /// A VirtualService for `name` with the `http` rules given (indented as list items).
 pub fn virtual_service(name: &str, http: &str) -> String {
-    format!(
-        "---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}]
-  http:
-{http}"
+    resource(
+        "VirtualService",
+        name,
+        &format!("  hosts: [{name}]\n  http:\n{http}"),
     )
 }
 

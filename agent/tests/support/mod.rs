@@ -12,6 +12,19 @@ use vsteer_model::parse::parse_str;
 use vsteer_plan::Plan;
 use vsteer_testkit::{Backend, ConnectReport, NetNs, PinDir, TestCgroup, unique_name};
 
+/// One Istio resource as a YAML document (`---` first, so documents concatenate); `spec`
+/// is the spec's lines, indented by two.
+pub fn resource(kind: &str, name: &str, spec: &str) -> String {
+    format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: {kind}
+metadata: {{name: {name}}}
+spec:
+{spec}"
+    )
+}
+
 /// Compiles YAML text; panics on any config error (the tests' configs are meant to be good).
 pub fn plan_from_yaml(yaml: &str) -> Plan {
     let loaded = parse_str("test.yaml", yaml);

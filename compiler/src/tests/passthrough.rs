@@ -21,6 +21,16 @@ const CACHE: &str = "  hosts: [cache.internal]
   - {address: 10.2.0.2}
 ";
 
+/// The databases' range, the cache, and a VirtualService `name` with `spec`.
+fn databases_and_cache_with(name: &str, spec: &str) -> String {
+    format!(
+        "{}{}{}",
+        service_entry("db", DATABASES),
+        service_entry("cache", CACHE),
+        resource("VirtualService", name, spec)
+    )
+}
+
 fn range(net: &str, port: u16) -> ServiceKey {
     ServiceKey::range(net.parse().unwrap(), port, Protocol::Tcp)
 }
@@ -134,22 +144,16 @@ fn several_hosts_on_a_tcp_port_are_fine_with_none() {
 #[test]
 fn rules_of_a_none_range_apply_and_its_own_host_passes_through() {
     // 80% of connects to the range to the cache's endpoints, 20% where they were dialled.
-    let text = format!(
-        "{}{}{}",
-        service_entry("db", DATABASES),
-        service_entry("cache", CACHE),
-        resource(
-            "VirtualService",
-            "db",
-            "  hosts: [db.internal]
+    let text = databases_and_cache_with(
+        "db",
+        "  hosts: [db.internal]
   tcp:
   - route:
     - destination: {host: cache.internal}
       weight: 80
     - destination: {host: db.internal}
       weight: 20
-"
-        )
+",
     );
     let compiled = compile_ok(&text);
     let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
@@ -180,22 +184,16 @@ fn rules_of_a_none_range_apply_and_its_own_host_passes_through() {
 
 #[test]
 fn a_route_to_a_none_host_passes_through_from_an_exact_vip() {
-    let text = format!(
-        "{}{}{}",
-        service_entry("db", DATABASES),
-        service_entry("cache", CACHE),
-        resource(
-            "VirtualService",
-            "cache",
-            "  hosts: [cache.internal]
+    let text = databases_and_cache_with(
+        "cache",
+        "  hosts: [cache.internal]
   tcp:
   - route:
     - destination: {host: cache.internal}
       weight: 70
     - destination: {host: db.internal}
       weight: 30
-"
-        )
+",
     );
     let compiled = compile_ok(&text);
     let service = compiled
@@ -331,22 +329,16 @@ fn a_subset_of_a_none_host_passes_through_and_an_undefined_one_is_refused() {
 
 /// The VirtualService of the range: `destinationSubnets` of its first rule, then the cache.
 fn subnet_rule(subnets: &str) -> String {
-    format!(
-        "{}{}{}",
-        service_entry("db", DATABASES),
-        service_entry("cache", CACHE),
-        resource(
-            "VirtualService",
-            "db",
-            &format!(
-                "  hosts: [db.internal]
+    databases_and_cache_with(
+        "db",
+        &format!(
+            "  hosts: [db.internal]
   tcp:
   - match: [{{destinationSubnets: [{subnets}]}}]
     route: [{{destination: {{host: cache.internal}}}}]
   - route: [{{destination: {{host: db.internal}}}}]
 "
-            )
-        )
+        ),
     )
 }
 
@@ -394,18 +386,12 @@ fn destination_subnets_take_a_range_only_when_they_hold_all_of_it() {
 /// host domain is the address), never the range whose network address it happens to be.
 #[test]
 fn an_ip_host_names_one_address_not_a_range_that_starts_there() {
-    let text = format!(
-        "{}{}{}",
-        service_entry("db", DATABASES),
-        service_entry("cache", CACHE),
-        resource(
-            "VirtualService",
-            "by-ip",
-            "  hosts: [10.1.0.0]
+    let text = databases_and_cache_with(
+        "by-ip",
+        "  hosts: [10.1.0.0]
   tcp:
   - route: [{destination: {host: cache.internal}}]
-"
-        )
+",
     );
     let compiled = compile_ok(&text);
     let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();

@@ -302,6 +302,41 @@ fn an_ipv6_range_never_takes_ipv4_connects() {
     reach(&fx, "127.61.0.1:8080", 20, &["127.61.0.1:8080"]);
 }
 
+/// `loadBalancer.simple: PASSTHROUGH` (Envoy's ORIGINAL_DST cluster): a VIP's connects go
+/// on to the VIP itself, not to the endpoints, which listen too.
+#[test]
+fn a_passthrough_load_balancer_lets_connects_reach_the_address_dialled() {
+    if !kernel_tests_enabled("a_passthrough_load_balancer_lets_connects_reach_the_address_dialled")
+    {
+        return;
+    }
+    let yaml = format!(
+        "{}{}",
+        service_entry(
+            "cache",
+            "  hosts: [cache.internal]
+  addresses: [127.62.0.1]
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.2.1}
+"
+        ),
+        resource(
+            "DestinationRule",
+            "cache",
+            "  host: cache.internal
+  trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
+"
+        )
+    );
+    let fx = Fixture::new(&plan_from_yaml(&yaml));
+    let _endpoint = fx.tcp_backends(&[E1]);
+    let dialled = "127.62.0.1:5432";
+    let _vip = Backend::tcp(&fx.ns, addr(dialled), dialled).unwrap();
+    reach(&fx, dialled, 50, &[dialled]);
+}
+
 /// One range more than `VSTEER_RANGES` holds: that one is refused with the limit named, the
 /// others and an exact VIP are written, and the exact VIP still steers.
 #[test]

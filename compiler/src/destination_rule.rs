@@ -184,6 +184,13 @@ impl ForHost {
         traffic_policy::load_balancer(self.policy(), self.subset_policy(subset), port)
     }
 
+    /// Whether the same traffic goes on to the address dialled (`simple: PASSTHROUGH`): to
+    /// a subset only when a DestinationRule defines it (else Envoy has no cluster: 503).
+    pub fn passes_through(&self, subset: Option<&str>, port: u16) -> bool {
+        subset.is_none_or(|name| self.subset(name).is_some())
+            && traffic_policy::passes_through(self.policy(), self.subset_policy(subset), port)
+    }
+
     /// The per-request load balancer for the same traffic.
     pub fn http_load_balancer(&self, subset: Option<&str>, port: u16) -> HttpLoadBalancer {
         traffic_policy::http_load_balancer(self.policy(), self.subset_policy(subset), port)
@@ -208,6 +215,9 @@ impl ForHost {
         port: u16,
         located: Vec<(BackendPlan, Option<Arc<str>>)>,
     ) -> Vec<BackendPlan> {
+        if self.passes_through(subset, port) {
+            return vec![BackendPlan::passthrough(1)];
+        }
         let setting =
             traffic_policy::locality_setting(self.policy(), self.subset_policy(subset), port);
         locality::weigh(
@@ -228,6 +238,11 @@ impl ForHost {
             traffic_policy::locality_setting(self.policy(), self.subset_policy(subset), port);
         let outlier = self.outlier_detection(subset, port).is_some();
         let node = self.node.as_deref();
+        let located = if self.passes_through(subset, port) {
+            vec![(BackendPlan::passthrough(1), None)]
+        } else {
+            located
+        };
         let endpoint = |backend: BackendPlan, priority: u32| vsteer_plan::http::Endpoint {
             address: backend.address,
             port: backend.port,

@@ -307,7 +307,12 @@ fn route_by_rules(
             .filter(|(b, _)| target.selects(b))
             .collect();
         let subset = target.subset.as_ref().map(|s| &*s.name);
-        let backends = target.rules.locality_weighted(subset, port.number, located);
+        // A subset no DestinationRule defines has no cluster, whatever the host's policy.
+        let backends = if target.missing_subset.is_some() {
+            Vec::new()
+        } else {
+            target.rules.locality_weighted(subset, port.number, located)
+        };
         let mut backends = with_subsets(backends, &target.rules);
         if weight > 0 {
             if backends.is_empty() {

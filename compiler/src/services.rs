@@ -254,7 +254,7 @@ fn unproxied(key: ServiceKey, table: Option<&vsteer_plan::http::HttpRouteTable>)
             .any(|e| vsteer_plan::is_passthrough(e.address, e.port))
     })?;
     Some(format!(
-        "destination {} has resolution NONE (traffic to the address dialled)",
+        "destination {} sends traffic on to the address dialled (resolution NONE, or loadBalancer PASSTHROUGH)",
         passthrough.host
     ))
 }

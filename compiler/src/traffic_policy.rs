@@ -26,10 +26,6 @@ pub enum PolicyError {
     #[error("set only one of simple and consistentHash (Istio's loadBalancer is one or the other)")]
     SimpleAndHash,
     #[error(
-        "PASSTHROUGH is not supported by vsteer: a connection to a virtual IP needs a backend to go to"
-    )]
-    Passthrough,
-    #[error(
         "unknown load balancer {0:?}; expected RANDOM, ROUND_ROBIN, LEAST_REQUEST or LEAST_CONN"
     )]
     UnknownSimple(String),
@@ -126,6 +122,18 @@ pub(crate) fn load_balancer(
     settings(rule, subset, port)
         .map(|s| read(s).policy)
         .unwrap_or_default()
+}
+
+/// Whether traffic to `port` (and `subset`) goes on to the address dialled, with no load
+/// balancing: `simple: PASSTHROUGH`, for which Istio builds an ORIGINAL_DST cluster that
+/// takes no endpoints.
+pub(crate) fn passes_through(
+    rule: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u16,
+) -> bool {
+    settings(rule, subset, port)
+        .is_some_and(|s| s.simple.as_deref() == Some("PASSTHROUGH") && s.consistent_hash.is_none())
 }
 
 /// The per-request load balancer: the connect-time one, or a consistent hash on a header,
@@ -599,7 +607,8 @@ fn read(settings: &LoadBalancerSettings) -> Read {
             "ROUND_ROBIN" => read.policy = LoadBalancer::RoundRobin,
             // LEAST_CONN is Istio's deprecated name for LEAST_REQUEST.
             "LEAST_REQUEST" | "LEAST_CONN" => read.policy = LoadBalancer::LeastRequest,
-            "PASSTHROUGH" => read.errors.push((".simple", PolicyError::Passthrough)),
+            // Envoy's ORIGINAL_DST cluster: see `passes_through`.
+            "PASSTHROUGH" => {}
             other => read
                 .errors
                 .push((".simple", PolicyError::UnknownSimple(other.to_string()))),
@@ -715,14 +724,9 @@ mod tests {
     }
 
     #[test]
-    fn passthrough_unknown_and_both_are_errors() {
+    fn unknown_and_both_are_errors_and_passthrough_is_not() {
         let errors = |yaml| read(&settings(yaml)).errors;
-        assert!(
-            errors("simple: PASSTHROUGH")[0]
-                .1
-                .to_string()
-                .contains("not supported")
-        );
+        assert!(errors("simple: PASSTHROUGH").is_empty());
         assert_eq!(errors("simple: FASTEST")[0].0, ".simple");
         assert!(
             errors("{simple: RANDOM, consistentHash: {useSourceIp: true}}")[0]

@@ -75,6 +75,7 @@ spec:
                 "{simple: ROUND_ROBIN}",
                 "{consistentHash: {useSourceIp: true}}",
                 "{simple: PASSTHROUGH}",
+                "{simple: FASTEST}",
                 "{simple: RANDOM}",
             ]);
             format!(

@@ -122,7 +122,7 @@ fn a_rejected_destination_rule_keeps_the_services_it_shapes() {
     let a = compile_ok(&canary(("v1", "v2")));
     let bad = canary(("v1", "v2")).replace(
         "  host: reviews\n",
-        "  host: reviews\n  trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}\n",
+        "  host: reviews\n  trafficPolicy: {loadBalancer: {simple: FASTEST}}\n",
     );
     let (b, _) = compile_after(&bad, &a.plan);
     assert_eq!(

@@ -405,3 +405,82 @@ fn an_ip_host_names_one_address_not_a_range_that_starts_there() {
     );
     assert_eq!(service.route, None);
 }
+
+/// The cache with a DestinationRule whose `loadBalancer` is `lb` at the host, and a subset
+/// `direct` whose own policy passes through, and the VirtualService `spec` for the cache.
+fn cache_with_rule(host_lb: &str, spec: Option<&str>) -> String {
+    let rule = resource(
+        "DestinationRule",
+        "cache",
+        &format!(
+            "  host: cache.internal
+  trafficPolicy: {{loadBalancer: {{simple: {host_lb}}}}}
+  subsets:
+  - name: direct
+    labels: {{}}
+    trafficPolicy: {{loadBalancer: {{simple: PASSTHROUGH}}}}
+"
+        ),
+    );
+    let vs = spec.map_or(String::new(), |spec| {
+        resource("VirtualService", "cache", spec)
+    });
+    format!("{}{rule}{vs}", service_entry("cache", CACHE))
+}
+
+fn shares(compiled: &Compiled) -> Vec<(String, u32)> {
+    let service = compiled
+        .plan
+        .get(ip("10.9.0.1"), 5432, Protocol::Tcp)
+        .unwrap();
+    let mut shares: Vec<(String, u32)> = service
+        .backends
+        .iter()
+        .map(|b| {
+            let to = if b.is_passthrough() {
+                "dialled".to_string()
+            } else if b.is_refused() {
+                "refused".to_string()
+            } else {
+                format!("{}:{}", b.address, b.port)
+            };
+            (to, b.weight)
+        })
+        .collect();
+    shares.sort();
+    shares
+}
+
+/// `loadBalancer.simple: PASSTHROUGH` is Istio's ORIGINAL_DST cluster: connects go on to the
+/// address dialled, whatever the endpoints; on a subset, that subset's share only; a subset
+/// no DestinationRule defines is still refused (Envoy: no cluster, 503).
+#[test]
+fn a_passthrough_load_balancer_sends_connects_to_the_address_dialled() {
+    let compiled = compile_ok(&cache_with_rule("PASSTHROUGH", None));
+    assert_eq!(shares(&compiled), [("dialled".to_string(), WEIGHT_SCALE)]);
+
+    let split = "  hosts: [cache.internal]
+  tcp:
+  - route:
+    - {destination: {host: cache.internal}, weight: 60}
+    - {destination: {host: cache.internal, subset: direct}, weight: 40}
+";
+    let compiled = compile_ok(&cache_with_rule("ROUND_ROBIN", Some(split)));
+    assert_eq!(
+        shares(&compiled),
+        [
+            ("10.2.0.1:5432".to_string(), 300_000),
+            ("10.2.0.2:5432".to_string(), 300_000),
+            ("dialled".to_string(), 400_000),
+        ]
+    );
+    let undefined = split.replace("subset: direct", "subset: nowhere");
+    let (compiled, _) = compile_text(&cache_with_rule("PASSTHROUGH", Some(&undefined)));
+    assert_eq!(
+        shares(&compiled),
+        [
+            ("dialled".to_string(), 600_000),
+            ("refused".to_string(), 400_000),
+        ]
+    );
+}

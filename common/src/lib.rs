@@ -28,6 +28,11 @@ pub mod map_names {
     /// CIDR ranges of VIPs (a longest-prefix-match trie), consulted when an address is no
     /// exact VIP: same values as [`SERVICES`].
     pub const RANGES: &str = "VSTEER_RANGES";
+    /// A map of maps read by no program, whose update waits for an RCU grace period (see
+    /// the datapath's `grace`); [`GRACE_INNER`] is what is put in it. Not pinned: each
+    /// agent waits on its own.
+    pub const GRACE: &str = "VSTEER_GRACE";
+    pub const GRACE_INNER: &str = "VSTEER_GRACE_IN";
     /// Every map whose state outlives an agent process (pinned, adopted on restart). The two
     /// redirect maps are among them so that connections made under one agent keep their
     /// original destination (and their VIP in getpeername) under the next.

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use vsteer_common::{MAP_LAYOUT, map_names};
+use aya::maps::{HashMap, LpmTrie, Map, MapData};
+use vsteer_common::{MAP_LAYOUT, ServiceValue, VipKey, map_names};
 
 pub const MARKER_PREFIX: &str = "layout-v";
 
@@ -33,8 +34,10 @@ enum Action {
     /// A fresh directory: mark it with this layout.
     Mark,
     /// Layout 1 (marked, or pinned before markers existed): its maps are those of layout 2
-    /// but for the range map's key, so drop that map (the first apply writes the ranges
-    /// again) and adopt the rest, steering on through the upgrade.
+    /// but for the service map (preallocated then) and the range map (no family byte, one
+    /// entry fewer). Their entries are read, the two maps dropped and created anew, and the
+    /// entries written into the new ones before the programs are attached; every other map
+    /// is adopted as it is, so steering goes on through the upgrade.
     UpgradeFrom1,
 }
 
@@ -65,9 +68,18 @@ fn decide(found: &Found, pin_dir: &Path) -> Result<Action> {
     }
 }
 
+/// What [`check`] found: the services to write into the new maps, and whether the
+/// directory is to be marked with this agent's layout once its maps are loaded.
+#[must_use = "mark the directory with `Checked::mark` once the maps are loaded"]
+pub struct Checked {
+    pub carried: Vec<(VipKey, ServiceValue)>,
+    mark: bool,
+}
+
 /// Checks `pin_dir` (which exists, and which this agent owns) before anything is loaded
-/// from it: marks a fresh one with this agent's layout, and upgrades one of layout 1.
-pub fn check(pin_dir: &Path) -> Result<()> {
+/// from it. For pins of layout 1, drops the service and range maps, carrying the services
+/// they held, to be written into the new maps.
+pub fn check(pin_dir: &Path) -> Result<Checked> {
     let mut markers = Vec::new();
     for entry in std::fs::read_dir(pin_dir)
         .with_context(|| format!("reading pin directory {}", pin_dir.display()))?
@@ -83,38 +95,90 @@ pub fn check(pin_dir: &Path) -> Result<()> {
         .iter()
         .any(|name| pin_dir.join(name).exists());
     let action = decide(&Found { markers, maps }, pin_dir)?;
-    if action == Action::UpgradeFrom1 {
-        upgrade_from_1(pin_dir)?;
-    }
-    if action != Action::Adopt {
-        let path = pin_dir.join(marker(MAP_LAYOUT));
-        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-    }
-    Ok(())
+    let carried = if action == Action::UpgradeFrom1 {
+        upgrade_from_1(pin_dir)?
+    } else {
+        Vec::new()
+    };
+    Ok(Checked {
+        carried,
+        mark: action != Action::Adopt,
+    })
 }
 
-/// Drops what layout 2 reads differently. In this order so that an agent stopped halfway
-/// leaves pins that read as layout 1 again (no marker), which the next one upgrades.
-fn upgrade_from_1(pin_dir: &Path) -> Result<()> {
-    let ranges = pin_dir.join(map_names::RANGES);
-    let dropped = match std::fs::remove_file(&ranges) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e).with_context(|| format!("removing {}", ranges.display())),
-    };
-    let old = pin_dir.join(marker(1));
-    match std::fs::remove_dir(&old) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", old.display())),
+impl Checked {
+    /// Marks the directory with this agent's layout (replacing a layout-1 marker): only
+    /// once the maps are loaded, so an agent that fails to load leaves a directory an
+    /// agent of layout 1 can still use (after an upgrade that dropped the two maps, it
+    /// creates them anew).
+    pub fn mark(self, pin_dir: &Path) -> Result<()> {
+        if !self.mark {
+            return Ok(());
+        }
+        let old = pin_dir.join(marker(1));
+        match std::fs::remove_dir(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", old.display())),
+        }
+        let path = pin_dir.join(marker(MAP_LAYOUT));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))
+    }
+}
+
+/// The two maps layout 2 makes anew: their entries are read, then their pins removed.
+const REMADE: [&str; 2] = [map_names::SERVICES, map_names::RANGES];
+
+/// Reads and drops what layout 2 makes anew. The layout-1 marker stays until the new maps
+/// are loaded (see [`Checked::mark`]), so an agent stopped halfway leaves pins of layout 1,
+/// which the next one upgrades (the programs attached meanwhile keep the dropped maps alive
+/// and steering).
+fn upgrade_from_1(pin_dir: &Path) -> Result<Vec<(VipKey, ServiceValue)>> {
+    let carried = read_services(pin_dir)?;
+    for name in REMADE {
+        let path = pin_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
     }
     tracing::info!(
         pin_dir = %pin_dir.display(),
-        range_map_dropped = dropped,
-        "upgrading pins of map layout 1 to {MAP_LAYOUT}: the other maps are adopted as they are, \
-         the ranges are written again from the config"
+        services = carried.len(),
+        "upgrading pins of map layout 1 to {MAP_LAYOUT}: the service and range maps are made \
+         anew with the services they held, the other maps adopted as they are"
     );
-    Ok(())
+    Ok(carried)
+}
+
+/// The services of a layout-1 pin directory's service and range maps (either may be
+/// missing: a range map came late in layout 1).
+fn read_services(pin_dir: &Path) -> Result<Vec<(VipKey, ServiceValue)>> {
+    let open = |name: &str| -> Result<Option<MapData>> {
+        let path = pin_dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        MapData::from_pin(&path)
+            .map(Some)
+            .with_context(|| format!("opening {} to upgrade it", path.display()))
+    };
+    let Some(exact) = open(map_names::SERVICES)? else {
+        return Ok(Vec::new());
+    };
+    let exact = HashMap::try_from(Map::HashMap(exact))
+        .context("the pinned VSTEER_SERVICES of layout 1 has an unexpected layout")?;
+    let ranges = match open(map_names::RANGES)? {
+        Some(data) => Some(
+            LpmTrie::try_from(Map::LpmTrie(data))
+                .context("the pinned VSTEER_RANGES of layout 1 has an unexpected layout")?,
+        ),
+        None => None,
+    };
+    // A layout-1 range key has a zero where the family now is; the trie key is made again
+    // from the range (see `VipKey::range_key`), so only the range itself is read.
+    crate::service_maps::read_both(&exact, ranges.as_ref())
 }
 
 #[cfg(test)]
@@ -159,25 +223,31 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_from_1_drops_the_range_map_and_the_old_marker_only() {
+    fn an_upgrade_from_1_keeps_the_adopted_maps_and_replaces_the_marker() {
+        // Plain files stand in for the maps that are adopted (never opened here); the two
+        // remade ones are absent (a kernel test upgrades real ones).
         let dir = tempfile::tempdir().unwrap();
         let pins = dir.path();
         std::fs::create_dir(pins.join(marker(1))).unwrap();
-        for name in map_names::PINNED {
+        let adopted = map_names::PINNED
+            .iter()
+            .filter(|name| !REMADE.contains(name));
+        for name in adopted.clone() {
             std::fs::write(pins.join(name), b"").unwrap();
         }
-        check(pins).unwrap();
-        for name in map_names::PINNED {
-            assert_eq!(
-                pins.join(name).exists(),
-                name != map_names::RANGES,
-                "{name}"
-            );
+        let checked = check(pins).unwrap();
+        assert!(checked.carried.is_empty());
+        assert!(pins.join(marker(1)).is_dir(), "marked only once loaded");
+        checked.mark(pins).unwrap();
+        for name in adopted {
+            assert!(pins.join(name).exists(), "{name}");
         }
         assert!(!pins.join(marker(1)).exists());
         assert!(pins.join(marker(MAP_LAYOUT)).is_dir());
         // Again: this layout, adopted as it is.
-        check(pins).unwrap();
-        assert!(pins.join(map_names::SERVICES).exists());
+        let checked = check(pins).unwrap();
+        assert!(checked.carried.is_empty());
+        checked.mark(pins).unwrap();
+        assert!(pins.join(map_names::COUNTERS).exists());
     }
 }

@@ -13,6 +13,7 @@
 //! original destination through `OriginalDestinations` (a pinned map, so connections made
 //! under one agent keep theirs under the next).
 mod counters;
+mod grace;
 mod keys;
 mod layout;
 mod logs;
@@ -107,7 +108,7 @@ impl Datapath {
         let pin_dir = &options.pin_dir;
         mounts::ensure_bpffs(pin_dir)?;
         // Before a pinned map is opened: another layout's maps would be misread.
-        layout::check(pin_dir)?;
+        let mut checked = layout::check(pin_dir)?;
         for dir in [LINKS_DIR, PROGRAMS_DIR] {
             let dir = pin_dir.join(dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -131,6 +132,8 @@ impl Datapath {
                 pin_dir.display()
             )
         })?;
+        let carried = std::mem::take(&mut checked.carried);
+        checked.mark(pin_dir)?;
         // Log forwarding needs a tokio runtime; a library user without one goes without.
         let logs = match tokio::runtime::Handle::try_current() {
             Err(_) => None,
@@ -150,22 +153,28 @@ impl Datapath {
             &mut ebpf,
             map_names::ORIGINAL,
         )?);
-        for name in PROGRAMS {
-            attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
-        }
         let exact = take_hash_map(&mut ebpf, map_names::SERVICES)?;
         let ranges = ebpf
             .take_map(map_names::RANGES)
             .context("map VSTEER_RANGES is missing from the eBPF object")?;
         let ranges = aya::maps::LpmTrie::try_from(ranges)
             .context("map VSTEER_RANGES has an unexpected type or layout")?;
-        let services = service_maps::ServiceMaps::new(exact, ranges)?;
+        let mut services = service_maps::ServiceMaps::new(exact, ranges)?;
+        // Before the programs are attached: the new ones find every service from their start.
+        for (key, value) in &carried {
+            services
+                .insert(key, *value)
+                .context("writing an upgraded service into the new maps")?;
+        }
+        for name in PROGRAMS {
+            attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
+        }
         let slots = ebpf
             .take_map(map_names::BACKENDS)
             .context("map VSTEER_BACKENDS is missing from the eBPF object")?;
         let slots = Array::try_from(slots)
             .context("map VSTEER_BACKENDS has an unexpected type or layout")?;
-        let tables = tables::Tables::adopt(services, slots)?;
+        let tables = tables::Tables::adopt(services, slots, grace::Grace::take(&mut ebpf)?)?;
         let adopted = tables.installed().len();
         let counters = ebpf
             .take_map(map_names::COUNTERS)
@@ -208,7 +217,7 @@ impl Datapath {
         self.tables.apply_keys(plan, keys)
     }
 
-    /// Frees backend tables replaced more than a grace period ago.
+    /// Frees the backend tables replaced so far, once the kernel says no connect reads them.
     pub fn sweep(&mut self) {
         self.tables.sweep()
     }

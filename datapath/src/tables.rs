@@ -3,12 +3,11 @@
 //! Each service points at its backend table: a contiguous range of the slot array. A changed
 //! service gets a fresh range, written in full before the service entry is flipped to it, so a
 //! connect sees either the old set or the new one, never a mix. Old ranges are reused only
-//! after a grace period, because a connect that read the old service entry may still be about
-//! to read its slots.
+//! after an RCU grace period the kernel guarantees (see `grace`), because a connect that read
+//! the old service entry may still be about to read its slots.
 use std::{
     collections::BTreeMap,
     hash::{DefaultHasher, Hash, Hasher},
-    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -17,6 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use vsteer_common::{MAX_BACKEND_SLOTS, MAX_RANGES, MAX_SERVICES, ServiceValue, Slot, VipKey};
 use vsteer_plan::{Plan, ServiceKey, ServicePlan};
 
+use crate::grace::Grace;
 use crate::keys::{describe, vip_key};
 use crate::ranges::SlotRanges;
 use crate::service_maps::ServiceMaps;
@@ -27,9 +27,6 @@ use crate::slots::{TableSpec, table_spec};
 fn map_of(key: &VipKey) -> usize {
     usize::from(key.host_bits != 0)
 }
-
-/// How long a replaced backend table stays readable.
-const GRACE: Duration = Duration::from_secs(1);
 
 /// What one `apply` changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -150,8 +147,13 @@ pub struct Tables {
     services: ServiceMaps,
     slots: Array<MapData, Slot>,
     installed: FxHashMap<VipKey, Installed>,
-    /// Replaced tables: (first slot, slot count, when replaced).
-    retired: Vec<(u32, u32, Instant)>,
+    /// Replaced tables, (first slot, slot count): free once a grace period has passed
+    /// since they were replaced.
+    retired: Vec<(u32, u32)>,
+    /// Whether free slots may still be read by a connect: at adoption, the slots of tables
+    /// an earlier agent replaced a moment ago look free.
+    grace_due: bool,
+    grace: Grace,
     ranges: SlotRanges,
 }
 
@@ -159,7 +161,7 @@ impl Tables {
     /// Takes over the maps as they are (empty, or left by an earlier agent): reads what they
     /// hold so the next `apply` writes only differences. Slots no service uses (left by an
     /// agent that died between writing a table and switching to it) are simply free.
-    pub fn adopt(services: ServiceMaps, slots: Array<MapData, Slot>) -> Result<Self> {
+    pub fn adopt(services: ServiceMaps, slots: Array<MapData, Slot>, grace: Grace) -> Result<Self> {
         let tables = read_installed(services.entries()?, &slots)?;
         let ranges = SlotRanges::with_used(
             MAX_BACKEND_SLOTS,
@@ -183,6 +185,8 @@ impl Tables {
             slots,
             installed,
             retired: Vec::new(),
+            grace_due: true,
+            grace,
             ranges,
         })
     }
@@ -247,8 +251,8 @@ impl Tables {
                 Some(format!(
                     "its table needs {count} contiguous backend slots and the longest free run \
                      is {} ({} of {MAX_BACKEND_SLOTS} free in all; MAX_BACKEND_SLOTS in \
-                     common/src/lib.rs; slots of replaced tables come back {GRACE:?} after the \
-                     change): fewer endpoints or consistent-hash services, or raise it",
+                     common/src/lib.rs; slots of tables this change replaces come back at the \
+                     next change): fewer endpoints or consistent-hash services, or raise it",
                     self.ranges.longest_free(),
                     self.ranges.free_slots()
                 ))
@@ -336,21 +340,27 @@ impl Tables {
         Ok(())
     }
 
-    /// Frees the slot ranges whose grace period is over.
+    /// Frees the slots of replaced tables once no connect can be reading them: after a
+    /// grace period the kernel guarantees (see `grace`), waited for here, so every table
+    /// replaced before this call is free after it. Should the wait fail, they stay retired.
     pub fn sweep(&mut self) {
-        let now = Instant::now();
-        let (due, keep): (Vec<_>, Vec<_>) = self
-            .retired
-            .drain(..)
-            .partition(|(_, _, at)| now.duration_since(*at) >= GRACE);
-        self.retired = keep;
-        for (first, count, _) in due {
-            self.ranges.release(first, count);
+        if self.retired.is_empty() && !self.grace_due {
+            return;
+        }
+        match self.grace.wait() {
+            Ok(waited) => {
+                tracing::trace!(?waited, tables = self.retired.len(), "grace period over");
+                self.grace_due = false;
+                for (first, count) in std::mem::take(&mut self.retired) {
+                    self.ranges.release(first, count);
+                }
+            }
+            Err(err) => tracing::warn!("replaced backend tables kept for now: {err:#}"),
         }
     }
 
     fn retire(&mut self, old: &Installed) {
-        self.retired.push((old.first, old.count, Instant::now()));
+        self.retired.push((old.first, old.count));
     }
 }
 

@@ -2,7 +2,7 @@
 //! field name; pinned by the agent so they outlive it.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, PerCpuHashMap, SkStorage},
+    btf_maps::{Array, ArrayOfMaps, HashMap, LpmTrie, PerCpuHashMap, SkStorage},
     macros::btf_map,
 };
 use vsteer_common::{
@@ -10,10 +10,18 @@ use vsteer_common::{
     ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceValue, Slot, VipKey,
 };
 
-/// VIP:port:protocol -> the service's current backend table.
+/// VIP:port:protocol -> the service's current backend table. Without preallocation: an
+/// update links a new element and frees the one it replaced only after an RCU grace period,
+/// so a connect that found the old element reads it whole. A preallocated map puts the old
+/// element back on its free list at once, where the next update of the same apply may take
+/// it and write another service's value under a reader.
 #[btf_map]
-pub static VSTEER_SERVICES: HashMap<VipKey, ServiceValue, { MAX_SERVICES as usize }> =
-    HashMap::new();
+pub static VSTEER_SERVICES: HashMap<
+    VipKey,
+    ServiceValue,
+    { MAX_SERVICES as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
 
 /// (protocol, port, CIDR range of VIPs) -> the range's backend table: looked up only when
 /// the address is no exact VIP, so exact services pay nothing for it. Its elements are freed
@@ -63,3 +71,14 @@ pub static VSTEER_ORIGINAL: HashMap<
     { MAX_ORIGINAL as usize },
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
+
+/// Read by no program: the agent writes its one element to wait for an RCU grace period.
+/// An update of a map of maps returns only once every program that was running has finished
+/// (the kernel's `synchronize_rcu()` for these map types), so after it no connect still
+/// holds a backend table it looked up before: its slots may be written again.
+#[btf_map]
+pub static VSTEER_GRACE: ArrayOfMaps<Array<u32, 1>, 1> = ArrayOfMaps::new();
+
+/// What the agent puts into [`VSTEER_GRACE`] (the element's value is never read).
+#[btf_map]
+pub static VSTEER_GRACE_IN: Array<u32, 1> = Array::new();

@@ -197,14 +197,14 @@ impl Tables {
 
     /// Writes only what differs between the kernel's maps and `plan`.
     pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
-        self.sweep();
+        self.sweep_if_due();
         let changes = diff(&self.installed, plan);
         self.write(changes)
     }
 
     /// Writes what differs for the services `keys` only.
     pub fn apply_keys(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
-        self.sweep();
+        self.sweep_if_due();
         let changes = diff_keys(&self.installed, plan, keys);
         self.write(changes)
     }
@@ -243,7 +243,7 @@ impl Tables {
                     "the range map is full ({MAX_RANGES} CIDR services, MAX_RANGES in \
                      common/src/lib.rs); remove ranges or raise it"
                 ))
-            } else if let Some(first) = self.ranges.allocate(count) {
+            } else if let Some(first) = self.allocate(count) {
                 entries[map] += usize::from(new);
                 reserved.push((key, spec, first));
                 None
@@ -338,6 +338,28 @@ impl Tables {
             undo.push((*key, before));
         }
         Ok(())
+    }
+
+    /// The slots of a new table: from the free ones, else (waiting for a grace period) from
+    /// those of tables replaced before this change.
+    fn allocate(&mut self, count: u32) -> Option<u32> {
+        if let Some(first) = self.ranges.allocate(count) {
+            return Some(first);
+        }
+        if self.retired.is_empty() {
+            return None;
+        }
+        self.sweep();
+        self.ranges.allocate(count)
+    }
+
+    /// At the first change after adoption: free slots may be ones an earlier agent retired
+    /// a moment ago. Later changes wait only when they need retired slots (or at the
+    /// periodic sweep), so a change does not pay for a grace period it does not need.
+    fn sweep_if_due(&mut self) {
+        if self.grace_due {
+            self.sweep();
+        }
     }
 
     /// Frees the slots of replaced tables once no connect can be reading them: after a

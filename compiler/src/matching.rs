@@ -61,18 +61,24 @@ pub(crate) fn tcp_rule(rule: &TcpRoute, key: &ServiceKey) -> bool {
 }
 
 fn l4_holds(m: &L4MatchAttributes, key: &ServiceKey) -> bool {
+    l4_holds_but_subnets(m, key.port) && subnets_take(&m.destination_subnets, key)
+}
+
+/// The conditions of a TCP match block other than its destination subnets.
+pub(crate) fn l4_holds_but_subnets(m: &L4MatchAttributes, port: u16) -> bool {
     // A condition on the client (its labels, namespace or address) matches no client until
     // vsteer knows the connecting workload: the match block never holds, as in Istio for a
     // client that does not fit it.
     m.source_labels.is_empty()
         && m.source_namespace.is_none()
         && m.source_subnet.is_none()
-        && m.port.is_none_or(|p| p == u32::from(key.port))
-        && (m.destination_subnets.is_empty()
-            || m.destination_subnets
-                .iter()
-                .any(|s| subnet::contains_all(s, key)))
+        && m.port.is_none_or(|p| p == u32::from(port))
         && for_mesh(&m.gateways)
+}
+
+/// Whether a match block's destination subnets (none: any destination) take `key`.
+pub(crate) fn subnets_take(subnets: &[String], key: &ServiceKey) -> bool {
+    subnets.is_empty() || subnets.iter().any(|s| subnet::takes(s, key))
 }
 
 pub(crate) fn http_l4_holds(m: &HttpMatchRequest, port: u16) -> bool {
@@ -294,23 +300,28 @@ mod tests {
         assert!(tcp_rule(&tcp("{}"), &at(vip(), 1)));
     }
 
-    /// A range is one service at connect time: a subnet holds for it only when it holds
-    /// every address of it, never because it holds the range's network address.
+    /// A range is one service at connect time, taken by a subnet only when the subnet is
+    /// the range (Envoy's most specific chain), never because it holds the range's network
+    /// address, nor because it is wider (the range's own chain is more specific).
     #[test]
-    fn destination_subnets_hold_for_a_range_only_when_they_hold_all_of_it() {
+    fn destination_subnets_take_a_range_only_when_they_are_the_range() {
         let range =
             |text: &str| ServiceKey::range(text.parse().unwrap(), 5432, vsteer_plan::Protocol::Tcp);
         let inside = tcp("match: [{destinationSubnets: [10.1.0.0/24]}]");
         assert!(!tcp_rule(&inside, &range("10.1.0.0/16")));
         assert!(tcp_rule(&inside, &range("10.1.0.0/24")));
-        assert!(tcp_rule(&inside, &range("10.1.0.128/25")));
+        assert!(!tcp_rule(&inside, &range("10.1.0.128/25")), "wider than the range");
         let network_address = tcp("match: [{destinationSubnets: [10.1.0.0]}]");
         assert!(!tcp_rule(&network_address, &range("10.1.0.0/16")));
         let outer = tcp("match: [{destinationSubnets: [10.0.0.0/8]}]");
-        assert!(tcp_rule(&outer, &range("10.1.0.0/16")));
+        assert!(!tcp_rule(&outer, &range("10.1.0.0/16")));
         assert!(!tcp_rule(&outer, &range("0.0.0.0/0")));
+        assert!(tcp_rule(&outer, &at("10.1.2.3".parse().unwrap(), 80)));
+        let same = tcp("match: [{destinationSubnets: [10.1.0.0/16]}]");
+        assert!(tcp_rule(&same, &range("10.1.0.0/16")));
         let v6 = tcp("match: [{destinationSubnets: [\"::/0\"]}]");
         assert!(!tcp_rule(&v6, &range("10.1.0.0/16")));
-        assert!(tcp_rule(&v6, &range("fd00::/64")));
+        assert!(tcp_rule(&v6, &range("::/0")));
+        assert!(!tcp_rule(&v6, &range("fd00::/64")));
     }
 }

@@ -184,9 +184,11 @@ pub fn route(
     routed
 }
 
-/// Notes for the destination subnets of `vs` that hold part of `key`'s range: Istio gives
-/// a rule the addresses of its subnets (an Envoy filter chain per subnet, the most specific
-/// one winning), vsteer gives a range one route, chosen by the rules that hold for all of it.
+/// Notes for the destination subnets of `vs` that hold part of `key`'s range, in match
+/// blocks that would otherwise apply and do not take the range by another subnet: Istio
+/// gives such a subnet a filter chain of its own, more specific than the range's, so the
+/// rule takes those addresses; vsteer gives a range one route, chosen by the rules that
+/// take all of it.
 fn split_range_notes(vs: &VirtualService, key: ServiceKey) -> Vec<String> {
     if key.prefix_len.is_none() {
         return Vec::new();
@@ -196,20 +198,25 @@ fn split_range_notes(vs: &VirtualService, key: ServiceKey) -> Vec<String> {
         rule.matches
             .iter()
             .enumerate()
+            .filter(|(_, m)| matching::l4_holds_but_subnets(m, key.port))
             .map(move |(k, m)| (format!("tcp[{i}].match[{k}]"), &m.destination_subnets))
     });
     let tls = spec.tls.iter().enumerate().flat_map(|(i, rule)| {
         rule.matches
             .iter()
             .enumerate()
+            .filter(|(_, m)| m.port.is_none_or(|p| p == u32::from(key.port)))
             .map(move |(k, m)| (format!("tls[{i}].match[{k}]"), &m.destination_subnets))
     });
     let mut notes = Vec::new();
     for (field, subnets) in tcp.chain(tls) {
+        if subnets.iter().any(|s| subnet::takes(s, &key)) {
+            continue;
+        }
         for (s, subnet) in subnets.iter().enumerate() {
             if subnet::splits(subnet, &key) {
                 notes.push(format!(
-                    "{id}: spec.{field}.destinationSubnets[{s}] {subnet} is part of the range of {key}: vsteer routes a range as one service, so this match does not hold for it (Istio applies it to the addresses of {subnet}); to route them apart, give {subnet} its own ServiceEntry address",
+                    "{id}: spec.{field}.destinationSubnets[{s}] {subnet} is part of the range of {key}: vsteer routes a range as one service, so this match does not take it (Istio applies it to the addresses of {subnet}); to route them apart, give {subnet} a ServiceEntry address of its own",
                     id = vs.id
                 ));
             }

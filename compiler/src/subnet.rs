@@ -34,19 +34,29 @@ pub fn parse(text: &str) -> Result<IpNet, VirtualServiceError> {
     })
 }
 
-/// Whether every address of `key` (one address, or a CIDR range) is in the subnet written
-/// as `text`; an address of the other family never is, and neither is anything in a subnet
-/// that does not parse. A rule's condition decides a whole service at connect time, so a subnet that
-/// holds only part of a range does not hold for it (see [`splits`]).
-pub fn contains_all(text: &str, key: &ServiceKey) -> bool {
-    parse(text).is_ok_and(|net| net.contains(&key.net()))
+/// Whether a match's subnet takes the connections to `key`, as Envoy's filter chain match
+/// decides for Istio's listeners: the most specific prefix wins.
+///
+/// An exact VIP's listener has a chain for any destination (Istio gives VIP services no
+/// destination CIDR), so a subnet holding the VIP is the more specific and takes it. A CIDR
+/// range's listener has a chain for the range itself (its rules without subnets, or its
+/// default route), so a wider subnet loses to it: only a subnet equal to the range takes
+/// the range whole. An address of the other family never matches, nor does a subnet that
+/// does not parse.
+pub fn takes(text: &str, key: &ServiceKey) -> bool {
+    parse(text).is_ok_and(|net| match key.prefix_len {
+        None => net.contains(&key.vip),
+        Some(_) => net.trunc() == key.net(),
+    })
 }
 
 /// Whether the subnet written as `text` holds some, but not all, addresses of `key`'s range:
-/// Istio would give those addresses the rule, vsteer gives the range one route.
+/// Istio would give those addresses the rule (its chain is more specific than the range's),
+/// vsteer gives the range one route.
 pub fn splits(text: &str, key: &ServiceKey) -> bool {
     let range = key.net();
-    parse(text).is_ok_and(|net| range.contains(&net) && net != range)
+    key.prefix_len.is_some()
+        && parse(text).is_ok_and(|net| range.contains(&net) && net.trunc() != range)
 }
 
 #[cfg(test)]
@@ -55,7 +65,7 @@ mod tests {
 
     fn within(subnet: &str, ip: &str) -> bool {
         let key = ServiceKey::new(ip.parse().unwrap(), 80, vsteer_plan::Protocol::Tcp);
-        contains_all(subnet, &key)
+        takes(subnet, &key)
     }
 
     fn range(text: &str) -> ServiceKey {
@@ -63,11 +73,22 @@ mod tests {
     }
 
     #[test]
-    fn a_range_is_held_whole_or_split() {
-        assert!(contains_all("10.0.0.0/8", &range("10.1.0.0/16")));
-        assert!(contains_all("10.1.0.0/16", &range("10.1.0.0/16")));
-        assert!(!contains_all("10.1.0.0/24", &range("10.1.0.0/16")));
-        assert!(!contains_all("10.1.0.0", &range("10.1.0.0/16")));
+    fn a_range_is_taken_by_its_own_prefix_only_or_split() {
+        // A wider subnet's chain is less specific than the range's own.
+        assert!(!takes("10.0.0.0/8", &range("10.1.0.0/16")));
+        assert!(!takes("0.0.0.0/0", &range("10.1.0.0/16")));
+        assert!(takes("10.1.0.0/16", &range("10.1.0.0/16")));
+        assert!(
+            takes("10.1.5.0/16", &range("10.1.0.0/16")),
+            "host bits ignored"
+        );
+        assert!(!takes("10.1.0.0/24", &range("10.1.0.0/16")));
+        assert!(!takes("10.1.0.0", &range("10.1.0.0/16")));
+        assert!(!splits("10.1.5.0/16", &range("10.1.0.0/16")));
+        assert!(!splits(
+            "10.1.0.0/24",
+            &ServiceKey::new("10.1.0.1".parse().unwrap(), 80, vsteer_plan::Protocol::Tcp)
+        ));
         assert!(splits("10.1.0.0/24", &range("10.1.0.0/16")));
         assert!(splits("10.1.9.9", &range("10.1.0.0/16")));
         assert!(!splits("10.1.0.0/16", &range("10.1.0.0/16")));

@@ -80,10 +80,7 @@ fn holds(m: &TlsMatchAttributes, key: ServiceKey) -> bool {
         && m.source_labels.is_empty()
         && m.source_namespace.is_none()
         && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == MESH))
-        && (m.destination_subnets.is_empty()
-            || m.destination_subnets
-                .iter()
-                .any(|s| crate::subnet::contains_all(s, &key)))
+        && crate::matching::subnets_take(&m.destination_subnets, &key)
 }
 
 /// The connect-time route as a cluster of its own (its backends, their weights, its

@@ -342,11 +342,12 @@ fn subnet_rule(subnets: &str) -> String {
     )
 }
 
-/// A range is one service at connect time, so a rule's subnet decides for all of it or not
-/// at all: a subnet that holds the range's network address but not the rest of it does not
-/// take the range (the rest would reach the wrong destination), and says so.
+/// A range is one service at connect time, taken by a rule's subnet only when the subnet
+/// is the range, as Envoy's most specific filter chain decides for Istio: a subnet inside
+/// it (even one holding the network address) does not take it, and says so; a wider one
+/// loses to the range's own chain (its later rules and default route), as in Istio.
 #[test]
-fn destination_subnets_take_a_range_only_when_they_hold_all_of_it() {
+fn destination_subnets_take_a_range_only_when_they_are_the_range() {
     let rule_of = |subnets: &str| {
         let compiled = compile_ok(&subnet_rule(subnets));
         let service = compiled.plan.service(&range("10.1.0.0/16", 5432)).unwrap();
@@ -356,6 +357,7 @@ fn destination_subnets_take_a_range_only_when_they_hold_all_of_it() {
             .all(vsteer_plan::BackendPlan::is_passthrough);
         (passthrough, compiled.notes)
     };
+    let split = |notes: &[String]| notes.iter().any(|n| n.contains("is part of the range"));
     for part in ["10.1.0.0/24", "10.1.0.0", "10.1.200.0/21"] {
         let (passthrough, notes) = rule_of(part);
         assert!(passthrough, "{part} took the whole range: {notes:#?}");
@@ -366,20 +368,27 @@ fn destination_subnets_take_a_range_only_when_they_hold_all_of_it() {
             "{part}: {notes:#?}"
         );
     }
-    for whole in ["10.1.0.0/16", "10.0.0.0/8", "0.0.0.0/0"] {
+    for whole in ["10.1.0.0/16", "10.1.77.0/16"] {
         let (passthrough, notes) = rule_of(whole);
         assert!(!passthrough, "{whole} did not take the range");
-        assert!(
-            !notes.iter().any(|n| n.contains("is part of the range")),
-            "{notes:#?}"
-        );
+        assert!(!split(&notes), "{notes:#?}");
     }
-    let (passthrough, notes) = rule_of("10.2.0.0/16");
-    assert!(passthrough);
-    assert!(
-        !notes.iter().any(|n| n.contains("is part of the range")),
-        "{notes:#?}"
+    for other in ["10.0.0.0/8", "0.0.0.0/0", "10.2.0.0/16"] {
+        let (passthrough, notes) = rule_of(other);
+        assert!(passthrough, "{other} took the range");
+        assert!(!split(&notes), "{notes:#?}");
+    }
+    // A block that takes the range by one subnet, or cannot apply (another port), says
+    // nothing of its others.
+    let (passthrough, notes) = rule_of("10.1.0.0/24, 10.1.0.0/16");
+    assert!(!passthrough);
+    assert!(!split(&notes), "{notes:#?}");
+    let other_port = subnet_rule("10.1.0.0/24").replace(
+        "match: [{destinationSubnets",
+        "match: [{port: 9999, destinationSubnets",
     );
+    let compiled = compile_ok(&other_port);
+    assert!(!split(&compiled.notes), "{:#?}", compiled.notes);
 }
 
 /// A VirtualService host that is an IP address names that one address (Envoy's virtual

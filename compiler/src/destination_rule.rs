@@ -428,7 +428,10 @@ pub fn notes_on(rule: &Rule, rules: &Rules, hosts: &[HostLabels<'_>]) -> Vec<Str
             ));
         } else if !deciding.iter().any(|(_, labels, passthrough)| {
             *passthrough || labels.iter().any(|l| selects(subset, l))
-        }) {
+        }) && !traffic_policy::may_pass_through(rule.spec().traffic_policy.as_deref())
+            && !traffic_policy::may_pass_through(subset.traffic_policy.as_deref())
+        {
+            // (A PASSTHROUGH cluster needs no endpoint: Envoy's ORIGINAL_DST.)
             notes.push(format!(
                 "{id}: subset {} matches no endpoint of {}",
                 subset.name, rule.host

@@ -310,7 +310,10 @@ mod tests {
         let inside = tcp("match: [{destinationSubnets: [10.1.0.0/24]}]");
         assert!(!tcp_rule(&inside, &range("10.1.0.0/16")));
         assert!(tcp_rule(&inside, &range("10.1.0.0/24")));
-        assert!(!tcp_rule(&inside, &range("10.1.0.128/25")), "wider than the range");
+        assert!(
+            !tcp_rule(&inside, &range("10.1.0.128/25")),
+            "wider than the range"
+        );
         let network_address = tcp("match: [{destinationSubnets: [10.1.0.0]}]");
         assert!(!tcp_rule(&network_address, &range("10.1.0.0/16")));
         let outer = tcp("match: [{destinationSubnets: [10.0.0.0/8]}]");

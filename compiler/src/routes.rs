@@ -336,7 +336,8 @@ fn route_by_rules(
                     ));
                 }
                 backends = vec![BackendPlan::refused(1)];
-            } else {
+            } else if !backends.iter().all(BackendPlan::is_passthrough) {
+                // A passthrough share balances nothing: it does not choose the mode.
                 let subset = target.subset.as_ref().map(|s| &*s.name);
                 policies.push((j, target.rules.load_balancer(subset, port.number)));
             }

@@ -136,6 +136,20 @@ pub(crate) fn passes_through(
         .is_some_and(|s| s.simple.as_deref() == Some("PASSTHROUGH") && s.consistent_hash.is_none())
 }
 
+/// Whether `simple: PASSTHROUGH` is set anywhere in `policy` (at its level or a port's):
+/// traffic of some port may go to the address dialled, whatever the endpoints.
+pub(crate) fn may_pass_through(policy: Option<&TrafficPolicy>) -> bool {
+    let passthrough = |lb: Option<&LoadBalancerSettings>| {
+        lb.is_some_and(|l| l.simple.as_deref() == Some("PASSTHROUGH"))
+    };
+    policy.is_some_and(|p| {
+        passthrough(p.load_balancer.as_ref())
+            || p.port_level_settings
+                .iter()
+                .any(|l| passthrough(l.load_balancer.as_ref()))
+    })
+}
+
 /// The per-request load balancer: the connect-time one, or a consistent hash on a header,
 /// cookie or query parameter (which only a proxy can honour).
 pub(crate) fn http_load_balancer(

@@ -493,3 +493,53 @@ fn a_passthrough_load_balancer_sends_connects_to_the_address_dialled() {
         ]
     );
 }
+
+/// A passthrough share balances nothing: the other destination's load balancer is the
+/// service's, and a PASSTHROUGH subset that selects no endpoint is not said to be empty
+/// (its ORIGINAL_DST cluster needs none).
+#[test]
+fn a_passthrough_share_neither_picks_the_load_balancer_nor_needs_endpoints() {
+    let rule = resource(
+        "DestinationRule",
+        "cache",
+        "  host: cache.internal
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+  subsets:
+  - name: direct
+    labels: {version: none}
+    trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
+",
+    );
+    let vs = resource(
+        "VirtualService",
+        "cache",
+        "  hosts: [cache.internal]
+  tcp:
+  - route:
+    - {destination: {host: cache.internal, subset: direct}, weight: 50}
+    - {destination: {host: cache.internal}, weight: 50}
+",
+    );
+    let compiled = compile_ok(&format!("{}{rule}{vs}", service_entry("cache", CACHE)));
+    let service = compiled
+        .plan
+        .get(ip("10.9.0.1"), 5432, Protocol::Tcp)
+        .unwrap();
+    assert_eq!(
+        service.load_balancer,
+        vsteer_plan::LoadBalancer::SourceIpHash
+    );
+    assert_eq!(
+        shares(&compiled),
+        [
+            ("10.2.0.1:5432".to_string(), 250_000),
+            ("10.2.0.2:5432".to_string(), 250_000),
+            ("dialled".to_string(), 500_000),
+        ]
+    );
+    assert!(
+        !has_note(&compiled, "matches no endpoint"),
+        "{:#?}",
+        compiled.notes
+    );
+}

@@ -168,6 +168,24 @@ pub fn assemble(
         routed.plan.decision = decision;
     }
 
+    // A table whose only connect-time route refuses everything stays with the proxy, its
+    // passthrough clusters answering 503: the kernel would refuse every connection.
+    let connect_time_serves = routed.plan.backends.iter().any(|b| !b.is_refused());
+    if let (Decision::Proxy { .. }, None, false, Some(table)) = (
+        &routed.plan.decision,
+        key.prefix_len,
+        connect_time_serves,
+        routed.plan.http.as_mut(),
+    ) && let Some(host) = passthrough_cluster(table)
+    {
+        routed.notes.push(format!(
+            "{key}: destination {host} sends traffic on to the address dialled (resolution \
+             NONE, or loadBalancer PASSTHROUGH), which vsteer's proxy does not do yet, and the \
+             connect-time route has no backend: the proxy serves the rules, and answers 503 \
+             where they route to {host}"
+        ));
+        drop_passthrough(Arc::make_mut(table));
+    }
     if let Decision::Proxy { reason } = &routed.plan.decision
         && let Some(why) = unproxied(key, routed.plan.http.as_deref())
     {
@@ -248,13 +266,31 @@ fn unproxied(key: ServiceKey, table: Option<&vsteer_plan::http::HttpRouteTable>)
     if key.prefix_len.is_some() {
         return Some(format!("{} is a CIDR range", key.address()));
     }
-    let passthrough = table?.clusters.iter().find(|c| {
-        c.endpoints
-            .iter()
-            .any(|e| vsteer_plan::is_passthrough(e.address, e.port))
-    })?;
+    let host = passthrough_cluster(table?)?;
     Some(format!(
-        "destination {} sends traffic on to the address dialled (resolution NONE, or loadBalancer PASSTHROUGH)",
-        passthrough.host
+        "destination {host} sends traffic on to the address dialled (resolution NONE, or loadBalancer PASSTHROUGH)"
     ))
+}
+
+/// The host of a cluster of `table` that passes connections through, if any.
+fn passthrough_cluster(table: &vsteer_plan::http::HttpRouteTable) -> Option<Arc<str>> {
+    table
+        .clusters
+        .iter()
+        .find(|c| {
+            c.endpoints
+                .iter()
+                .any(|e| vsteer_plan::is_passthrough(e.address, e.port))
+        })
+        .map(|c| c.host.clone())
+}
+
+/// Takes the passthrough endpoints out of `table`'s clusters: the proxy answers 503 for a
+/// cluster left without endpoints, as Envoy for one with no healthy upstream.
+fn drop_passthrough(table: &mut vsteer_plan::http::HttpRouteTable) {
+    for cluster in &mut table.clusters {
+        cluster
+            .endpoints
+            .retain(|e| !vsteer_plan::is_passthrough(e.address, e.port));
+    }
 }

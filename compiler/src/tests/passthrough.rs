@@ -543,3 +543,79 @@ fn a_passthrough_share_neither_picks_the_load_balancer_nor_needs_endpoints() {
         compiled.notes
     );
 }
+
+/// HTTP rules that route to a PASSTHROUGH subset, where no rule takes every request: the
+/// connect-time route has no backend, so the kernel would refuse every connection. The
+/// proxy keeps the service; its rules to the passthrough subset answer 503 (the proxy has
+/// no original-destination upstream), the others are served, and a note says so.
+#[test]
+fn http_rules_to_a_passthrough_subset_without_a_catch_all_stay_with_the_proxy() {
+    let entry = service_entry(
+        "web",
+        "  hosts: [web.internal]
+  addresses: [10.9.1.1]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.2.1.1, labels: {version: v1}}
+",
+    );
+    let rule = resource(
+        "DestinationRule",
+        "web",
+        "  host: web.internal
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - name: direct
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
+",
+    );
+    let vs = resource(
+        "VirtualService",
+        "web",
+        "  hosts: [web.internal]
+  http:
+  - match: [{headers: {x-user: {exact: jason}}}]
+    route: [{destination: {host: web.internal, subset: direct}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: web.internal, subset: v1}}]
+",
+    );
+    let compiled = compile_ok(&format!("{entry}{rule}{vs}"));
+    let service = compiled
+        .plan
+        .get(ip("10.9.1.1"), 80, Protocol::Tcp)
+        .unwrap();
+    assert!(
+        matches!(service.decision, Decision::Proxy { .. }),
+        "{:?}",
+        service.decision
+    );
+    let table = service.http.as_ref().unwrap();
+    let endpoints = |subset: &str| {
+        table
+            .clusters
+            .iter()
+            .find(|c| c.subset.as_deref() == Some(subset))
+            .unwrap()
+            .endpoints
+            .len()
+    };
+    assert_eq!(endpoints("direct"), 0, "answers 503");
+    assert_eq!(endpoints("v1"), 1);
+    assert!(
+        has_note(&compiled, "answers 503 where they route to web.internal"),
+        "{:#?}",
+        compiled.notes
+    );
+
+    // With a rule that takes every request, the connect-time route serves the service.
+    let catch_all = vs.replace("  - match: [{uri: {prefix: /api}}]\n", "  - \n");
+    let compiled = compile_ok(&format!("{entry}{rule}{catch_all}"));
+    let service = compiled
+        .plan
+        .get(ip("10.9.1.1"), 80, Protocol::Tcp)
+        .unwrap();
+    assert_eq!(service.decision, Decision::Kernel);
+}

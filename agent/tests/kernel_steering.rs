@@ -435,6 +435,103 @@ fn udp_requests_reach_backends_and_replies_come_from_the_vip() {
     assert_eq!(void.failures(), BTreeMap::from([(libc::ECONNREFUSED, 5)]));
 }
 
+/// Sends one datagram from `socket` to `vip`; the backend that answered and where the
+/// reply seemed to come from.
+fn exchange(
+    socket: &std::net::UdpSocket,
+    vip: std::net::SocketAddr,
+) -> (String, std::net::SocketAddr) {
+    socket.send_to(b"?", vip).expect("send");
+    let mut buf = [0u8; 64];
+    let (n, from) = socket.recv_from(&mut buf).expect("a reply");
+    (String::from_utf8_lossy(&buf[..n]).trim().to_string(), from)
+}
+
+/// An unconnected UDP socket's datagrams to a VIP all reach one backend (a QUIC or DNS
+/// client needs one server), sockets spread over the backends by their weights, replies
+/// come from the VIP for the socket's whole life, however many other sockets are steered
+/// meanwhile, and a changed backend set makes the next datagram pick again.
+#[test]
+fn a_udp_socket_keeps_its_backend_and_vip_until_the_backends_change() {
+    if !kernel_tests_enabled("a_udp_socket_keeps_its_backend_and_vip_until_the_backends_change") {
+        return;
+    }
+    // With a service whose backend does not listen, which the flood below dials.
+    let flood_service = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: flood}
+spec:
+  hosts: [flood.internal]
+  addresses: [127.100.0.70]
+  ports: [{number: 9, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.70.1}]
+";
+    let mut fx = Fixture::new(&plan_from_yaml(&format!("{DNS}---{flood_service}")));
+    let names = ["127.0.5.1:53", "127.0.5.2:53"];
+    let _servers: Vec<Backend> = names
+        .iter()
+        .map(|a| Backend::udp(&fx.ns, addr(a), a).unwrap())
+        .collect();
+    let vip = addr("127.100.0.53:53");
+    let sockets: Vec<std::net::UdpSocket> =
+        vsteer_testkit::udp_sockets_in(&fx.ns, &fx.cgroup, libc::AF_INET, 60)
+            .unwrap()
+            .into_iter()
+            .map(std::net::UdpSocket::from)
+            .collect();
+    let mut kept = Vec::new();
+    for socket in &sockets {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let replies: BTreeSet<String> = (0..10)
+            .map(|_| {
+                let (backend, from) = exchange(socket, vip);
+                assert_eq!(from, vip, "the reply must seem to come from the VIP");
+                backend
+            })
+            .collect();
+        assert_eq!(
+            replies.len(),
+            1,
+            "one socket's datagrams reached {replies:?}"
+        );
+        kept.push(replies.into_iter().next().unwrap());
+    }
+    let per_backend: Vec<u64> = names
+        .iter()
+        .map(|n| kept.iter().filter(|k| k == n).count() as u64)
+        .collect();
+    stats::assert_split(&per_backend, &[1.0, 1.0]).unwrap();
+
+    // 600,000 other steered connects (refused by a backend with no listener: each still
+    // records its translation) leave every socket's replies coming from the VIP.
+    let flood = connect_many(
+        &fx.ns,
+        Some(&fx.cgroup),
+        addr("127.100.0.70:9"),
+        600_000,
+        DEADLINE,
+    )
+    .unwrap();
+    assert_eq!(
+        flood.failures(),
+        BTreeMap::from([(libc::ECONNREFUSED, 600_000)])
+    );
+    for (socket, backend) in sockets.iter().zip(&kept) {
+        assert_eq!(exchange(socket, vip), (backend.clone(), vip));
+    }
+
+    // Without 127.0.5.2, its sockets pick again: every datagram reaches 127.0.5.1.
+    let one = DNS.replace("  - {address: 127.0.5.2}\n", "");
+    fx.datapath.apply(&plan_from_yaml(&one)).unwrap();
+    for socket in &sockets {
+        assert_eq!(exchange(socket, vip), (names[0].to_string(), vip));
+    }
+}
+
 #[test]
 fn ipv6_vips_reach_ipv6_backends_and_peers_see_the_vip() {
     if !kernel_tests_enabled("ipv6_vips_reach_ipv6_backends_and_peers_see_the_vip") {

@@ -28,6 +28,8 @@ pub mod map_names {
     /// CIDR ranges of VIPs (a longest-prefix-match trie), consulted when an address is no
     /// exact VIP: same values as [`SERVICES`].
     pub const RANGES: &str = "VSTEER_RANGES";
+    /// Socket-local storage of a steered UDP socket: its VIPs and their backends.
+    pub const UDP_FLOWS: &str = "VSTEER_UDP_FLOWS";
     /// A map of maps read by no program, whose update waits for an RCU grace period (see
     /// the datapath's `grace`); [`GRACE_INNER`] is what is put in it. Not pinned: each
     /// agent waits on its own.
@@ -36,18 +38,19 @@ pub mod map_names {
     /// Every map whose state outlives an agent process (pinned, adopted on restart). The two
     /// redirect maps are among them so that connections made under one agent keep their
     /// original destination (and their VIP in getpeername) under the next.
-    pub const PINNED: [&str; 7] = [
-        SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL, RANGES,
+    pub const PINNED: [&str; 8] = [
+        SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL, RANGES, UDP_FLOWS,
     ];
 }
 
 /// The layout of the pinned maps: their types, sizes, keys and values, and what the values
 /// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
 /// adopts only pins of its own layout (a marker directory in the pin directory says which).
-/// 2: [`RangeKey::family`] and one spare range entry (layout 1 had a zero byte there and
-/// [`MAX_RANGES`] entries, and a layout-1 agent would
-/// neither read ranges of layout 2 right nor remove them). The other maps are as in
-/// layout 1, so pins of layout 1 are adopted once their range map is dropped (see the
+/// 2: [`RangeKey::family`] (a zero byte in layout 1), one spare range entry, an unpreallocated
+/// service map, [`ServiceValue::generation`] (zero in layout 1) and
+/// [`map_names::UDP_FLOWS`] (created when missing). A layout-1 agent would neither read
+/// ranges of layout 2 right nor remove them. Pins of layout 1 are upgraded: their service
+/// and range maps are made anew with the services they held, the others adopted (see the
 /// datapath's `layout` module).
 pub const MAP_LAYOUT: u32 = 2;
 
@@ -174,7 +177,41 @@ pub struct ServiceValue {
     pub mode: u8,
     /// [`service_flags`] bits.
     pub flags: u8,
-    pub _pad: [u8; 2],
+    /// Changes with every table the agent writes for the service: a UDP socket keeps its
+    /// backend for a VIP while the service's `(first, slot_count, generation)` is the one it
+    /// picked under (see [`UdpFlows`]).
+    pub generation: u16,
+}
+
+/// How many VIPs one UDP socket keeps a backend for (more: the oldest is picked anew).
+pub const UDP_FLOWS: usize = 4;
+
+/// One VIP a UDP socket sent to, the backend it keeps for it, and the service's table it was
+/// picked from (`first`, `slot_count`, `generation` of its [`ServiceValue`]): a changed
+/// table (a backend removed or added) makes the next datagram pick again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFlow {
+    pub vip: Address,
+    pub backend: Address,
+    pub first: u32,
+    pub slot_count: u32,
+    pub generation: u16,
+    /// 0: an empty entry.
+    pub used: u8,
+    pub _pad: u8,
+}
+
+/// Per UDP socket (socket-local storage, freed with the socket): its flows, so that its
+/// datagrams to one VIP all reach one backend (as Cilium by socket cookie, kube-proxy by
+/// conntrack), and replies are shown from the VIP for the socket's whole life.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFlows {
+    pub flows: [UdpFlow; UDP_FLOWS],
+    /// The entry the next new VIP takes when all are used.
+    pub next: u32,
+    pub _pad: u32,
 }
 
 /// A socket address (a backend, or a VIP to restore). Same byte orders as [`VipKey`].
@@ -326,6 +363,7 @@ mod pod {
     unsafe impl aya::Pod for super::Redirected {}
     unsafe impl aya::Pod for super::OriginalKey {}
     unsafe impl aya::Pod for super::RangeKey {}
+    unsafe impl aya::Pod for super::UdpFlows {}
 }
 
 #[cfg(test)]
@@ -338,6 +376,8 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<ServiceValue>(), 12);
+        assert_eq!(size_of::<UdpFlow>(), 52);
+        assert_eq!(size_of::<UdpFlows>(), 4 * 52 + 8);
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);
         assert_eq!(size_of::<ReverseEntry>(), 56);

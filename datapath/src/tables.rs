@@ -155,6 +155,8 @@ pub struct Tables {
     grace_due: bool,
     grace: Grace,
     ranges: SlotRanges,
+    /// The generation of the last table written.
+    generation: u16,
 }
 
 impl Tables {
@@ -188,6 +190,9 @@ impl Tables {
             grace_due: true,
             grace,
             ranges,
+            generation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u16),
         })
     }
 
@@ -331,7 +336,7 @@ impl Tables {
                 slot_count: spec.slots.len() as u32,
                 mode: spec.mode,
                 flags: spec.flags,
-                _pad: [0; 2],
+                generation: self.next_generation(),
             };
             let before = self.services.get(key);
             self.services.insert(key, value)?;
@@ -379,6 +384,15 @@ impl Tables {
             }
             Err(err) => tracing::warn!("replaced backend tables kept for now: {err:#}"),
         }
+    }
+
+    /// A new table's generation: UDP sockets keep their backend only under the table they
+    /// picked from, and a range of slots can come back to the same service with the same
+    /// size, so the value differs at every write (starting anew from the clock, so that a
+    /// restarted agent does not repeat its predecessor's).
+    fn next_generation(&mut self) -> u16 {
+        self.generation = self.generation.wrapping_add(1);
+        self.generation
     }
 
     fn retire(&mut self, old: &Installed) {

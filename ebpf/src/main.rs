@@ -36,6 +36,8 @@ mod sockaddr;
 mod sockops;
 #[cfg(target_arch = "bpf")]
 mod steer;
+#[cfg(target_arch = "bpf")]
+mod udp_flows;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

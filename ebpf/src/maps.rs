@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use vsteer_common::{
     Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ORIGINAL, MAX_RANGES, MAX_SERVICES, OriginalKey,
-    ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceValue, Slot, VipKey,
+    ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceValue, Slot, UdpFlows,
+    VipKey,
 };
 
 /// VIP:port:protocol -> the service's current backend table. Without preallocation: an
@@ -60,6 +61,12 @@ pub static VSTEER_PROXY: HashMap<u32, ProxyConfig, 1, { BPF_F_NO_PREALLOC as usi
 /// the socket, so concurrent clients cannot see each other's VIP and nothing leaks.
 #[btf_map]
 pub static VSTEER_REDIRECTED: SkStorage<Redirected> = SkStorage::new();
+
+/// Per steered UDP socket: the backend it keeps for each VIP it sends to, and the VIPs its
+/// replies are shown from. Lives and dies with the socket: nothing is overwritten by other
+/// sockets' traffic, and nothing leaks after it closes.
+#[btf_map]
+pub static VSTEER_UDP_FLOWS: SkStorage<UdpFlows> = SkStorage::new();
 
 /// (client, proxy) of an established redirected connection -> the VIP it dialed. Written by
 /// sockops when the client's connection is established, deleted when that socket closes;

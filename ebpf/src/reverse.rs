@@ -1,6 +1,8 @@
 //! The reverse translation: which VIP a steered socket addressed, so that getpeername() and
-//! UDP replies show it instead of the backend. A direct-mapped table indexed by a hash of
-//! (socket, backend): one plain store per steered connect, one load per lookup.
+//! UDP replies show it instead of the backend. A UDP socket carries it in its own flows
+//! (`udp_flows`); a TCP socket's is in a direct-mapped table indexed by a hash of (socket,
+//! backend): one plain store per steered connect, one load per lookup, and a later entry
+//! may overwrite it (socket storage for TCP measured +470 ns per connect: not taken).
 use aya_ebpf::{EbpfContext, helpers::bpf_get_socket_cookie};
 use vsteer_common::{Address, REVERSE_SLOTS, ReverseEntry};
 

@@ -5,11 +5,11 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, PROTO_TCP, ServiceValue, VipKey, mode, service_flags};
+use vsteer_common::{Address, PROTO_TCP, PROTO_UDP, ServiceValue, VipKey, mode, service_flags};
 
 use crate::{
     maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_RANGES, VSTEER_SERVICES},
-    redirect,
+    redirect, udp_flows,
 };
 
 pub enum Choice {
@@ -18,6 +18,8 @@ pub enum Choice {
     /// A service with no backend: fail the call.
     NoBackend,
     Backend(Address),
+    /// A UDP socket's backend, kept for this VIP (or just picked), recorded on the socket.
+    Kept(Address),
     /// A proxied service: to the agent's proxy (the VIP is recorded on the socket).
     Proxy(Address),
 }
@@ -45,6 +47,16 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
     if service.slot_count == 0 {
         return Choice::NoBackend;
     }
+    let udp = key.proto == PROTO_UDP;
+    let vip = Address {
+        addr: key.addr,
+        port: key.port,
+        _pad: 0,
+    };
+    if udp && let Some(backend) = udp_flows::kept(ctx, &vip, &service) {
+        count(&backend);
+        return Choice::Kept(backend);
+    }
     let hash = if service.mode == mode::SOURCE_HASH {
         // One network namespace is one pod, i.e. one client IP: hash it so a client keeps
         // its backend while the set is unchanged.
@@ -66,6 +78,9 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
         slot.alias
     };
     count(&backend);
+    if udp && udp_flows::keep(ctx, &vip, &backend, &service) {
+        return Choice::Kept(backend);
+    }
     Choice::Backend(backend)
 }
 

@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_set_retval, programs::SockA
 use aya_log_ebpf::debug;
 use vsteer_common::{Address, PASSTHROUGH_ADDR, REFUSED_PORT, VipKey};
 
-use crate::{redirect, reverse, select, select::Choice, sockaddr};
+use crate::{redirect, reverse, select, select::Choice, sockaddr, udp_flows};
 
 /// Verdict that lets the socket call go on.
 const ALLOW: i32 = 1;
@@ -35,26 +35,15 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
         proto,
         host_bits: 0,
     };
-    let backend = match select::choose(ctx, &key) {
+    let (backend, recorded) = match select::choose(ctx, &key) {
         Choice::NotAService => return ALLOW,
         Choice::NoBackend => {
             // SAFETY: plain helper call, allowed in cgroup programs (Linux 5.18+).
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             return DENY;
         }
-        // A passthrough share (resolution NONE): on to the address dialled, unchanged.
-        Choice::Backend(backend)
-            if backend.port == REFUSED_PORT && backend.addr == PASSTHROUGH_ADDR =>
-        {
-            return ALLOW;
-        }
-        // A refused share (see REFUSED_PORT): fails as a service without backends does.
-        Choice::Backend(backend) if backend.port == REFUSED_PORT => {
-            // SAFETY: as above.
-            unsafe { bpf_set_retval(-ECONNREFUSED) };
-            return DENY;
-        }
-        Choice::Backend(backend) => backend,
+        Choice::Backend(backend) => (backend, false),
+        Choice::Kept(backend) => (backend, true),
         Choice::Proxy(proxy) => {
             // The VIP is on the socket already (getpeername and sockops read it there).
             write(sa, family, &proxy);
@@ -65,6 +54,16 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
             return ALLOW;
         }
     };
+    if backend.port == REFUSED_PORT {
+        // A passthrough share (resolution NONE): on to the address dialled, unchanged.
+        if backend.addr == PASSTHROUGH_ADDR {
+            return ALLOW;
+        }
+        // A refused share (see REFUSED_PORT): fails as a service without backends does.
+        // SAFETY: as above.
+        unsafe { bpf_set_retval(-ECONNREFUSED) };
+        return DENY;
+    }
     let written = match family {
         Family::V4 => sockaddr::write4(sa, &backend),
         Family::V6 => sockaddr::write6(sa, &backend),
@@ -72,8 +71,11 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
     if !written {
         return ALLOW;
     }
-    // getpeername() and UDP replies translate back through this.
-    reverse::remember(ctx, &backend, &vip);
+    // getpeername() and UDP replies translate back through this (a UDP socket's own
+    // storage has it already).
+    if !recorded {
+        reverse::remember(ctx, &backend, &vip);
+    }
     debug!(
         ctx,
         "steered {:i}:{} -> {:i}:{}", vip.addr, vip.port, backend.addr, backend.port
@@ -100,7 +102,9 @@ pub fn restore_vip(ctx: &SockAddrContext, family: Family, shown: Shown) -> i32 {
         Family::V4 => sockaddr::read4(sa),
         Family::V6 => sockaddr::read6(sa),
     };
-    if let Some(vip) = reverse::recall(ctx, &from) {
+    if let Some(vip) = udp_flows::vip_of(ctx, &from) {
+        write(sa, family, &vip);
+    } else if let Some(vip) = reverse::recall(ctx, &from) {
         write(sa, family, &vip);
     } else if shown == Shown::Peer
         && let Some(vip) = redirect::recall(ctx, &from)

@@ -32,7 +32,7 @@ pub use dns::DnsServer;
 pub use netns::NetNs;
 pub mod tls;
 pub use pins::PinDir;
-pub use spawn::{Spawned, place, tcp_sockets_in};
+pub use spawn::{Spawned, place, tcp_sockets_in, udp_sockets_in};
 pub use veth::Veth;
 
 /// Set (to 1) in CI: a kernel test that cannot run is then a failure, not a skip.

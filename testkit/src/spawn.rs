@@ -118,6 +118,26 @@ pub fn tcp_sockets_in(
     family: i32,
     count: usize,
 ) -> Result<Vec<OwnedFd>> {
+    sockets_in(ns, cgroup, family, libc::SOCK_STREAM, count)
+}
+
+/// As [`tcp_sockets_in`], UDP sockets.
+pub fn udp_sockets_in(
+    ns: &NetNs,
+    cgroup: &TestCgroup,
+    family: i32,
+    count: usize,
+) -> Result<Vec<OwnedFd>> {
+    sockets_in(ns, cgroup, family, libc::SOCK_DGRAM, count)
+}
+
+fn sockets_in(
+    ns: &NetNs,
+    cgroup: &TestCgroup,
+    family: i32,
+    kind: i32,
+    count: usize,
+) -> Result<Vec<OwnedFd>> {
     if family != libc::AF_INET && family != libc::AF_INET6 {
         bail!("family {family} is neither AF_INET nor AF_INET6");
     }
@@ -153,7 +173,7 @@ pub fn tcp_sockets_in(
                 let n = left.min(BATCH);
                 let mut fds = [0 as RawFd; BATCH];
                 for fd in fds.iter_mut().take(n) {
-                    *fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                    *fd = libc::socket(family, kind | libc::SOCK_CLOEXEC, 0);
                     if *fd < 0 {
                         libc::_exit(103);
                     }

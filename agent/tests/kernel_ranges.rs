@@ -9,7 +9,6 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use support::{Fixture, addr, assert_only, counts, plan_from_yaml, resource};
-use vsteer_datapath::{Datapath, DatapathOptions};
 use vsteer_model::{Kind, ResourceId};
 use vsteer_plan::{
     BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
@@ -149,26 +148,8 @@ fn a_removed_range_stops_steering_and_an_added_one_starts() {
 
     // A restarted agent adopts the ranges with the exact VIPs (else it could neither remove
     // them nor keep their slots).
-    let options = DatapathOptions {
-        cgroup: Some(fx.cgroup.path().to_path_buf()),
-        pin_dir: fx.pins.path().to_path_buf(),
-        proxy: None,
-    };
-    let Fixture {
-        datapath,
-        pins,
-        cgroup,
-        ns,
-    } = fx;
-    drop(datapath);
-    let datapath = Datapath::start(&options).expect("restart on the same pins");
-    assert_eq!(datapath.adopted(), 4);
-    let mut fx = Fixture {
-        datapath,
-        pins,
-        cgroup,
-        ns,
-    };
+    let mut fx = fx.restart(|_| {});
+    assert_eq!(fx.datapath.adopted(), 4);
     reach(&fx, "127.50.1.5:5432", 20, &[E3]);
 
     // Without the /24, its addresses fall to the /16.

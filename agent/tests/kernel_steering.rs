@@ -457,18 +457,17 @@ fn a_udp_socket_keeps_its_backend_and_vip_until_the_backends_change() {
         return;
     }
     // With a service whose backend does not listen, which the flood below dials.
-    let flood_service = "
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: flood}
-spec:
-  hosts: [flood.internal]
+    let flood_service = support::resource(
+        "ServiceEntry",
+        "flood",
+        "  hosts: [flood.internal]
   addresses: [127.100.0.70]
   ports: [{number: 9, name: tcp, protocol: TCP}]
   resolution: STATIC
   endpoints: [{address: 127.0.70.1}]
-";
-    let mut fx = Fixture::new(&plan_from_yaml(&format!("{DNS}---{flood_service}")));
+",
+    );
+    let mut fx = Fixture::new(&plan_from_yaml(&format!("{DNS}{flood_service}")));
     let names = ["127.0.5.1:53", "127.0.5.2:53"];
     let _servers: Vec<Backend> = names
         .iter()

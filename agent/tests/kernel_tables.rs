@@ -12,7 +12,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::MapInfo;
 use support::{Fixture, addr, assert_only, plan_from_yaml, resource};
 use vsteer_common::map_names;
-use vsteer_datapath::{Datapath, DatapathOptions};
 use vsteer_model::{Kind, ResourceId};
 use vsteer_plan::{
     BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
@@ -144,27 +143,10 @@ fn layout_1_pins_are_upgraded_with_every_service_carried() {
     let fx = Fixture::new(&plan_from_yaml(&services()));
     let pin = |name: &str| fx.pins.path().join(name);
     let old_id = MapInfo::from_pin(pin(map_names::SERVICES)).unwrap().id();
-    let Fixture {
-        datapath,
-        pins,
-        cgroup,
-        ns,
-    } = fx;
-    drop(datapath);
-    std::fs::rename(pins.path().join("layout-v2"), pins.path().join("layout-v1")).unwrap();
-    let options = DatapathOptions {
-        cgroup: Some(cgroup.path().to_path_buf()),
-        pin_dir: pins.path().to_path_buf(),
-        proxy: None,
-    };
-    let datapath = Datapath::start(&options).expect("upgrade the layout-1 pins");
-    assert_eq!(datapath.adopted(), 2, "both services carried");
-    let fx = Fixture {
-        datapath,
-        pins,
-        cgroup,
-        ns,
-    };
+    let fx = fx.restart(|pins| {
+        std::fs::rename(pins.join("layout-v2"), pins.join("layout-v1")).unwrap();
+    });
+    assert_eq!(fx.datapath.adopted(), 2, "both services carried");
     let pin = |name: &str| fx.pins.path().join(name);
     assert!(pin("layout-v2").is_dir() && !pin("layout-v1").exists());
     assert_ne!(

@@ -89,6 +89,31 @@ impl Fixture {
         }
     }
 
+    /// Stops the datapath (its pins stay), runs `between` on the pin directory, and starts a
+    /// new one on the same pins, cgroup and namespace: an agent's restart.
+    pub fn restart(self, between: impl FnOnce(&std::path::Path)) -> Fixture {
+        let Fixture {
+            datapath,
+            pins,
+            cgroup,
+            ns,
+        } = self;
+        drop(datapath);
+        between(pins.path());
+        let datapath = Datapath::start(&DatapathOptions {
+            cgroup: Some(cgroup.path().to_path_buf()),
+            pin_dir: pins.path().to_path_buf(),
+            proxy: None,
+        })
+        .expect("restart on the same pins");
+        Fixture {
+            datapath,
+            pins,
+            cgroup,
+            ns,
+        }
+    }
+
     /// A TCP backend per address, answering with its address.
     pub fn tcp_backends(&self, addrs: &[&str]) -> Vec<Backend> {
         addrs

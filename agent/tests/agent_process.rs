@@ -370,6 +370,22 @@ fn status_shows_the_proxys_counters_from_the_agent() {
     );
 }
 
+/// `vsteer run` on `config`, steering `cgroup`, pinned in `pins`, ready within `timeout`.
+fn run_agent(
+    config: &ConfigDir,
+    cgroup: &TestCgroup,
+    pins: &PinDir,
+    timeout: Duration,
+) -> anyhow::Result<AgentProcess> {
+    AgentProcess::run(
+        Path::new(VSTEER),
+        Some(config.path()),
+        cgroup.path(),
+        pins.path(),
+        timeout,
+    )
+}
+
 /// Pins of another map layout (an agent of another version left them) are never adopted:
 /// the agent refuses, naming `vsteer uninstall`, and leaves them as they are, still
 /// steering; uninstall removes them, marker included.
@@ -382,15 +398,7 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
     let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
     let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
     let timeout = Duration::from_secs(30);
-    let run = || {
-        AgentProcess::run(
-            Path::new(VSTEER),
-            Some(config.path()),
-            cgroup.path(),
-            pins.path(),
-            timeout,
-        )
-    };
+    let run = || run_agent(&config, cgroup, pins, timeout);
     let mut agent = run().unwrap();
     let ours = format!("layout-v{MAP_LAYOUT}");
     let newer = format!("layout-v{}", MAP_LAYOUT + 1);
@@ -480,15 +488,7 @@ fn pins_of_layout_1_are_upgraded_and_steer_on() {
     let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
     let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
     let timeout = Duration::from_secs(30);
-    let run = || {
-        AgentProcess::run(
-            Path::new(VSTEER),
-            Some(config.path()),
-            cgroup.path(),
-            pins.path(),
-            timeout,
-        )
-    };
+    let run = || run_agent(&config, cgroup, pins, timeout);
     let steered = |to: &str| {
         let report = connect_many(ns, Some(cgroup), to.parse().unwrap(), 20, timeout).unwrap();
         assert_eq!(

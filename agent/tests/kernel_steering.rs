@@ -394,18 +394,27 @@ spec:
   resolution: STATIC
 ";
 
+/// The DNS service's VIP and endpoints (see [`DNS`]).
+const DNS_VIP: &str = "127.100.0.53:53";
+const DNS_BACKENDS: [&str; 2] = ["127.0.5.1:53", "127.0.5.2:53"];
+
+/// A UDP server at each DNS endpoint, answering with its address.
+fn dns_servers(fx: &Fixture) -> Vec<Backend> {
+    DNS_BACKENDS
+        .iter()
+        .map(|a| Backend::udp(&fx.ns, addr(a), a).unwrap())
+        .collect()
+}
+
 #[test]
 fn udp_requests_reach_backends_and_replies_come_from_the_vip() {
     if !kernel_tests_enabled("udp_requests_reach_backends_and_replies_come_from_the_vip") {
         return;
     }
     let fx = Fixture::new(&plan_from_yaml(DNS));
-    let names = ["127.0.5.1:53", "127.0.5.2:53"];
-    let _servers: Vec<Backend> = names
-        .iter()
-        .map(|a| Backend::udp(&fx.ns, addr(a), a).unwrap())
-        .collect();
-    let vip = addr("127.100.0.53:53");
+    let names = DNS_BACKENDS;
+    let _servers = dns_servers(&fx);
+    let vip = addr(DNS_VIP);
     for probe in [Probe::UdpUnconnected, Probe::UdpConnected] {
         let report = probe_many(&fx.ns, Some(&fx.cgroup), vip, probe, 400, DEADLINE).unwrap();
         assert_only(&report, &names);
@@ -468,12 +477,9 @@ fn a_udp_socket_keeps_its_backend_and_vip_until_the_backends_change() {
 ",
     );
     let mut fx = Fixture::new(&plan_from_yaml(&format!("{DNS}{flood_service}")));
-    let names = ["127.0.5.1:53", "127.0.5.2:53"];
-    let _servers: Vec<Backend> = names
-        .iter()
-        .map(|a| Backend::udp(&fx.ns, addr(a), a).unwrap())
-        .collect();
-    let vip = addr("127.100.0.53:53");
+    let names = DNS_BACKENDS;
+    let _servers = dns_servers(&fx);
+    let vip = addr(DNS_VIP);
     let sockets: Vec<std::net::UdpSocket> =
         vsteer_testkit::udp_sockets_in(&fx.ns, &fx.cgroup, libc::AF_INET, 60)
             .unwrap()

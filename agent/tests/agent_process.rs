@@ -461,67 +461,6 @@ fn pins_of_another_layout_are_refused_and_left_steering() {
     assert!(!pins.path().exists(), "pin directory removed");
 }
 
-/// A range of the pool's port, next to the exact VIP of `SERVICE`.
-const POOL: &str = "\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: pool, namespace: shop}
-spec:
-  hosts: [pool.shop.internal]
-  addresses: [127.101.0.0/16]
-  ports: [{number: 8080, name: tcp, protocol: TCP}]
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.9.1
-";
-
-/// Pins of layout 1 (which differ from layout 2 only in the range map's key) are upgraded:
-/// the range map is dropped and written again, every other map adopted, and both the exact
-/// VIP and the range steer under the new agent.
-#[test]
-fn pins_of_layout_1_are_upgraded_and_steer_on() {
-    if !kernel_tests_enabled("pins_of_layout_1_are_upgraded_and_steer_on") {
-        return;
-    }
-    assert_eq!(MAP_LAYOUT, 2, "this test upgrades from layout 1 only");
-    let config = ConfigDir::new(&[("web.yaml", SERVICE), ("pool.yaml", POOL)]);
-    let stage = Stage::with_backends(&["127.0.9.1:8080", "127.0.9.2:8080"]);
-    let (ns, cgroup, pins) = (&stage.ns, &stage.cgroup, &stage.pins);
-    let timeout = Duration::from_secs(30);
-    let run = || run_agent(&config, cgroup, pins, timeout);
-    let steered = |to: &str| {
-        let report = connect_many(ns, Some(cgroup), to.parse().unwrap(), 20, timeout).unwrap();
-        assert_eq!(
-            report.replies().values().sum::<u64>(),
-            20,
-            "{to}: {:?}",
-            report.failures()
-        );
-    };
-    let mut agent = run().unwrap();
-    assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
-    // As an agent of layout 1 leaves them (its range map is this one, read the old way).
-    std::fs::rename(pins.path().join("layout-v2"), pins.path().join("layout-v1")).unwrap();
-    steered("127.100.9.1:8080");
-
-    let mut agent = run().unwrap();
-    assert!(pins.path().join("layout-v2").is_dir());
-    assert!(!pins.path().join("layout-v1").exists());
-    assert!(pins.path().join("VSTEER_RANGES").exists(), "written again");
-    steered("127.100.9.1:8080");
-    steered("127.101.3.4:8080");
-    let status = vsteer(&[
-        "status",
-        "--pin-dir",
-        pins.path().to_str().unwrap(),
-        "--admin-addr",
-        "off",
-    ]);
-    assert!(status.contains("127.101.0.0/16:8080"), "{status}");
-    assert_eq!(agent.stop_with(libc::SIGTERM, timeout).unwrap(), Some(0));
-}
-
-/// Runs `vsteer ARGS`, asserts success, returns stdout.
 fn vsteer(args: &[&str]) -> String {
     let out = Command::new(VSTEER).args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -47,11 +47,9 @@ pub mod map_names {
 /// mean. Bump it whenever any of that changes for a map in [`map_names::PINNED`]: an agent
 /// adopts only pins of its own layout (a marker directory in the pin directory says which).
 /// 2: [`RangeKey::family`] (a zero byte in layout 1), one spare range entry, an unpreallocated
-/// service map, [`ServiceValue::generation`] (zero in layout 1) and
-/// [`map_names::UDP_FLOWS`] (created when missing). A layout-1 agent would neither read
-/// ranges of layout 2 right nor remove them. Pins of layout 1 are upgraded: their service
-/// and range maps are made anew with the services they held, the others adopted (see the
-/// datapath's `layout` module).
+/// service map, [`ServiceValue::generation`] (a 16-byte value) and [`map_names::UDP_FLOWS`].
+/// A layout-1 agent would misread all of it, and this one layout 1's: neither adopts the
+/// other's pins.
 pub const MAP_LAYOUT: u32 = 2;
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
@@ -177,10 +175,11 @@ pub struct ServiceValue {
     pub mode: u8,
     /// [`service_flags`] bits.
     pub flags: u8,
-    /// Changes with every table the agent writes for the service: a UDP socket keeps its
-    /// backend for a VIP while the service's `(first, slot_count, generation)` is the one it
-    /// picked under (see [`UdpFlows`]).
-    pub generation: u16,
+    pub _pad: [u8; 2],
+    /// Changes with every table the agent writes: a UDP socket keeps its backend for a VIP
+    /// while the service's `(first, slot_count, generation)` is the one it picked under (see
+    /// [`UdpFlows`]). 32 bits, so that it does not come back within any socket's life.
+    pub generation: u32,
 }
 
 /// How many VIPs one UDP socket keeps a backend for (more: the oldest is picked anew).
@@ -196,10 +195,10 @@ pub struct UdpFlow {
     pub backend: Address,
     pub first: u32,
     pub slot_count: u32,
-    pub generation: u16,
+    pub generation: u32,
     /// 0: an empty entry.
     pub used: u8,
-    pub _pad: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Per UDP socket (socket-local storage, freed with the socket): its flows, so that its
@@ -375,9 +374,9 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 20);
-        assert_eq!(size_of::<ServiceValue>(), 12);
-        assert_eq!(size_of::<UdpFlow>(), 52);
-        assert_eq!(size_of::<UdpFlows>(), 4 * 52 + 8);
+        assert_eq!(size_of::<ServiceValue>(), 16);
+        assert_eq!(size_of::<UdpFlow>(), 56);
+        assert_eq!(size_of::<UdpFlows>(), 4 * 56 + 8);
         assert_eq!(size_of::<Address>(), 20);
         assert_eq!(size_of::<Slot>(), 44);
         assert_eq!(size_of::<ReverseEntry>(), 56);

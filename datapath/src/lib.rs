@@ -108,7 +108,7 @@ impl Datapath {
         let pin_dir = &options.pin_dir;
         mounts::ensure_bpffs(pin_dir)?;
         // Before a pinned map is opened: another layout's maps would be misread.
-        let mut checked = layout::check(pin_dir)?;
+        let checked = layout::check(pin_dir)?;
         for dir in [LINKS_DIR, PROGRAMS_DIR] {
             let dir = pin_dir.join(dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -132,7 +132,6 @@ impl Datapath {
                 pin_dir.display()
             )
         })?;
-        let carried = std::mem::take(&mut checked.carried);
         checked.mark(pin_dir)?;
         // Log forwarding needs a tokio runtime; a library user without one goes without.
         let logs = match tokio::runtime::Handle::try_current() {
@@ -159,13 +158,7 @@ impl Datapath {
             .context("map VSTEER_RANGES is missing from the eBPF object")?;
         let ranges = aya::maps::LpmTrie::try_from(ranges)
             .context("map VSTEER_RANGES has an unexpected type or layout")?;
-        let mut services = service_maps::ServiceMaps::new(exact, ranges)?;
-        // Before the programs are attached: the new ones find every service from their start.
-        for (key, value) in &carried {
-            services
-                .insert(key, *value)
-                .context("writing an upgraded service into the new maps")?;
-        }
+        let services = service_maps::ServiceMaps::new(exact, ranges)?;
         for name in PROGRAMS {
             attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
         }

@@ -156,7 +156,7 @@ pub struct Tables {
     grace: Grace,
     ranges: SlotRanges,
     /// The generation of the last table written.
-    generation: u16,
+    generation: u32,
 }
 
 impl Tables {
@@ -164,36 +164,20 @@ impl Tables {
     /// hold so the next `apply` writes only differences. Slots no service uses (left by an
     /// agent that died between writing a table and switching to it) are simply free.
     pub fn adopt(services: ServiceMaps, slots: Array<MapData, Slot>, grace: Grace) -> Result<Self> {
-        let tables = read_installed(services.entries()?, &slots)?;
-        let ranges = SlotRanges::with_used(
-            MAX_BACKEND_SLOTS,
-            tables
-                .values()
-                .map(|(first, spec)| (*first, spec.slots.len() as u32)),
-        );
-        let installed = tables
-            .into_iter()
-            .map(|(key, (first, spec))| {
-                let installed = Installed {
-                    first,
-                    count: spec.slots.len() as u32,
-                    digest: digest(&spec),
-                };
-                (key, installed)
-            })
-            .collect();
-        Ok(Self {
+        let mut tables = Self {
             services,
             slots,
-            installed,
+            installed: FxHashMap::default(),
             retired: Vec::new(),
             grace_due: true,
             grace,
-            ranges,
+            ranges: SlotRanges::with_used(MAX_BACKEND_SLOTS, []),
             generation: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos() as u16),
-        })
+                .map_or(0, |d| d.subsec_nanos()),
+        };
+        tables.resync()?;
+        Ok(tables)
     }
 
     pub fn installed(&self) -> &FxHashMap<VipKey, Installed> {
@@ -202,14 +186,14 @@ impl Tables {
 
     /// Writes only what differs between the kernel's maps and `plan`.
     pub fn apply(&mut self, plan: &Plan) -> Result<ApplyStats> {
-        self.sweep_if_due();
+        self.sweep_if_due()?;
         let changes = diff(&self.installed, plan);
         self.write(changes)
     }
 
     /// Writes what differs for the services `keys` only.
     pub fn apply_keys(&mut self, plan: &Plan, keys: &[ServiceKey]) -> Result<ApplyStats> {
-        self.sweep_if_due();
+        self.sweep_if_due()?;
         let changes = diff_keys(&self.installed, plan, keys);
         self.write(changes)
     }
@@ -272,19 +256,35 @@ impl Tables {
         }
         let mut undo: Vec<(VipKey, Option<ServiceValue>)> = Vec::new();
         if let Err(err) = self.write_reserved(&changes.removals, &reserved, &mut undo) {
+            let mut undone = true;
             for (key, before) in undo.into_iter().rev() {
-                // Best effort: the first error is the one reported.
-                let _ = match before {
+                // The first error is the one reported; a failed undo is resynced below.
+                undone &= match before {
                     Some(value) => self.services.insert(&key, value),
                     None => self.services.remove(&key),
-                };
+                }
+                .is_ok();
             }
+            // A connect may have read a value flipped to these slots before the undo: they
+            // come back after a grace period, as any replaced table's.
             for (_, spec, first) in &reserved {
-                self.ranges.release(*first, spec.slots.len() as u32);
+                self.retired.push((*first, spec.slots.len() as u32));
             }
-            return Err(
-                err.context("nothing of this change was applied; the maps are as they were")
-            );
+            if undone {
+                return Err(
+                    err.context("nothing of this change was applied; the maps are as they were")
+                );
+            }
+            let resynced = self.resync();
+            return Err(err.context(match resynced {
+                Ok(()) => "part of this change could not be undone; what the maps hold now was \
+                           read back and the next change writes what differs"
+                    .to_string(),
+                Err(e) => format!(
+                    "part of this change could not be undone, and reading the maps back failed \
+                     too ({e:#}); the next change rewrites every service"
+                ),
+            }));
         }
         // Written: the bookkeeping follows.
         for key in changes.removals {
@@ -336,6 +336,7 @@ impl Tables {
                 slot_count: spec.slots.len() as u32,
                 mode: spec.mode,
                 flags: spec.flags,
+                _pad: [0; 2],
                 generation: self.next_generation(),
             };
             let before = self.services.get(key);
@@ -359,12 +360,46 @@ impl Tables {
     }
 
     /// At the first change after adoption: free slots may be ones an earlier agent retired
-    /// a moment ago. Later changes wait only when they need retired slots (or at the
-    /// periodic sweep), so a change does not pay for a grace period it does not need.
-    fn sweep_if_due(&mut self) {
+    /// a moment ago, so none is used before the wait. Later changes wait only when they need
+    /// retired slots (or at the periodic sweep), so a change does not pay for a grace
+    /// period it does not need.
+    fn sweep_if_due(&mut self) -> Result<()> {
         if self.grace_due {
             self.sweep();
         }
+        if self.grace_due {
+            anyhow::bail!(
+                "waiting for the kernel's grace period failed, so free backend slots may still \
+                 be read by connects: nothing written; the change is tried again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes what the maps hold as installed (the slots they point at, and the retired ones,
+    /// in use), so later changes write what differs: at adoption, and after an undo that
+    /// failed.
+    fn resync(&mut self) -> Result<()> {
+        let tables = read_installed(self.services.entries()?, &self.slots)?;
+        self.ranges = SlotRanges::with_used(
+            MAX_BACKEND_SLOTS,
+            tables
+                .values()
+                .map(|(first, spec)| (*first, spec.slots.len() as u32))
+                .chain(self.retired.iter().copied()),
+        );
+        self.installed = tables
+            .into_iter()
+            .map(|(key, (first, spec))| {
+                let installed = Installed {
+                    first,
+                    count: spec.slots.len() as u32,
+                    digest: digest(&spec),
+                };
+                (key, installed)
+            })
+            .collect();
+        Ok(())
     }
 
     /// Frees the slots of replaced tables once no connect can be reading them: after a
@@ -390,7 +425,7 @@ impl Tables {
     /// picked from, and a range of slots can come back to the same service with the same
     /// size, so the value differs at every write (starting anew from the clock, so that a
     /// restarted agent does not repeat its predecessor's).
-    fn next_generation(&mut self) -> u16 {
+    fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation
     }

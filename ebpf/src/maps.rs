@@ -11,11 +11,11 @@ use vsteer_common::{
     VipKey,
 };
 
-/// VIP:port:protocol -> the service's current backend table. Without preallocation: an
-/// update links a new element and frees the one it replaced only after an RCU grace period,
-/// so a connect that found the old element reads it whole. A preallocated map puts the old
-/// element back on its free list at once, where the next update of the same apply may take
-/// it and write another service's value under a reader.
+/// VIP:port:protocol -> the service's current backend table. Without preallocation, as a
+/// preallocated map puts a replaced element back on its free list at once, where the next
+/// update of the same apply may take it and write another service's value under a reader.
+/// (Kernels whose hash maps allocate through bpf_mem_alloc may reuse a freed element early
+/// too: the window is narrow, not closed.)
 #[btf_map]
 pub static VSTEER_SERVICES: HashMap<
     VipKey,

@@ -5,7 +5,10 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{Address, PROTO_TCP, PROTO_UDP, ServiceValue, VipKey, mode, service_flags};
+use vsteer_common::{
+    Address, PASSTHROUGH_ADDR, PROTO_TCP, PROTO_UDP, REFUSED_PORT, ServiceValue, VipKey, mode,
+    service_flags,
+};
 
 use crate::{
     maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_RANGES, VSTEER_SERVICES},
@@ -18,8 +21,6 @@ pub enum Choice {
     /// A service with no backend: fail the call.
     NoBackend,
     Backend(Address),
-    /// A UDP socket's backend, kept for this VIP (or just picked), recorded on the socket.
-    Kept(Address),
     /// A proxied service: to the agent's proxy (the VIP is recorded on the socket).
     Proxy(Address),
 }
@@ -55,7 +56,7 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
     };
     if udp && let Some(backend) = udp_flows::kept(ctx, &vip, &service) {
         count(&backend);
-        return Choice::Kept(backend);
+        return Choice::Backend(backend);
     }
     let hash = if service.mode == mode::SOURCE_HASH {
         // One network namespace is one pod, i.e. one client IP: hash it so a client keeps
@@ -78,8 +79,11 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
         slot.alias
     };
     count(&backend);
-    if udp && udp_flows::keep(ctx, &vip, &backend, &service) {
-        return Choice::Kept(backend);
+    // A refused share is drawn again by the next datagram, as Envoy answers each request
+    // anew; a passthrough one is kept like a backend.
+    let refused = backend.port == REFUSED_PORT && backend.addr != PASSTHROUGH_ADDR;
+    if udp && !refused {
+        udp_flows::keep(ctx, &vip, &backend, &service);
     }
     Choice::Backend(backend)
 }

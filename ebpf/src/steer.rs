@@ -35,15 +35,14 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
         proto,
         host_bits: 0,
     };
-    let (backend, recorded) = match select::choose(ctx, &key) {
+    let backend = match select::choose(ctx, &key) {
         Choice::NotAService => return ALLOW,
         Choice::NoBackend => {
             // SAFETY: plain helper call, allowed in cgroup programs (Linux 5.18+).
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             return DENY;
         }
-        Choice::Backend(backend) => (backend, false),
-        Choice::Kept(backend) => (backend, true),
+        Choice::Backend(backend) => backend,
         Choice::Proxy(proxy) => {
             // The VIP is on the socket already (getpeername and sockops read it there).
             write(sa, family, &proxy);
@@ -71,11 +70,9 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
     if !written {
         return ALLOW;
     }
-    // getpeername() and UDP replies translate back through this (a UDP socket's own
-    // storage has it already).
-    if !recorded {
-        reverse::remember(ctx, &backend, &vip);
-    }
+    // getpeername() and UDP replies translate back through this (a UDP socket's flows
+    // first: this table may be overwritten by other sockets).
+    reverse::remember(ctx, &backend, &vip);
     debug!(
         ctx,
         "steered {:i}:{} -> {:i}:{}", vip.addr, vip.port, backend.addr, backend.port

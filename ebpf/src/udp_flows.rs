@@ -76,7 +76,7 @@ pub fn keep(
             slot_count: service.slot_count,
             generation: service.generation,
             used: 1,
-            _pad: 0,
+            _pad: [0; 3],
         };
     }
     true

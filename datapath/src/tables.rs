@@ -381,6 +381,10 @@ impl Tables {
     /// failed.
     fn resync(&mut self) -> Result<()> {
         let tables = read_installed(self.services.entries()?, &self.slots)?;
+        // A retired range a service still points at (its flip could not be undone) is that
+        // service's again, never to be freed under it.
+        let in_use: FxHashSet<u32> = tables.values().map(|(first, _)| *first).collect();
+        self.retired.retain(|(first, _)| !in_use.contains(first));
         self.ranges = SlotRanges::with_used(
             MAX_BACKEND_SLOTS,
             tables

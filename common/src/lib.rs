@@ -280,6 +280,20 @@ pub struct OriginalKey {
     pub proxy: Address,
 }
 
+impl Address {
+    /// A passthrough slot's backend: the connect goes on to the address it dialled.
+    #[inline(always)]
+    pub fn is_passthrough(&self) -> bool {
+        self.port == REFUSED_PORT && self.addr == PASSTHROUGH_ADDR
+    }
+
+    /// A refused share's backend: the connect fails with `ECONNREFUSED`.
+    #[inline(always)]
+    pub fn is_refused(&self) -> bool {
+        self.port == REFUSED_PORT && self.addr != PASSTHROUGH_ADDR
+    }
+}
+
 impl VipKey {
     /// Key for an IPv4 address given as its four bytes in network order.
     pub const fn v4(octets: [u8; 4], port: u16, proto: u8) -> Self {

@@ -132,22 +132,22 @@ pub(crate) fn passes_through(
     subset: Option<&TrafficPolicy>,
     port: u16,
 ) -> bool {
-    settings(rule, subset, port)
-        .is_some_and(|s| s.simple.as_deref() == Some("PASSTHROUGH") && s.consistent_hash.is_none())
+    settings(rule, subset, port).is_some_and(|s| is_passthrough(s) && s.consistent_hash.is_none())
 }
 
 /// Whether `simple: PASSTHROUGH` is set anywhere in `policy` (at its level or a port's):
 /// traffic of some port may go to the address dialled, whatever the endpoints.
 pub(crate) fn may_pass_through(policy: Option<&TrafficPolicy>) -> bool {
-    let passthrough = |lb: Option<&LoadBalancerSettings>| {
-        lb.is_some_and(|l| l.simple.as_deref() == Some("PASSTHROUGH"))
-    };
     policy.is_some_and(|p| {
-        passthrough(p.load_balancer.as_ref())
-            || p.port_level_settings
-                .iter()
-                .any(|l| passthrough(l.load_balancer.as_ref()))
+        p.load_balancer
+            .iter()
+            .chain(p.port_level_settings.iter().flat_map(|l| &l.load_balancer))
+            .any(is_passthrough)
     })
+}
+
+fn is_passthrough(settings: &LoadBalancerSettings) -> bool {
+    settings.simple.as_deref() == Some("PASSTHROUGH")
 }
 
 /// The per-request load balancer: the connect-time one, or a consistent hash on a header,

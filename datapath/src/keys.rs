@@ -81,10 +81,10 @@ pub fn describe(key: &VipKey) -> String {
 /// `127.0.0.1:8080` or `[fd00::1]:53`; `(refused)` for a refused share's slot,
 /// `(address dialled)` for a passthrough one.
 pub fn show(a: &Address) -> String {
-    if a.port == vsteer_common::REFUSED_PORT {
-        if a.addr == vsteer_common::PASSTHROUGH_ADDR {
-            return "(address dialled)".to_string();
-        }
+    if a.is_passthrough() {
+        return "(address dialled)".to_string();
+    }
+    if a.is_refused() {
         return "(refused)".to_string();
     }
     socket_addr(a).to_string()

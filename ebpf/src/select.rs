@@ -5,10 +5,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32},
 };
-use vsteer_common::{
-    Address, PASSTHROUGH_ADDR, PROTO_TCP, PROTO_UDP, REFUSED_PORT, ServiceValue, VipKey, mode,
-    service_flags,
-};
+use vsteer_common::{Address, PROTO_TCP, PROTO_UDP, ServiceValue, VipKey, mode, service_flags};
 
 use crate::{
     maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_RANGES, VSTEER_SERVICES},
@@ -81,8 +78,7 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
     count(&backend);
     // A refused share is drawn again by the next datagram, as Envoy answers each request
     // anew; a passthrough one is kept like a backend.
-    let refused = backend.port == REFUSED_PORT && backend.addr != PASSTHROUGH_ADDR;
-    if udp && !refused {
+    if udp && !backend.is_refused() {
         udp_flows::keep(ctx, &vip, &backend, &service);
     }
     Choice::Backend(backend)

@@ -2,7 +2,7 @@
 //! show the application the VIP in place of the backend it reached.
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_set_retval, programs::SockAddrContext};
 use aya_log_ebpf::debug;
-use vsteer_common::{Address, PASSTHROUGH_ADDR, REFUSED_PORT, VipKey};
+use vsteer_common::{Address, PROTO_UDP, VipKey};
 
 use crate::{redirect, reverse, select, select::Choice, sockaddr, udp_flows};
 
@@ -53,12 +53,12 @@ pub fn steer(ctx: &SockAddrContext, family: Family) -> i32 {
             return ALLOW;
         }
     };
-    if backend.port == REFUSED_PORT {
-        // A passthrough share (resolution NONE): on to the address dialled, unchanged.
-        if backend.addr == PASSTHROUGH_ADDR {
-            return ALLOW;
-        }
-        // A refused share (see REFUSED_PORT): fails as a service without backends does.
+    // A passthrough share (resolution NONE): on to the address dialled, unchanged.
+    if backend.is_passthrough() {
+        return ALLOW;
+    }
+    // A refused share (see REFUSED_PORT): fails as a service without backends does.
+    if backend.is_refused() {
         // SAFETY: as above.
         unsafe { bpf_set_retval(-ECONNREFUSED) };
         return DENY;
@@ -99,7 +99,9 @@ pub fn restore_vip(ctx: &SockAddrContext, family: Family, shown: Shown) -> i32 {
         Family::V4 => sockaddr::read4(sa),
         Family::V6 => sockaddr::read6(sa),
     };
-    if let Some(vip) = udp_flows::vip_of(ctx, &from) {
+    // Only UDP sockets have flows: a TCP getpeername() pays no storage lookup.
+    let udp = sa.protocol as u8 == PROTO_UDP;
+    if udp && let Some(vip) = udp_flows::vip_of(ctx, &from) {
         write(sa, family, &vip);
     } else if let Some(vip) = reverse::recall(ctx, &from) {
         write(sa, family, &vip);

@@ -13,6 +13,7 @@ use std::{
 };
 
 use support::Fixture;
+use vsteer_common::map_names;
 use vsteer_datapath::{CONNECT4, PROGRAMS};
 use vsteer_model::{Kind, ResourceId};
 use vsteer_plan::{
@@ -163,8 +164,25 @@ fn bpftool_shows_the_program_and_structured_maps() {
     // Field names from BTF, and the port in host order, as the README promises.
     assert_eq!(entry["formatted"]["key"]["port"], 9080, "{dump}");
     assert_eq!(entry["formatted"]["key"]["proto"], 6, "{dump}");
-    assert_eq!(entry["formatted"]["value"]["slot_count"], 1, "{dump}");
-    assert_eq!(entry["formatted"]["value"]["mode"], 0, "{dump}");
+    let index = entry["formatted"]["value"]["entry"].as_u64().unwrap() as u32;
+    // The entry the handle names: its key, and the service's table.
+    let entries = fx.pins.path().join(map_names::ENTRIES);
+    let key: Vec<String> = index.to_le_bytes().iter().map(|b| b.to_string()).collect();
+    let mut args = vec![
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        entries.to_str().unwrap(),
+        "key",
+    ];
+    args.extend(key.iter().map(String::as_str));
+    let lookup = bpftool(&args).unwrap();
+    let found: serde_json::Value = serde_json::from_str(&lookup).unwrap();
+    let value = &found["formatted"]["value"];
+    assert_eq!(value["key"]["port"], 9080, "{lookup}");
+    assert_eq!(value["service"]["slot_count"], 1, "{lookup}");
+    assert_eq!(value["service"]["mode"], 0, "{lookup}");
 
     // Links are pinned too: the datapath outlives the agent.
     for program in PROGRAMS {

@@ -1,6 +1,6 @@
-//! Kernel tests of how the datapath replaces what connects read: the service map is not
-//! preallocated (whose free list hands a replaced element to the next update at once), and
-//! the slots of a replaced backend table are reused once the kernel has waited for every
+//! Kernel tests of how the datapath replaces what connects read: a connect never uses what
+//! it read from a service map element reused under it (another service's handle, or a
+//! half-written one), and the slots of a replaced backend table are reused once the kernel has waited for every
 //! running program (at the very next change, no timer).
 //!
 //! They need root. Without it they skip loudly, unless VSTEER_REQUIRE_KERNEL_TESTS=1 (CI).
@@ -8,14 +8,18 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use aya::maps::MapInfo;
-use support::Fixture;
-use vsteer_common::map_names;
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
+use support::{Fixture, addr, counts};
+use vsteer_common::{PROTO_TCP, ServiceEntry, ServiceHandle, VipKey, map_names};
 use vsteer_model::{Kind, ResourceId};
 use vsteer_plan::{
     BackendPlan, Decision, LoadBalancer, Plan, Protocol, ServiceKey, ServicePlan, WEIGHT_SCALE,
 };
-use vsteer_testkit::kernel_tests_enabled;
+use vsteer_testkit::{connect_many, kernel_tests_enabled};
+
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The kernel's flag for a hash map that allocates each element (and frees it after an RCU
 /// grace period) instead of taking it from a preallocated free list.
@@ -31,8 +35,103 @@ fn the_service_map_is_not_preallocated() {
     assert_ne!(
         info.map_flags() & BPF_F_NO_PREALLOC,
         0,
-        "VSTEER_SERVICES is preallocated: a replaced element is reused under readers"
+        "VSTEER_SERVICES is preallocated"
     );
+}
+
+const A_BACKEND: &str = "127.0.1.1:80";
+const B_BACKEND: &str = "127.0.1.2:80";
+
+/// Service `n` at 127.70.0.n:80 with one backend.
+fn small_service(n: u8, backend: &str) -> ServicePlan {
+    let backend: std::net::SocketAddr = backend.parse().unwrap();
+    ServicePlan {
+        key: ServiceKey::new(IpAddr::V4(Ipv4Addr::new(127, 70, 0, n)), 80, Protocol::Tcp),
+        host: format!("small{n}.internal").into(),
+        resource: ResourceId::new(Kind::ServiceEntry, "default", &format!("small{n}")),
+        route: None,
+        load_balancer: LoadBalancer::Random,
+        backends: vec![BackendPlan {
+            address: backend.ip(),
+            port: backend.port(),
+            weight: WEIGHT_SCALE,
+            labels: vsteer_model::Labels::default(),
+            subsets: Vec::new(),
+        }],
+        decision: Decision::Kernel,
+        http: None,
+    }
+}
+
+/// A service map element may be reused for another key while a connect reads it (the
+/// kernel's hash maps hand a replaced element to the next update before any grace period).
+/// What such a connect reads is put under A's key here: B's handle, then a half-written
+/// handle naming an entry that claims A but holds B's table (an entry being written). A's
+/// connects must use neither; with A's handle back, they reach A's backend again.
+#[test]
+fn a_connect_never_uses_a_handle_read_from_a_reused_element() {
+    if !kernel_tests_enabled("a_connect_never_uses_a_handle_read_from_a_reused_element") {
+        return;
+    }
+    let plan: Plan = [small_service(1, A_BACKEND), small_service(2, B_BACKEND)]
+        .into_iter()
+        .collect();
+    let fx = Fixture::new(&plan);
+    let _servers = fx.tcp_backends(&[A_BACKEND, B_BACKEND]);
+    let a_vip = addr("127.70.0.1:80");
+    let connect_a = || connect_many(&fx.ns, Some(&fx.cgroup), a_vip, 40, DEADLINE).unwrap();
+    assert_eq!(counts(&connect_a(), &[A_BACKEND, B_BACKEND]), [40, 0]);
+
+    let mut services: HashMap<MapData, VipKey, ServiceHandle> =
+        HashMap::try_from(open(&fx, map_names::SERVICES)).unwrap();
+    let mut entries: Array<MapData, ServiceEntry> =
+        Array::try_from(open(&fx, map_names::ENTRIES)).unwrap();
+    let a_key = VipKey::v4([127, 70, 0, 1], 80, PROTO_TCP);
+    let b_key = VipKey::v4([127, 70, 0, 2], 80, PROTO_TCP);
+    let a_handle = services.get(&a_key, 0).unwrap();
+    let b_handle = services.get(&b_key, 0).unwrap();
+    let b_entry = entries.get(&b_handle.entry, 0).unwrap();
+
+    // Another service's handle: its entry names B, so A's connect does not take it.
+    services.insert(a_key, b_handle, 0).unwrap();
+    let report = connect_a();
+    assert!(
+        report.replies().is_empty(),
+        "A's connects used B's handle: {:?}",
+        report.replies()
+    );
+
+    // A half-written handle: its check fails, so the entry it names (A's key, B's table,
+    // as an entry caught mid-write would read) is not used either.
+    let unused = vsteer_common::MAX_ENTRIES - 1;
+    entries
+        .set(
+            unused,
+            ServiceEntry {
+                key: a_key,
+                service: b_entry.service,
+            },
+            0,
+        )
+        .unwrap();
+    let torn = ServiceHandle {
+        entry: unused,
+        check: ServiceHandle::check_of(unused) ^ 1,
+    };
+    services.insert(a_key, torn, 0).unwrap();
+    let report = connect_a();
+    assert!(
+        report.replies().is_empty(),
+        "A's connects used a half-written handle: {:?}",
+        report.replies()
+    );
+
+    services.insert(a_key, a_handle, 0).unwrap();
+    assert_eq!(counts(&connect_a(), &[A_BACKEND, B_BACKEND]), [40, 0]);
+}
+
+fn open(fx: &Fixture, name: &str) -> Map {
+    Map::from_map_data(MapData::from_pin(fx.pins.path().join(name)).unwrap()).unwrap()
 }
 
 /// A service at 127.70.0.1:80 (`n`th of the test) with `count` backends from `base`.

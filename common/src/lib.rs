@@ -12,7 +12,12 @@ pub mod mountinfo;
 
 /// Names of the maps, as the agent finds them in the object and pins them in bpffs.
 pub mod map_names {
+    /// VIP:port:protocol -> a [`ServiceHandle`](crate::ServiceHandle) naming its entry in
+    /// [`ENTRIES`].
     pub const SERVICES: &str = "VSTEER_SERVICES";
+    /// Exact services' [`ServiceEntry`](crate::ServiceEntry) values, each written once and
+    /// left alone until a grace period after no handle names it.
+    pub const ENTRIES: &str = "VSTEER_ENTRIES";
     pub const BACKENDS: &str = "VSTEER_BACKENDS";
     pub const COUNTERS: &str = "VSTEER_COUNTERS";
     pub const REVERSE: &str = "VSTEER_REVERSE";
@@ -38,8 +43,8 @@ pub mod map_names {
     /// Every map whose state outlives an agent process (pinned, adopted on restart). The two
     /// redirect maps are among them so that connections made under one agent keep their
     /// original destination (and their VIP in getpeername) under the next.
-    pub const PINNED: [&str; 8] = [
-        SERVICES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL, RANGES, UDP_FLOWS,
+    pub const PINNED: [&str; 9] = [
+        SERVICES, ENTRIES, BACKENDS, COUNTERS, REVERSE, REDIRECTED, ORIGINAL, RANGES, UDP_FLOWS,
     ];
 }
 
@@ -50,10 +55,14 @@ pub mod map_names {
 /// service map, [`ServiceValue::generation`] (a 16-byte value) and [`map_names::UDP_FLOWS`].
 /// A layout-1 agent would misread all of it, and this one layout 1's: neither adopts the
 /// other's pins.
-pub const MAP_LAYOUT: u32 = 2;
+/// 3: the service map holds a [`ServiceHandle`], the value is in [`map_names::ENTRIES`].
+pub const MAP_LAYOUT: u32 = 3;
 
 /// Capacity of the service map: one entry per VIP:port:protocol.
 pub const MAX_SERVICES: u32 = 131_072;
+/// Size of the service entry array: every exact service's entry, and as many again for
+/// replaced entries during their grace period.
+pub const MAX_ENTRIES: u32 = 2 * MAX_SERVICES;
 /// Size of the backend slot array: the slots of every service's backend table together, with
 /// room for replaced tables during their grace period.
 pub const MAX_BACKEND_SLOTS: u32 = 524_288;
@@ -180,6 +189,51 @@ pub struct ServiceValue {
     /// while the service's `(first, slot_count, generation)` is the one it picked under (see
     /// [`UdpFlows`]). 32 bits, so that it does not come back within any socket's life.
     pub generation: u32,
+}
+
+/// A service map value: which [`ServiceEntry`] holds the service.
+///
+/// Why a handle and not the value itself: a hash map element replaced or deleted goes back
+/// to its allocator at once (the preallocated free list, or bpf_mem_alloc, which reuses
+/// freed elements before any grace period), so a connect that found the element a moment
+/// earlier may read it while another service's update writes it. What it reads is then
+/// checked: `check` fails for a half-written handle, and the entry it names carries its own
+/// key, so another service's handle is recognised. An entry is never written while a
+/// handle may name it (see the datapath's `service_maps`), so what passes both checks is a
+/// whole value this service had.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceHandle {
+    pub entry: u32,
+    /// [`ServiceHandle::check_of`] of `entry`.
+    pub check: u32,
+}
+
+impl ServiceHandle {
+    pub const fn new(entry: u32) -> Self {
+        Self {
+            entry,
+            check: Self::check_of(entry),
+        }
+    }
+
+    /// A bijective mix (xor with a constant, times an odd constant): a handle stitched from
+    /// two others' bytes passes with a chance of about 2^-32.
+    pub const fn check_of(entry: u32) -> u32 {
+        (entry ^ 0x5653_5445).wrapping_mul(0x9e37_79b1)
+    }
+
+    pub const fn is_whole(&self) -> bool {
+        self.check == Self::check_of(self.entry)
+    }
+}
+
+/// One element of [`map_names::ENTRIES`]: a service's value and the key it belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub key: VipKey,
+    pub service: ServiceValue,
 }
 
 /// How many VIPs one UDP socket keeps a backend for (more: the oldest is picked anew).
@@ -369,6 +423,8 @@ mod pod {
     // SAFETY: plain repr(C) structs of integers with explicit padding fields, no implicit padding.
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::ServiceValue {}
+    unsafe impl aya::Pod for super::ServiceHandle {}
+    unsafe impl aya::Pod for super::ServiceEntry {}
     unsafe impl aya::Pod for super::Address {}
     unsafe impl aya::Pod for super::Slot {}
     unsafe impl aya::Pod for super::ReverseEntry {}
@@ -389,6 +445,8 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<ServiceValue>(), 16);
+        assert_eq!(size_of::<ServiceHandle>(), 8);
+        assert_eq!(size_of::<ServiceEntry>(), 36);
         assert_eq!(size_of::<UdpFlow>(), 56);
         assert_eq!(size_of::<UdpFlows>(), 4 * 56 + 8);
         assert_eq!(size_of::<Address>(), 20);
@@ -432,6 +490,32 @@ mod tests {
         // The fixed bits, which every range's prefix takes whole, differ.
         assert_ne!(range.data.family, lookup.data.family);
         assert_eq!(VipKey::from_range_key(&range), everything);
+    }
+
+    #[test]
+    fn a_handle_checks_its_entry_and_a_stitched_one_fails() {
+        let a = ServiceHandle::new(7);
+        let b = ServiceHandle::new(70_000);
+        assert!(a.is_whole() && b.is_whole());
+        // Either half of one with the other half of the other.
+        let stitched = [
+            ServiceHandle {
+                entry: a.entry,
+                check: b.check,
+            },
+            ServiceHandle {
+                entry: b.entry,
+                check: a.check,
+            },
+            ServiceHandle {
+                entry: (a.entry & 0xffff) | (b.entry & !0xffff),
+                check: a.check,
+            },
+            ServiceHandle { entry: 0, check: 0 },
+        ];
+        for handle in stitched {
+            assert!(!handle.is_whole(), "{handle:?}");
+        }
     }
 
     #[test]

@@ -158,7 +158,12 @@ impl Datapath {
             .context("map VSTEER_RANGES is missing from the eBPF object")?;
         let ranges = aya::maps::LpmTrie::try_from(ranges)
             .context("map VSTEER_RANGES has an unexpected type or layout")?;
-        let services = service_maps::ServiceMaps::new(exact, ranges)?;
+        let entries = ebpf
+            .take_map(map_names::ENTRIES)
+            .context("map VSTEER_ENTRIES is missing from the eBPF object")?;
+        let entries = Array::try_from(entries)
+            .context("map VSTEER_ENTRIES has an unexpected type or layout")?;
+        let services = service_maps::ServiceMaps::new(exact, entries, ranges)?;
         for name in PROGRAMS {
             attach_and_pin(&mut ebpf, name, &cgroup, pin_dir)?;
         }

@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuHashMap};
 use vsteer_common::{
-    Address, RangeKey, ServiceValue, Slot, VipKey, map_names, mode, service_flags,
+    Address, RangeKey, ServiceEntry, ServiceHandle, ServiceValue, Slot, VipKey, map_names, mode,
+    service_flags,
 };
 use vsteer_plan::render::columns::{Align, Columns};
 
@@ -27,7 +28,8 @@ pub struct ServiceStatus {
 
 /// Reads the pinned maps under `pin_dir`.
 pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
-    let services: HashMap<MapData, VipKey, ServiceValue> = open(pin_dir, map_names::SERVICES)?;
+    let services: HashMap<MapData, VipKey, ServiceHandle> = open(pin_dir, map_names::SERVICES)?;
+    let service_entries: Array<MapData, ServiceEntry> = open(pin_dir, map_names::ENTRIES)?;
     // Absent when pinned by an agent from before ranges: none then.
     let ranges: Option<LpmTrie<MapData, RangeKey, ServiceValue>> =
         if pin_dir.join(map_names::RANGES).exists() {
@@ -42,7 +44,7 @@ pub fn read(pin_dir: &Path) -> Result<Vec<ServiceStatus>> {
         let (backend, per_cpu) = entry.context("reading the counters")?;
         counts.insert(backend, per_cpu.iter().sum());
     }
-    let entries = crate::service_maps::read_both(&services, ranges.as_ref())?;
+    let entries = crate::service_maps::read_both(&services, &service_entries, ranges.as_ref())?;
     let installed = tables::read_installed(entries, &backends)?;
     Ok(installed
         .iter()

@@ -19,7 +19,7 @@ use vsteer_plan::{Plan, ServiceKey, ServicePlan};
 use crate::grace::Grace;
 use crate::keys::{describe, vip_key};
 use crate::ranges::SlotRanges;
-use crate::service_maps::ServiceMaps;
+use crate::service_maps::{Replaced, ServiceMaps};
 use crate::slots::{TableSpec, table_spec};
 
 /// Which map holds `key`, as an index of per-map counts: 0 the service map (exact VIPs),
@@ -217,6 +217,23 @@ impl Tables {
                 entries[map_of(key)] -= 1;
             }
         }
+        // Each exact service written takes a fresh entry: wait for replaced ones if short.
+        let need = changes
+            .upserts
+            .iter()
+            .filter(|(key, _)| map_of(key) == 0)
+            .count();
+        if self.services.free_entries() < need {
+            self.sweep();
+            if self.services.free_entries() < need {
+                anyhow::bail!(
+                    "{need} services to write and {} free service entries (replaced ones come \
+                     back after a grace period, whose wait failed): nothing written; the change \
+                     is tried again",
+                    self.services.free_entries()
+                );
+            }
+        }
         let mut reserved: Vec<(VipKey, TableSpec, u32)> = Vec::with_capacity(changes.upserts.len());
         for (key, spec) in changes.upserts {
             let count = u32::try_from(spec.slots.len()).unwrap_or(u32::MAX);
@@ -254,16 +271,12 @@ impl Tables {
                 });
             }
         }
-        let mut undo: Vec<(VipKey, Option<ServiceValue>)> = Vec::new();
+        let mut undo: Vec<(VipKey, Option<Replaced>)> = Vec::new();
         if let Err(err) = self.write_reserved(&changes.removals, &reserved, &mut undo) {
             let mut undone = true;
             for (key, before) in undo.into_iter().rev() {
                 // The first error is the one reported; a failed undo is resynced below.
-                undone &= match before {
-                    Some(value) => self.services.insert(&key, value),
-                    None => self.services.remove(&key),
-                }
-                .is_ok();
+                undone &= self.services.restore(&key, before).is_ok();
             }
             // A connect may have read a value flipped to these slots before the undo: they
             // come back after a grace period, as any replaced table's.
@@ -316,14 +329,12 @@ impl Tables {
         &mut self,
         removals: &[VipKey],
         reserved: &[(VipKey, TableSpec, u32)],
-        undo: &mut Vec<(VipKey, Option<ServiceValue>)>,
+        undo: &mut Vec<(VipKey, Option<Replaced>)>,
     ) -> Result<()> {
         for key in removals {
-            let Some(before) = self.services.get(key) else {
-                continue;
-            };
-            self.services.remove(key)?;
-            undo.push((*key, Some(before)));
+            if let Some(before) = self.services.remove(key)? {
+                undo.push((*key, Some(before)));
+            }
         }
         for (key, spec, first) in reserved {
             for (index, slot) in (*first..).zip(&spec.slots) {
@@ -339,8 +350,7 @@ impl Tables {
                 _pad: [0; 2],
                 generation: self.next_generation(),
             };
-            let before = self.services.get(key);
-            self.services.insert(key, value)?;
+            let before = self.services.insert(key, value)?;
             undo.push((*key, before));
         }
         Ok(())
@@ -410,7 +420,7 @@ impl Tables {
     /// grace period the kernel guarantees (see `grace`), waited for here, so every table
     /// replaced before this call is free after it. Should the wait fail, they stay retired.
     pub fn sweep(&mut self) {
-        if self.retired.is_empty() && !self.grace_due {
+        if self.retired.is_empty() && !self.services.has_retired() && !self.grace_due {
             return;
         }
         match self.grace.wait() {
@@ -420,6 +430,7 @@ impl Tables {
                 for (first, count) in std::mem::take(&mut self.retired) {
                     self.ranges.release(first, count);
                 }
+                self.services.release_retired();
             }
             Err(err) => tracing::warn!("replaced backend tables kept for now: {err:#}"),
         }

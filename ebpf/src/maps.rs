@@ -6,27 +6,31 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use vsteer_common::{
-    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ORIGINAL, MAX_RANGES, MAX_SERVICES, OriginalKey,
-    ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceValue, Slot, UdpFlows,
-    VipKey,
+    Address, MAX_BACKEND_SLOTS, MAX_COUNTERS, MAX_ENTRIES, MAX_ORIGINAL, MAX_RANGES, MAX_SERVICES,
+    OriginalKey, ProxyConfig, REVERSE_SLOTS, RangeKey, Redirected, ReverseEntry, ServiceEntry,
+    ServiceHandle, ServiceValue, Slot, UdpFlows, VipKey,
 };
 
-/// VIP:port:protocol -> the service's current backend table. Without preallocation, as a
-/// preallocated map puts a replaced element back on its free list at once, where the next
-/// update of the same apply may take it and write another service's value under a reader.
-/// (Kernels whose hash maps allocate through bpf_mem_alloc may reuse a freed element early
-/// too: the window is narrow, not closed.)
+/// VIP:port:protocol -> the handle of the service's entry in [`VSTEER_ENTRIES`]. Its
+/// elements may be reused for another key under a reader (see `ServiceHandle`), which the
+/// reader detects; allocated per element, as most nodes have far fewer services than room.
 #[btf_map]
 pub static VSTEER_SERVICES: HashMap<
     VipKey,
-    ServiceValue,
+    ServiceHandle,
     { MAX_SERVICES as usize },
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
 
+/// Exact services' values with their keys. An array, written by the agent only into entries
+/// no handle has named for a grace period, so a connect reads a stable entry.
+#[btf_map]
+pub static VSTEER_ENTRIES: Array<ServiceEntry, { MAX_ENTRIES as usize }> = Array::new();
+
 /// (protocol, port, CIDR range of VIPs) -> the range's backend table: looked up only when
-/// the address is no exact VIP, so exact services pay nothing for it. Its elements are freed
-/// after an RCU grace period (the trie allocates each), as the service map's.
+/// the address is no exact VIP, so exact services pay nothing for it. A trie node replaced
+/// or deleted is freed after an RCU grace period (kfree_rcu, or bpf_mem_alloc's free_rcu),
+/// never reused under a reader, so its value is read as it was written.
 ///
 /// One entry more than the agent fills: before Linux 6.14 a full trie refuses to update even
 /// a key it holds (`-ENOSPC`), and a range's value is flipped in place.

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use vsteer_common::{Address, PROTO_TCP, PROTO_UDP, ServiceValue, VipKey, mode, service_flags};
 
 use crate::{
-    maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_RANGES, VSTEER_SERVICES},
+    maps::{VSTEER_BACKENDS, VSTEER_COUNTERS, VSTEER_ENTRIES, VSTEER_RANGES, VSTEER_SERVICES},
     redirect, udp_flows,
 };
 
@@ -87,14 +87,33 @@ pub fn choose(ctx: &SockAddrContext, key: &VipKey) -> Choice {
 /// The service of `key`: its exact VIP, else the longest CIDR range holding it.
 #[inline(always)]
 fn lookup(key: &VipKey) -> Option<ServiceValue> {
-    // SAFETY: values are copied out at once; the agent never edits a table in place.
-    if let Some(service) = unsafe { VSTEER_SERVICES.get(key) } {
-        return Some(*service);
+    if let Some(service) = exact(key) {
+        return Some(service);
     }
     let range = key.range_key();
     VSTEER_RANGES
         .get(&Key::new(range.prefix_len, range.data))
         .copied()
+}
+
+/// The exact service of `key`. A handle that fails its checks was read from an element
+/// reused for another key a moment ago: the next lookup finds the key's current element.
+#[inline(always)]
+fn exact(key: &VipKey) -> Option<ServiceValue> {
+    for _ in 0..2 {
+        // SAFETY: the handle is copied out at once; what it says is checked below.
+        let handle = unsafe { *VSTEER_SERVICES.get(key)? };
+        if !handle.is_whole() {
+            continue;
+        }
+        let Some(entry) = VSTEER_ENTRIES.get(handle.entry) else {
+            continue;
+        };
+        if entry.key == *key {
+            return Some(entry.service);
+        }
+    }
+    None
 }
 
 #[inline(always)]

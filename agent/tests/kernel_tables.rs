@@ -42,27 +42,6 @@ fn the_service_map_is_not_preallocated() {
 const A_BACKEND: &str = "127.0.1.1:80";
 const B_BACKEND: &str = "127.0.1.2:80";
 
-/// Service `n` at 127.70.0.n:80 with one backend.
-fn small_service(n: u8, backend: &str) -> ServicePlan {
-    let backend: std::net::SocketAddr = backend.parse().unwrap();
-    ServicePlan {
-        key: ServiceKey::new(IpAddr::V4(Ipv4Addr::new(127, 70, 0, n)), 80, Protocol::Tcp),
-        host: format!("small{n}.internal").into(),
-        resource: ResourceId::new(Kind::ServiceEntry, "default", &format!("small{n}")),
-        route: None,
-        load_balancer: LoadBalancer::Random,
-        backends: vec![BackendPlan {
-            address: backend.ip(),
-            port: backend.port(),
-            weight: WEIGHT_SCALE,
-            labels: vsteer_model::Labels::default(),
-            subsets: Vec::new(),
-        }],
-        decision: Decision::Kernel,
-        http: None,
-    }
-}
-
 /// A service map element may be reused for another key while a connect reads it (the
 /// kernel's hash maps hand a replaced element to the next update before any grace period).
 /// What such a connect reads is put under A's key here: B's handle, then a half-written
@@ -73,7 +52,8 @@ fn a_connect_never_uses_a_handle_read_from_a_reused_element() {
     if !kernel_tests_enabled("a_connect_never_uses_a_handle_read_from_a_reused_element") {
         return;
     }
-    let plan: Plan = [small_service(1, A_BACKEND), small_service(2, B_BACKEND)]
+    let one = |n: u8, backend: [u8; 4]| big_service(n, 1, u32::from(Ipv4Addr::from(backend)));
+    let plan: Plan = [one(1, [127, 0, 1, 1]), one(2, [127, 0, 1, 2])]
         .into_iter()
         .collect();
     let fx = Fixture::new(&plan);

@@ -72,14 +72,19 @@ fn a_connect_never_uses_a_handle_read_from_a_reused_element() {
     let b_handle = services.get(&b_key, 0).unwrap();
     let b_entry = entries.get(&b_handle.entry, 0).unwrap();
 
+    // A's connects with `handle` under A's key reach no backend.
+    let mut unused_under_a = |handle: ServiceHandle, what: &str| {
+        services.insert(a_key, handle, 0).unwrap();
+        let report = connect_a();
+        assert!(
+            report.replies().is_empty(),
+            "A's connects used {what}: {:?}",
+            report.replies()
+        );
+    };
+
     // Another service's handle: its entry names B, so A's connect does not take it.
-    services.insert(a_key, b_handle, 0).unwrap();
-    let report = connect_a();
-    assert!(
-        report.replies().is_empty(),
-        "A's connects used B's handle: {:?}",
-        report.replies()
-    );
+    unused_under_a(b_handle, "B's handle");
 
     // A half-written handle: its check fails, so the entry it names (A's key, B's table,
     // as an entry caught mid-write would read) is not used either.
@@ -98,13 +103,7 @@ fn a_connect_never_uses_a_handle_read_from_a_reused_element() {
         entry: unused,
         check: ServiceHandle::check_of(unused) ^ 1,
     };
-    services.insert(a_key, torn, 0).unwrap();
-    let report = connect_a();
-    assert!(
-        report.replies().is_empty(),
-        "A's connects used a half-written handle: {:?}",
-        report.replies()
-    );
+    unused_under_a(torn, "a half-written handle");
 
     services.insert(a_key, a_handle, 0).unwrap();
     assert_eq!(counts(&connect_a(), &[A_BACKEND, B_BACKEND]), [40, 0]);
